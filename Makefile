@@ -1,0 +1,41 @@
+# The two commands of the README, and the named long runs.
+#   make run   build and start the service on the embedded store, with demo data
+#   make test  build (ASan + UBSan) and run the whole suite through ctest
+# Each target installs the Debian packages it needs first (scripts/deps.sh).
+BUILD      ?= build
+TEST_BUILD ?= build-test
+STORE      ?= sqlite:data/sightline.db
+LISTEN     ?= 127.0.0.1:8080
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build run test deps bench fuzz format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p data
+	@scripts/run.sh $(BUILD)/sightline "$(STORE)" "$(LISTEN)"
+
+test:
+	@scripts/deps.sh build test
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	@scripts/deps.sh bench
+	@cmake --build $(BUILD) -j $(JOBS) --target benchmarks
+	@bench/run_all.sh $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz
