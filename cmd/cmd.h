@@ -23,6 +23,11 @@ typedef struct cmd_entry {
 
 /* Subcommands: one file each (cmd/<name>.c). */
 int cmd_serve(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_tenants(int argc, char **argv);
+int cmd_listen(int argc, char **argv);    /* cmd/listen.c */
+int cmd_recompute(int argc, char **argv); /* cmd/recompute.c */
 
 /* Prints "sightline <sub>: <message>" to stderr, naming the field and offset
  * when the error has them, and returns the exit code for the status. */

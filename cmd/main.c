@@ -8,6 +8,13 @@
 
 static const cmd_entry commands[] = {
     {"serve", "run the HTTP service (and the change-feed listener)", cmd_serve},
+    {"ingest", "store detector outputs and asset scores from files or a spool folder",
+     cmd_ingest},
+    {"keys", "create, list and revoke API keys of a tenant", cmd_keys},
+    {"tenants", "create and show tenants", cmd_tenants},
+    {"listen", "apply the change feed to the aggregates (standalone listener)", cmd_listen},
+    {"recompute", "rebuild aggregates from base documents, report and repair drift",
+     cmd_recompute},
 };
 
 static void print_help(FILE *out)

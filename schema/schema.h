@@ -187,4 +187,65 @@ sl_status schema_time_parse(const char *s, int64_t *ms, sl_error *err);
 /* Formats ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (>= 25 bytes). */
 void schema_time_format(int64_t ms, char out[25]);
 
+/* ---------------------------------------------------------------------------
+ * Tenants and API keys (schema/keys_auth.c).  A key document lives in its
+ * tenant's partition (T#t / KEY#<id>) and is also indexed by gsi1
+ * (KEYID#<id> / KEY) so a bearer key can be found without knowing its tenant.
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_GSI1SK_KEY "KEY"
+#define SCHEMA_F_TENANT "tenant"
+#define SCHEMA_F_KIND "kind"
+#define SCHEMA_F_CREATED_MS "created_ms"
+#define SCHEMA_F_KEY_ID "key_id"
+#define SCHEMA_F_NAME "name"
+#define SCHEMA_F_ROLE "role"
+#define SCHEMA_F_HASH "hash"
+#define SCHEMA_F_REVOKED_MS "revoked_ms"
+#define SCHEMA_KIND_HOSPITAL "hospital"
+#define SCHEMA_KIND_BRAND_CLIENT "brand-client"
+
+sl_status schema_gsi1pk_key_id(schema_key out, const char *key_id, sl_error *err); /* KEYID#id */
+
+/* ---------------------------------------------------------------------------
+ * Text from outside (schema/utf8.c): UTF-8 validity through libpcre2.
+ * ------------------------------------------------------------------------- */
+
+/* Length of the longest prefix of s[0..len) that is valid UTF-8 (len when all is). */
+size_t schema_utf8_valid_prefix(const char *s, size_t len);
+
+/* SL_OK when s[0..len) is valid UTF-8 without control bytes (0x00-0x1f,
+ * 0x7f); else SL_EINVAL naming `what` and the byte offset of the culprit. */
+sl_status schema_text_check(const char *what, const char *s, size_t len, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Frame documents (schema/frame.c; docs/documents.md "frame").  A frame's
+ * detections are packed: `labels` and `skus` (parallel arrays, one entry per
+ * distinct label of the frame) and `det`, a binary of `n` records of
+ * SCHEMA_FRAME_DET_SIZE bytes, little-endian: u16 label (index into labels),
+ * then confidence, x, y, w, h as int32 micro-units (round(v * 1e6), 0..1e6;
+ * box normalized, top-left origin).
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_FRAME "frame"
+#define SCHEMA_F_FRAME_N "n"
+#define SCHEMA_F_FRAME_LABELS "labels"
+#define SCHEMA_F_FRAME_SKUS "skus"
+#define SCHEMA_F_FRAME_DET "det"
+#define SCHEMA_FRAME_DET_SIZE 22u
+#define SCHEMA_FRAME_LABELS_MAX 65535u /* distinct labels in one frame */
+
+typedef struct schema_frame_det {
+    uint16_t label;     /* index into the frame's labels / skus */
+    int32_t confidence; /* micro-units, 0..1000000 */
+    int32_t x, y, w, h; /* micro-units of the image's width / height */
+} schema_frame_det;
+
+/* Writes one record. */
+void schema_frame_det_pack(uint8_t out[SCHEMA_FRAME_DET_SIZE], const schema_frame_det *d);
+
+/* Reads record i of det[0..det_len); SL_ECORRUPT (naming the record and the
+ * value) when det_len is not a whole number of records, i is past the end,
+ * the label index is not below nlabels or a value is outside 0..1000000. */
+sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, uint32_t nlabels,
+                                  schema_frame_det *out, sl_error *err);
+
 #endif /* SIGHTLINE_SCHEMA_H */

@@ -1,0 +1,396 @@
+/* api_int.h -- what the files of api/ share: the route-file contract (api_*)
+ * and the server's internal pieces (api__*).  Only api/ and its tests include
+ * this header.
+ *
+ * ADDING ROUTES (one file per area, one line to register it)
+ *
+ *   1. Write api/routes_<area>.c with the handlers and one table:
+ *
+ *        static const api_route routes[] = {
+ *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, NULL, brand_get},
+ *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED,
+ *             0, detections_chunk, detections_done},
+ *        };
+ *        API_AREA(brands, routes);
+ *
+ *   2. Add `X(brands)` to API_AREAS in api/routes.c.
+ *
+ * What the server guarantees before a handler runs:
+ *   - the method and pattern matched; every {param} passed
+ *     schema_component_check() (so it can go into a key as is);
+ *   - the query string parsed (api_query()), valid UTF-8 without control bytes;
+ *   - the key was checked and its role is in `roles` (admin passes every
+ *     tenant route); api_auth_of() gives the tenant FROM THE KEY -- build keys
+ *     from it, never from the request, so another tenant's resource is simply
+ *     not found (404, the same as a missing one);
+ *   - the body respects the route's policy: API_BODY_NONE refuses any body;
+ *     API_BODY_BUFFERED holds it whole (api_body()) up to body_max;
+ *     API_BODY_STREAMED hands it to on_chunk piece by piece, never whole, and
+ *     calls handler at the end.  body_max 0 means the configured default
+ *     (max-json-body / max-upload-body); a nonzero body_max is further capped
+ *     by that default.  A Content-Length over the limit is answered 413 before
+ *     any byte is read.  A chunked body is counted: past the limit (or after
+ *     on_chunk failed) the rest is dropped and the 413 (or the error) answered
+ *     when it ends -- libmicrohttpd 0.9.75 cannot answer while a body is still
+ *     arriving -- or, past drain-bytes more, the connection is closed.
+ *
+ * What a handler does: runs its store calls to completion (a 2xx is sent
+ * only after the write committed), then either sets a reply (api_reply_*) and
+ * returns SL_OK, or returns an error status with details in err, which the
+ * server turns into an application/problem+json answer (field and offset
+ * included).  Handlers run on server threads and must not keep `req` after
+ * they return.  Per-request state (a streaming parser, an open batch) goes in
+ * api_state_set(); its free function runs when the request ends, completed
+ * or aborted. */
+#ifndef SIGHTLINE_API_INT_H
+#define SIGHTLINE_API_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "api/api.h"
+
+/* ===========================================================================
+ * The route-file contract.
+ * ========================================================================= */
+typedef struct api_request api_request;
+
+typedef sl_status (*api_handler)(api_request *req, sl_error *err);
+/* One piece of a streamed body (never empty).  An error stops the stream: the
+ * rest of the body is dropped and the error is answered. */
+typedef sl_status (*api_chunk_fn)(api_request *req, const char *data, size_t len, sl_error *err);
+
+typedef enum api_body_kind {
+    API_BODY_NONE = 0, /* any body is refused with 413 */
+    API_BODY_BUFFERED, /* held whole, up to the limit */
+    API_BODY_STREAMED  /* handed to on_chunk as it arrives */
+} api_body_kind;
+
+/* Route access: a mask of api_role values, or API_PUBLIC (no key at all).  A
+ * route with neither is refused when the server starts. */
+#define API_PUBLIC   (1u << 30)
+#define API_ANY_ROLE (API_ROLE_INGEST | API_ROLE_STAFF | API_ROLE_VIEWER | API_ROLE_ADMIN)
+
+typedef struct api_route {
+    const char *method;    /* "GET", "POST", ... (GET also answers HEAD) */
+    const char *pattern;   /* "/v1/surgeries/{id}/usage": literal or {name} segments */
+    unsigned roles;        /* api_role mask or API_PUBLIC */
+    api_body_kind body;    /* body policy */
+    int64_t body_max;      /* bytes; 0 = the configured default for the policy */
+    api_chunk_fn on_chunk; /* API_BODY_STREAMED only */
+    api_handler handler;   /* runs once the whole request is in */
+} api_route;
+
+typedef struct api_area {
+    const char *name;
+    const api_route *routes;
+    size_t n;
+} api_area;
+
+#define API_AREA(area, table)                                                                      \
+    const api_area api__area_##area = {#area, table, sizeof table / sizeof table[0]}
+
+/* Who is calling: from the verified key, never from the request. */
+typedef struct api_auth {
+    char tenant[SCHEMA_COMPONENT_MAX + 1];
+    char tenant_kind[16];
+    char key_id[API_KEY_ID_LEN + 1];
+    char key_name[SCHEMA_COMPONENT_MAX + 1];
+    api_role role;
+} api_auth;
+
+/* ---- reading the request (pointers valid until the handler returns) ---- */
+const char *api_method(const api_request *req);
+const char *api_path(const api_request *req); /* raw path, without the query */
+const char *api_request_id(const api_request *req);
+store *api_store(const api_request *req);
+api_server *api_server_of(const api_request *req);
+const api_config *api_config_of(const api_request *req);
+
+/* The tenant and role of the key; NULL on API_PUBLIC routes. */
+const api_auth *api_auth_of(const api_request *req);
+
+/* A path parameter by name ("id" for {id}); NULL if the pattern has none. */
+const char *api_param(const api_request *req, const char *name);
+
+/* The first value of a query parameter ("" for "?flag"), NULL when absent. */
+const char *api_query(const api_request *req, const char *name);
+
+/* An integer query parameter in [min, max]; def when absent.  SL_EINVAL
+ * naming the parameter otherwise. */
+sl_status api_query_int(const api_request *req, const char *name, int64_t min, int64_t max,
+                        int64_t def, int64_t *out, sl_error *err);
+
+/* A request header (case-insensitive name), NULL when absent. */
+const char *api_header(const api_request *req, const char *name);
+
+/* API_BODY_BUFFERED: the whole body (NUL-terminated for convenience, len
+ * without it).  Other policies: NULL, *len 0. */
+const char *api_body(const api_request *req, size_t *len);
+
+/* Bytes of body received so far (streamed routes use it for offsets). */
+uint64_t api_body_received(const api_request *req);
+
+/* Parses the buffered body as one JSON value (depth <= 64).  On SL_OK *out is
+ * freed with yajl_tree_free().  SL_EINVAL with the byte offset otherwise. */
+sl_status api_body_json(const api_request *req, yajl_val *out, sl_error *err);
+
+/* Per-request state for the handler (e.g. a streaming parser): free_fn (may
+ * be NULL) runs once when the request ends, whatever the outcome. */
+void api_state_set(api_request *req, void *state, void (*free_fn)(void *));
+void *api_state(const api_request *req);
+
+/* ---- replying (one reply per request; later calls fail with SL_EINTERNAL) ---- */
+
+/* A JSON reply from a finished generator (see api_json_new); g stays the
+ * caller's.  SL_EINTERNAL when g does not hold one complete value. */
+sl_status api_reply_json(api_request *req, int http_status, yajl_gen g, sl_error *err);
+
+/* Bytes of content_type.  take: 1 = data was malloc'd and now belongs to the
+ * reply (freed with free()), 0 = copied. */
+sl_status api_reply_bytes(api_request *req, int http_status, const char *content_type, void *data,
+                          size_t len, int take, sl_error *err);
+
+/* size bytes of the open file fd from its start; fd belongs to the reply
+ * (closed when sent) from the call on, even on failure. */
+sl_status api_reply_fd(api_request *req, int http_status, const char *content_type, int fd,
+                       uint64_t size, sl_error *err);
+
+/* No body (204, 304). */
+sl_status api_reply_empty(api_request *req, int http_status, sl_error *err);
+
+/* Adds a header to the reply set above (Content-Disposition, ETag, Location).
+ * Values with CR, LF or NUL are refused. */
+sl_status api_reply_header(api_request *req, const char *name, const char *value, sl_error *err);
+
+/* ---- JSON out (yajl_gen): never invalid, whatever bytes a string holds ---- */
+
+/* A generator with UTF-8 validation on; free with yajl_gen_free().  NULL when
+ * out of memory. */
+yajl_gen api_json_new(void);
+
+/* A string value or map key: invalid UTF-8 becomes U+FFFD, control bytes are
+ * escaped by yajl.  NULL writes null. */
+yajl_gen_status api_json_str(yajl_gen g, const char *s);
+yajl_gen_status api_json_strn(yajl_gen g, const char *s, size_t len);
+yajl_gen_status api_json_int(yajl_gen g, int64_t v);
+/* "key": "value" and "key": 123 inside a map. */
+yajl_gen_status api_json_kv_str(yajl_gen g, const char *key, const char *value);
+yajl_gen_status api_json_kv_int(yajl_gen g, const char *key, int64_t value);
+
+/* ---- cursors: a store page token as an opaque, URL-safe string ---- */
+
+/* Hex of a store token into out (2 * STORE_TOKEN_MAX bytes). */
+void api_cursor_encode(const char *token, char out[2 * STORE_TOKEN_MAX]);
+/* Back to a store token; SL_EINVAL naming the `cursor` parameter when malformed. */
+sl_status api_cursor_decode(const char *cursor, char out[STORE_TOKEN_MAX], sl_error *err);
+
+/* ===========================================================================
+ * Internals shared across api/ files.
+ * ========================================================================= */
+
+/* Every area of routes (api/routes.c), NULL-terminated. */
+extern const api_area *const api__areas[];
+
+/* ---- router (router.c) ---- */
+#define API__PATH_SEG_MAX 16 /* segments in a path */
+#define API__PARAM_MAX    8  /* {params} in a pattern */
+#define API__QUERY_MAX    32 /* parameters in a query string */
+
+typedef struct api__croute {
+    const api_route *route;
+    const char *area;
+    size_t nseg;
+    char *seg[API__PATH_SEG_MAX];   /* literal segment, or NULL for a parameter */
+    char *param[API__PATH_SEG_MAX]; /* parameter name where seg is NULL */
+    char label[160];                /* "GET /v1/tenant", for metrics */
+} api__croute;
+
+typedef struct api__router {
+    api__croute *routes;
+    size_t n;
+} api__router;
+
+/* Compiles the areas' tables; refuses malformed patterns, missing handlers,
+ * routes without roles and duplicates, naming the route.  On success free
+ * with api__router_free(). */
+sl_status api__router_build(api__router *rt, const api_area *const *areas, sl_error *err);
+void api__router_free(api__router *rt);
+
+/* A percent-decoded path: segments point into buf (owned, free()). */
+typedef struct api__path {
+    char *buf;
+    size_t nseg;
+    const char *seg[API__PATH_SEG_MAX];
+} api__path;
+
+/* Splits and decodes raw[0..len) (starts with '/', no query).  Refuses bad
+ * percent-escapes, control bytes, invalid UTF-8, "." and ".." segments and
+ * more than API__PATH_SEG_MAX segments (SL_EINVAL naming the byte offset in
+ * the raw path).  On success out->buf is freed with free(). */
+sl_status api__path_parse(const char *raw, size_t len, api__path *out, sl_error *err);
+
+typedef enum api__match_result {
+    API__MATCH_FOUND = 0,
+    API__MATCH_NO_PATH,  /* 404 */
+    API__MATCH_NO_METHOD /* 405; allow lists what would match */
+} api__match_result;
+
+typedef struct api__match {
+    const api__croute *route;
+    size_t index; /* of route in the router */
+    size_t nparams;
+    const char *names[API__PARAM_MAX];
+    const char *values[API__PARAM_MAX]; /* point into the path */
+    char allow[64];                     /* "GET, HEAD, POST" for 405 */
+} api__match;
+
+/* Finds the route for method and path: among routes whose segments match,
+ * a literal segment beats a parameter at the first position they differ. */
+api__match_result api__router_match(const api__router *rt, const char *method,
+                                    const api__path *path, api__match *out);
+
+typedef struct api__query {
+    char *buf; /* owned, free() */
+    size_t n;
+    const char *name[API__QUERY_MAX];
+    const char *value[API__QUERY_MAX];
+} api__query;
+
+/* Parses raw[0..len) (after '?'): '&'-separated name[=value], percent- and
+ * '+'-decoded, each valid UTF-8 without control bytes.  SL_EINVAL naming the
+ * parameter or byte offset otherwise.  On success free out->buf. */
+sl_status api__query_parse(const char *raw, size_t len, api__query *out, sl_error *err);
+
+/* ---- keys (keys.c) ---- */
+
+/* Splits "sl_<id>_<secret>": copies the id, SL_EAUTH when the shape is wrong. */
+sl_status api__key_split(const char *key, size_t len, char id[API_KEY_ID_LEN + 1], sl_error *err);
+
+/* Lowercase hex SHA-256 of key[0..len) (GnuTLS). */
+sl_status api__key_hash(const char *key, size_t len, char hex[65], sl_error *err);
+
+/* Reads the key document of key_id via gsi1: its description and stored hash. */
+sl_status api__key_lookup(store *st, const char *key_id, api_key_info *info, char hash[65],
+                          sl_error *err);
+
+/* ---- authentication and the key cache (auth.c) ---- */
+typedef struct api__key_cache api__key_cache;
+
+/* A direct-mapped cache of verified key documents; entries live ttl_ms
+ * (0 disables the cache).  Free with api__key_cache_free(). */
+sl_status api__key_cache_new(int64_t ttl_ms, api__key_cache **out, sl_error *err);
+void api__key_cache_free(api__key_cache **c);
+
+/* Checks an Authorization header value ("Bearer sl_..."; NULL when absent).
+ * SL_EAUTH for a missing, malformed, unknown, wrong or revoked key (message
+ * says which, never echoing the secret); store failures pass through. */
+sl_status api__authenticate(api__key_cache *c, store *st, const char *authorization, api_auth *out,
+                            sl_error *err);
+
+/* ---- metrics (metrics.c) ---- */
+typedef struct api__metrics api__metrics;
+
+/* Counters for nlabels routes (labels copied) plus one "unmatched" row. */
+sl_status api__metrics_new(const char *const *labels, size_t nlabels, api__metrics **out,
+                           sl_error *err);
+void api__metrics_free(api__metrics **m);
+/* route == nlabels for requests that matched no route. */
+void api__metrics_observe(api__metrics *m, size_t route, int http_status, int64_t micros);
+void api__metrics_in_flight(api__metrics *m, int delta);
+void api__metrics_connections(api__metrics *m, int delta);
+void api__metrics_store_error(api__metrics *m, sl_status s);
+/* Whether s is a storage failure that /metrics counts. */
+int api__is_store_error(sl_status s);
+sl_status api__metrics_render(api__metrics *m, FILE *out, sl_error *err);
+
+/* api_server_start() serving the given areas instead of api__areas (tests). */
+sl_status api__server_start_areas(const api_config *cfg, store *st, const api_area *const *areas,
+                                  api_server **out, sl_error *err);
+
+/* The server's metrics and its extra writers into out (server.c). */
+sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err);
+
+/* ---- JSON in (json.c) ---- */
+
+/* Validates text as one JSON value no deeper than max_depth; SL_EINVAL with
+ * the byte offset of the fault. */
+sl_status api__json_check(const char *text, size_t len, int max_depth, sl_error *err);
+
+/* ---- problems (reply.c) ---- */
+
+/* Builds the application/problem+json body for an error: type
+ * "https://sightline.dev/problems/<slug>", title, status, detail, field,
+ * offset, request_id.  On success *body is malloc'd (caller frees) of *len
+ * bytes. */
+sl_status api__problem_body(int http_status, const char *slug, const char *title,
+                            const char *detail, const char *field, int64_t offset,
+                            const char *request_id, char **body, size_t *len);
+
+/* The slug of a status ("invalid-input" for SL_EINVAL ...). */
+const char *api__status_slug(sl_status s);
+
+/* ---- the request (private to server.c and request.c; route files use the
+ * accessors above) ---- */
+struct MHD_Connection;
+struct MHD_Response;
+typedef struct api__conn api__conn;
+
+struct api_request {
+    api_server *srv;
+    store *st;
+    const api_config *cfg;
+    struct MHD_Connection *conn;
+    api__conn *tracked; /* the connection's watchdog record, may be NULL */
+    char *uri;          /* raw request target as received (owned) */
+    const char *method; /* libmicrohttpd's, valid for the request */
+    size_t path_len;    /* bytes of uri before '?' */
+    api__path path;
+    api__query query;
+    api__match match;
+    size_t metric_route; /* route index, or the router size for "unmatched" */
+    int phase;           /* 0 before the head was seen, 1 reading, 2 answered */
+    char request_id[40];
+    int64_t start_us;
+    int authed;
+    api_auth auth;
+
+    /* body */
+    int has_body;
+    uint64_t body_limit;
+    uint64_t received;
+    char *body; /* buffered policy (owned) */
+    size_t body_len, body_cap;
+    int draining; /* refused or failed: bytes are dropped */
+
+    /* a pending problem, answered once the body is in (or at once) */
+    int problem_http;
+    const char *problem_slug;
+    sl_error problem;
+    int www_authenticate;
+    int allow_header;
+
+    /* the reply */
+    struct MHD_Response *resp;
+    int resp_status;
+    uint64_t resp_bytes;
+    const char *resp_content_type;
+
+    void *state;
+    void (*state_free)(void *);
+};
+
+/* Records a problem to answer for req (first one wins); slug may be NULL for
+ * the status's own.  Returns e->status. */
+sl_status api__request_fail(api_request *req, int http_status, const char *slug, const sl_error *e);
+
+/* Builds the problem response recorded in req into req->resp. */
+sl_status api__request_problem_reply(api_request *req);
+
+/* Frees what the request holds (not the struct). */
+void api__request_release(api_request *req);
+
+#endif /* SIGHTLINE_API_INT_H */

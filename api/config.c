@@ -1,0 +1,168 @@
+/* config.c -- the server's limits as one table (name, min, max, default,
+ * help, field), the one place `serve --help`, flag parsing and defaults come
+ * from.  Values are checked against their bounds overflow-safely. */
+#include "api_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct config_row {
+    const char *name;
+    int64_t min, max, def;
+    int bytes; /* accepts k/M/G suffixes */
+    size_t offset;
+    const char *help;
+} config_row;
+
+#define ROW(name, min, max, def, bytes, field, help)                                               \
+    {                                                                                              \
+        name, min, max, def, bytes, offsetof(api_config, field), help                              \
+    }
+
+static const config_row rows[] = {
+    ROW("threads", 0, 256, 0, 0, threads, "worker threads (0: one per online core)"),
+    ROW("max-connections", 1, 1000000, 16384, 0, max_connections,
+        "open connections at once; more are closed on accept"),
+    ROW("idle-timeout", 1, 3600, 30, 0, idle_timeout_s, "seconds a silent connection stays open"),
+    ROW("header-timeout", 1, 3600, 15, 0, header_timeout_s,
+        "seconds a request head may take to arrive, from connect or the previous answer"),
+    ROW("max-header-bytes", 1024, 1 << 20, 8192, 1, max_header_bytes,
+        "bytes of request line and headers"),
+    ROW("max-json-body", 0, INT64_C(1) << 30, 1 << 20, 1, max_json_body,
+        "bytes of a buffered (JSON) request body"),
+    ROW("max-upload-body", 0, INT64_C(1) << 40, INT64_C(4) << 30, 1, max_upload_body,
+        "bytes of a streamed upload (detector files)"),
+    ROW("drain-bytes", 0, INT64_C(1) << 30, 1 << 20, 1, drain_bytes,
+        "bytes of a refused body read and dropped before the connection is closed"),
+    ROW("key-cache-ms", 0, 60000, 5000, 0, key_cache_ms,
+        "milliseconds a verified API key is cached; revocation takes effect within this"),
+    ROW("shutdown-grace", 0, 3600, 30, 0, shutdown_grace_s,
+        "seconds a stop waits for in-flight requests"),
+};
+
+#define NROWS (sizeof rows / sizeof rows[0])
+
+static int64_t *field_of(api_config *cfg, const config_row *r)
+{
+    return (int64_t *)((char *)cfg + r->offset);
+}
+
+static const config_row *row_find(const char *name)
+{
+    const config_row *found = NULL;
+    for (size_t i = 0; i < NROWS && !found; i++)
+        if (!strcmp(rows[i].name, name))
+            found = &rows[i];
+    return found;
+}
+
+void api_config_defaults(api_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen, "127.0.0.1:8080");
+    cfg->access_log = stdout;
+    for (size_t i = 0; i < NROWS; i++)
+        *field_of(cfg, &rows[i]) = rows[i].def;
+}
+
+int api_config_has(const char *name)
+{
+    return row_find(name) != NULL;
+}
+
+/* Parses a decimal integer with an optional binary suffix (k, M, G, T) when
+ * the row takes bytes; refuses signs, spaces, overflow and trailing text. */
+static sl_status parse_value(const config_row *r, const char *text, int64_t *out, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    const char *p = text;
+    uint64_t v = 0;
+    if (!*p || *p < '0' || *p > '9') {
+        rc = sl_error_set_at(err, SL_EINVAL, r->name, -1, "--%s: \"%.32s\" is not a number",
+                             r->name, text);
+        goto out;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10) {
+            rc = sl_error_set_at(err, SL_EINVAL, r->name, -1, "--%s: %.32s is too large", r->name,
+                                 text);
+            goto out;
+        }
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    int shift = 0;
+    if (r->bytes && *p) {
+        switch (*p) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            break;
+        }
+        if (shift)
+            p++;
+    }
+    if (*p) {
+        rc = sl_error_set_at(err, SL_EINVAL, r->name, -1, "--%s: \"%.32s\" is not a number%s",
+                             r->name, text, r->bytes ? " (suffixes k, M, G, T allowed)" : "");
+        goto out;
+    }
+    if (shift && v > (UINT64_MAX >> shift)) {
+        rc =
+            sl_error_set_at(err, SL_EINVAL, r->name, -1, "--%s: %.32s is too large", r->name, text);
+        goto out;
+    }
+    v <<= shift;
+    if (v < (uint64_t)r->min || v > (uint64_t)r->max) {
+        rc = sl_error_set_at(err, SL_EINVAL, r->name, -1,
+                             "--%s: %.32s is outside %" PRId64 "..%" PRId64, r->name, text, r->min,
+                             r->max);
+        goto out;
+    }
+    *out = (int64_t)v;
+out:
+    return rc;
+}
+
+sl_status api_config_set(api_config *cfg, const char *name, const char *value, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    const config_row *r = row_find(name);
+    int64_t v = 0;
+    if (!r) {
+        rc = sl_error_set_at(err, SL_EINVAL, name, -1, "unknown setting --%.64s", name);
+        goto out;
+    }
+    rc = parse_value(r, value ? value : "", &v, err);
+    if (rc != SL_OK)
+        goto out;
+    *field_of(cfg, r) = v;
+out:
+    return rc;
+}
+
+void api_config_help(FILE *out)
+{
+    for (size_t i = 0; i < NROWS; i++) {
+        char flag[40];
+        snprintf(flag, sizeof flag, "--%s N", rows[i].name);
+        fprintf(out, "  %-24s %s\n  %-24s (default %" PRId64 ", %" PRId64 "..%" PRId64 ")\n", flag,
+                rows[i].help, "", rows[i].def, rows[i].min, rows[i].max);
+    }
+}

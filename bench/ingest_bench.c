@@ -1,0 +1,264 @@
+/* ingest_bench.c -- ingest speed and memory through the CLI: generates a
+ * surgery in darknet -out format (by default 3 hours at 30 frames/s with 25
+ * detections per frame: 8.1 M detections) into a temporary directory, runs
+ * `sightline ingest` on it as a child process on a fresh SQLite store, and
+ * prints detections/s, MB/s of input and the child's peak RSS; then the same
+ * for a re-send (every frame equal: nothing written).  The HTTP path comes
+ * with the ingest routes.
+ *
+ * Usage: ingest_bench [-m minutes] [-f fps] [-d detections_per_frame]
+ *                     [-b sightline_binary] [-k]   (-k keeps the directory) */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const labels[] = {
+    "scalpel",    "forceps",   "needle holder", "scissors",     "retractor", "clamp",
+    "sponge",     "suture",    "trocar",        "suction tip",  "cautery",   "towel clip",
+    "hand",       "gauze",     "syringe",       "bowl",
+};
+#define NLABELS (sizeof labels / sizeof labels[0])
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t next_u32(void)
+{
+    rng ^= rng << 13; /* xorshift64: deterministic, fast */
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+
+/* A fraction in [lo, hi) with six decimals, as darknet prints them (%f). */
+static unsigned micro_in(unsigned lo, unsigned hi)
+{
+    return lo + next_u32() % (hi - lo);
+}
+
+static char *put_fixed6(char *p, unsigned micro)
+{
+    *p++ = (char)('0' + micro / 1000000);
+    *p++ = '.';
+    unsigned frac = micro % 1000000;
+    for (int i = 5; i >= 0; i--) {
+        p[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    return p + 6;
+}
+
+/* Writes the darknet file; returns its size in bytes. */
+static uint64_t generate(const char *path, uint64_t frames, unsigned dets)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "ingest_bench: cannot create %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    static char buf[1 << 16];
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    fputs("[\n", f);
+    for (uint64_t i = 1; i <= frames; i++) {
+        fprintf(f,
+                "{\n \"frame_id\":%llu, \n \"filename\":\"/data/or3/surgery-0042/frame%09llu.jpg\", "
+                "\n \"objects\": [ \n",
+                (unsigned long long)i, (unsigned long long)i);
+        for (unsigned k = 0; k < dets; k++) {
+            unsigned cls = next_u32() % NLABELS;
+            char *p = buf;
+            p += sprintf(p, "  {\"class_id\":%u, \"name\":\"%s\", \"relative_coordinates\":{"
+                            "\"center_x\":", cls, labels[cls]);
+            p = put_fixed6(p, micro_in(50000, 950000));
+            p = stpcpy(p, ", \"center_y\":");
+            p = put_fixed6(p, micro_in(50000, 950000));
+            p = stpcpy(p, ", \"width\":");
+            p = put_fixed6(p, micro_in(20000, 100000));
+            p = stpcpy(p, ", \"height\":");
+            p = put_fixed6(p, micro_in(20000, 100000));
+            p = stpcpy(p, "}, \"confidence\":");
+            p = put_fixed6(p, micro_in(250000, 1000000));
+            p = stpcpy(p, k + 1 < dets ? "}, \n" : "}\n");
+            fwrite(buf, 1, (size_t)(p - buf), f);
+        }
+        fputs(i < frames ? " ] \n}, \n" : " ] \n}\n", f);
+    }
+    fputs("]\n", f);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "ingest_bench: cannot write %s\n", path);
+        exit(1);
+    }
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static double cpu_of(const struct rusage *ru)
+{
+    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+           (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+}
+
+static double last_cpu; /* CPU seconds of the last child: another bench may share the cores */
+
+/* Runs the binary; returns its exit code, wall seconds and peak RSS in KB. */
+static int run(const char *const *argv, double *seconds, long *maxrss_kb)
+{
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) { /* the figures only: no summary lines, no progress bar */
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
+        return -1;
+    *seconds = now_s() - t0;
+    *maxrss_kb = ru.ru_maxrss;
+    last_cpu = cpu_of(&ru);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "ingest_bench: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+static void rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        unlink(path);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        rm_tree(p);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+int main(int argc, char **argv)
+{
+    double minutes = 180, fps = 30;
+    unsigned dets = 25;
+    const char *binary = SL_BINARY;
+    int keep = 0, opt;
+    while ((opt = getopt(argc, argv, "m:f:d:b:k")) != -1) {
+        switch (opt) {
+        case 'm':
+            minutes = atof(optarg);
+            break;
+        case 'f':
+            fps = atof(optarg);
+            break;
+        case 'd':
+            dets = (unsigned)atoi(optarg);
+            break;
+        case 'b':
+            binary = optarg;
+            break;
+        case 'k':
+            keep = 1;
+            break;
+        default:
+            fprintf(stderr, "usage: ingest_bench [-m minutes] [-f fps] [-d dets] [-b binary] [-k]\n");
+            return 2;
+        }
+    }
+    uint64_t frames = (uint64_t)(minutes * 60 * fps);
+    char dir[] = "/tmp/sl-ingest-bench-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char data[128], surgery[128], catalog[128], store[160];
+    snprintf(data, sizeof data, "%s/result.json", dir);
+    snprintf(surgery, sizeof surgery, "%s/surgery.json", dir);
+    snprintf(catalog, sizeof catalog, "%s/catalog.json", dir);
+    snprintf(store, sizeof store, "sqlite:%s/store.db", dir);
+    double t0 = now_s();
+    uint64_t bytes = generate(data, frames, dets);
+    double gen_s = now_s() - t0;
+    write_text(surgery,
+               "{\"hospital\": \"bench\", \"room\": \"OR 1\", \"procedure\": \"bench\", "
+               "\"surgeon\": \"bench\", \"started_at\": \"2026-11-26T08:00:00Z\", \"fps\": 30, "
+               "\"frame_width\": 1920, \"frame_height\": 1080, "
+               "\"table\": [[0.1, 0.5], [0.9, 0.5], [0.9, 1], [0.1, 1]]}");
+    write_text(catalog, "{\"name\": \"bench tools\", \"labels\": [\"scalpel\", \"forceps\", "
+                        "\"sponge\", \"(?i)needle.*\"], \"unit_cost_cents\": 100, "
+                        "\"single_use\": true}");
+    double s;
+    long rss;
+    const char *put_surgery[] = {binary,    "ingest",   "--store",   store, "--tenant", "bench",
+                                 "--surgery", "s1",     "--format", "surgery", surgery, NULL};
+    const char *put_catalog[] = {binary,  "ingest",    "--store", store,   "--tenant", "bench",
+                                 "--sku", "BENCH-1", "--format", "catalog", catalog,  NULL};
+    if (run(put_surgery, &s, &rss) != 0 || run(put_catalog, &s, &rss) != 0) {
+        fprintf(stderr, "ingest_bench: %s could not describe the surgery\n", binary);
+        if (!keep)
+            rm_tree(dir);
+        return 1;
+    }
+    const char *ingest[] = {binary,      "ingest", "--store",  store,   "--tenant", "bench",
+                            "--surgery", "s1",     "--format", "darknet", data,     NULL};
+    uint64_t total = frames * dets;
+    printf("ingest_bench: darknet, %.0f min at %.0f frames/s, %u detections/frame: %llu frames, "
+           "%llu detections, %.1f MB (generated in %.1f s)\n",
+           minutes, fps, dets, (unsigned long long)frames, (unsigned long long)total,
+           (double)bytes / 1e6, gen_s);
+    const char *pass[] = {"CLI first send", "CLI re-send (no change)"};
+    for (int i = 0; i < 2; i++) {
+        int code = run(ingest, &s, &rss);
+        if (code != 0) {
+            fprintf(stderr, "ingest_bench: sightline ingest exited with %d\n", code);
+            if (!keep)
+                rm_tree(dir);
+            return 1;
+        }
+        printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, peak RSS %.1f MB "
+               "(%.2f s CPU)\n",
+               pass[i], s, (double)total / s, (double)bytes / 1e6 / s, (double)rss / 1024.0,
+               last_cpu);
+    }
+    struct stat st;
+    char db[200];
+    snprintf(db, sizeof db, "%s/store.db", dir);
+    if (stat(db, &st) == 0)
+        printf("ingest_bench: store file %.1f MB (%.0f bytes per frame)\n", (double)st.st_size / 1e6,
+               (double)st.st_size / (double)frames);
+    if (keep)
+        printf("ingest_bench: kept %s\n", dir);
+    else
+        rm_tree(dir);
+    return 0;
+}

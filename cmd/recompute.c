@@ -1,0 +1,307 @@
+/* recompute.c -- `sightline recompute`: the nightly job.  Rebuilds aggregates
+ * from base documents, prints the drift (table or JSON), repairs it on request.
+ * Exit 0: no drift (or all repaired), 3: drift left, 1: failure, 2: usage. */
+#include "cmd.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <yajl/yajl_gen.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sightline recompute [--tenant T] [--repair] [--json] [--fresh]\n"
+            "                           [--max-aggregates N] [--store URI]\n\n"
+            "Rebuilds every aggregate from the base documents, compares it field by field\n"
+            "with the live aggregates (at the listener's committed position, so it can run\n"
+            "while the listener does) and prints the drift.  An interrupted run continues\n"
+            "after its last finished tenant (unless --fresh).  Every finished run leaves an\n"
+            "audit document.\n\n"
+            "  --tenant T           only this tenant\n"
+            "  --repair             correct the drift (atomically per aggregate, no listener\n"
+            "                       update lost); if the listener's feed position was pruned,\n"
+            "                       also move it to the head (needs every tenant)\n"
+            "  --json               print the report as JSON on stdout\n"
+            "  --fresh              ignore the checkpoint of an interrupted run\n"
+            "  --max-aggregates N   memory bound: aggregates of one tenant (default 2000000)\n"
+            "  --store URI          the store (default %s, or $SIGHTLINE_STORE)\n"
+            "  --help               this text\n\n"
+            "Exit codes: 0 no drift (or repaired), 1 failure, 2 bad usage, 3 drift found.\n",
+            CMD_DEFAULT_STORE);
+}
+
+/* ---------------------------------------------------------------------------
+ * Progress bar on stderr (only when it is a terminal).
+ * ------------------------------------------------------------------------- */
+typedef struct bar {
+    int64_t last_ms;
+    int drawn;
+} bar;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int draw(void *ctx, const engine_recompute_progress *p)
+{
+    bar *b = ctx;
+    int64_t now = mono_ms();
+    if (now - b->last_ms >= 100) { /* at most ten redraws a second */
+        b->last_ms = now;
+        b->drawn = 1;
+        char cells[31];
+        int filled = 0;
+        double frac = 0;
+        if (p->assets_estimate > 0) {
+            frac = (double)p->assets_scanned / (double)p->assets_estimate;
+            frac = frac > 1 ? 1 : frac;
+            filled = (int)(frac * 30);
+        }
+        for (int i = 0; i < 30; i++)
+            cells[i] = i < filled ? '#' : '.';
+        cells[30] = '\0';
+        if (p->assets_estimate > 0)
+            fprintf(stderr,
+                    "\r\033[Krecompute [%s] %3d%% %" PRId64 "/~%" PRId64 " assets, %" PRId64
+                    " items, %" PRId64 " tenants, %" PRId64 " drifted fields (%.32s)",
+                    cells, (int)(frac * 100), p->assets_scanned, p->assets_estimate,
+                    p->items_scanned, p->tenants_done, p->drift_fields, p->tenant ? p->tenant : "");
+        else
+            fprintf(stderr,
+                    "\r\033[Krecompute %" PRId64 " items, %" PRId64 " tenants, %" PRId64
+                    " drifted fields (%.32s)",
+                    p->items_scanned, p->tenants_done, p->drift_fields, p->tenant ? p->tenant : "");
+        fflush(stderr);
+    }
+    return 0; /* never interrupts */
+}
+
+/* ---------------------------------------------------------------------------
+ * Output.
+ * ------------------------------------------------------------------------- */
+static void print_table(const engine_recompute_report *r, int repair)
+{
+    char started[25];
+    schema_time_format(r->started_ms, started);
+    printf("recompute %s started %s%s: %" PRId64 " tenants, %" PRId64 " items, %" PRId64
+           " aggregates checked, %" PRId64 " malformed documents\n",
+           r->run_id, started, r->resumed ? " (resumed)" : "", r->tenants, r->items_scanned,
+           r->aggregates_checked, r->malformed);
+    if (r->feed_gone)
+        printf("the listener's feed position had been pruned%s\n",
+               r->consumer_reset ? "; the consumer was reset to the head"
+                                 : ": live aggregates are stale, run with --repair");
+    if (!r->drift_fields)
+        printf("no drift\n");
+    else
+        printf("drift: %" PRId64 " fields in %" PRId64 " aggregates, %s\n%-16s %-40s %-36s %20s "
+               "%20s\n",
+               r->drift_fields, r->drift_aggregates,
+               repair ? "repaired" : "not repaired (run with --repair to correct it)", "TENANT",
+               "AGGREGATE", "FIELD", "LIVE", "RECOMPUTED");
+    for (size_t i = 0; i < r->nrows; i++) {
+        const engine_drift_row *d = &r->rows[i];
+        printf("%-16s %-40s %-36s %20s %20s\n", d->tenant, d->sk, d->field, d->live, d->recomputed);
+    }
+    if ((int64_t)r->nrows < r->drift_fields)
+        printf("... and %" PRId64 " more drifted fields (only the first %zu are listed)\n",
+               r->drift_fields - (int64_t)r->nrows, r->nrows);
+}
+
+static void gen_key(yajl_gen g, const char *k)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+}
+
+static void gen_str(yajl_gen g, const char *k, const char *v)
+{
+    gen_key(g, k);
+    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+}
+
+static void gen_int(yajl_gen g, const char *k, int64_t v)
+{
+    gen_key(g, k);
+    yajl_gen_integer(g, (long long)v);
+}
+
+static void gen_bool(yajl_gen g, const char *k, int v)
+{
+    gen_key(g, k);
+    yajl_gen_bool(g, v != 0);
+}
+
+/* A value as a JSON number when it is an integer (sums of squares may pass
+ * 2^63, so the digits are written as they are), else as a string. */
+static void gen_value(yajl_gen g, const char *k, const char *v)
+{
+    gen_key(g, k);
+    const char *p = v + (*v == '-');
+    int numeric = *p != '\0';
+    for (; *p; p++)
+        numeric &= *p >= '0' && *p <= '9';
+    if (numeric)
+        yajl_gen_number(g, v, strlen(v));
+    else
+        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+}
+
+static int print_json(const engine_recompute_report *r, const char *tenant, int repair)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    char when[25];
+    int ok = 0;
+    if (!g)
+        goto out;
+    yajl_gen_map_open(g);
+    gen_str(g, "run_id", r->run_id);
+    schema_time_format(r->started_ms, when);
+    gen_str(g, "started", when);
+    schema_time_format(r->finished_ms, when);
+    gen_str(g, "finished", when);
+    gen_key(g, "tenant");
+    if (tenant)
+        yajl_gen_string(g, (const unsigned char *)tenant, strlen(tenant));
+    else
+        yajl_gen_null(g);
+    gen_bool(g, "repair", repair);
+    gen_bool(g, "resumed", r->resumed);
+    gen_bool(g, "feed_gone", r->feed_gone);
+    gen_bool(g, "consumer_reset", r->consumer_reset);
+    gen_int(g, "tenants", r->tenants);
+    gen_int(g, "items_scanned", r->items_scanned);
+    gen_int(g, "malformed", r->malformed);
+    gen_int(g, "aggregates_checked", r->aggregates_checked);
+    gen_int(g, "drift_fields", r->drift_fields);
+    gen_int(g, "drift_aggregates", r->drift_aggregates);
+    gen_int(g, "repaired_aggregates", r->repaired_aggregates);
+    gen_bool(g, "rows_truncated", (int64_t)r->nrows < r->drift_fields);
+    gen_key(g, "drift");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < r->nrows; i++) {
+        const engine_drift_row *d = &r->rows[i];
+        yajl_gen_map_open(g);
+        gen_str(g, "tenant", d->tenant);
+        gen_str(g, "aggregate", d->sk);
+        gen_str(g, "field", d->field);
+        gen_value(g, "live", d->live);
+        gen_value(g, "recomputed", d->recomputed);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    const unsigned char *buf;
+    size_t len;
+    ok = yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok;
+    if (ok) {
+        fwrite(buf, 1, len, stdout);
+        fputc('\n', stdout);
+    }
+    yajl_gen_free(g);
+out:
+    return ok;
+}
+
+int cmd_recompute(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        {"store", required_argument, NULL, 's'}, {"tenant", required_argument, NULL, 't'},
+        {"repair", no_argument, NULL, 'r'},      {"json", no_argument, NULL, 'j'},
+        {"fresh", no_argument, NULL, 'f'},       {"max-aggregates", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    const char *uri = NULL;
+    int json = 0, c, rc = CMD_EXIT_OK;
+    engine_recompute_options opt = {0};
+    store *s = NULL;
+    engine_recompute_report rep = {0};
+    sl_error err;
+    sl_error_clear(&err);
+    optind = 1;
+    opterr = 0; /* the message below names the option */
+    while (rc == CMD_EXIT_OK && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            uri = optarg;
+            break;
+        case 't':
+            if (schema_component_check("tenant", optarg, &err) != SL_OK)
+                rc = cmd_usage_error("recompute", "--tenant: %s", err.message);
+            opt.tenant = optarg;
+            break;
+        case 'r':
+            opt.repair = 1;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'f':
+            opt.fresh = 1;
+            break;
+        case 'm': {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < 1000 || v > 100000000)
+                rc = cmd_usage_error("recompute", "--max-aggregates wants 1000..100000000");
+            opt.max_aggregates = (size_t)v;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            goto out;
+        default:
+            rc = cmd_usage_error("recompute", "unknown option or missing value: '%s'",
+                                 argv[optind - 1]);
+            break;
+        }
+    }
+    if (rc == CMD_EXIT_OK && optind < argc)
+        rc = cmd_usage_error("recompute", "unexpected argument '%s'", argv[optind]);
+    if (rc != CMD_EXIT_OK)
+        goto out;
+
+    bar b = {0};
+    if (isatty(STDERR_FILENO)) {
+        opt.progress = draw;
+        opt.progress_ctx = &b;
+    }
+    sl_status st = store_open(cmd_store_uri(uri), NULL, &s, &err);
+    if (st == SL_OK)
+        st = engine_recompute(s, &opt, &rep, &err);
+    if (b.drawn)
+        fprintf(stderr, "\r\033[K");
+    if (st != SL_OK) {
+        rc = cmd_report_error("recompute", &err);
+        goto out;
+    }
+    if (json) {
+        if (!print_json(&rep, opt.tenant, opt.repair)) {
+            fprintf(stderr, "sightline recompute: could not write the JSON report\n");
+            rc = CMD_EXIT_FAILURE;
+            goto out;
+        }
+    } else {
+        print_table(&rep, opt.repair);
+    }
+    /* Drift counts as left unless this run repaired every drifted aggregate. */
+    if (rep.drift_fields && (!opt.repair || rep.repaired_aggregates < rep.drift_aggregates))
+        rc = CMD_EXIT_DRIFT;
+    if (rep.feed_gone && !rep.consumer_reset)
+        rc = CMD_EXIT_DRIFT;
+out:
+    engine_recompute_report_free(&rep);
+    store_close(&s);
+    return rc;
+}

@@ -1,0 +1,212 @@
+/* serve.c -- `sightline serve`: opens the store, starts the HTTP server and
+ * waits for SIGTERM or SIGINT, then stops gracefully (stop accepting, finish
+ * in-flight requests, close the store). */
+#include "cmd.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "api/api.h" /* and store/store.h */
+#include "engine/engine.h"
+
+#define SUB        "serve"
+#define FD_RESERVE 256 /* descriptors kept for the store, logs and libraries */
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: sightline serve [--store URI] [--listen HOST:PORT] [options]\n\n"
+            "Runs the HTTP API (GET /healthz and /metrics need no key; /v1/... need\n"
+            "'Authorization: Bearer <key>', see 'sightline keys create').  Stops\n"
+            "gracefully on SIGTERM or SIGINT.\n\n"
+            "  --store URI              store (default %s, or $SIGHTLINE_STORE)\n"
+            "  --listen HOST:PORT       address to serve on (default 127.0.0.1:8080; port 0\n"
+            "                           picks a free port, printed on stderr)\n"
+            "  --tls-cert FILE          serve HTTPS with this PEM certificate chain...\n"
+            "  --tls-key FILE           ...and this PEM private key\n"
+            "  --access-log DEST        '-' (stdout, default), a file to append to, or 'off'\n"
+            "limits:\n",
+            CMD_DEFAULT_STORE);
+    api_config_help(out);
+}
+
+/* Copies an option value into a fixed field, refusing one that does not fit. */
+static int set_text(char *field, size_t cap, const char *opt, const char *value)
+{
+    int rc = CMD_EXIT_OK;
+    if (strlen(value) >= cap)
+        rc = cmd_usage_error(SUB, "%s is longer than %zu bytes", opt, cap - 1);
+    else
+        memcpy(field, value, strlen(value) + 1);
+    return rc;
+}
+
+/* Raises the open-files limit to what max_connections needs (up to the hard
+ * limit) and lowers max_connections when even that is not enough. */
+static void fit_descriptors(api_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)cfg->max_connections + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        goto out;
+    if (rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need) {
+        int64_t fit = rl.rlim_cur > FD_RESERVE * 2 ? (int64_t)(rl.rlim_cur - FD_RESERVE) : 64;
+        fprintf(stderr,
+                "sightline serve: open-files limit is %llu; max-connections lowered from %lld to "
+                "%lld (raise 'ulimit -n' to keep it)\n",
+                (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections, (long long)fit);
+        cfg->max_connections = fit;
+    }
+out:
+    return;
+}
+
+/* /metrics lines for the change feed, through the API's metrics hook: how far
+ * the aggregates listener (this process or `sightline listen`) is behind. */
+static void feed_metrics(void *ctx, FILE *out)
+{
+    store_feed_stats fs;
+    sl_error err;
+    sl_error_clear(&err);
+    if (store_feed_stats_get(ctx, ENGINE_CONSUMER, &fs, &err) == SL_OK)
+        fprintf(out,
+                "# HELP sightline_feed_behind_events Change-feed events the aggregates listener "
+                "has not applied (-1: unknown).\n"
+                "# TYPE sightline_feed_behind_events gauge\n"
+                "sightline_feed_behind_events %lld\n"
+                "# HELP sightline_feed_lag_seconds Age of the oldest change not yet applied to "
+                "the aggregates.\n"
+                "# TYPE sightline_feed_lag_seconds gauge\n"
+                "sightline_feed_lag_seconds %.3f\n",
+                (long long)fs.behind_events, (double)fs.behind_ms / 1000.0);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    api_config cfg;
+    const char *store_opt = NULL, *log_dest = "-";
+    store *st = NULL;
+    api_server *srv = NULL;
+    FILE *log_file = NULL;
+    sl_error err;
+    int rc = CMD_EXIT_OK;
+    sigset_t stop_signals;
+    sl_error_clear(&err);
+    api_config_defaults(&cfg);
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help(stdout);
+            goto out;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            rc = cmd_usage_error(SUB, "unexpected argument '%s'", a);
+            goto out;
+        }
+        /* Every option takes a value: --name VALUE or --name=VALUE. */
+        char name[64];
+        const char *value = strchr(a, '=');
+        size_t nlen = value ? (size_t)(value - a - 2) : strlen(a + 2);
+        if (nlen >= sizeof name) {
+            rc = cmd_usage_error(SUB, "unknown option '%.64s'", a);
+            goto out;
+        }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = '\0';
+        if (value) {
+            value++;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            rc = cmd_usage_error(SUB, "--%s needs a value", name);
+            goto out;
+        }
+        if (!strcmp(name, "store")) {
+            store_opt = value;
+        } else if (!strcmp(name, "listen")) {
+            rc = set_text(cfg.listen, sizeof cfg.listen, "--listen", value);
+        } else if (!strcmp(name, "tls-cert")) {
+            rc = set_text(cfg.tls_cert, sizeof cfg.tls_cert, "--tls-cert", value);
+        } else if (!strcmp(name, "tls-key")) {
+            rc = set_text(cfg.tls_key, sizeof cfg.tls_key, "--tls-key", value);
+        } else if (!strcmp(name, "access-log")) {
+            log_dest = value;
+        } else if (api_config_has(name)) {
+            if (api_config_set(&cfg, name, value, &err) != SL_OK)
+                rc = cmd_usage_error(SUB, "%s", err.message);
+        } else {
+            rc = cmd_usage_error(SUB, "unknown option '--%s'", name);
+        }
+        if (rc != CMD_EXIT_OK)
+            goto out;
+    }
+    if (!cfg.tls_cert[0] != !cfg.tls_key[0]) {
+        rc = cmd_usage_error(SUB, "--tls-cert and --tls-key go together");
+        goto out;
+    }
+
+    if (!strcmp(log_dest, "off")) {
+        cfg.access_log = NULL;
+    } else if (!strcmp(log_dest, "-")) {
+        /* Fully buffered: the server flushes it a few times a second, so a
+         * busy server does not pay a write per request. */
+        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+        cfg.access_log = stdout;
+    } else if (!(log_file = fopen(log_dest, "a"))) {
+        rc = cmd_usage_error(SUB, "cannot open access log %s", log_dest);
+        goto out;
+    } else {
+        setvbuf(log_file, NULL, _IOFBF, 1 << 16);
+        cfg.access_log = log_file;
+    }
+    fit_descriptors(&cfg);
+
+    /* Block the stop signals before any thread starts, so every server thread
+     * inherits the mask and only sigwait() below sees them. */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *uri = cmd_store_uri(store_opt);
+    if (store_open(uri, NULL, &st, &err) != SL_OK) {
+        rc = cmd_report_error(SUB, &err);
+        goto out;
+    }
+    if (api_server_start(&cfg, st, &srv, &err) != SL_OK) {
+        rc = cmd_report_error(SUB, &err);
+        goto out;
+    }
+    if (api_server_add_metrics(srv, feed_metrics, st, &err) != SL_OK) {
+        rc = cmd_report_error(SUB, &err);
+        goto out;
+    }
+    fprintf(stderr, "sightline serve: listening on %s (store %s)\n", api_server_url(srv), uri);
+    fflush(stderr);
+
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0)
+        ;
+    fprintf(stderr, "sightline serve: %s received, finishing in-flight requests\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    api_server_stop(srv);
+    fprintf(stderr, "sightline serve: stopped\n");
+out:
+    api_server_free(&srv);
+    store_close(&st);
+    if (log_file)
+        fclose(log_file);
+    else
+        fflush(stdout);
+    return rc;
+}

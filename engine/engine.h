@@ -1,0 +1,356 @@
+/* engine.h -- exact cumulative aggregates kept from the change feed of `items`:
+ * the aggregate arithmetic (asset and surgery-summary images -> deltas), the
+ * listener that applies them exactly once, and the recompute job that proves
+ * them right.  Includes only schema/ and store/.
+ *
+ * ---------------------------------------------------------------------------
+ * Aggregate documents (table `aggregates`, partition `T#<tenant>#AGG`).
+ * Field order is fixed; every integer is BSON int64.
+ *
+ *   brand_agg     sk BRAND#<b>
+ *     { pk, sk, type: "brand_agg", tenant, brand, count,
+ *       metrics: { <name>: { n, sum, sumsq_hi, sumsq_lo, hist: [int64 x 100] }, ... } }
+ *   campaign_agg  sk BRAND#<b>#CAMPAIGN#<c>   as brand_agg, with `campaign` after `brand`
+ *   sector_agg    sk SECTOR#<s>               as brand_agg, with `sector` instead of `brand`
+ *   tool_agg      sk HOSPITAL#<h>#PROC#<p>#TOOL#<sku>
+ *     { pk, sk, type: "tool_agg", tenant, hospital, procedure, sku, surgeries,
+ *       surgeries_opened, surgeries_used, units_opened, units_used, waste_cents }
+ *
+ * Metrics: `memorability` (from memorability_micro) and one per saliency
+ * measure (saliency_micro keys), sorted by name (bytewise).  For each metric:
+ *   n         assets of the aggregate that carry this metric
+ *   sum       sum of the scores in micro-units (round(score * 1e6))
+ *   sumsq     sum of their squares, 128 bits: sumsq = sumsq_hi * 2^64 + (uint64)sumsq_lo
+ *             (two's complement halves, so a value < 2^63 has sumsq_hi == 0)
+ *   hist      100 bins of width 10,000 micro-units: bin i counts the scores in
+ *             [i * 10000, (i + 1) * 10000); a score of exactly 1.0 (1,000,000)
+ *             goes into the last bin, which is therefore closed: [990000, 1000000].
+ * A metric whose fields are all zero is left out; an aggregate whose count (tool:
+ * surgeries) returns to 0 with nothing else left is deleted.
+ *
+ * Tool aggregates, one per (hospital, procedure, sku) of each surgery_summary's
+ * `tools` entries (entries with the same sku in one summary are merged):
+ *   surgeries         summaries that list the sku
+ *   surgeries_opened  ... with opened_units > 0
+ *   surgeries_used    ... with used_units > 0
+ *   units_opened, units_used   sums of the units
+ *   waste_cents       single_use ? max(opened - used, 0) * unit_cost_cents : 0
+ *
+ * What contributes (the function f of an image; the delta of a change-feed
+ * event is f(new_image) - f(old_image)):
+ *   - an `asset` at T#t#ASSET#<id> / META whose `tenant` matches its pk and
+ *     whose `brand` is a valid component: count 1 to BRAND#b, to
+ *     BRAND#b#CAMPAIGN#c when `campaign` is present, to SECTOR#s when `sector`
+ *     is present, each with its metrics;
+ *   - a `surgery_summary` at T#t#SURGERY#<id> / SUMMARY: its tools as above.
+ * Anything else contributes nothing.  A malformed asset or summary (a score
+ * outside [0, 1000000], a wrong type, an invalid name, too many entries)
+ * contributes nothing as a whole, the same way in the listener and in
+ * recompute, and is reported (listener log and stats, recompute counters).
+ *
+ * Listener state and audits live in partition `SYS#ENGINE` of `aggregates`
+ * (never a tenant's: tenant keys start with "T#"):
+ *   LEASE#<consumer>       { type: "lease", consumer, holder, acquired_ms, renewed_ms, expires_ms }
+ *   LEASE#recompute        held by a repairing recompute run
+ *   CHECKPOINT#RECOMPUTE#<ALL|TENANT:t>#<check|repair>   an unfinished recompute run:
+ *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
+ *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
+ *         aggregates_checked, drift_fields, drift_aggregates, repaired_aggregates }
+ *   AUDIT#RECOMPUTE#<started ISO-8601>#<run id>   one per finished run:
+ *       { run_id, started_at, started_ms, finished_ms, tenant ("" = all), repair,
+ *         resumed, feed_gone, consumer_reset, and the counters above }
+ * ------------------------------------------------------------------------- */
+#ifndef SIGHTLINE_ENGINE_H
+#define SIGHTLINE_ENGINE_H
+
+#include <bson/bson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../schema/schema.h"
+/* store.h names both a type and a function store_query, which C refuses; the
+ * store's own workaround (store/store_int.h) renames the function until
+ * store.h is fixed.  Remove with it. */
+#ifndef store_query
+#define store_query(...) store_query_pk(__VA_ARGS__)
+#endif
+#include "../store/store.h"
+
+__extension__ typedef __int128 engine_i128;
+
+#define ENGINE_MICRO_ONE           1000000 /* a score of 1.0 in micro-units */
+#define ENGINE_HIST_BINS           100
+#define ENGINE_HIST_BIN_MICRO      10000         /* ENGINE_MICRO_ONE / ENGINE_HIST_BINS */
+#define ENGINE_METRIC_NAME_MAX     64            /* bytes of a metric name, without the NUL */
+#define ENGINE_ASSET_SALIENCY_MAX  32            /* saliency measures of one asset */
+#define ENGINE_AGG_METRICS_MAX     256           /* metrics of one aggregate */
+#define ENGINE_SUMMARY_TOOLS_MAX   4096          /* tool entries of one surgery summary */
+#define ENGINE_UNITS_MAX           1000000LL     /* opened_units / used_units of one entry */
+#define ENGINE_COST_MAX            10000000000LL /* unit_cost_cents of one entry */
+#define ENGINE_NAME_SIZE           (SCHEMA_COMPONENT_MAX + 1)
+#define ENGINE_CONSUMER            "aggregates" /* the listener's consumer name */
+#define ENGINE_SYS_PK              "SYS#ENGINE" /* partition of leases, checkpoints, audits */
+#define ENGINE_METRIC_MEMORABILITY "memorability"
+
+/* ---------------------------------------------------------------------------
+ * Aggregates in memory.
+ * ------------------------------------------------------------------------- */
+typedef enum engine_agg_kind {
+    ENGINE_AGG_BRAND = 1,
+    ENGINE_AGG_CAMPAIGN = 2,
+    ENGINE_AGG_SECTOR = 3,
+    ENGINE_AGG_TOOL = 4
+} engine_agg_kind;
+
+typedef struct engine_metric {
+    char name[ENGINE_METRIC_NAME_MAX + 1];
+    int64_t n;
+    int64_t sum;       /* micro-units */
+    engine_i128 sumsq; /* micro-units squared */
+    int64_t hist[ENGINE_HIST_BINS];
+} engine_metric;
+
+/* One aggregate, or one delta to an aggregate (same shape, signed values).
+ * Names that the kind does not use are "". */
+typedef struct engine_agg {
+    engine_agg_kind kind;
+    char tenant[ENGINE_NAME_SIZE];
+    char brand[ENGINE_NAME_SIZE];    /* brand, campaign */
+    char campaign[ENGINE_NAME_SIZE]; /* campaign */
+    char sector[ENGINE_NAME_SIZE];   /* sector */
+    char hospital[ENGINE_NAME_SIZE]; /* tool */
+    char procedure[ENGINE_NAME_SIZE];
+    char sku[ENGINE_NAME_SIZE];
+    int64_t count; /* brand, campaign, sector */
+    size_t nmetrics;
+    size_t cap_metrics;     /* private */
+    engine_metric *metrics; /* nmetrics, sorted by name; owned by the aggregate */
+    int64_t surgeries, surgeries_opened, surgeries_used; /* tool */
+    int64_t units_opened, units_used, waste_cents;
+    int64_t version; /* the document's `v` when decoded from the store, else 0 */
+} engine_agg;
+
+/* Zeroes *a (an empty aggregate of no kind). */
+void engine_agg_init(engine_agg *a);
+
+/* Frees what *a owns (its metrics) and zeroes it.  NULL is fine. */
+void engine_agg_free(engine_agg *a);
+
+/* Copies src into *dst (an initialized aggregate, whose metrics are replaced
+ * and freed).  *dst owns the copied metrics: free with engine_agg_free().  On
+ * failure *dst is unchanged. */
+sl_status engine_agg_copy(engine_agg *dst, const engine_agg *src, sl_error *err);
+
+/* The metric `name` of a, or NULL. */
+const engine_metric *engine_agg_metric(const engine_agg *a, const char *name);
+
+/* 1 when every counter, sum and bin of a is zero (metrics all-zero or absent). */
+int engine_agg_is_zero(const engine_agg *a);
+
+/* dst += sign * delta, metric by metric (sign is +1 or -1); the names of dst
+ * are taken from delta when dst has no kind yet.  Metrics left all-zero are
+ * removed.  dst keeps owning its (reallocated) metrics; delta is not changed.  SL_EINVAL when the
+ * kinds differ, SL_ETOOLARGE past ENGINE_AGG_METRICS_MAX metrics, SL_ENOMEM; dst is unchanged on
+ * failure. */
+sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_error *err);
+
+/* The aggregate's keys: pk T#t#AGG and its sort key (see the layout above). */
+sl_status engine_agg_keys(const engine_agg *a, schema_key pk, schema_key sk, sl_error *err);
+
+/* Encodes a as its aggregate document (layout above) into *out, which the
+ * caller initialized (bson_init) and destroys (bson_destroy), also on failure. */
+sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
+
+/* Decodes an aggregate document into *out (initialized by the caller; its
+ * previous content is freed).  *out then owns its metrics: engine_agg_free().  Kind and names come
+ * from pk and sk.  Strict: any missing or wrongly typed field, or a name field that disagrees with
+ * the key, is SL_ECORRUPT naming the field.  On failure *out is left empty. */
+sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err);
+
+/* Numbers derived on read, in score units ([0, 1]).  Everything is NaN when
+ * n == 0.
+ *   mean    sum / n / 1e6: the mean of round(score * 1e6) / 1e6 over the assets.
+ *   stddev  population standard deviation, sqrt((n*sumsq - sum^2) / n^2) / 1e6,
+ *           with the numerator computed exactly in 128-bit integers.
+ *   p10, median, p90: from the histogram, assuming the scores of a bin are
+ *           spread evenly over it: percentile q is the value x at which the
+ *           piecewise-linear cumulative count reaches q * n, i.e. in the bin i
+ *           where the cumulative count before it (c) is < q*n <= c + hist[i]:
+ *           x = (i * 10000 + (q*n - c) / hist[i] * 10000) / 1e6.  For q*n == 0
+ *           it is the lower edge of the first non-empty bin.  Accurate to one
+ *           bin (0.01); exact when each bin holds equal values spread evenly.
+ *   min, max: lower edge of the first / upper edge of the last non-empty bin. */
+typedef struct engine_stats {
+    int64_t n;
+    double mean, stddev, p10, median, p90, min, max;
+} engine_stats;
+
+void engine_metric_stats(const engine_metric *m, engine_stats *out);
+
+/* Percentile q in [0, 1] of a metric's histogram, as above (NaN when n == 0). */
+double engine_metric_percentile(const engine_metric *m, double q);
+
+/* The histogram bin of a score in micro-units (0..1000000). */
+int engine_hist_bin(int64_t micro);
+
+/* ---------------------------------------------------------------------------
+ * Sets of aggregates keyed by (kind, tenant, names): the shadow of a
+ * recompute, the merged deltas of a listener batch, a test's expectations.
+ * ------------------------------------------------------------------------- */
+typedef struct engine_aggset engine_aggset;
+
+/* A new empty set holding at most max_aggs aggregates (0: 1,000,000).  Free
+ * with engine_aggset_free(). */
+sl_status engine_aggset_new(size_t max_aggs, engine_aggset **out, sl_error *err);
+void engine_aggset_free(engine_aggset **set);
+void engine_aggset_clear(engine_aggset *set);
+size_t engine_aggset_count(const engine_aggset *set);
+
+/* The i-th aggregate in insertion order (or sorted order after
+ * engine_aggset_sort), owned by the set; valid until the set changes shape. */
+engine_agg *engine_aggset_at(engine_aggset *set, size_t i);
+
+/* Sorts the aggregates by (pk, sk) bytewise. */
+void engine_aggset_sort(engine_aggset *set);
+
+/* The aggregate with these identity fields (kind, tenant and names of key),
+ * or NULL. */
+engine_agg *engine_aggset_find(engine_aggset *set, const engine_agg *key);
+
+/* set[a's identity] += sign * a (the set keeps its own copy; a is not changed).
+ * SL_ETOOLARGE when the set is full. */
+sl_status engine_aggset_add(engine_aggset *set, const engine_agg *a, int sign, sl_error *err);
+
+/* Adds sign * f(image) (see the top of this file) to the set.  image may be
+ * NULL (adds nothing).  A document that is no asset or summary adds nothing
+ * and returns SL_OK.  A malformed asset or summary adds nothing and returns
+ * SL_EINVAL naming the field; the set is then unchanged. */
+sl_status engine_aggset_apply_image(engine_aggset *set, const bson_t *image, int sign,
+                                    sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * The listener: one per store (a lease decides which), as a thread.
+ * ------------------------------------------------------------------------- */
+typedef struct engine_listener engine_listener;
+
+typedef void (*engine_log_fn)(void *ctx, const char *level, const char *message);
+
+typedef struct engine_listener_options {
+    const char *consumer; /* feed consumer name; NULL: ENGINE_CONSUMER */
+    const char *holder;   /* lease holder id; NULL: "<host>:<pid>:<random>" */
+    int64_t lease_ms;     /* lease lifetime; 0: 10000 (min 50, max 600000) */
+    int64_t renew_ms;     /* renewal period; 0: lease_ms / 3 */
+    size_t batch_max;     /* events per commit; 0: 16384 (max 65536) */
+    int wait_ms;          /* how long one read waits when idle; 0: 50 (max 1000) */
+    engine_log_fn log;    /* NULL: lines on stderr */
+    void *log_ctx;
+} engine_listener_options;
+
+/* Starts the listener thread on s (which must outlive it).  On success *out
+ * is freed by engine_listener_stop(). */
+sl_status engine_listener_start(store *s, const engine_listener_options *opt, engine_listener **out,
+                                sl_error *err);
+
+/* Stops the thread (waits at most about one read), releases the lease and
+ * frees the handle; *l becomes NULL.  NULL is fine. */
+void engine_listener_stop(engine_listener **l);
+
+#define ENGINE_LAG_BUCKETS 1025 /* 1 ms buckets 0..1023 ms, then one for >= 1024 ms */
+
+typedef struct engine_listener_stats {
+    int holding_lease;      /* 1 while this instance holds the lease */
+    int feed_gone;          /* 1 when the feed position was pruned: run recompute --repair */
+    int64_t events_applied; /* events whose deltas were committed (since start) */
+    int64_t events_skipped; /* malformed images among them (contributed nothing) */
+    int64_t commits;        /* consumer commits */
+    int64_t conflicts;      /* commits retried after a version conflict */
+    int64_t errors;         /* store errors survived (retried) */
+    double applied_per_s;   /* over the last few seconds */
+    int64_t lag_events;     /* events not applied yet (-1: unknown) */
+    int64_t lag_ms;         /* age of the oldest event not applied (0: caught up) */
+    /* Commit-to-applied latency of every applied event, in 1 ms buckets. */
+    int64_t lag_hist[ENGINE_LAG_BUCKETS];
+    char last_error[256];
+} engine_listener_stats;
+
+/* A copy of the listener's counters; lag_* are asked of the store now. */
+sl_status engine_listener_stats_get(engine_listener *l, engine_listener_stats *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Recompute: rebuild aggregates from base documents, compare, repair.
+ *
+ * One store snapshot per run: in it the live aggregates reflect the consumer's
+ * committed token C while items reflect the snapshot head H; the shadow built
+ * from items is brought back to C by subtracting the deltas of the feed events
+ * in (C, H], so both sides describe the same point.  The shadow is kept in
+ * memory one tenant at a time (items are scanned in pk order, so a tenant's
+ * documents are contiguous), bounded by max_aggregates.
+ *
+ * --repair adds (shadow - live) to the current live document under a version
+ * condition, retried on conflict, so a listener running meanwhile loses
+ * nothing.  Only one repairing run at a time (a lease RECOMPUTE#... in
+ * SYS#ENGINE).  When the consumer's feed position was pruned, repair first
+ * resets the consumer to the head, then repairs every tenant.
+ *
+ * Resumable: after each tenant the run records a checkpoint; a run with the
+ * same scope (tenant option and repair) continues after the last finished
+ * tenant unless `fresh` is set.
+ * ------------------------------------------------------------------------- */
+#define ENGINE_DRIFT_VALUE_MAX 48
+
+typedef struct engine_drift_row {
+    char tenant[ENGINE_NAME_SIZE];
+    char sk[SCHEMA_KEY_MAX];                 /* the aggregate's sort key */
+    char field[ENGINE_METRIC_NAME_MAX + 32]; /* "count", "metrics.memorability.hist[42]", ... */
+    char live[ENGINE_DRIFT_VALUE_MAX];       /* "absent" when missing */
+    char recomputed[ENGINE_DRIFT_VALUE_MAX];
+} engine_drift_row;
+
+typedef struct engine_recompute_progress {
+    const char *tenant; /* being processed */
+    int64_t tenants_done;
+    int64_t items_scanned;
+    int64_t assets_scanned;
+    int64_t assets_estimate; /* from the live brand aggregates; 0 when unknown */
+    int64_t drift_fields;
+} engine_recompute_progress;
+
+typedef struct engine_recompute_options {
+    const char *tenant; /* NULL or "": every tenant */
+    int repair;
+    int fresh;             /* ignore a checkpoint of an interrupted run */
+    const char *consumer;  /* NULL: ENGINE_CONSUMER */
+    size_t max_aggregates; /* of one tenant in memory; 0: 2,000,000 */
+    size_t max_rows;       /* drift rows kept in the report; 0: 10,000 */
+    /* Called every few hundred documents and after each tenant; a nonzero
+     * return interrupts the run (SL_EBUSY), which resumes from its checkpoint. */
+    int (*progress)(void *ctx, const engine_recompute_progress *p);
+    void *progress_ctx;
+} engine_recompute_options;
+
+typedef struct engine_recompute_report {
+    char run_id[40];
+    int64_t started_ms, finished_ms;
+    int resumed;        /* continued an interrupted run */
+    int feed_gone;      /* the consumer's position had been pruned */
+    int consumer_reset; /* ... and repair moved it to the head */
+    int64_t tenants;    /* tenants compared (this run and the one it resumed) */
+    int64_t items_scanned;
+    int64_t malformed; /* assets / summaries that contribute nothing */
+    int64_t aggregates_checked;
+    int64_t drift_fields;
+    int64_t drift_aggregates;
+    int64_t repaired_aggregates;
+    size_t nrows; /* rows kept (at most max_rows) of this process's part */
+    engine_drift_row *rows;
+} engine_recompute_report;
+
+/* Runs a recompute.  On SL_OK *out holds the report: free it with
+ * engine_recompute_report_free().  Drift is not an error: look at
+ * out->drift_fields.  An audit document is written for every finished run. */
+sl_status engine_recompute(store *s, const engine_recompute_options *opt,
+                           engine_recompute_report *out, sl_error *err);
+
+void engine_recompute_report_free(engine_recompute_report *r);
+
+#endif /* SIGHTLINE_ENGINE_H */

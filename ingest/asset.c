@@ -1,0 +1,198 @@
+/* asset.c -- brand asset documents: the PUT /v1/assets/{id} body (also one
+ * line of asset NDJSON, with "asset": id), validated and encoded with scores
+ * stored twice (the double as received and exact micro-units), saliency
+ * measures in name order so equal content always encodes to equal bytes. */
+#include "ingest_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEXT_MAX 256u
+#define SALIENCY_MAX 32u       /* named measures of one asset */
+#define PROGRESSION_MAX 86400u /* seconds of video: a day */
+
+typedef struct measure {
+    const char *name;
+    double v;
+    int64_t micro;
+} measure;
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const measure *)a)->name, ((const measure *)b)->name);
+}
+
+/* Checks a score node and converts it, naming the node on error. */
+static sl_status score(const ingest__tree *t, const ingest__jnode *n, double *v, int64_t *micro,
+                       sl_error *err)
+{
+    sl_status rc = ingest__tree_node_double(t, n, 0, 1, v, err);
+    if (rc == SL_OK)
+        rc = schema_micro_from_score(*v, micro, err);
+    return rc;
+}
+
+sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const ingest__tree *t,
+                                 const ingest__jnode *root, bson_t *doc, const char **id_out,
+                                 sl_error *err)
+{
+    sl_status rc = SL_OK;
+    measure sal[SALIENCY_MAX];
+    size_t nsal = 0;
+    schema_key pk, gpk, gsk;
+    if (root->type != INGEST__T_OBJECT)
+        return ingest__tree_fail(t, root, err, SL_EINVAL, "an asset is a JSON object, not %s",
+                                 ingest__jtype_name(root->type));
+    const char *id = NULL, *client = NULL, *brand = NULL, *brand_id = "", *sector = NULL,
+               *campaign = NULL, *media = NULL, *model = "";
+    const ingest__jnode *saliency = NULL, *progression = NULL;
+    double mem = 0;
+    int64_t mem_micro = 0;
+    if ((rc = ingest__tree_component(t, root, "asset", asset == NULL, &id, err)))
+        return rc;
+    if (asset && id && strcmp(id, asset) != 0)
+        return ingest__tree_fail(t, ingest__tree_get(root, "asset"), err, SL_EINVAL,
+                                 "asset \"%.128s\" in the body differs from \"%.128s\" in the path",
+                                 id, asset);
+    if (asset)
+        id = asset;
+    if ((rc = ingest__tree_component(t, root, "client", true, &client, err)) ||
+        (rc = ingest__tree_component(t, root, "brand", true, &brand, err)) ||
+        (rc = ingest__tree_component(t, root, "brand_id", false, &brand_id, err)) ||
+        (rc = ingest__tree_component(t, root, "sector", true, &sector, err)) ||
+        (rc = ingest__tree_component(t, root, "campaign", true, &campaign, err)) ||
+        (rc = ingest__tree_string(t, root, "media_type", true, 16, &media, err)) ||
+        (rc = ingest__tree_string(t, root, "model_version", false, TEXT_MAX, &model, err)) ||
+        (rc = ingest__tree_typed(t, root, "saliency", true, INGEST__T_OBJECT, &saliency, err)) ||
+        (rc = ingest__tree_typed(t, root, "progression", false, INGEST__T_ARRAY, &progression,
+                                 err)))
+        return rc;
+    bool video = strcmp(media, "video") == 0;
+    if (!video && strcmp(media, "image") != 0)
+        return ingest__tree_fail(t, ingest__tree_get(root, "media_type"), err, SL_EINVAL,
+                                 "media_type must be \"image\" or \"video\", not \"%.32s\"", media);
+    const ingest__jnode *mn = ingest__tree_get(root, "memorability");
+    if (!mn)
+        return ingest__tree_fail(t, root, err, SL_EINVAL,
+                                 "memorability is required (a score in [0, 1])");
+    if ((rc = score(t, mn, &mem, &mem_micro, err)))
+        return rc;
+    if (saliency->count > SALIENCY_MAX)
+        return ingest__tree_fail(t, saliency, err, SL_EINVAL, "saliency has %u measures; the "
+                                 "limit is %u", saliency->count, SALIENCY_MAX);
+    for (const ingest__jnode *n = saliency->first; n; n = n->next) {
+        sl_error e;
+        sl_error_clear(&e);
+        if (schema_component_check("saliency measure name", n->key, &e) != SL_OK)
+            return ingest__tree_fail(t, n, err, e.status, "%s", e.message);
+        sal[nsal].name = n->key;
+        if ((rc = score(t, n, &sal[nsal].v, &sal[nsal].micro, err)))
+            return rc;
+        nsal++;
+    }
+    qsort(sal, nsal, sizeof *sal, by_name);
+    if (progression && !video)
+        return ingest__tree_fail(t, progression, err, SL_EINVAL,
+                                 "progression is per second of a video; this asset is an image");
+    if (progression && progression->count > PROGRESSION_MAX)
+        return ingest__tree_fail(t, progression, err, SL_EINVAL,
+                                 "progression has %u values; the limit is %u", progression->count,
+                                 PROGRESSION_MAX);
+    for (const ingest__jnode *n = progression ? progression->first : NULL; n; n = n->next) {
+        double v;
+        int64_t m;
+        if ((rc = score(t, n, &v, &m, err)))
+            return rc;
+    }
+    if ((rc = schema_pk_asset(pk, tenant, id, err)) ||
+        (rc = schema_pk_assets_index(gpk, tenant, err)) ||
+        (rc = schema_sk_asset_by_brand(gsk, brand, campaign, id, err)))
+        return rc;
+
+    bson_t sub;
+    char idx[16];
+    const char *key;
+    bool ok = BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_ASSET) &&
+              BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "asset", id) &&
+              BSON_APPEND_UTF8(doc, "client", client) && BSON_APPEND_UTF8(doc, "brand", brand) &&
+              BSON_APPEND_UTF8(doc, "brand_id", brand_id) &&
+              BSON_APPEND_UTF8(doc, "sector", sector) &&
+              BSON_APPEND_UTF8(doc, "campaign", campaign) &&
+              BSON_APPEND_UTF8(doc, "media_type", media) &&
+              BSON_APPEND_DOUBLE(doc, "memorability", mem) &&
+              BSON_APPEND_INT64(doc, "memorability_micro", mem_micro) &&
+              BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency", &sub);
+    for (size_t i = 0; ok && i < nsal; i++)
+        ok = bson_append_double(&sub, sal[i].name, -1, sal[i].v);
+    ok = ok && bson_append_document_end(doc, &sub) &&
+         BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency_micro", &sub);
+    for (size_t i = 0; ok && i < nsal; i++)
+        ok = bson_append_int64(&sub, sal[i].name, -1, sal[i].micro);
+    ok = ok && bson_append_document_end(doc, &sub) &&
+         BSON_APPEND_UTF8(doc, "model_version", model);
+    if (ok && progression) {
+        ok = BSON_APPEND_ARRAY_BEGIN(doc, "progression", &sub);
+        uint32_t i = 0;
+        for (const ingest__jnode *n = progression->first; ok && n; n = n->next, i++) {
+            double v = 0;
+            (void)ingest__number(n->s, n->len, &v); /* checked above */
+            bson_uint32_to_string(i, &key, idx, sizeof idx);
+            ok = bson_append_double(&sub, key, -1, v);
+        }
+        ok = ok && bson_append_array_end(doc, &sub);
+    }
+    if (!ok)
+        return sl_error_set(err, SL_ETOOLARGE, "asset %s does not fit in a document", id);
+    if (id_out)
+        *id_out = id;
+    return SL_OK;
+}
+
+sl_status ingest_asset_doc(const char *tenant, const char *asset, const void *json, size_t len,
+                           const ingest_limits *lim, bson_t **out, sl_error *err)
+{
+    ingest__tree *t = NULL;
+    bson_t *doc = NULL;
+    sl_status rc = SL_OK;
+    if (asset && (rc = schema_component_check("asset id", asset, err)) != SL_OK)
+        goto out;
+    if ((rc = ingest__tree_parse(json, len, lim, &t, err)) != SL_OK)
+        goto out;
+    doc = bson_new();
+    rc = ingest__asset_doc_node(tenant, asset, t, ingest__tree_root(t), doc, NULL, err);
+out:
+    ingest__tree_free(&t);
+    if (rc != SL_OK && doc)
+        bson_destroy(doc);
+    else if (rc == SL_OK)
+        *out = doc;
+    return rc;
+}
+
+sl_status ingest_asset_put(store *s, const char *tenant, const char *asset, const void *json,
+                           size_t len, store_put_result *res, sl_error *err)
+{
+    bson_t *doc = NULL;
+    sl_status rc = ingest_asset_doc(tenant, asset, json, len, NULL, &doc, err);
+    if (rc == SL_OK)
+        rc = store_put(s, STORE_ITEMS, doc, (store_cond){STORE_COND_NONE, 0}, res, err);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
+}
+
+sl_status ingest_asset_delete(store *s, const char *tenant, const char *asset, int *deleted,
+                              sl_error *err)
+{
+    schema_key pk;
+    sl_status rc = schema_pk_asset(pk, tenant, asset, err);
+    if (rc == SL_OK)
+        rc = store_delete(s, STORE_ITEMS, pk, SCHEMA_SK_META, (store_cond){STORE_COND_NONE, 0},
+                          deleted, err);
+    return rc;
+}

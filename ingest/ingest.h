@@ -1,0 +1,355 @@
+/* ingest.h -- detector outputs and brand scores into documents.  The whole
+ * public face of ingest/: streaming parsers (one per format, all producing one
+ * frame shape), the codecs of the PUT bodies (surgery, catalog tool, asset),
+ * the compiled catalog (label -> SKU), the batch writer (one input = one
+ * atomic store batch) and the spool-folder watcher.
+ *
+ * Formats and their rules: docs/formats.md.  Document shapes: docs/documents.md.
+ *
+ * Threads: every object here belongs to one thread at a time, except
+ * ingest_catalog_cache (thread-safe) and the compiled catalogs it hands out
+ * (immutable, reference-counted). */
+#ifndef SIGHTLINE_INGEST_H
+#define SIGHTLINE_INGEST_H
+
+#include <bson/bson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../schema/schema.h"
+/* store.h names both a type and a function store_query, which C refuses;
+ * the store's own workaround (store/store_int.h) renames the function until
+ * store.h is fixed.  Remove with it. */
+#ifndef store_query
+#define store_query(...) store_query_pk(__VA_ARGS__)
+#endif
+#include "../store/store.h"
+
+/* ---------------------------------------------------------------------------
+ * Limits.  Every input is bounded; a value over a limit refuses the whole
+ * input with SL_ETOOLARGE (sizes) or SL_EINVAL (shapes), naming the limit.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_limits {
+    uint64_t max_input_bytes; /* one input (file or request body) */
+    uint32_t max_depth;       /* JSON nesting (containers open at once) */
+    uint32_t max_string;      /* bytes of one JSON string as written */
+    uint32_t max_keys;        /* keys of one JSON object */
+    uint32_t max_detections;  /* detections in one frame */
+    uint32_t max_labels;      /* distinct labels in one input */
+    uint32_t max_record;      /* bytes of one PUT body or one asset line */
+    uint32_t max_records;     /* assets in one batch */
+} ingest_limits;
+
+#define INGEST_DEFAULT_MAX_INPUT (64ull << 30)
+#define INGEST_DEFAULT_MAX_DEPTH 16u
+#define INGEST_DEFAULT_MAX_STRING 16384u
+#define INGEST_DEFAULT_MAX_KEYS 256u
+#define INGEST_DEFAULT_MAX_DETECTIONS 10000u
+#define INGEST_DEFAULT_MAX_LABELS 4096u
+#define INGEST_DEFAULT_MAX_RECORD (2u << 20)
+#define INGEST_DEFAULT_MAX_RECORDS 1000000u
+#define INGEST_LABEL_MAX 128u /* bytes of one detector label */
+
+/* Fills *l with the defaults above. */
+void ingest_limits_default(ingest_limits *l);
+
+/* ---------------------------------------------------------------------------
+ * Formats.
+ * ------------------------------------------------------------------------- */
+typedef enum ingest_format {
+    INGEST_FORMAT_DARKNET = 1,    /* darknet -out result.json: a complete array of frames */
+    INGEST_FORMAT_DARKNET_STREAM, /* darknet video demo (-json_port): an array never closed */
+    INGEST_FORMAT_COCO,           /* COCO detection results */
+    INGEST_FORMAT_TFOD,           /* TensorFlow Object Detection API output dicts */
+    INGEST_FORMAT_NDJSON,         /* Sightline NDJSON frames */
+    INGEST_FORMAT_ASSETS          /* Sightline NDJSON brand assets */
+} ingest_format;
+
+/* "darknet", "darknet-stream", "coco", "tfod", "ndjson", "assets".  An
+ * unknown name is SL_EUNSUPPORTED, naming the known ones. */
+sl_status ingest_format_parse(const char *name, ingest_format *out, sl_error *err);
+const char *ingest_format_name(ingest_format f);
+
+/* ---------------------------------------------------------------------------
+ * Category maps: numeric class ids of COCO and TF-OD outputs -> label names.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_categories ingest_categories;
+
+/* The COCO 91-id list (80 names, ids 1..90 with gaps), as COCO results and
+ * the TF-OD COCO models number them.  Static: never freed, always valid. */
+const ingest_categories *ingest_categories_coco(void);
+
+/* Parses a category map from JSON: either an array of {"id": n, "name": s}
+ * (COCO's "categories") or an object holding such an array under
+ * "categories" (a whole COCO annotation file: the rest is skipped), or an
+ * object {"<id>": "<name>", ...}.  On success *out is freed with
+ * ingest_categories_free(). */
+sl_status ingest_categories_parse(const void *json, size_t len, const ingest_limits *lim,
+                                  ingest_categories **out, sl_error *err);
+
+/* As above, streaming from the file at path. */
+sl_status ingest_categories_load(const char *path, const ingest_limits *lim,
+                                 ingest_categories **out, sl_error *err);
+
+/* The name of class id, or NULL when the map does not have it. */
+const char *ingest_categories_name(const ingest_categories *c, int64_t id);
+
+/* Frees a map from _parse/_load and sets *c to NULL; NULL and the static COCO
+ * map are fine (ignored). */
+void ingest_categories_free(ingest_categories **c);
+
+/* ---------------------------------------------------------------------------
+ * The normalized frame every detection parser produces.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_detection {
+    const char *label;   /* NUL-terminated, valid UTF-8; valid until the parser is freed */
+    uint32_t label_id;   /* dense index of the label in this input (0..labels-1) */
+    double confidence;   /* in [0, 1] */
+    double x, y, w, h;   /* normalized, top-left origin, inside [0, 1], w and h > 0 */
+} ingest_detection;
+
+typedef struct ingest_frame {
+    uint32_t frame;                      /* frame number, offset applied */
+    uint32_t count;                      /* detections; 0 is a frame where nothing was seen */
+    const ingest_detection *detections; /* valid during the callback only */
+    int64_t offset;                      /* byte offset of the frame's record in the input */
+} ingest_frame;
+
+/* Receives each frame, in input order (COCO: in image_id order).  Returning
+ * an error stops the parse; the error is passed back by feed/finish. */
+typedef sl_status (*ingest_frame_fn)(void *ctx, const ingest_frame *frame, sl_error *err);
+
+typedef enum ingest_frame_source {
+    INGEST_FRAME_FROM_ID = 0,   /* frame_id / image_id / "frame" / position */
+    INGEST_FRAME_FROM_FILENAME  /* the last run of digits in the file name's base name */
+} ingest_frame_source;
+
+typedef struct ingest_parse_options {
+    ingest_format format;         /* any but INGEST_FORMAT_ASSETS */
+    int64_t frame_offset;         /* added to every frame number (may be negative) */
+    ingest_frame_source frame_source;
+    const ingest_categories *categories; /* COCO/TF-OD ids -> names; NULL: the COCO list */
+    uint32_t image_width;         /* COCO: pixel size of the images (required) */
+    uint32_t image_height;
+    const ingest_limits *limits;  /* NULL: defaults */
+    const char *spill_dir;        /* COCO: where out-of-order results spill; NULL: $TMPDIR or /tmp */
+} ingest_parse_options;
+
+typedef struct ingest_parser ingest_parser;
+
+/* Creates a streaming parser that calls fn for each frame.  opt is copied
+ * (categories must outlive the parser).  On success *out is freed with
+ * ingest_parser_free(). */
+sl_status ingest_parser_new(const ingest_parse_options *opt, ingest_frame_fn fn, void *ctx,
+                            ingest_parser **out, sl_error *err);
+
+/* Feeds the next len bytes of input (any split is fine).  After an error the
+ * parser only accepts ingest_parser_free(); err names the byte offset and
+ * JSON path at fault and the rule broken. */
+sl_status ingest_parser_feed(ingest_parser *p, const void *data, size_t len, sl_error *err);
+
+/* Ends the input: refuses it when incomplete (e.g. a darknet run cut off
+ * before its closing ']'); for COCO, emits the grouped frames. */
+sl_status ingest_parser_finish(ingest_parser *p, sl_error *err);
+
+/* Distinct labels seen so far, and the label of a label_id. */
+uint32_t ingest_parser_labels(const ingest_parser *p);
+const char *ingest_parser_label(const ingest_parser *p, uint32_t label_id);
+
+void ingest_parser_free(ingest_parser **p);
+
+/* ---------------------------------------------------------------------------
+ * Catalog: label patterns (PCRE2) -> SKU.
+ *
+ * A pattern matches a whole label (anchored at both ends); entries are tried
+ * in SKU order and the first match wins.  An unmatched label is unmapped
+ * (sku null), counted and reported, never dropped.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_catalog ingest_catalog;
+
+/* Builds the catalog_tool document of PUT /v1/catalog/{sku} from its JSON
+ * body {"name", "labels": [...], "unit_cost_cents", "single_use"}; every
+ * pattern is compiled to refuse bad ones with their offset.  On success *out
+ * is a new document (bson_destroy()). */
+sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *json, size_t len,
+                             const ingest_limits *lim, bson_t **out, sl_error *err);
+
+/* Validates and writes one catalog entry (PUT /v1/catalog/{sku}). */
+sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, const void *json,
+                             size_t len, store_put_result *res, sl_error *err);
+
+/* Reads and compiles the tenant's catalog.  On success *out holds one
+ * reference: ingest_catalog_release() it. */
+sl_status ingest_catalog_load(store *s, const char *tenant, ingest_catalog **out, sl_error *err);
+
+/* The SKU a label maps to (a string owned by the catalog), or NULL when the
+ * label is unmapped.  Thread-safe. */
+const char *ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len);
+
+/* Entries in the catalog. */
+size_t ingest_catalog_size(const ingest_catalog *c);
+
+/* Drops one reference and sets *c to NULL; the last one frees.  NULL is fine. */
+void ingest_catalog_release(ingest_catalog **c);
+
+/* Compiled catalogs, one per tenant, recompiled only when the catalog
+ * changed (a new version of any entry, or an entry added or removed).
+ * Thread-safe. */
+typedef struct ingest_catalog_cache ingest_catalog_cache;
+
+sl_status ingest_catalog_cache_new(ingest_catalog_cache **out, sl_error *err);
+
+/* The current compiled catalog of tenant; *out holds a reference
+ * (ingest_catalog_release()). */
+sl_status ingest_catalog_cache_get(ingest_catalog_cache *cc, store *s, const char *tenant,
+                                   ingest_catalog **out, sl_error *err);
+
+/* How many times a catalog was compiled (to observe the cache). */
+uint64_t ingest_catalog_cache_compiles(const ingest_catalog_cache *cc);
+
+void ingest_catalog_cache_free(ingest_catalog_cache **cc);
+
+/* ---------------------------------------------------------------------------
+ * Surgeries (PUT /v1/surgeries/{id}).
+ * ------------------------------------------------------------------------- */
+
+/* Builds the surgery META document from the JSON body {"hospital", "room",
+ * "procedure", "surgeon", "started_at", "fps", "frame_width", "frame_height",
+ * "table": [[x, y], ...]}.  existing (may be NULL) is the stored document:
+ * its status and closed_ms are kept (a PUT does not reopen a surgery).  On
+ * success *out is a new document (bson_destroy()). */
+sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
+                             const bson_t *existing, const ingest_limits *lim, bson_t **out,
+                             sl_error *err);
+
+/* Validates and writes the surgery (create or replace), keeping status. */
+sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
+                             size_t len, store_put_result *res, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Brand assets (PUT/DELETE /v1/assets/{id}, POST /v1/assets:batch).
+ * ------------------------------------------------------------------------- */
+
+/* Builds the asset document from the JSON body {"client", "brand",
+ * "campaign", "sector", "media_type", "memorability", "saliency": {...}}
+ * plus optional "brand_id", "model_version", "progression" (videos) and
+ * "asset" (must equal asset when present).  asset may be NULL, then the
+ * body's "asset" is the id.  On success *out is a new document
+ * (bson_destroy()). */
+sl_status ingest_asset_doc(const char *tenant, const char *asset, const void *json, size_t len,
+                           const ingest_limits *lim, bson_t **out, sl_error *err);
+
+sl_status ingest_asset_put(store *s, const char *tenant, const char *asset, const void *json,
+                           size_t len, store_put_result *res, sl_error *err);
+
+/* Deletes the asset; *deleted (may be NULL) says whether it existed. */
+sl_status ingest_asset_delete(store *s, const char *tenant, const char *asset, int *deleted,
+                              sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Jobs: one input (file, request body) = one atomic store batch.
+ * ------------------------------------------------------------------------- */
+#define INGEST_UNMAPPED_SHOWN 8 /* unmapped labels named in a summary */
+
+typedef struct ingest_summary {
+    uint64_t bytes;       /* input bytes */
+    uint64_t frames;      /* frame documents written (including empty ones) */
+    uint64_t empty_frames;
+    uint64_t detections;
+    uint64_t unmapped;    /* detections whose label matched no catalog entry */
+    uint32_t unmapped_labels; /* distinct unmapped labels */
+    char unmapped_names[INGEST_UNMAPPED_SHOWN][INGEST_LABEL_MAX + 1]; /* the first few */
+    int64_t first_frame, last_frame; /* -1 when no frame */
+    uint64_t assets;      /* asset documents written */
+    uint64_t changed;     /* documents whose content changed (0 on a re-send) */
+} ingest_summary;
+
+typedef struct ingest_request {
+    const char *tenant;
+    const char *surgery;  /* detections; NULL for INGEST_FORMAT_ASSETS */
+    ingest_format format;
+    int64_t frame_offset;
+    ingest_frame_source frame_source;
+    const ingest_categories *categories; /* NULL: the COCO list */
+    uint32_t image_width, image_height;  /* COCO; 0: the surgery's frame size */
+    const ingest_limits *limits;         /* NULL: defaults */
+    const char *spill_dir;
+    ingest_catalog_cache *catalogs;      /* NULL: compile the catalog for this job */
+} ingest_request;
+
+typedef struct ingest_job ingest_job;
+
+/* Starts a job: checks the tenant/surgery (an unknown surgery is
+ * SL_ENOTFOUND, a closed one SL_ECONFLICT), loads the catalog and opens the
+ * store batch.  The request is copied; its strings and categories must
+ * outlive the job.  On success *out ends with ingest_job_commit() or
+ * ingest_job_abort(). */
+sl_status ingest_job_begin(store *s, const ingest_request *rq, ingest_job **out, sl_error *err);
+
+/* Parses the next bytes of input and stages their documents in the batch. */
+sl_status ingest_job_feed(ingest_job *j, const void *data, size_t len, sl_error *err);
+
+/* Ends the input and commits the batch; frees the job and sets *j to NULL
+ * whatever the outcome.  On error nothing of the input is stored.  sum (may
+ * be NULL) is written on success. */
+sl_status ingest_job_commit(ingest_job **j, ingest_summary *sum, sl_error *err);
+
+/* Discards the job and its batch; sets *j to NULL.  NULL is fine. */
+void ingest_job_abort(ingest_job **j);
+
+/* Called now and then while a file is read (bytes read so far, file size). */
+typedef void (*ingest_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Ingests one file as one job.  On error err->message starts with nothing
+ * of the path (the caller adds it) and nothing is stored. */
+sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
+                      ingest_progress_fn progress, void *progress_ctx, ingest_summary *sum,
+                      sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Spool folder: DIR/<tenant>/<surgery-id>/FILE and DIR/<tenant>/assets/FILE.
+ *
+ * A file is taken once it is complete (closed after writing, or moved in),
+ * ingested as one job, then moved to done/ beside it, or to failed/ with
+ * FILE.error.json.  The format comes from the file name (docs/formats.md):
+ * *.darknet.json or *.json (darknet), *.darknet-stream.json, *.coco.json,
+ * *.tfod.json, *.tfod.ndjson, *.ndjson (Sightline frames); in assets/ every
+ * file is asset NDJSON.  Names starting with '.' are ignored (write there,
+ * then rename).  Files present at start are taken too, so a restart resumes;
+ * a file ingested but not yet moved when the process died is ingested again,
+ * which changes nothing (keys are deterministic).
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_spool ingest_spool;
+
+/* Reports each file taken: err is NULL on success. */
+typedef void (*ingest_spool_fn)(void *ctx, const char *path, const ingest_summary *sum,
+                                const sl_error *err);
+
+typedef struct ingest_spool_options {
+    ingest_catalog_cache *catalogs; /* may be NULL */
+    const ingest_limits *limits;    /* NULL: defaults */
+    ingest_spool_fn on_file;        /* may be NULL */
+    void *ctx;
+} ingest_spool_options;
+
+/* Watches dir (created if missing).  On success *out is freed with
+ * ingest_spool_close(). */
+sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_options *opt,
+                            ingest_spool **out, sl_error *err);
+
+/* Takes the files that are waiting, then follows new ones until
+ * ingest_spool_stop() is called or timeout_ms passes (-1: no timeout).
+ * Returns SL_OK in both cases; a file that fails is not an error of the
+ * spool (it goes to failed/). */
+sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err);
+
+/* Makes ingest_spool_run() return soon.  Async-signal-safe and thread-safe. */
+void ingest_spool_stop(ingest_spool *sp);
+
+/* Files taken so far, and how many failed. */
+uint64_t ingest_spool_taken(const ingest_spool *sp);
+uint64_t ingest_spool_failed(const ingest_spool *sp);
+
+void ingest_spool_close(ingest_spool **sp);
+
+#endif /* SIGHTLINE_INGEST_H */

@@ -1,0 +1,337 @@
+/* ingest_int.h -- what the files of ingest/ share and nobody else sees: the
+ * bounded streaming JSON reader over yajl (json.c), exact number parsing,
+ * the small JSON tree used for PUT bodies and asset lines (tree.c), the
+ * parser core the formats plug into (parser.c) and the frame codec
+ * (frame_doc.c). */
+#ifndef SIGHTLINE_INGEST_INT_H
+#define SIGHTLINE_INGEST_INT_H
+
+#include "ingest.h"
+
+#include <stdbool.h>
+
+/* ---------------------------------------------------------------------------
+ * Streaming JSON (json.c): yajl behind a pre-filter that bounds strings and
+ * tokens, repairs darknet's unescaped backslashes and maps offsets back to
+ * the input; the reader bounds depth and keys, refuses duplicate keys and
+ * keeps the JSON path of the current value for messages.
+ * ------------------------------------------------------------------------- */
+typedef enum ingest__jev {
+    INGEST__J_NULL,
+    INGEST__J_BOOL,
+    INGEST__J_NUMBER, /* v->s/len is the number as written (valid JSON syntax) */
+    INGEST__J_STRING, /* v->s/len is the decoded string (valid UTF-8, not NUL-terminated) */
+    INGEST__J_MAP,    /* an object starts; depth already counts it */
+    INGEST__J_KEY,    /* v->s/len is the key; already checked for duplicates */
+    INGEST__J_END_MAP,
+    INGEST__J_ARRAY,
+    INGEST__J_END_ARRAY
+} ingest__jev;
+
+typedef struct ingest__jval {
+    const char *s;
+    size_t len;
+    int b; /* INGEST__J_BOOL */
+} ingest__jval;
+
+typedef struct ingest__json ingest__json;
+
+/* Receives each event; returns false to stop (after ingest__json_fail()).
+ * For a value, ingest__json_depth() is the depth of its container; for
+ * INGEST__J_MAP/ARRAY it already includes the new container. */
+typedef bool (*ingest__json_fn)(void *ctx, ingest__jev ev, const ingest__jval *v);
+
+typedef struct ingest__json_options {
+    const ingest_limits *limits; /* required */
+    bool multi;                  /* a sequence of values (NDJSON) instead of one */
+    bool darknet_escapes;        /* repair backslashes that start no JSON escape */
+} ingest__json_options;
+
+/* On success *out is freed with ingest__json_free(). */
+sl_status ingest__json_new(const ingest__json_options *o, ingest__json_fn fn, void *ctx,
+                           ingest__json **out, sl_error *err);
+void ingest__json_free(ingest__json **j);
+
+/* Feeds input; on error err names offset, path and rule. */
+sl_status ingest__json_feed(ingest__json *j, const void *data, size_t len, sl_error *err);
+
+/* Ends the input.  allow_open_top accepts an input that stops inside the
+ * top-level array between two elements (the darknet demo stream). */
+sl_status ingest__json_finish(ingest__json *j, bool allow_open_top, sl_error *err);
+
+/* Records an error at the current value (path and byte offset); returns false. */
+bool ingest__json_fail(ingest__json *j, sl_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records an error naming sub (e.g. "confidence") below the current path. */
+bool ingest__json_fail_at(ingest__json *j, const char *sub, sl_status s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+int ingest__json_depth(const ingest__json *j);
+bool ingest__json_active(const ingest__json *j); /* inside a callback of feed/finish */
+int64_t ingest__json_offset(const ingest__json *j); /* input offset just after the current token */
+uint64_t ingest__json_bytes(const ingest__json *j); /* input bytes fed so far */
+uint64_t ingest__json_line(const ingest__json *j);  /* multi: 1-based line of the current value */
+/* Index of the current element of the array at depth d (1-based depth). */
+int64_t ingest__json_index(const ingest__json *j, int d);
+/* Writes the JSON path of the current value ("[12].objects[3].confidence"). */
+void ingest__json_path(const ingest__json *j, char *out, size_t n);
+const char *ingest__jev_name(ingest__jev ev); /* "a string", "an object", ... */
+
+/* Numbers as written in JSON, parsed exactly (correctly rounded); false when
+ * the text is not a finite number.  ingest__number_int accepts a whole
+ * number written with a fraction or exponent ("3.0") up to 2^53. */
+bool ingest__number(const char *s, size_t len, double *out);
+bool ingest__number_int(const char *s, size_t len, int64_t *out);
+
+/* ---------------------------------------------------------------------------
+ * JSON trees (tree.c) for small bounded values: PUT bodies, asset lines,
+ * category maps.  Every node lives in the tree's arena.
+ * ------------------------------------------------------------------------- */
+typedef enum ingest__jtype {
+    INGEST__T_NULL,
+    INGEST__T_BOOL,
+    INGEST__T_NUMBER,
+    INGEST__T_STRING,
+    INGEST__T_OBJECT,
+    INGEST__T_ARRAY
+} ingest__jtype;
+
+typedef struct ingest__jnode ingest__jnode;
+struct ingest__jnode {
+    ingest__jtype type;
+    int64_t offset;            /* input offset just after the value's first token */
+    const char *key;           /* in an object: the key (NUL-terminated) */
+    uint32_t index;            /* in an array: the position */
+    const char *s;             /* string (NUL-terminated, may hold NUL) or number text */
+    uint32_t len;
+    int b;
+    uint32_t count;            /* children */
+    ingest__jnode *first, *last, *next, *parent;
+};
+
+typedef struct ingest__tree ingest__tree;
+
+/* Called by a multi-value tree for each complete top-level value.  root
+ * and everything below is valid during the call only. */
+typedef sl_status (*ingest__tree_fn)(void *ctx, ingest__tree *t, const ingest__jnode *root,
+                                     sl_error *err);
+
+/* Parses one JSON value of at most lim->max_record bytes.  On success *out
+ * is freed with ingest__tree_free(); the root is ingest__tree_root(). */
+sl_status ingest__tree_parse(const void *json, size_t len, const ingest_limits *lim,
+                             ingest__tree **out, sl_error *err);
+
+/* A streaming reader of a sequence of values (NDJSON), calling fn for each;
+ * each value is bounded by lim->max_record bytes. */
+sl_status ingest__tree_stream_new(const ingest_limits *lim, ingest__tree_fn fn, void *ctx,
+                                  ingest__tree **out, sl_error *err);
+sl_status ingest__tree_feed(ingest__tree *t, const void *data, size_t len, sl_error *err);
+sl_status ingest__tree_finish(ingest__tree *t, sl_error *err);
+uint64_t ingest__tree_bytes(const ingest__tree *t);
+
+const ingest__jnode *ingest__tree_root(const ingest__tree *t);
+void ingest__tree_free(ingest__tree **t);
+
+/* The path of a node ("table[3][0]"), with "line N: " first for a value of a
+ * sequence. */
+void ingest__tree_path(const ingest__tree *t, const ingest__jnode *n, char *out, size_t len);
+
+/* Records an error at node n (its path and offset); returns s. */
+sl_status ingest__tree_fail(const ingest__tree *t, const ingest__jnode *n, sl_error *err,
+                            sl_status s, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* The member key of object o, or NULL. */
+const ingest__jnode *ingest__tree_get(const ingest__jnode *o, const char *key);
+
+/* Typed members.  required: a missing member is an error; else *out is left
+ * alone and the call returns SL_OK.  Errors name the member and the rule. */
+sl_status ingest__tree_string(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                              bool required, uint32_t max_len, const char **out, sl_error *err);
+sl_status ingest__tree_component(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                                 bool required, const char **out, sl_error *err);
+sl_status ingest__tree_double(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                              bool required, double lo, double hi, double *out, sl_error *err);
+sl_status ingest__tree_int(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                           bool required, int64_t lo, int64_t hi, int64_t *out, sl_error *err);
+sl_status ingest__tree_bool(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                            bool required, bool *out, sl_error *err);
+/* A member that must be of type ty (array/object); *out NULL when absent. */
+sl_status ingest__tree_typed(const ingest__tree *t, const ingest__jnode *o, const char *key,
+                             bool required, ingest__jtype ty, const ingest__jnode **out,
+                             sl_error *err);
+/* A node's number in [lo, hi]. */
+sl_status ingest__tree_node_double(const ingest__tree *t, const ingest__jnode *n, double lo,
+                                   double hi, double *out, sl_error *err);
+const char *ingest__jtype_name(ingest__jtype ty);
+
+/* ---------------------------------------------------------------------------
+ * The parser core (parser.c) and the formats that plug into it.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest__format {
+    sl_status (*init)(ingest_parser *p, sl_error *err); /* allocates p->fs */
+    ingest__json_fn event;                            /* ctx is the ingest_parser */
+    sl_status (*finish)(ingest_parser *p, sl_error *err); /* may be NULL */
+    void (*free_state)(ingest_parser *p);              /* may be NULL */
+    bool multi;                                        /* NDJSON */
+    bool darknet_escapes;
+    bool open_top;                                     /* may end inside the top array */
+} ingest__format;
+
+extern const ingest__format ingest__fmt_darknet, ingest__fmt_darknet_stream, ingest__fmt_coco,
+    ingest__fmt_tfod, ingest__fmt_ndjson;
+
+/* Frames seen in one input: a sparse bitmap of 64 Ki-frame pages. */
+typedef struct ingest__frameset {
+    uint32_t *page_no; /* sorted page numbers */
+    uint64_t **bits;   /* parallel: 1024 words each */
+    size_t n, cap;
+} ingest__frameset;
+
+typedef struct ingest__label {
+    char *name;      /* NUL-terminated */
+    uint32_t len;
+    uint32_t hash;
+} ingest__label;
+
+struct ingest_parser {
+    ingest_parse_options opt;
+    ingest_limits lim;
+    ingest_frame_fn fn;
+    void *ctx;
+    const ingest__format *fmt;
+    void *fs; /* the format's state */
+    ingest__json *json;
+    sl_error *err; /* the caller's, during feed/finish */
+    /* the frame being built */
+    ingest_detection *dets;
+    uint32_t ndets, cap_dets;
+    /* interned labels: open addressing on hash -> index+1 */
+    ingest__label *labels;
+    uint32_t nlabels, cap_labels;
+    uint32_t *slots;
+    uint32_t nslots;
+    ingest__frameset seen;
+    bool failed, finished;
+};
+
+/* Interns a label (validated: 1..INGEST_LABEL_MAX bytes, no control
+ * character); errors go to the JSON reader's current position. */
+bool ingest__label_intern(ingest_parser *p, const char *s, size_t len, uint32_t *id);
+
+/* Appends a detection to the frame being built (bounded by max_detections). */
+bool ingest__det_push(ingest_parser *p, const ingest_detection *d);
+
+/* Turns a raw frame number from the input into the frame number (offset
+ * applied, checked against 0..SCHEMA_FRAME_MAX).  Error at the current
+ * position naming what. */
+bool ingest__frame_number(ingest_parser *p, int64_t raw, const char *what, uint32_t *frame);
+
+/* The last run of digits in the base name of a file name ("a/img0042.jpg"
+ * -> 42); false when there is none or it does not fit. */
+bool ingest__filename_number(const char *s, size_t len, int64_t *out);
+
+/* Emits the frame being built (dets[0..ndets)) and clears it.  Refuses a
+ * frame number already emitted by this input. */
+sl_status ingest__emit(ingest_parser *p, uint32_t frame, int64_t offset, sl_error *err);
+
+/* Checks that v (the value of the current JSON value, or of its member sub
+ * when sub is not NULL) lies in [lo, hi] (lo excluded when lo_open); the
+ * message names the value, the range and why. */
+bool ingest__check_range(ingest_parser *p, const char *sub, const char *name, double v, double lo,
+                         bool lo_open, double hi, const char *why);
+
+/* The shortest decimal text that reads back as v, for messages. */
+void ingest__fmt_number(double v, char out[32]);
+
+/* Parses the current JSON number into *out, refusing anything else. */
+bool ingest__get_number(ingest_parser *p, ingest__jev ev, const ingest__jval *v, const char *name,
+                        double *out);
+
+/* Stores a box given as top-left corner and size in image fractions whose
+ * centre lies in the image and whose size is in (0, 1]: the parts outside
+ * the image are cut off (detectors do not clip: darknet boxes at the edge
+ * stray up to 7% outside).  Refuses (naming member sub of the current
+ * value) a box left thinner than INGEST_BOX_MIN. */
+#define INGEST_BOX_MIN 1e-6 /* one micro-unit: the resolution of stored boxes */
+bool ingest__box_set(ingest_parser *p, const char *sub, ingest_detection *d, double x, double y,
+                     double w, double h);
+
+/* A helper every format uses to skip a value it does not read. */
+typedef struct ingest__skip {
+    int depth; /* containers open inside the skipped value */
+} ingest__skip;
+
+/* Returns true while ev belongs to a skipped value (and consumes it). */
+static inline bool ingest__skipping(ingest__skip *sk, ingest__jev ev)
+{
+    if (sk->depth == 0)
+        return false;
+    if (ev == INGEST__J_MAP || ev == INGEST__J_ARRAY)
+        sk->depth++;
+    else if (ev == INGEST__J_END_MAP || ev == INGEST__J_END_ARRAY)
+        sk->depth--;
+    return true;
+}
+
+/* Starts skipping the value that begins with ev (a scalar is skipped at once). */
+static inline void ingest__skip_value(ingest__skip *sk, ingest__jev ev)
+{
+    if (ev == INGEST__J_MAP || ev == INGEST__J_ARRAY)
+        sk->depth = 1;
+}
+
+/* Builds the asset document of one parsed body (asset.c) into doc (which the
+ * caller initialized).  asset NULL: the id is the body's "asset" member,
+ * returned in *id_out (valid while the tree is). */
+sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const ingest__tree *t,
+                                 const ingest__jnode *root, bson_t *doc, const char **id_out,
+                                 sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * The writer thread (writer.c): puts queued documents into a store batch.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest__writer ingest__writer;
+
+/* Starts a thread that owns batch b until ingest__writer_finish() returns
+ * (or _abort()).  On success *out is ended with one of those two. */
+sl_status ingest__writer_start(store_batch *b, ingest__writer **out, sl_error *err);
+
+/* Queues a copy of doc for the batch (waits when the queue is full).  Fails
+ * with the writer's error once the batch refused a document. */
+sl_status ingest__writer_put(ingest__writer *w, const bson_t *doc, sl_error *err);
+
+/* Waits until every queued document is in the batch, stops the thread and
+ * frees the writer (*w NULL); the batch is the caller's again.  *changed:
+ * documents whose content changed. */
+sl_status ingest__writer_finish(ingest__writer **w, uint64_t *changed, sl_error *err);
+
+/* Stops the thread, dropping what is queued; frees the writer.  NULL is fine. */
+void ingest__writer_abort(ingest__writer **w);
+
+/* ---------------------------------------------------------------------------
+ * Frame documents (frame_doc.c).
+ * ------------------------------------------------------------------------- */
+
+typedef struct ingest__frame_enc {
+    uint32_t *stamp;  /* per input label: gen when it has a local index in this frame */
+    uint16_t *local;  /* per input label: its index in this frame's labels */
+    uint32_t *order;  /* frame-local index -> input label id */
+    uint32_t cap;     /* entries of the three arrays above */
+    uint32_t gen;
+    uint8_t *det;
+    size_t det_cap;
+} ingest__frame_enc;
+
+/* Encodes the frame document of frame f (docs/documents.md "frame") into
+ * doc, which the caller initialized (bson_init / bson_reinit).  names[id]
+ * and skus[id] are the name and SKU of input label id (SKU NULL when
+ * unmapped); labels are numbered below nlabels.  e is scratch space kept between calls (zero it first, free it with
+ * ingest__frame_enc_free()). */
+sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
+                            const ingest_frame *f, uint32_t nlabels, const char *const *names,
+                            const char *const *skus, sl_error *err);
+void ingest__frame_enc_free(ingest__frame_enc *e);
+
+#endif /* SIGHTLINE_INGEST_INT_H */

@@ -1,0 +1,196 @@
+/* ndjson.c -- Sightline NDJSON frames: one JSON object per line,
+ *   {"frame": 12, "detections": [{"label": "car", "confidence": 0.81,
+ *    "box": {"x": 0.32, "y": 0.47, "w": 0.10, "h": 0.14}}]}
+ * the same shape GET /v1/surgeries/{id}/frames answers (a "sku" member is
+ * accepted and ignored: the catalog decides).  Boxes are already normalized
+ * and must lie inside the image (docs/formats.md). */
+#include "ingest_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BOX_SLACK 1e-6 /* x + w may pass 1 by rounding of six decimals */
+
+typedef enum nd_key { K_OTHER, K_FRAME, K_FILENAME, K_DETECTIONS, K_LABEL, K_CONF, K_BOX, K_X,
+                      K_Y, K_W, K_H } nd_key;
+
+enum { HAVE_LABEL = 1, HAVE_CONF = 2, HAVE_BOX = 4, HAVE_X = 8, HAVE_Y = 16, HAVE_W = 32,
+       HAVE_H = 64 };
+
+typedef struct nd_state {
+    ingest__skip skip;
+    nd_key key;
+    bool have_frame, have_file_no;
+    int64_t frame, file_no;
+    unsigned have;
+    uint32_t label_id;
+    double conf, x, y, w, h;
+} nd_state;
+
+static sl_status nd_init(ingest_parser *p, sl_error *err)
+{
+    p->fs = calloc(1, sizeof(nd_state));
+    return p->fs ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+}
+
+static nd_key key_of(int depth, const char *s, size_t n)
+{
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
+    if (depth == 1)
+        return IS("frame") ? K_FRAME : IS("detections") ? K_DETECTIONS
+                                   : IS("filename")     ? K_FILENAME
+                                                        : K_OTHER;
+    if (depth == 3)
+        return IS("label") ? K_LABEL : IS("confidence") ? K_CONF : IS("box") ? K_BOX : K_OTHER;
+    if (depth == 4)
+        return IS("x") ? K_X : IS("y") ? K_Y : IS("w") ? K_W : IS("h") ? K_H : K_OTHER;
+#undef IS
+    return K_OTHER;
+}
+
+static bool frame_end(ingest_parser *p, nd_state *s)
+{
+    int64_t raw;
+    const char *what;
+    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
+        if (!s->have_file_no)
+            return ingest__json_fail(p->json, SL_EINVAL,
+                                     "frame has no filename with a number, and frame numbers "
+                                     "were asked from file names");
+        raw = s->file_no;
+        what = "number in filename";
+    } else {
+        if (!s->have_frame)
+            return ingest__json_fail(p->json, SL_EINVAL, "frame has no \"frame\" number");
+        raw = s->frame;
+        what = "frame";
+    }
+    uint32_t frame;
+    if (!ingest__frame_number(p, raw, what, &frame))
+        return false;
+    return ingest__emit(p, frame, ingest__json_offset(p->json), p->err) == SL_OK;
+}
+
+static bool det_end(ingest_parser *p, nd_state *s)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } required[] = {{HAVE_LABEL, "label"}, {HAVE_CONF, "confidence"}, {HAVE_BOX, "box"},
+                    {HAVE_X, "box.x"},     {HAVE_Y, "box.y"},         {HAVE_W, "box.w"},
+                    {HAVE_H, "box.h"}};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!(s->have & required[i].bit))
+            return ingest__json_fail(p->json, SL_EINVAL, "detection has no %s", required[i].name);
+    if (s->x + s->w > 1 + BOX_SLACK)
+        return ingest__json_fail_at(p->json, "box", SL_EINVAL,
+                                    "box.x + box.w = %.9g passes the image's right edge (1)",
+                                    s->x + s->w);
+    if (s->y + s->h > 1 + BOX_SLACK)
+        return ingest__json_fail_at(p->json, "box", SL_EINVAL,
+                                    "box.y + box.h = %.9g passes the image's bottom edge (1)",
+                                    s->y + s->h);
+    ingest_detection d = {
+        .label_id = s->label_id, .label = p->labels[s->label_id].name, .confidence = s->conf};
+    return ingest__box_set(p, "box", &d, s->x, s->y, s->w, s->h) && ingest__det_push(p, &d);
+}
+
+static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const ingest__jval *v)
+{
+    ingest__json *j = p->json;
+    if (cd == 0) {
+        if (ev != INGEST__J_MAP)
+            return ingest__json_fail(j, SL_EINVAL,
+                                     "each line must be a frame object {\"frame\": n, "
+                                     "\"detections\": [...]}, not %s",
+                                     ingest__jev_name(ev));
+        s->have_frame = s->have_file_no = false;
+        p->ndets = 0;
+        return true;
+    }
+    if (cd == 2) {
+        if (ev != INGEST__J_MAP)
+            return ingest__json_fail(j, SL_EINVAL, "each detection must be an object, not %s",
+                                     ingest__jev_name(ev));
+        s->have = 0;
+        return true;
+    }
+    switch (cd == 1 || cd == 3 || cd == 4 ? s->key : K_OTHER) {
+    case K_FRAME:
+        if (ev != INGEST__J_NUMBER || !ingest__number_int(v->s, v->len, &s->frame))
+            return ingest__json_fail(j, SL_EINVAL, "frame must be a whole number, not %.*s",
+                                     ev == INGEST__J_NUMBER ? (int)v->len : 32,
+                                     ev == INGEST__J_NUMBER ? v->s : ingest__jev_name(ev));
+        s->have_frame = true;
+        return true;
+    case K_FILENAME:
+        if (ev != INGEST__J_STRING)
+            return ingest__json_fail(j, SL_EINVAL, "filename must be a string, not %s",
+                                     ingest__jev_name(ev));
+        s->have_file_no = ingest__filename_number(v->s, v->len, &s->file_no);
+        return true;
+    case K_DETECTIONS:
+        return ev == INGEST__J_ARRAY ||
+               ingest__json_fail(j, SL_EINVAL, "detections must be an array, not %s",
+                                 ingest__jev_name(ev));
+    case K_LABEL:
+        if (ev != INGEST__J_STRING)
+            return ingest__json_fail(j, SL_EINVAL, "label must be a string, not %s",
+                                     ingest__jev_name(ev));
+        s->have |= HAVE_LABEL;
+        return ingest__label_intern(p, v->s, v->len, &s->label_id);
+    case K_CONF:
+        s->have |= HAVE_CONF;
+        return ingest__get_number(p, ev, v, "confidence", &s->conf) &&
+               ingest__check_range(p, NULL, "confidence", s->conf, 0, false, 1, NULL);
+    case K_BOX:
+        s->have |= HAVE_BOX;
+        return ev == INGEST__J_MAP || ingest__json_fail(j, SL_EINVAL,
+                                                        "box must be an object {x, y, w, h}, not %s",
+                                                        ingest__jev_name(ev));
+    case K_X:
+        s->have |= HAVE_X;
+        return ingest__get_number(p, ev, v, "x", &s->x) &&
+               ingest__check_range(p, NULL, "x", s->x, 0, false, 1, "boxes are normalized");
+    case K_Y:
+        s->have |= HAVE_Y;
+        return ingest__get_number(p, ev, v, "y", &s->y) &&
+               ingest__check_range(p, NULL, "y", s->y, 0, false, 1, "boxes are normalized");
+    case K_W:
+        s->have |= HAVE_W;
+        return ingest__get_number(p, ev, v, "w", &s->w) &&
+               ingest__check_range(p, NULL, "w", s->w, 0, true, 1, "boxes are normalized");
+    case K_H:
+        s->have |= HAVE_H;
+        return ingest__get_number(p, ev, v, "h", &s->h) &&
+               ingest__check_range(p, NULL, "h", s->h, 0, true, 1, "boxes are normalized");
+    default:
+        ingest__skip_value(&s->skip, ev);
+        return true;
+    }
+}
+
+static bool nd_event(void *ctx, ingest__jev ev, const ingest__jval *v)
+{
+    ingest_parser *p = ctx;
+    nd_state *s = p->fs;
+    if (ingest__skipping(&s->skip, ev))
+        return true;
+    int d = ingest__json_depth(p->json);
+    switch (ev) {
+    case INGEST__J_KEY:
+        s->key = key_of(d, v->s, v->len);
+        return true;
+    case INGEST__J_END_MAP:
+        return d == 1 ? frame_end(p, s) : d == 3 ? det_end(p, s) : true;
+    case INGEST__J_END_ARRAY:
+        return true;
+    case INGEST__J_MAP:
+    case INGEST__J_ARRAY:
+        return value(p, s, d - 1, ev, v);
+    default:
+        return value(p, s, d, ev, v);
+    }
+}
+
+const ingest__format ingest__fmt_ndjson = {.init = nd_init, .event = nd_event, .multi = true};

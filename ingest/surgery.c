@@ -1,0 +1,179 @@
+/* surgery.c -- the surgery META document of PUT /v1/surgeries/{id}: body
+ * validation and encoding, and the write that keeps a surgery's status (a
+ * PUT never reopens a closed surgery). */
+#include "ingest_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TEXT_MAX 256u          /* room, surgeon */
+#define FPS_MAX 1000.0
+#define FRAME_SIDE_MAX 100000  /* pixels */
+#define TABLE_POINTS_MAX 256u
+#define PUT_RETRIES 8          /* against a concurrent close */
+
+#define STATUS_OPEN "open"
+
+sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
+                             const bson_t *existing, const ingest_limits *lim, bson_t **out,
+                             sl_error *err)
+{
+    sl_status rc;
+    ingest__tree *t = NULL;
+    bson_t *doc = NULL;
+    schema_key pk, gpk, gsk;
+    if ((rc = schema_pk_surgery(pk, tenant, surgery, err)) != SL_OK)
+        goto out;
+    if ((rc = ingest__tree_parse(json, len, lim, &t, err)) != SL_OK)
+        goto out;
+    const ingest__jnode *root = ingest__tree_root(t), *table = NULL;
+    if (root->type != INGEST__T_OBJECT) {
+        rc = ingest__tree_fail(t, root, err, SL_EINVAL, "a surgery is a JSON object, not %s",
+                               ingest__jtype_name(root->type));
+        goto out;
+    }
+    const char *hospital = NULL, *room = NULL, *procedure = NULL, *surgeon = NULL,
+               *started_at = NULL;
+    double fps = 0;
+    int64_t width = 0, height = 0, started_ms = 0;
+    if ((rc = ingest__tree_component(t, root, "hospital", true, &hospital, err)) ||
+        (rc = ingest__tree_string(t, root, "room", true, TEXT_MAX, &room, err)) ||
+        (rc = ingest__tree_component(t, root, "procedure", true, &procedure, err)) ||
+        (rc = ingest__tree_string(t, root, "surgeon", true, TEXT_MAX, &surgeon, err)) ||
+        (rc = ingest__tree_string(t, root, "started_at", true, 64, &started_at, err)) ||
+        (rc = ingest__tree_double(t, root, "fps", true, 0, FPS_MAX, &fps, err)) ||
+        (rc = ingest__tree_int(t, root, "frame_width", true, 1, FRAME_SIDE_MAX, &width, err)) ||
+        (rc = ingest__tree_int(t, root, "frame_height", true, 1, FRAME_SIDE_MAX, &height, err)) ||
+        (rc = ingest__tree_typed(t, root, "table", true, INGEST__T_ARRAY, &table, err)))
+        goto out;
+    if (fps <= 0) {
+        rc = ingest__tree_fail(t, ingest__tree_get(root, "fps"), err, SL_EINVAL,
+                               "fps must be above 0");
+        goto out;
+    }
+    sl_error te;
+    sl_error_clear(&te);
+    if (schema_time_parse(started_at, &started_ms, &te) != SL_OK) {
+        rc = ingest__tree_fail(t, ingest__tree_get(root, "started_at"), err, te.status, "%s",
+                               te.message);
+        goto out;
+    }
+    if (table->count < 3 || table->count > TABLE_POINTS_MAX) {
+        rc = ingest__tree_fail(t, table, err, SL_EINVAL,
+                               "table is a polygon of 3 to %u points [x, y], not %u points",
+                               TABLE_POINTS_MAX, table->count);
+        goto out;
+    }
+    for (const ingest__jnode *p = table->first; p; p = p->next) {
+        if (p->type != INGEST__T_ARRAY || p->count != 2) {
+            rc = ingest__tree_fail(t, p, err, SL_EINVAL,
+                                   "each table point is [x, y] in normalized image coordinates");
+            goto out;
+        }
+        double v;
+        for (const ingest__jnode *c = p->first; c; c = c->next)
+            if ((rc = ingest__tree_node_double(t, c, 0, 1, &v, err)) != SL_OK)
+                goto out;
+    }
+    char canon[25], date[11];
+    schema_time_format(started_ms, canon);
+    memcpy(date, canon, 10);
+    date[10] = '\0';
+    if ((rc = schema_pk_hospital(gpk, tenant, hospital, err)) != SL_OK ||
+        (rc = schema_sk_surgery_date(gsk, date, surgery, err)) != SL_OK)
+        goto out;
+
+    /* A PUT replaces the description, never the life cycle. */
+    const char *status = STATUS_OPEN;
+    int64_t closed_ms = 0;
+    bson_iter_t it;
+    if (existing && bson_iter_init_find(&it, existing, "status") && BSON_ITER_HOLDS_UTF8(&it))
+        status = bson_iter_utf8(&it, NULL);
+    if (existing && bson_iter_init_find(&it, existing, "closed_ms") && BSON_ITER_HOLDS_INT64(&it))
+        closed_ms = bson_iter_int64(&it);
+
+    doc = bson_new();
+    bson_t arr, pt;
+    char idx[16], idx2[16];
+    const char *key, *key2;
+    bool ok = BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_SURGERY) &&
+              BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "surgery", surgery) &&
+              BSON_APPEND_UTF8(doc, "hospital", hospital) && BSON_APPEND_UTF8(doc, "room", room) &&
+              BSON_APPEND_UTF8(doc, "procedure", procedure) &&
+              BSON_APPEND_UTF8(doc, "surgeon", surgeon) &&
+              BSON_APPEND_UTF8(doc, "started_at", canon) &&
+              BSON_APPEND_INT64(doc, "started_ms", started_ms) &&
+              BSON_APPEND_DOUBLE(doc, "fps", fps) &&
+              BSON_APPEND_INT32(doc, "frame_width", (int32_t)width) &&
+              BSON_APPEND_INT32(doc, "frame_height", (int32_t)height) &&
+              BSON_APPEND_ARRAY_BEGIN(doc, "table", &arr);
+    uint32_t i = 0;
+    for (const ingest__jnode *p = table->first; ok && p; p = p->next, i++) {
+        bson_uint32_to_string(i, &key, idx, sizeof idx);
+        ok = bson_append_array_begin(&arr, key, -1, &pt);
+        uint32_t k = 0;
+        for (const ingest__jnode *c = p->first; ok && c; c = c->next, k++) {
+            double v = 0;
+            (void)ingest__number(c->s, c->len, &v); /* checked above */
+            bson_uint32_to_string(k, &key2, idx2, sizeof idx2);
+            ok = bson_append_double(&pt, key2, -1, v);
+        }
+        ok = ok && bson_append_array_end(&arr, &pt);
+    }
+    ok = ok && bson_append_array_end(doc, &arr) && BSON_APPEND_UTF8(doc, "status", status) &&
+         BSON_APPEND_INT64(doc, "closed_ms", closed_ms);
+    if (!ok)
+        rc = sl_error_set(err, SL_ETOOLARGE, "surgery does not fit in a document");
+out:
+    ingest__tree_free(&t);
+    if (rc != SL_OK && doc)
+        bson_destroy(doc);
+    else if (rc == SL_OK)
+        *out = doc;
+    return rc;
+}
+
+sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
+                             size_t len, store_put_result *res, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    schema_key pk;
+    if ((rc = schema_pk_surgery(pk, tenant, surgery, err)) != SL_OK)
+        return rc;
+    /* Read, rebuild keeping the status, write if the version did not move:
+     * a close racing with this PUT is neither lost nor undone. */
+    for (int attempt = 0; attempt < PUT_RETRIES; attempt++) {
+        bson_t *existing = NULL, *doc = NULL;
+        sl_error e;
+        sl_error_clear(&e);
+        rc = store_get(s, STORE_ITEMS, pk, SCHEMA_SK_META, &existing, &e);
+        if (rc != SL_OK && rc != SL_ENOTFOUND) {
+            sl_error_set_at(err, e.status, e.field, e.offset, "%s", e.message);
+            return rc;
+        }
+        store_cond cond = {STORE_COND_NOT_EXISTS, 0};
+        bson_iter_t it;
+        if (existing && bson_iter_init_find(&it, existing, SCHEMA_F_VERSION) &&
+            BSON_ITER_HOLDS_INT64(&it))
+            cond = (store_cond){STORE_COND_VERSION, bson_iter_int64(&it)};
+        rc = ingest_surgery_doc(tenant, surgery, json, len, existing, NULL, &doc, err);
+        if (rc == SL_OK) {
+            sl_error_clear(&e);
+            rc = store_put(s, STORE_ITEMS, doc, cond, res, &e);
+            if (rc != SL_OK && rc != SL_ECONDITION)
+                sl_error_set_at(err, e.status, e.field, e.offset, "%s", e.message);
+        }
+        if (existing)
+            bson_destroy(existing);
+        if (doc)
+            bson_destroy(doc);
+        if (rc != SL_ECONDITION)
+            return rc;
+    }
+    return sl_error_set(err, SL_EBUSY, "surgery %s kept changing while it was written; retry",
+                        surgery);
+}

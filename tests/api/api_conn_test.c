@@ -1,0 +1,345 @@
+/* api_conn_test.c -- connections against the real server: 10,000 idle ones
+ * (the limit holds, others answered), slow-loris heads and silent connections
+ * cut, graceful shutdown finishing an in-flight request, TLS. */
+#include "harness.h"
+#include "tests/check.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IDLE  10000
+#define LIMIT 10100
+#define EXTRA 300
+
+static char url[256];
+
+static const char *u(const th_server *s, const char *path)
+{
+    snprintf(url, sizeof url, "%s%s", s->url, path);
+    return url;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* One GET on an open keep-alive connection; returns the status. */
+static int get_on(int fd, const char *path)
+{
+    char req[256], reply[4096];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    if (th_write_all(fd, req, strlen(req)) != 0)
+        return -1;
+    return th_read_response(fd, reply, sizeof reply, 10000);
+}
+
+/* Whether the server closed fd within ms (EOF or reset). */
+static int closed_within(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char b[64];
+    if (poll(&p, 1, ms) <= 0)
+        return 0;
+    ssize_t r = recv(fd, b, sizeof b, MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* Open connections the server reports, asked on fd. */
+static long open_connections(int fd)
+{
+    static char reply[1 << 16];
+    const char *req = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    if (th_write_all(fd, req, strlen(req)) != 0 ||
+        th_read_response(fd, reply, sizeof reply, 10000) != 200)
+        return -1;
+    const char *g = strstr(reply, "\nsightline_http_open_connections ");
+    return g ? atol(g + 33) : -1;
+}
+
+/* Sends a GET on each of fds[0..n) and counts answers within ms; answered[i]
+ * marks which (they stay open: closing one would free a slot for another). */
+static int answered_within(const int *fds, int n, int ms, char *answered_flags)
+{
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    struct pollfd *p = calloc((size_t)n, sizeof *p);
+    int answered = 0;
+    for (int i = 0; i < n; i++) {
+        th_write_all(fds[i], req, strlen(req));
+        p[i].fd = fds[i];
+        p[i].events = POLLIN;
+    }
+    long until = now_ms() + ms;
+    while (answered < n && now_ms() < until) {
+        if (poll(p, (nfds_t)n, (int)(until - now_ms())) <= 0)
+            break;
+        for (int i = 0; i < n; i++)
+            if (p[i].revents) {
+                char buf[512];
+                if (recv(p[i].fd, buf, sizeof buf, 0) > 0 && !strncmp(buf, "HTTP/1.1 200", 12)) {
+                    answered++;
+                    answered_flags[i] = 1;
+                }
+                p[i].fd = -1; /* counted (or dead) */
+            }
+    }
+    free(p);
+    return answered;
+}
+
+static void test_many_idle(void)
+{
+    th_server s;
+    struct rlimit rl;
+    char limit[16];
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < IDLE + EXTRA + 200) {
+        fprintf(stderr, "skipping the idle-connection test: open-files hard limit %llu\n",
+                (unsigned long long)rl.rlim_max);
+        return;
+    }
+    rl.rlim_cur = IDLE + EXTRA + 200;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    snprintf(limit, sizeof limit, "%d", LIMIT);
+    REQUIRE(th_server_init(&s) == 0);
+    /* Generous deadlines: this test is about the limit, not the timeouts. */
+    REQUIRE(th_server_start(&s, "--max-connections", limit, "--header-timeout", "600",
+                            "--idle-timeout", "600", (char *)NULL) == 0);
+    long t0 = now_ms();
+
+    int keep = th_connect(s.port);
+    REQUIRE(keep >= 0);
+    CHECK_INT(get_on(keep, "/healthz"), 200);
+
+    int *fds = malloc(sizeof(int) * (IDLE + EXTRA));
+    int opened = 0;
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = th_connect(s.port);
+        opened += fds[i] >= 0;
+    }
+    REQUIRE(opened == IDLE);
+    /* connect() returns once the kernel queued the connection; wait until the
+     * server has taken them all. */
+    long seen = 0;
+    for (int i = 0; i < 200 && seen < IDLE + 1; i++) {
+        seen = open_connections(keep);
+        if (seen < IDLE + 1)
+            sleep_ms(100);
+    }
+    CHECK_INT(seen, IDLE + 1);
+    fprintf(stderr, "%d idle connections open after %ld ms\n", IDLE, now_ms() - t0);
+    /* With 10,000 idle connections open, others are answered: the busy one
+     * and a new one. */
+    CHECK_INT(get_on(keep, "/healthz"), 200);
+    int fresh = th_connect(s.port);
+    CHECK(fresh >= 0 && get_on(fresh, "/healthz") == 200);
+    if (fresh >= 0)
+        close(fresh);
+
+    /* Past the limit: the server holds it (connections wait unaccepted in the
+     * kernel's queue) and keeps answering the ones it has. */
+    for (int i = IDLE; i < IDLE + EXTRA; i++) {
+        fds[i] = th_connect(s.port);
+        REQUIRE(fds[i] >= 0);
+    }
+    char served_flags[EXTRA] = {0};
+    int served = answered_within(fds + IDLE, EXTRA, 1500, served_flags);
+    long open = open_connections(keep);
+    fprintf(stderr, "at the limit: %ld open, %d of %d late connections served (%ld ms in)\n", open,
+            served, EXTRA, now_ms() - t0);
+    CHECK(open > 0 && open <= LIMIT);
+    CHECK(served <= LIMIT - IDLE - 1);
+    CHECK_INT(get_on(keep, "/healthz"), 200);
+
+    /* Idle ones leave: the waiting connections are taken and answered. */
+    for (int i = 0; i < IDLE / 2; i++)
+        close(fds[i]);
+    int late = 0;
+    for (int i = IDLE; i < IDLE + EXTRA; i++) {
+        char reply[1024];
+        late +=
+            !served_flags[i - IDLE] && th_read_response(fds[i], reply, sizeof reply, 10000) == 200;
+    }
+    CHECK_INT(late + served, EXTRA);
+    for (int i = IDLE / 2; i < IDLE + EXTRA; i++)
+        close(fds[i]);
+    free(fds);
+    close(keep);
+    CHECK_INT(th_server_stop(&s), 0);
+    th_server_cleanup(&s);
+}
+
+static void test_slow_heads(void)
+{
+    th_server s;
+    REQUIRE(th_server_init(&s) == 0);
+    REQUIRE(th_server_start(&s, "--header-timeout", "2", "--idle-timeout", "2", (char *)NULL) == 0);
+    /* Slow-loris: a byte every 250 ms keeps the idle timer young, but the head
+     * must be whole within 2 s of connecting. */
+    const char *head =
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    int fd = th_connect(s.port);
+    REQUIRE(fd >= 0);
+    long start = now_ms(), cut = -1;
+    for (size_t i = 0; i < strlen(head) && cut < 0; i++) {
+        if (th_write_all(fd, head + i, 1) != 0 || closed_within(fd, 250))
+            cut = now_ms() - start;
+    }
+    CHECK(cut > 0); /* cut before the head was complete (it would take ~30 s) */
+    CHECK(cut >= 1500 && cut < 8000);
+    close(fd);
+
+    /* A silent connection is closed by the idle timeout. */
+    fd = th_connect(s.port);
+    REQUIRE(fd >= 0);
+    start = now_ms();
+    CHECK(closed_within(fd, 8000));
+    CHECK(now_ms() - start >= 1500);
+    close(fd);
+
+    /* A keep-alive connection between requests counts from its last answer. */
+    fd = th_connect(s.port);
+    REQUIRE(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(get_on(fd, "/healthz"), 200);
+        sleep_ms(1000); /* under the 2 s limits each time, 3 s in all */
+    }
+    CHECK_INT(get_on(fd, "/healthz"), 200);
+    close(fd);
+    CHECK_INT(th_server_stop(&s), 0);
+    th_server_cleanup(&s);
+}
+
+/* SIGTERM while a request is half uploaded: the listener closes, the request
+ * still completes with its 201, then the process exits 0. */
+static void test_graceful_shutdown(void)
+{
+    th_server s;
+    char admin[128], head[512], reply[4096], out[4096];
+    const char *body = "{\"role\":\"viewer\",\"name\":\"made during shutdown\"}";
+    REQUIRE(th_server_init(&s) == 0);
+    REQUIRE(th_server_start(&s, "--shutdown-grace", "20", (char *)NULL) == 0);
+    REQUIRE(th_tenant_with_key(&s, "acme", "admin", admin) == 0);
+    snprintf(head, sizeof head,
+             "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             admin, strlen(body));
+    int fd = th_connect(s.port);
+    REQUIRE(fd >= 0);
+    CHECK_INT(th_write_all(fd, head, strlen(head)), 0);
+    CHECK_INT(th_write_all(fd, body, 10), 0);
+    /* Wait until the server counts it in flight (the scrape itself is one). */
+    int probe = th_connect(s.port);
+    REQUIRE(probe >= 0);
+    long in_flight = 0;
+    for (int i = 0; i < 100 && in_flight < 2; i++) {
+        static char page[1 << 16];
+        const char *req = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+        th_write_all(probe, req, strlen(req));
+        if (th_read_response(probe, page, sizeof page, 10000) == 200) {
+            const char *g = strstr(page, "\nsightline_http_in_flight_requests ");
+            in_flight = g ? atol(g + 35) : 0;
+        }
+        if (in_flight < 2)
+            sleep_ms(50);
+    }
+    close(probe);
+    CHECK_INT(in_flight, 2);
+    kill(s.pid, SIGTERM);
+    sleep_ms(500);
+    /* No new connection is accepted. */
+    int late = th_connect(s.port);
+    CHECK(late < 0 || closed_within(late, 1000));
+    if (late >= 0)
+        close(late);
+    CHECK_INT(th_write_all(fd, body + 10, strlen(body) - 10), 0);
+    CHECK_INT(th_read_response(fd, reply, sizeof reply, 10000), 201);
+    CHECK(strcasestr(reply, "Connection: close") != NULL);
+    close(fd);
+    CHECK_INT(th_server_stop(&s), 0); /* already stopping: waits for its exit */
+    /* The key made during shutdown was committed. */
+    CHECK_INT(th_cli(out, sizeof out, "keys", "list", "--tenant", "acme", "--store", s.store,
+                     (char *)NULL),
+              0);
+    CHECK(strstr(out, "made during shutdown") != NULL);
+    th_server_cleanup(&s);
+}
+
+static void test_tls(void)
+{
+    th_server s;
+    char cmd[1024], cert[256], key[256], reply[512];
+    REQUIRE(th_server_init(&s) == 0);
+    snprintf(cert, sizeof cert, "%s/cert.pem", s.dir);
+    snprintf(key, sizeof key, "%s/key.pem", s.dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s "
+             ">/dev/null 2>&1",
+             key, cert);
+    REQUIRE(system(cmd) == 0);
+    REQUIRE(th_server_start(&s, "--tls-cert", cert, "--tls-key", key, (char *)NULL) == 0);
+    CHECK(!strncmp(s.url, "https://", 8));
+
+    CURL *c = curl_easy_init();
+    REQUIRE(c != NULL);
+    long status = 0;
+    curl_easy_setopt(c, CURLOPT_URL, u(&s, "/healthz"));
+    curl_easy_setopt(c, CURLOPT_CAINFO, cert);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    CHECK_INT(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    CHECK_INT(status, 200);
+    /* Verification is real: without the certificate the client refuses. */
+    curl_easy_setopt(c, CURLOPT_CAINFO, "/dev/null");
+    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    CHECK(curl_easy_perform(c) != CURLE_OK);
+    curl_easy_cleanup(c);
+    /* Plain HTTP on the TLS port gets no HTTP answer. */
+    const char *plain = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    CHECK(th_raw(s.port, plain, strlen(plain), reply, sizeof reply, 2000) >= 0);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) != 0);
+
+    /* A key without its certificate is refused at start. */
+    th_server bad;
+    REQUIRE(th_server_init(&bad) == 0);
+    CHECK(th_server_start(&bad, "--tls-key", key, (char *)NULL) != 0);
+    th_server_cleanup(&bad);
+
+    CHECK_INT(th_server_stop(&s), 0);
+    th_server_cleanup(&s);
+}
+
+int main(int argc, char **argv)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (argc < 2 || strstr(argv[1], "shutdown"))
+        test_graceful_shutdown();
+    if (argc < 2 || strstr(argv[1], "slow"))
+        test_slow_heads();
+    if (argc < 2 || strstr(argv[1], "tls"))
+        test_tls();
+    if (argc < 2 || strstr(argv[1], "idle"))
+        test_many_idle();
+    curl_global_cleanup();
+    return check_finish();
+}

@@ -1,0 +1,435 @@
+/* api_http_test.c -- the real server against every kind of bad input of issue 3
+ * (malformed and oversized heads and bodies, path bytes, dot segments, %2F,
+ * ambiguous lengths, unknown methods), problems, request ids, keep-alive. */
+#include "harness.h"
+#include "tests/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+static th_server srv;
+static char admin[128];
+static char url[256];
+
+static const char *u(const char *path)
+{
+    snprintf(url, sizeof url, "%s%s", srv.url, path);
+    return url;
+}
+
+/* The server still answers after whatever came before. */
+static void check_alive(void)
+{
+    th_resp r;
+    CHECK_INT(th_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r), 0);
+    CHECK_INT(r.status, 200);
+    th_resp_free(&r);
+}
+
+static int starts_with_status(const char *reply, int status)
+{
+    char want[32];
+    snprintf(want, sizeof want, "HTTP/1.1 %d ", status);
+    return !strncmp(reply, want, strlen(want));
+}
+
+/* The JSON body of a raw reply (after the head), for problem checks. */
+static const char *raw_body(const char *reply)
+{
+    const char *b = strstr(reply, "\r\n\r\n");
+    return b ? b + 4 : "";
+}
+
+static void test_healthz_and_request_id(void)
+{
+    th_resp r;
+    char rid[128] = "", store[64] = "";
+    REQUIRE(th_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(th_json_str(r.body, "store", store, sizeof store), 0);
+    CHECK_STR(store, "sqlite");
+    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    CHECK(strlen(rid) > 8);
+    th_resp_free(&r);
+
+    /* A caller's plain request id is kept; a hostile one is replaced. */
+    REQUIRE(th_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: trace-42.a", &r) == 0);
+    CHECK_INT(th_is_problem(&r, 404, "no-route"), 0);
+    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    CHECK_STR(rid, "trace-42.a");
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: a\"b{}", &r) == 0);
+    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    CHECK(strcmp(rid, "a\"b{}") != 0 && strlen(rid) > 8);
+    th_resp_free(&r);
+    /* The same id is in the access log line of that request. */
+    CHECK_INT(th_log_count(&srv, "\"request_id\":\"trace-42.a\"", 1), 1);
+    CHECK(th_log_count(&srv, "\"status\":404", 2) >= 2);
+}
+
+static void test_404_405_501(void)
+{
+    th_resp r;
+    char allow[64] = "", reply[4096];
+    REQUIRE(th_http("GET", u("/v1/nothing/here"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 404, "no-route"), 0);
+    th_resp_free(&r);
+    REQUIRE(th_http("DELETE", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 405, "method-not-allowed"), 0);
+    CHECK_INT(th_header(&r, "Allow", allow, sizeof allow), 0);
+    CHECK_STR(allow, "GET, HEAD");
+    th_resp_free(&r);
+    /* An unknown method: 501, and the connection stays usable. */
+    const char *frob = "FROB /v1/tenant HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    CHECK(th_raw(srv.port, frob, strlen(frob), reply, sizeof reply, 3000) > 0);
+    CHECK(starts_with_status(reply, 501));
+    CHECK(strstr(reply, "unknown-method") != NULL);
+    CHECK(strstr(reply + 10, "HTTP/1.1 200 ") != NULL);
+}
+
+static void test_malformed_heads(void)
+{
+    char reply[4096];
+    /* Garbage instead of a request line: never a 2xx; the server lives on. */
+    const char *cases[] = {
+        "GARBAGE\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET / HTTP/9.9\r\nHost: t\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\n\r\n", /* HTTP/1.1 without Host */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long n = th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000);
+        CHECK(n >= 0);
+        int refused =
+            n == 0 || (!strncmp(reply, "HTTP/1.1 4", 10) || !strncmp(reply, "HTTP/1.1 5", 10));
+        if (!refused)
+            fprintf(stderr, "case %zu answered: %.80s\n", i, reply);
+        CHECK(refused);
+    }
+    check_alive();
+}
+
+static void test_oversized_heads(void)
+{
+    char reply[8192];
+    /* Over max-header-bytes (4096) but within libmicrohttpd's pool: our 431. */
+    size_t big = 6000;
+    char *req = malloc(big + 256);
+    int n = snprintf(req, 256, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    memset(req + n, 'a', big);
+    memcpy(req + n + big, "\r\n\r\n", 5);
+    CHECK(th_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) > 0);
+    CHECK(starts_with_status(reply, 431));
+    CHECK(strstr(reply, "application/problem+json") != NULL);
+    CHECK(strstr(raw_body(reply), "headers-too-large") != NULL);
+    free(req);
+    /* Far over: refused by libmicrohttpd itself, still a 4xx. */
+    big = 200000;
+    req = malloc(big + 256);
+    n = snprintf(req, 256, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    memset(req + n, 'a', big);
+    memcpy(req + n + big, "\r\n\r\n", 5);
+    CHECK(th_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) >= 0);
+    CHECK(!strncmp(reply, "HTTP/1.1 4", 10) || reply[0] == '\0');
+    free(req);
+    check_alive();
+}
+
+static void test_body_too_large_before_read(void)
+{
+    char head[512], reply[4096];
+    /* Only the head is sent: the 413 must come without the body. */
+    snprintf(head, sizeof head,
+             "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
+             admin);
+    CHECK(th_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(starts_with_status(reply, 413));
+    CHECK(strstr(raw_body(reply), "body-too-large") != NULL);
+    CHECK(strstr(raw_body(reply), "100000000") != NULL);
+    /* A body on a route that takes none. */
+    snprintf(head, sizeof head,
+             "GET /v1/tenant HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 5\r\n\r\nhello",
+             admin);
+    CHECK(th_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(starts_with_status(reply, 413));
+    CHECK(strstr(raw_body(reply), "takes no request body") != NULL);
+}
+
+static void test_chunked_too_large(void)
+{
+    char head[512], reply[4096], chunk[1100];
+    /* 8 chunks of 1000 bytes against the 4096-byte limit of POST /v1/keys. */
+    snprintf(head, sizeof head,
+             "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n",
+             admin);
+    int fd = th_connect(srv.port);
+    REQUIRE(fd >= 0);
+    CHECK_INT(th_write_all(fd, head, strlen(head)), 0);
+    int n = snprintf(chunk, sizeof chunk, "3e8\r\n");
+    memset(chunk + n, ' ', 1000);
+    memcpy(chunk + n + 1000, "\r\n", 2);
+    for (int i = 0; i < 8; i++)
+        th_write_all(fd, chunk, (size_t)n + 1002);
+    th_write_all(fd, "0\r\n\r\n", 5);
+    CHECK_INT(th_read_response(fd, reply, sizeof reply, 3000), 413);
+    CHECK(strstr(raw_body(reply), "body-too-large") != NULL);
+    close(fd);
+
+    /* A chunked body that never ends: dropped past the drain allowance and the
+     * connection is closed, never read whole. */
+    fd = th_connect(srv.port);
+    REQUIRE(fd >= 0);
+    th_write_all(fd, head, strlen(head));
+    int closed = 0;
+    for (int i = 0; i < 2000 && !closed; i++) /* up to 2 MB, the allowance is 64 KiB */
+        closed = th_write_all(fd, chunk, (size_t)n + 1002) != 0;
+    if (!closed) {
+        char buf[256];
+        closed = th_read_response(fd, buf, sizeof buf, 3000) != 0;
+    }
+    CHECK(closed);
+    close(fd);
+    check_alive();
+}
+
+static void test_ambiguous_length(void)
+{
+    char reply[4096];
+    const char *cases[] = {
+        /* conflicting: "hello" then a smuggled request in the second length */
+        "POST /v1/keys HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 46\r\n\r\n"
+        "helloGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        /* duplicate, equal */
+        "POST /v1/keys HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        /* both framings */
+        "POST /v1/keys HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
+        CHECK(starts_with_status(reply, 400));
+        CHECK(strstr(raw_body(reply), "ambiguous-body-length") != NULL);
+        /* Nothing after the refusal was taken as a request. */
+        CHECK(strstr(reply + 8, "HTTP/1.1") == NULL);
+    }
+    const char *gzip = "POST /v1/keys HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
+    CHECK(th_raw(srv.port, gzip, strlen(gzip), reply, sizeof reply, 2000) >= 0);
+    CHECK(!strncmp(reply, "HTTP/1.1 4", 10) || !strncmp(reply, "HTTP/1.1 501", 12) ||
+          reply[0] == '\0');
+}
+
+static void test_path_bytes(void)
+{
+    char reply[4096];
+    const char *cases[] = {
+        "GET /v1/\x01tenant HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/tenant%00 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/%C3%28 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/ten%ZZant HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/../v1/tenant HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/%2e%2e/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
+        int ok = starts_with_status(reply, 400) && strstr(raw_body(reply), "invalid-path");
+        if (!ok)
+            fprintf(stderr, "path case %zu: %.200s\n", i, reply);
+        CHECK(ok);
+    }
+}
+
+static void test_path_params(void)
+{
+    th_resp r;
+    char field[64] = "";
+    /* %2F decodes inside the parameter and is refused there. */
+    REQUIRE(th_http("GET", u("/v1/keys/a%2Fb"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    CHECK_INT(th_json_str(r.body, "field", field, sizeof field), 0);
+    CHECK_STR(field, "key_id");
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/keys/..%2F..%2Fx"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/keys/a%23b"), admin, NULL, 0, NULL, &r) == 0); /* '#' */
+    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    th_resp_free(&r);
+    /* Well-formed but absent: 404 from the handler. */
+    REQUIRE(th_http("GET", u("/v1/keys/0000000000000000"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 404, "not-found"), 0);
+    th_resp_free(&r);
+}
+
+static void test_query_errors(void)
+{
+    th_resp r;
+    char field[64] = "";
+    REQUIRE(th_http("GET", u("/v1/keys?limit=abc"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
+    CHECK_INT(th_json_str(r.body, "field", field, sizeof field), 0);
+    CHECK_STR(field, "limit");
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/keys?limit=1000"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/keys?cursor=%ZZ"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-query"), 0);
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/keys?cursor=notacursor"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
+    th_resp_free(&r);
+    REQUIRE(th_http("GET", u("/v1/tenant?x=%01"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(th_is_problem(&r, 400, "invalid-query"), 0);
+    th_resp_free(&r);
+}
+
+/* One connection answers many requests, pipelined or not, without closing. */
+static void test_keep_alive(void)
+{
+    char req[512], reply[8192];
+    int fd = th_connect(srv.port);
+    REQUIRE(fd >= 0);
+    int answered = 0;
+    for (int i = 0; i < 60; i++) {
+        const char *path = i % 3 == 0 ? "/healthz" : i % 3 == 1 ? "/v1/tenant" : "/missing";
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n",
+                 path, admin);
+        if (th_write_all(fd, req, strlen(req)) != 0)
+            break;
+        int status = th_read_response(fd, reply, sizeof reply, 3000);
+        if (status != (i % 3 == 2 ? 404 : 200))
+            break;
+        if (strcasestr(reply, "Connection: close"))
+            break;
+        answered++;
+    }
+    CHECK_INT(answered, 60);
+    /* Pipelined: three requests in one write, three answers in order. */
+    snprintf(req, sizeof req,
+             "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK_INT(th_write_all(fd, req, strlen(req)), 0);
+    size_t n = 0;
+    reply[0] = '\0';
+    while (n + 1 < sizeof reply) {
+        const char *third = strstr(reply, "HTTP/1.1 ");
+        for (int k = 0; k < 2 && third; k++)
+            third = strstr(third + 1, "HTTP/1.1 ");
+        if (third && strstr(third, "\r\n\r\n") &&
+            strlen(strstr(third, "\r\n\r\n")) >= 4 + 10) /* the /healthz body is longer */
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 3000) <= 0)
+            break;
+        ssize_t got = recv(fd, reply + n, sizeof reply - 1 - n, 0);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        reply[n] = '\0';
+    }
+    const char *a1 = strstr(reply, "HTTP/1.1 200 ");
+    const char *a2 = a1 ? strstr(a1 + 1, "HTTP/1.1 404 ") : NULL;
+    const char *a3 = a2 ? strstr(a2 + 1, "HTTP/1.1 200 ") : NULL;
+    CHECK(a1 == reply && a2 != NULL && a3 != NULL);
+    close(fd);
+}
+
+static void test_head(void)
+{
+    th_resp r;
+    REQUIRE(th_http("HEAD", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(r.len, 0);
+    th_resp_free(&r);
+}
+
+static void test_problem_bytes_escaped(void)
+{
+    char reply[4096], err[128];
+    /* A method of raw high bytes: echoed in the detail, as valid JSON. */
+    const char *m = "G\xc3\x28T /v1/tenant HTTP/1.1\r\nHost: t\r\n\r\n";
+    CHECK(th_raw(srv.port, m, strlen(m), reply, sizeof reply, 2000) >= 0);
+    if (starts_with_status(reply, 501)) {
+        const char *body = raw_body(reply);
+        yajl_val v = yajl_tree_parse(body, err, sizeof err);
+        CHECK(v != NULL);
+        if (v)
+            yajl_tree_free(v);
+    } else {
+        CHECK(reply[0] == '\0' || !strncmp(reply, "HTTP/1.1 400", 12));
+    }
+    /* The access log stays valid JSON line by line, whatever was sent. */
+    th_log_count(&srv, "\"path\":\"/v1/tenant\"", 20); /* flushed */
+    FILE *f = fopen(srv.log_path, "r");
+    REQUIRE(f != NULL);
+    char *line = NULL;
+    size_t cap = 0;
+    int lines = 0, bad = 0;
+    while (getline(&line, &cap, f) > 0) {
+        yajl_val v = yajl_tree_parse(line, err, sizeof err);
+        lines++;
+        bad += v == NULL;
+        if (v)
+            yajl_tree_free(v);
+        CHECK(strstr(line, admin + 20) == NULL); /* no secret in the log */
+        CHECK(strstr(line, "limit=") == NULL);   /* no query string either */
+    }
+    free(line);
+    fclose(f);
+    CHECK(lines > 20);
+    CHECK_INT(bad, 0);
+}
+
+static void test_metrics(void)
+{
+    th_resp r;
+    REQUIRE(th_http("GET", u("/metrics"), NULL, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(r.status, 200);
+    CHECK(strstr(r.body, "sightline_http_requests_total{method=\"GET\",route=\"/healthz\","
+                         "status=\"200\"}") != NULL);
+    CHECK(strstr(r.body, "route=\"(unmatched)\",status=\"404\"}") != NULL);
+    CHECK(strstr(r.body, "sightline_http_request_duration_seconds_bucket{method=\"GET\","
+                         "route=\"/v1/tenant\",le=\"+Inf\"}") != NULL);
+    CHECK(strstr(r.body, "sightline_http_in_flight_requests 1\n") != NULL); /* this one */
+    CHECK(strstr(r.body, "sightline_store_errors_total{status=\"SL_EIO\"} 0") != NULL);
+    /* The feed lag comes through the metrics hook (cmd/serve.c). */
+    CHECK(strstr(r.body, "\nsightline_feed_lag_seconds ") != NULL);
+    th_resp_free(&r);
+}
+
+int main(void)
+{
+    REQUIRE(th_server_init(&srv) == 0);
+    REQUIRE(th_server_start(&srv, "--max-header-bytes", "4096", "--drain-bytes", "65536",
+                            (char *)NULL) == 0);
+    REQUIRE(th_tenant_with_key(&srv, "acme", "admin", admin) == 0);
+    test_healthz_and_request_id();
+    test_404_405_501();
+    test_malformed_heads();
+    test_oversized_heads();
+    test_body_too_large_before_read();
+    test_chunked_too_large();
+    test_ambiguous_length();
+    test_path_bytes();
+    test_path_params();
+    test_query_errors();
+    test_keep_alive();
+    test_head();
+    test_problem_bytes_escaped();
+    test_metrics();
+    CHECK_INT(th_server_stop(&srv), 0); /* graceful, and clean under the sanitizers */
+    th_server_cleanup(&srv);
+    return check_finish();
+}

@@ -1,0 +1,46 @@
+/* fuzz_bodies.c -- libFuzzer target: the small-document codecs: asset lines
+ * (one per line of the input), and the whole input as a surgery, a catalog
+ * entry and a category map.  A document built must be valid BSON with the
+ * keys the codec promises. */
+#include "ingest/ingest.h"
+
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_doc(bson_t *doc)
+{
+    bson_iter_t it;
+    if (!bson_validate(doc, BSON_VALIDATE_UTF8, NULL) || !bson_iter_init_find(&it, doc, "pk") ||
+        !BSON_ITER_HOLDS_UTF8(&it) || !bson_iter_init_find(&it, doc, "sk"))
+        __builtin_trap();
+    bson_destroy(doc);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *text = (const char *)data;
+    sl_error e;
+    bson_t *doc = NULL;
+    for (size_t at = 0; at < size;) {
+        const char *nl = memchr(text + at, '\n', size - at);
+        size_t len = nl ? (size_t)(nl - (text + at)) : size - at;
+        sl_error_clear(&e);
+        if (ingest_asset_doc("t", NULL, text + at, len, NULL, &doc, &e) == SL_OK)
+            check_doc(doc);
+        else if (!e.message[0])
+            __builtin_trap();
+        at += len + 1;
+    }
+    sl_error_clear(&e);
+    if (ingest_surgery_doc("t", "s", text, size, NULL, NULL, &doc, &e) == SL_OK)
+        check_doc(doc);
+    sl_error_clear(&e);
+    if (ingest_catalog_doc("t", "SKU", text, size, NULL, &doc, &e) == SL_OK)
+        check_doc(doc);
+    ingest_categories *c = NULL;
+    sl_error_clear(&e);
+    if (ingest_categories_parse(text, size, NULL, &c, &e) == SL_OK)
+        ingest_categories_free(&c);
+    return 0;
+}
