@@ -4,6 +4,7 @@
 # Each target installs the Debian packages it needs first (scripts/deps.sh).
 BUILD      ?= build
 TEST_BUILD ?= build-test
+FUZZ_BUILD ?= build-fuzz
 STORE      ?= sqlite:data/sightline.db
 LISTEN     ?= 127.0.0.1:8080
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -23,11 +24,23 @@ run: build
 	@mkdir -p data
 	@scripts/run.sh $(BUILD)/sightline "$(STORE)" "$(LISTEN)"
 
+# The suite: every test under ASan + UBSan (gcc), then every fuzz target for
+# FUZZ_SECONDS each (clang + libFuzzer).
 test:
 	@scripts/deps.sh build test
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+FUZZ_SECONDS ?= 60
+# Fuzzing for longer: make fuzz FUZZ_SECONDS=3600
+fuzz:
+	@scripts/deps.sh build test
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_FUZZ=ON \
+	    -DSIGHTLINE_SANITIZE=ON -DSL_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -L fuzz --timeout $$(( $(FUZZ_SECONDS) * 3 + 120 ))
 
 bench: build
 	@scripts/deps.sh bench

@@ -11,13 +11,6 @@
 #include <stdio.h>
 
 #include "schema/schema.h"
-/* store.h declares a type and a function both named store_query, which C
- * refuses; until it is fixed there, rename the function the way
- * store/store_int.h does (a type name is never followed by '(').  Remove
- * this with the fix. */
-#ifndef store_query
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "store/store.h"
 
 /* ---------------------------------------------------------------------------

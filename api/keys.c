@@ -283,7 +283,7 @@ static sl_status key_fetch(store *st, const char *key_id, bson_t **out, sl_error
     schema_key gpk;
     store_page page;
     memset(&page, 0, sizeof page);
-    store_query q = {{STORE_RANGE_ALL, NULL, NULL}, 0, 2, NULL};
+    store_query_opts q = {{STORE_RANGE_ALL, NULL, NULL}, 0, 2, NULL};
     if ((rc = schema_gsi1pk_key_id(gpk, key_id, err)) != SL_OK)
         goto out;
     if ((rc = store_query_index(st, STORE_ITEMS, STORE_GSI1, gpk, &q, &page, err)) != SL_OK)
@@ -399,7 +399,7 @@ sl_status api_key_list(store *st, const char *tenant, const char *page_token, ap
     store_page page;
     size_t count = 0;
     memset(&page, 0, sizeof page);
-    store_query q = {{STORE_RANGE_BEGINS_WITH, SCHEMA_SK_KEY_PREFIX, NULL},
+    store_query_opts q = {{STORE_RANGE_BEGINS_WITH, SCHEMA_SK_KEY_PREFIX, NULL},
                      0,
                      max > STORE_PAGE_MAX ? STORE_PAGE_MAX : max,
                      page_token};

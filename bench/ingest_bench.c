@@ -1,13 +1,5 @@
-/* ingest_bench.c -- ingest speed and memory through the CLI: generates a
- * surgery in darknet -out format (by default 3 hours at 30 frames/s with 25
- * detections per frame: 8.1 M detections) into a temporary directory, runs
- * `sightline ingest` on it as a child process on a fresh SQLite store, and
- * prints detections/s, MB/s of input and the child's peak RSS; then the same
- * for a re-send (every frame equal: nothing written).  The HTTP path comes
- * with the ingest routes.
- *
- * Usage: ingest_bench [-m minutes] [-f fps] [-d detections_per_frame]
- *                     [-b sightline_binary] [-k]   (-k keeps the directory) */
+/* ingest_bench.c -- ingest speed and memory through the CLI on a generated
+ * 3-hour surgery in darknet format: detections/s, MB/s and peak RSS. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,10 +13,18 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Default: 3 hours at 30 frames/s with 25 detections per frame (8.1 M
+ * detections) in a temporary directory, ingested by `sightline ingest` as a
+ * child process on a fresh SQLite store, then re-sent (nothing changes).  The
+ * HTTP path comes with the ingest routes.
+ *
+ * Usage: ingest_bench [-m minutes] [-f fps] [-d detections_per_frame]
+ *                     [-b sightline_binary] [-k]   (-k keeps the directory) */
+
 static const char *const labels[] = {
-    "scalpel",    "forceps",   "needle holder", "scissors",     "retractor", "clamp",
-    "sponge",     "suture",    "trocar",        "suction tip",  "cautery",   "towel clip",
-    "hand",       "gauze",     "syringe",       "bowl",
+    "scalpel", "forceps", "needle holder", "scissors",    "retractor", "clamp",
+    "sponge",  "suture",  "trocar",        "suction tip", "cautery",   "towel clip",
+    "hand",    "gauze",   "syringe",       "bowl",
 };
 #define NLABELS (sizeof labels / sizeof labels[0])
 
@@ -35,20 +35,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint32_t next_u32(void)
+static uint32_t next_u32(uint64_t *rng)
 {
-    rng ^= rng << 13; /* xorshift64: deterministic, fast */
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
+    *rng ^= *rng << 13; /* xorshift64: deterministic, fast */
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    return (uint32_t)(*rng >> 32);
 }
 
-/* A fraction in [lo, hi) with six decimals, as darknet prints them (%f). */
-static unsigned micro_in(unsigned lo, unsigned hi)
+/* A fraction in [lo, hi) in millionths (darknet prints six decimals, %f). */
+static unsigned micro_in(uint64_t *rng, unsigned lo, unsigned hi)
 {
-    return lo + next_u32() % (hi - lo);
+    return lo + next_u32(rng) % (hi - lo);
 }
 
 static char *put_fixed6(char *p, unsigned micro)
@@ -71,28 +69,32 @@ static uint64_t generate(const char *path, uint64_t frames, unsigned dets)
         fprintf(stderr, "ingest_bench: cannot create %s: %s\n", path, strerror(errno));
         exit(1);
     }
-    static char buf[1 << 16];
+    char buf[1024];
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
     setvbuf(f, NULL, _IOFBF, 1 << 20);
     fputs("[\n", f);
     for (uint64_t i = 1; i <= frames; i++) {
-        fprintf(f,
-                "{\n \"frame_id\":%llu, \n \"filename\":\"/data/or3/surgery-0042/frame%09llu.jpg\", "
-                "\n \"objects\": [ \n",
-                (unsigned long long)i, (unsigned long long)i);
+        fprintf(
+            f,
+            "{\n \"frame_id\":%llu, \n \"filename\":\"/data/or3/surgery-0042/frame%09llu.jpg\", "
+            "\n \"objects\": [ \n",
+            (unsigned long long)i, (unsigned long long)i);
         for (unsigned k = 0; k < dets; k++) {
-            unsigned cls = next_u32() % NLABELS;
+            unsigned cls = next_u32(&rng) % NLABELS;
             char *p = buf;
-            p += sprintf(p, "  {\"class_id\":%u, \"name\":\"%s\", \"relative_coordinates\":{"
-                            "\"center_x\":", cls, labels[cls]);
-            p = put_fixed6(p, micro_in(50000, 950000));
+            p += sprintf(p,
+                         "  {\"class_id\":%u, \"name\":\"%s\", \"relative_coordinates\":{"
+                         "\"center_x\":",
+                         cls, labels[cls]);
+            p = put_fixed6(p, micro_in(&rng, 50000, 950000));
             p = stpcpy(p, ", \"center_y\":");
-            p = put_fixed6(p, micro_in(50000, 950000));
+            p = put_fixed6(p, micro_in(&rng, 50000, 950000));
             p = stpcpy(p, ", \"width\":");
-            p = put_fixed6(p, micro_in(20000, 100000));
+            p = put_fixed6(p, micro_in(&rng, 20000, 100000));
             p = stpcpy(p, ", \"height\":");
-            p = put_fixed6(p, micro_in(20000, 100000));
+            p = put_fixed6(p, micro_in(&rng, 20000, 100000));
             p = stpcpy(p, "}, \"confidence\":");
-            p = put_fixed6(p, micro_in(250000, 1000000));
+            p = put_fixed6(p, micro_in(&rng, 250000, 1000000));
             p = stpcpy(p, k + 1 < dets ? "}, \n" : "}\n");
             fwrite(buf, 1, (size_t)(p - buf), f);
         }
@@ -113,10 +115,14 @@ static double cpu_of(const struct rusage *ru)
            (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
 }
 
-static double last_cpu; /* CPU seconds of the last child: another bench may share the cores */
+typedef struct figures {
+    double seconds; /* wall */
+    double cpu;     /* user + system of the child: another bench may share the cores */
+    long maxrss_kb; /* the child's peak RSS */
+} figures;
 
-/* Runs the binary; returns its exit code, wall seconds and peak RSS in KB. */
-static int run(const char *const *argv, double *seconds, long *maxrss_kb)
+/* Runs the binary; returns its exit code and fills *fig. */
+static int run(const char *const *argv, figures *fig)
 {
     double t0 = now_s();
     pid_t pid = fork();
@@ -133,9 +139,9 @@ static int run(const char *const *argv, double *seconds, long *maxrss_kb)
     struct rusage ru;
     if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
         return -1;
-    *seconds = now_s() - t0;
-    *maxrss_kb = ru.ru_maxrss;
-    last_cpu = cpu_of(&ru);
+    fig->seconds = now_s() - t0;
+    fig->maxrss_kb = ru.ru_maxrss;
+    fig->cpu = cpu_of(&ru);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -191,7 +197,8 @@ int main(int argc, char **argv)
             keep = 1;
             break;
         default:
-            fprintf(stderr, "usage: ingest_bench [-m minutes] [-f fps] [-d dets] [-b binary] [-k]\n");
+            fprintf(stderr,
+                    "usage: ingest_bench [-m minutes] [-f fps] [-d dets] [-b binary] [-k]\n");
             return 2;
         }
     }
@@ -217,20 +224,19 @@ int main(int argc, char **argv)
     write_text(catalog, "{\"name\": \"bench tools\", \"labels\": [\"scalpel\", \"forceps\", "
                         "\"sponge\", \"(?i)needle.*\"], \"unit_cost_cents\": 100, "
                         "\"single_use\": true}");
-    double s;
-    long rss;
-    const char *put_surgery[] = {binary,    "ingest",   "--store",   store, "--tenant", "bench",
-                                 "--surgery", "s1",     "--format", "surgery", surgery, NULL};
-    const char *put_catalog[] = {binary,  "ingest",    "--store", store,   "--tenant", "bench",
-                                 "--sku", "BENCH-1", "--format", "catalog", catalog,  NULL};
-    if (run(put_surgery, &s, &rss) != 0 || run(put_catalog, &s, &rss) != 0) {
+    figures fig;
+    const char *put_surgery[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
+                                 "--surgery", "s1",     "--format", "surgery", surgery,    NULL};
+    const char *put_catalog[] = {binary,  "ingest",  "--store",  store,     "--tenant", "bench",
+                                 "--sku", "BENCH-1", "--format", "catalog", catalog,    NULL};
+    if (run(put_surgery, &fig) != 0 || run(put_catalog, &fig) != 0) {
         fprintf(stderr, "ingest_bench: %s could not describe the surgery\n", binary);
         if (!keep)
             rm_tree(dir);
         return 1;
     }
-    const char *ingest[] = {binary,      "ingest", "--store",  store,   "--tenant", "bench",
-                            "--surgery", "s1",     "--format", "darknet", data,     NULL};
+    const char *ingest[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
+                            "--surgery", "s1",     "--format", "darknet", data,       NULL};
     uint64_t total = frames * dets;
     printf("ingest_bench: darknet, %.0f min at %.0f frames/s, %u detections/frame: %llu frames, "
            "%llu detections, %.1f MB (generated in %.1f s)\n",
@@ -238,7 +244,7 @@ int main(int argc, char **argv)
            (double)bytes / 1e6, gen_s);
     const char *pass[] = {"CLI first send", "CLI re-send (no change)"};
     for (int i = 0; i < 2; i++) {
-        int code = run(ingest, &s, &rss);
+        int code = run(ingest, &fig);
         if (code != 0) {
             fprintf(stderr, "ingest_bench: sightline ingest exited with %d\n", code);
             if (!keep)
@@ -247,15 +253,15 @@ int main(int argc, char **argv)
         }
         printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, peak RSS %.1f MB "
                "(%.2f s CPU)\n",
-               pass[i], s, (double)total / s, (double)bytes / 1e6 / s, (double)rss / 1024.0,
-               last_cpu);
+               pass[i], fig.seconds, (double)total / fig.seconds, (double)bytes / 1e6 / fig.seconds,
+               (double)fig.maxrss_kb / 1024.0, fig.cpu);
     }
     struct stat st;
     char db[200];
     snprintf(db, sizeof db, "%s/store.db", dir);
     if (stat(db, &st) == 0)
-        printf("ingest_bench: store file %.1f MB (%.0f bytes per frame)\n", (double)st.st_size / 1e6,
-               (double)st.st_size / (double)frames);
+        printf("ingest_bench: store file %.1f MB (%.0f bytes per frame)\n",
+               (double)st.st_size / 1e6, (double)st.st_size / (double)frames);
     if (keep)
         printf("ingest_bench: kept %s\n", dir);
     else

@@ -6,9 +6,6 @@
  * Usage: store_bench [-n items] [-b batch] [-s doc_bytes] [-g gets] [-q queries]
  *                    [-c cache_mb] [-u store-uri]
  * (default: a fresh store under /tmp, removed after; the adapter's cache size) */
-#ifndef store_query /* see store/store_int.h: store.h names a type and a function alike */
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "store/store.h"
 
 #include <ftw.h>
@@ -167,7 +164,7 @@ int main(int argc, char **argv)
     store *s = NULL;
     sl_error e;
     sl_error_clear(&e);
-    store_options o = {.create = 1, .cache_bytes = (int64_t)cache_mb << 20};
+    store_options o = {.cache_bytes = (int64_t)cache_mb << 20};
     if (store_open(uri, &o, &s, &e) != SL_OK)
         die("open", &e);
     bson_t *sample = frame_doc(0, doc_bytes);
@@ -230,7 +227,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < queries; i++) {
         char pk[64];
         snprintf(pk, sizeof pk, "T#bench#SURGERY#s%06ld", (long)rand_r(&seed) % surgeries);
-        store_query q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#0000001", NULL}, .limit = 100};
+        store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#0000001", NULL}, .limit = 100};
         store_page p;
         double a = now_s();
         if (store_query(s, STORE_ITEMS, pk, &q, &p, &e) != SL_OK)

@@ -14,7 +14,7 @@
 
 #include "ingest/ingest.h"
 
-#define SUB "ingest"
+#define SUB      "ingest"
 #define BODY_MAX (1u << 20) /* a surgery or catalog description */
 
 static void help(FILE *out)
@@ -51,8 +51,8 @@ static void help(FILE *out)
 }
 
 typedef struct ingest_args {
-    const char *tenant, *surgery, *format, *offset, *frame_from, *categories, *image_size,
-        *store, *watch, *sku;
+    const char *tenant, *surgery, *format, *offset, *frame_from, *categories, *image_size, *store,
+        *watch, *sku;
     int nfiles;
     char **files;
 } ingest_args;
@@ -61,13 +61,13 @@ static int parse(int argc, char **argv, ingest_args *a)
 {
     int rc = CMD_EXIT_OK;
     memset(a, 0, sizeof *a);
-    a->files = calloc((size_t)argc, sizeof *a->files);
+    a->files = calloc((size_t)argc, sizeof *a->files); /* freed by cmd_ingest */
     if (!a->files)
-        return cmd_usage_error(SUB, "out of memory");
+        rc = cmd_usage_error(SUB, "out of memory");
     bool files_only = false;
     for (int i = 1; i < argc && rc == CMD_EXIT_OK; i++) {
         const char *s = argv[i];
-        const char **slot = files_only                    ? NULL
+        const char **slot = files_only                     ? NULL
                             : !strcmp(s, "--tenant")       ? &a->tenant
                             : !strcmp(s, "--surgery")      ? &a->surgery
                             : !strcmp(s, "--format")       ? &a->format
@@ -300,7 +300,8 @@ static int watch(store *st, const ingest_args *a)
     if (r.rc != SL_OK)
         rc = cmd_report_error(SUB, &r.err);
     fprintf(stderr, "sightline ingest: %llu files taken, %llu failed\n",
-            (unsigned long long)ingest_spool_taken(sp), (unsigned long long)ingest_spool_failed(sp));
+            (unsigned long long)ingest_spool_taken(sp),
+            (unsigned long long)ingest_spool_failed(sp));
 out:
     ingest_spool_close(&sp);
     ingest_catalog_cache_free(&cc);
@@ -315,16 +316,16 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
+    bool ok = !errno && end != s && !*end && v >= lo && v <= hi;
+    if (ok)
+        *out = v;
+    return ok;
 }
 
 int cmd_ingest(int argc, char **argv)
 {
     int rc = CMD_EXIT_OK;
-    ingest_args a;
+    ingest_args a = {0};
     store *st = NULL;
     ingest_categories *cats = NULL;
     sl_error err;
@@ -332,7 +333,7 @@ int cmd_ingest(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             help(stdout);
-            return CMD_EXIT_OK;
+            goto out;
         }
     if ((rc = parse(argc, argv, &a)) != CMD_EXIT_OK)
         goto out;
@@ -390,8 +391,8 @@ int cmd_ingest(int argc, char **argv)
         if (a.image_size) {
             unsigned w = 0, h = 0;
             char x = 0, extra = 0;
-            if (sscanf(a.image_size, "%u%c%u%c", &w, &x, &h, &extra) != 3 || x != 'x' || !w ||
-                !h || w > 100000 || h > 100000) {
+            if (sscanf(a.image_size, "%u%c%u%c", &w, &x, &h, &extra) != 3 || x != 'x' || !w || !h ||
+                w > 100000 || h > 100000) {
                 rc = cmd_usage_error(SUB, "--image-size wants WIDTHxHEIGHT in pixels");
                 goto out;
             }

@@ -68,12 +68,6 @@
 #include <stdint.h>
 
 #include "../schema/schema.h"
-/* store.h names both a type and a function store_query, which C refuses; the
- * store's own workaround (store/store_int.h) renames the function until
- * store.h is fixed.  Remove with it. */
-#ifndef store_query
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "../store/store.h"
 
 __extension__ typedef __int128 engine_i128;

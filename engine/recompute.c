@@ -78,7 +78,7 @@ static int cursor_peek(cursor *c, bson_t *view, sl_status *rc, sl_error *err)
             break;
         }
         memcpy(c->page_token, c->next_token, sizeof c->page_token);
-        store_query q = {.range = {STORE_RANGE_ALL, NULL, NULL},
+        store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL},
                          .limit = ENGINE__SCAN_PAGE,
                          .page_token = c->page_token[0] ? c->page_token : NULL};
         *rc = store_scan(c->s, c->table, c->prefix, &q, &c->page, err);

@@ -1,15 +1,16 @@
-/* asset.c -- brand asset documents: the PUT /v1/assets/{id} body (also one
- * line of asset NDJSON, with "asset": id), validated and encoded with scores
- * stored twice (the double as received and exact micro-units), saliency
- * measures in name order so equal content always encodes to equal bytes. */
+/* asset.c -- brand asset documents: the PUT /v1/assets/{id} body (and one
+ * line of asset NDJSON), validated and encoded as docs/documents.md says. */
 #include "ingest_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TEXT_MAX 256u
-#define SALIENCY_MAX 32u       /* named measures of one asset */
+/* Scores are stored twice (the double as received and exact micro-units);
+ * saliency measures go in name order so equal content encodes to equal bytes. */
+
+#define TEXT_MAX        256u
+#define SALIENCY_MAX    32u    /* named measures of one asset */
 #define PROGRESSION_MAX 86400u /* seconds of video: a day */
 
 typedef struct measure {
@@ -33,6 +34,51 @@ static sl_status score(const ingest__tree *t, const ingest__jnode *n, double *v,
     return rc;
 }
 
+/* Writes the asset document; everything is checked. */
+static sl_status encode(bson_t *doc, const char *tenant, const char *id, const char *pk,
+                        const char *gpk, const char *gsk, const char *client, const char *brand,
+                        const char *brand_id, const char *sector, const char *campaign,
+                        const char *media, double mem, int64_t mem_micro, const measure *sal,
+                        size_t nsal, const char *model, const ingest__jnode *progression,
+                        sl_error *err)
+{
+    bson_t sub;
+    char idx[16];
+    const char *key;
+    bool ok =
+        BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_ASSET) &&
+        BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "asset", id) &&
+        BSON_APPEND_UTF8(doc, "client", client) && BSON_APPEND_UTF8(doc, "brand", brand) &&
+        BSON_APPEND_UTF8(doc, "brand_id", brand_id) && BSON_APPEND_UTF8(doc, "sector", sector) &&
+        BSON_APPEND_UTF8(doc, "campaign", campaign) && BSON_APPEND_UTF8(doc, "media_type", media) &&
+        BSON_APPEND_DOUBLE(doc, "memorability", mem) &&
+        BSON_APPEND_INT64(doc, "memorability_micro", mem_micro) &&
+        BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency", &sub);
+    for (size_t i = 0; ok && i < nsal; i++)
+        ok = bson_append_double(&sub, sal[i].name, -1, sal[i].v);
+    ok = ok && bson_append_document_end(doc, &sub) &&
+         BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency_micro", &sub);
+    for (size_t i = 0; ok && i < nsal; i++)
+        ok = bson_append_int64(&sub, sal[i].name, -1, sal[i].micro);
+    ok = ok && bson_append_document_end(doc, &sub) && BSON_APPEND_UTF8(doc, "model_version", model);
+    if (ok && progression) {
+        ok = BSON_APPEND_ARRAY_BEGIN(doc, "progression", &sub);
+        uint32_t i = 0;
+        for (const ingest__jnode *n = progression->first; ok && n; n = n->next, i++) {
+            double v = 0;
+            (void)ingest__number(n->s, n->len, &v); /* checked by the caller */
+            bson_uint32_to_string(i, &key, idx, sizeof idx);
+            ok = bson_append_double(&sub, key, -1, v);
+        }
+        ok = ok && bson_append_array_end(doc, &sub);
+    }
+    return ok ? SL_OK : sl_error_set(err, SL_ETOOLARGE, "asset %s does not fit in a document", id);
+}
+
 sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const ingest__tree *t,
                                  const ingest__jnode *root, bson_t *doc, const char **id_out,
                                  sl_error *err)
@@ -41,20 +87,25 @@ sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const in
     measure sal[SALIENCY_MAX];
     size_t nsal = 0;
     schema_key pk, gpk, gsk;
-    if (root->type != INGEST__T_OBJECT)
-        return ingest__tree_fail(t, root, err, SL_EINVAL, "an asset is a JSON object, not %s",
-                                 ingest__jtype_name(root->type));
     const char *id = NULL, *client = NULL, *brand = NULL, *brand_id = "", *sector = NULL,
                *campaign = NULL, *media = NULL, *model = "";
-    const ingest__jnode *saliency = NULL, *progression = NULL;
+    const ingest__jnode *saliency = NULL, *progression = NULL, *mn = NULL;
     double mem = 0;
     int64_t mem_micro = 0;
+    bool video = false;
+    if (root->type != INGEST__T_OBJECT) {
+        rc = ingest__tree_fail(t, root, err, SL_EINVAL, "an asset is a JSON object, not %s",
+                               ingest__jtype_name(root->type));
+        goto out;
+    }
     if ((rc = ingest__tree_component(t, root, "asset", asset == NULL, &id, err)))
-        return rc;
-    if (asset && id && strcmp(id, asset) != 0)
-        return ingest__tree_fail(t, ingest__tree_get(root, "asset"), err, SL_EINVAL,
-                                 "asset \"%.128s\" in the body differs from \"%.128s\" in the path",
-                                 id, asset);
+        goto out;
+    if (asset && id && strcmp(id, asset) != 0) {
+        rc = ingest__tree_fail(t, ingest__tree_get(root, "asset"), err, SL_EINVAL,
+                               "asset \"%.128s\" in the body differs from \"%.128s\" in the path",
+                               id, asset);
+        goto out;
+    }
     if (asset)
         id = asset;
     if ((rc = ingest__tree_component(t, root, "client", true, &client, err)) ||
@@ -65,92 +116,69 @@ sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const in
         (rc = ingest__tree_string(t, root, "media_type", true, 16, &media, err)) ||
         (rc = ingest__tree_string(t, root, "model_version", false, TEXT_MAX, &model, err)) ||
         (rc = ingest__tree_typed(t, root, "saliency", true, INGEST__T_OBJECT, &saliency, err)) ||
-        (rc = ingest__tree_typed(t, root, "progression", false, INGEST__T_ARRAY, &progression,
-                                 err)))
-        return rc;
-    bool video = strcmp(media, "video") == 0;
-    if (!video && strcmp(media, "image") != 0)
-        return ingest__tree_fail(t, ingest__tree_get(root, "media_type"), err, SL_EINVAL,
-                                 "media_type must be \"image\" or \"video\", not \"%.32s\"", media);
-    const ingest__jnode *mn = ingest__tree_get(root, "memorability");
-    if (!mn)
-        return ingest__tree_fail(t, root, err, SL_EINVAL,
-                                 "memorability is required (a score in [0, 1])");
+        (rc =
+             ingest__tree_typed(t, root, "progression", false, INGEST__T_ARRAY, &progression, err)))
+        goto out;
+    video = strcmp(media, "video") == 0;
+    if (!video && strcmp(media, "image") != 0) {
+        rc = ingest__tree_fail(t, ingest__tree_get(root, "media_type"), err, SL_EINVAL,
+                               "media_type must be \"image\" or \"video\", not \"%.32s\"", media);
+        goto out;
+    }
+    mn = ingest__tree_get(root, "memorability");
+    if (!mn) {
+        rc = ingest__tree_fail(t, root, err, SL_EINVAL,
+                               "memorability is required (a score in [0, 1])");
+        goto out;
+    }
     if ((rc = score(t, mn, &mem, &mem_micro, err)))
-        return rc;
-    if (saliency->count > SALIENCY_MAX)
-        return ingest__tree_fail(t, saliency, err, SL_EINVAL, "saliency has %u measures; the "
-                                 "limit is %u", saliency->count, SALIENCY_MAX);
+        goto out;
+    if (saliency->count > SALIENCY_MAX) {
+        rc = ingest__tree_fail(t, saliency, err, SL_EINVAL,
+                               "saliency has %u measures; the limit is %u", saliency->count,
+                               SALIENCY_MAX);
+        goto out;
+    }
     for (const ingest__jnode *n = saliency->first; n; n = n->next) {
         sl_error e;
         sl_error_clear(&e);
-        if (schema_component_check("saliency measure name", n->key, &e) != SL_OK)
-            return ingest__tree_fail(t, n, err, e.status, "%s", e.message);
+        if (schema_component_check("saliency measure name", n->key, &e) != SL_OK) {
+            rc = ingest__tree_fail(t, n, err, e.status, "%s", e.message);
+            goto out;
+        }
         sal[nsal].name = n->key;
         if ((rc = score(t, n, &sal[nsal].v, &sal[nsal].micro, err)))
-            return rc;
+            goto out;
         nsal++;
     }
     qsort(sal, nsal, sizeof *sal, by_name);
-    if (progression && !video)
-        return ingest__tree_fail(t, progression, err, SL_EINVAL,
-                                 "progression is per second of a video; this asset is an image");
-    if (progression && progression->count > PROGRESSION_MAX)
-        return ingest__tree_fail(t, progression, err, SL_EINVAL,
-                                 "progression has %u values; the limit is %u", progression->count,
-                                 PROGRESSION_MAX);
+    if (progression && !video) {
+        rc = ingest__tree_fail(t, progression, err, SL_EINVAL,
+                               "progression is per second of a video; this asset is an image");
+        goto out;
+    }
+    if (progression && progression->count > PROGRESSION_MAX) {
+        rc = ingest__tree_fail(t, progression, err, SL_EINVAL,
+                               "progression has %u values; the limit is %u", progression->count,
+                               PROGRESSION_MAX);
+        goto out;
+    }
     for (const ingest__jnode *n = progression ? progression->first : NULL; n; n = n->next) {
         double v;
         int64_t m;
         if ((rc = score(t, n, &v, &m, err)))
-            return rc;
+            goto out;
     }
     if ((rc = schema_pk_asset(pk, tenant, id, err)) ||
         (rc = schema_pk_assets_index(gpk, tenant, err)) ||
         (rc = schema_sk_asset_by_brand(gsk, brand, campaign, id, err)))
-        return rc;
-
-    bson_t sub;
-    char idx[16];
-    const char *key;
-    bool ok = BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_ASSET) &&
-              BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "asset", id) &&
-              BSON_APPEND_UTF8(doc, "client", client) && BSON_APPEND_UTF8(doc, "brand", brand) &&
-              BSON_APPEND_UTF8(doc, "brand_id", brand_id) &&
-              BSON_APPEND_UTF8(doc, "sector", sector) &&
-              BSON_APPEND_UTF8(doc, "campaign", campaign) &&
-              BSON_APPEND_UTF8(doc, "media_type", media) &&
-              BSON_APPEND_DOUBLE(doc, "memorability", mem) &&
-              BSON_APPEND_INT64(doc, "memorability_micro", mem_micro) &&
-              BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency", &sub);
-    for (size_t i = 0; ok && i < nsal; i++)
-        ok = bson_append_double(&sub, sal[i].name, -1, sal[i].v);
-    ok = ok && bson_append_document_end(doc, &sub) &&
-         BSON_APPEND_DOCUMENT_BEGIN(doc, "saliency_micro", &sub);
-    for (size_t i = 0; ok && i < nsal; i++)
-        ok = bson_append_int64(&sub, sal[i].name, -1, sal[i].micro);
-    ok = ok && bson_append_document_end(doc, &sub) &&
-         BSON_APPEND_UTF8(doc, "model_version", model);
-    if (ok && progression) {
-        ok = BSON_APPEND_ARRAY_BEGIN(doc, "progression", &sub);
-        uint32_t i = 0;
-        for (const ingest__jnode *n = progression->first; ok && n; n = n->next, i++) {
-            double v = 0;
-            (void)ingest__number(n->s, n->len, &v); /* checked above */
-            bson_uint32_to_string(i, &key, idx, sizeof idx);
-            ok = bson_append_double(&sub, key, -1, v);
-        }
-        ok = ok && bson_append_array_end(doc, &sub);
-    }
-    if (!ok)
-        return sl_error_set(err, SL_ETOOLARGE, "asset %s does not fit in a document", id);
-    if (id_out)
+        goto out;
+    rc = encode(doc, tenant, id, pk, gpk, gsk, client, brand, brand_id, sector, campaign, media,
+                mem, mem_micro, sal, nsal, model, progression, err);
+    if (rc == SL_OK && id_out)
         *id_out = id;
-    return SL_OK;
+out:
+    return rc;
 }
 
 sl_status ingest_asset_doc(const char *tenant, const char *asset, const void *json, size_t len,

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CATALOG_NAME_MAX 256u
-#define CATALOG_LABELS_MAX 64u   /* patterns of one entry */
-#define CATALOG_PATTERN_MAX 512u /* bytes of one pattern */
-#define CATALOG_COST_MAX 100000000000ll /* a billion dollars, in cents */
-#define CACHE_TENANTS_MAX 256u
+#define CATALOG_NAME_MAX    256u
+#define CATALOG_LABELS_MAX  64u            /* patterns of one entry */
+#define CATALOG_PATTERN_MAX 512u           /* bytes of one pattern */
+#define CATALOG_COST_MAX    100000000000ll /* a billion dollars, in cents */
+#define CACHE_TENANTS_MAX   256u
 
 /* Compiled as a whole-label match: "scalpel" does not match "scalpel-holder". */
 static const uint32_t pattern_options = PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED | PCRE2_ENDANCHORED;
@@ -25,18 +25,21 @@ static const uint32_t pattern_options = PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED |
  * ------------------------------------------------------------------------- */
 static sl_status compile_check(const ingest__tree *t, const ingest__jnode *n, sl_error *err)
 {
+    sl_status rc = SL_OK;
     int code;
     PCRE2_SIZE where;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->s, n->len, pattern_options, &code, &where, NULL);
     if (re) {
         pcre2_code_free(re);
-        return SL_OK;
+    } else {
+        PCRE2_UCHAR msg[160];
+        if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+            snprintf((char *)msg, sizeof msg, "error %d", code);
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL,
+                               "label pattern /%.60s/ does not compile: %s (at pattern offset %zu)",
+                               n->s, (const char *)msg, (size_t)where);
     }
-    PCRE2_UCHAR msg[160];
-    if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
-        snprintf((char *)msg, sizeof msg, "error %d", code);
-    return ingest__tree_fail(t, n, err, SL_EINVAL, "label pattern /%.60s/ does not compile: %s "
-                             "(at pattern offset %zu)", n->s, (const char *)msg, (size_t)where);
+    return rc;
 }
 
 sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *json, size_t len,
@@ -62,13 +65,14 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
     bool single_use = false;
     if ((rc = ingest__tree_string(t, root, "name", true, CATALOG_NAME_MAX, &name, err)) ||
         (rc = ingest__tree_typed(t, root, "labels", true, INGEST__T_ARRAY, &labels, err)) ||
-        (rc = ingest__tree_int(t, root, "unit_cost_cents", true, 0, CATALOG_COST_MAX, &cost,
-                               err)) ||
+        (rc =
+             ingest__tree_int(t, root, "unit_cost_cents", true, 0, CATALOG_COST_MAX, &cost, err)) ||
         (rc = ingest__tree_bool(t, root, "single_use", true, &single_use, err)))
         goto out;
     if (labels->count == 0 || labels->count > CATALOG_LABELS_MAX) {
-        rc = ingest__tree_fail(t, labels, err, SL_EINVAL, "labels must hold 1 to %u patterns, not %u",
-                               CATALOG_LABELS_MAX, labels->count);
+        rc = ingest__tree_fail(t, labels, err, SL_EINVAL,
+                               "labels must hold 1 to %u patterns, not %u", CATALOG_LABELS_MAX,
+                               labels->count);
         goto out;
     }
     for (const ingest__jnode *n = labels->first; n; n = n->next) {
@@ -197,15 +201,17 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
     store_page page = {0};
     char token[STORE_TOKEN_MAX] = "";
     ingest_catalog *c = calloc(1, sizeof *c);
-    if (!c)
-        return sl_error_set(err, SL_ENOMEM, "out of memory reading the catalog");
+    if (!c) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory reading the catalog");
+        goto out;
+    }
     atomic_init(&c->refs, 1);
     c->fingerprint = 14695981039346656037ull;
     if ((rc = schema_pk_catalog(pk, tenant, err)) != SL_OK)
         goto out;
     size_t cap = 0;
     for (;;) {
-        store_query q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
+        store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
                          .limit = STORE_PAGE_MAX,
                          .page_token = token[0] ? token : NULL};
         if ((rc = store_query(s, STORE_ITEMS, pk, &q, &page, err)) != SL_OK)
@@ -276,9 +282,9 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
     }
 out:
     store_page_free(&page);
-    if (rc != SL_OK)
+    if (rc != SL_OK && c)
         catalog_free(c);
-    else
+    else if (rc == SL_OK)
         *out = c;
     return rc;
 }
@@ -305,45 +311,45 @@ struct ingest_catalog_cache {
 
 sl_status ingest_catalog_cache_new(ingest_catalog_cache **out, sl_error *err)
 {
+    sl_status rc = SL_OK;
     ingest_catalog_cache *cc = calloc(1, sizeof *cc);
-    if (!cc)
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
-    cc->t = calloc(CACHE_TENANTS_MAX, sizeof *cc->t);
-    if (!cc->t) {
-        free(cc);
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    if (cc)
+        cc->t = calloc(CACHE_TENANTS_MAX, sizeof *cc->t);
+    if (!cc || !cc->t) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (cc)
+            free(cc);
+        goto out;
     }
     pthread_mutex_init(&cc->mu, NULL);
     *out = cc;
-    return SL_OK;
+out:
+    return rc;
 }
 
 sl_status ingest_catalog_cache_get(ingest_catalog_cache *cc, store *s, const char *tenant,
                                    ingest_catalog **out, sl_error *err)
 {
-    ingest_catalog *probe = NULL, *fresh = NULL;
+    ingest_catalog *probe = NULL, *fresh = NULL, *found = NULL;
+    cached *hit = NULL;
     sl_status rc = catalog_read(s, tenant, false, &probe, err);
     if (rc != SL_OK)
-        return rc;
+        goto out;
     pthread_mutex_lock(&cc->mu);
-    cached *hit = NULL;
     for (size_t i = 0; i < cc->n; i++)
         if (strcmp(cc->t[i].tenant, tenant) == 0)
             hit = &cc->t[i];
     if (hit && hit->catalog->fingerprint == probe->fingerprint) {
         atomic_fetch_add(&hit->catalog->refs, 1);
-        *out = hit->catalog;
-        pthread_mutex_unlock(&cc->mu);
-        ingest_catalog_release(&probe);
-        return SL_OK;
+        found = hit->catalog;
     }
     pthread_mutex_unlock(&cc->mu);
+    if (found)
+        goto out;
     /* Compile outside the lock; a racing caller may compile the same version
      * too, and the last one in stays cached. */
-    rc = catalog_read(s, tenant, true, &fresh, err);
-    ingest_catalog_release(&probe);
-    if (rc != SL_OK)
-        return rc;
+    if ((rc = catalog_read(s, tenant, true, &fresh, err)) != SL_OK)
+        goto out;
     pthread_mutex_lock(&cc->mu);
     cc->compiles++;
     hit = NULL;
@@ -359,8 +365,12 @@ sl_status ingest_catalog_cache_get(ingest_catalog_cache *cc, store *s, const cha
     hit->catalog = fresh;
     atomic_fetch_add(&fresh->refs, 1);
     pthread_mutex_unlock(&cc->mu);
-    *out = fresh;
-    return SL_OK;
+    found = fresh;
+out:
+    ingest_catalog_release(&probe);
+    if (rc == SL_OK)
+        *out = found;
+    return rc;
 }
 
 uint64_t ingest_catalog_cache_compiles(const ingest_catalog_cache *cc)

@@ -25,26 +25,33 @@ struct ingest_categories {
 
 /* COCO 2014/2017 detection categories: 80 names on ids 1..90. */
 static const category coco_cats[] = {
-    {1, "person"},         {2, "bicycle"},       {3, "car"},           {4, "motorcycle"},
-    {5, "airplane"},       {6, "bus"},           {7, "train"},         {8, "truck"},
-    {9, "boat"},           {10, "traffic light"}, {11, "fire hydrant"}, {13, "stop sign"},
-    {14, "parking meter"}, {15, "bench"},        {16, "bird"},         {17, "cat"},
-    {18, "dog"},           {19, "horse"},        {20, "sheep"},        {21, "cow"},
-    {22, "elephant"},      {23, "bear"},         {24, "zebra"},        {25, "giraffe"},
-    {27, "backpack"},      {28, "umbrella"},     {31, "handbag"},      {32, "tie"},
-    {33, "suitcase"},      {34, "frisbee"},      {35, "skis"},         {36, "snowboard"},
-    {37, "sports ball"},   {38, "kite"},         {39, "baseball bat"}, {40, "baseball glove"},
-    {41, "skateboard"},    {42, "surfboard"},    {43, "tennis racket"}, {44, "bottle"},
-    {46, "wine glass"},    {47, "cup"},          {48, "fork"},         {49, "knife"},
-    {50, "spoon"},         {51, "bowl"},         {52, "banana"},       {53, "apple"},
-    {54, "sandwich"},      {55, "orange"},       {56, "broccoli"},     {57, "carrot"},
-    {58, "hot dog"},       {59, "pizza"},        {60, "donut"},        {61, "cake"},
-    {62, "chair"},         {63, "couch"},        {64, "potted plant"}, {65, "bed"},
-    {67, "dining table"},  {70, "toilet"},       {72, "tv"},           {73, "laptop"},
-    {74, "mouse"},         {75, "remote"},       {76, "keyboard"},     {77, "cell phone"},
-    {78, "microwave"},     {79, "oven"},         {80, "toaster"},      {81, "sink"},
-    {82, "refrigerator"},  {84, "book"},         {85, "clock"},        {86, "vase"},
-    {87, "scissors"},      {88, "teddy bear"},   {89, "hair drier"},   {90, "toothbrush"},
+    {1, "person"},         {2, "bicycle"},       {3, "car"},
+    {4, "motorcycle"},     {5, "airplane"},      {6, "bus"},
+    {7, "train"},          {8, "truck"},         {9, "boat"},
+    {10, "traffic light"}, {11, "fire hydrant"}, {13, "stop sign"},
+    {14, "parking meter"}, {15, "bench"},        {16, "bird"},
+    {17, "cat"},           {18, "dog"},          {19, "horse"},
+    {20, "sheep"},         {21, "cow"},          {22, "elephant"},
+    {23, "bear"},          {24, "zebra"},        {25, "giraffe"},
+    {27, "backpack"},      {28, "umbrella"},     {31, "handbag"},
+    {32, "tie"},           {33, "suitcase"},     {34, "frisbee"},
+    {35, "skis"},          {36, "snowboard"},    {37, "sports ball"},
+    {38, "kite"},          {39, "baseball bat"}, {40, "baseball glove"},
+    {41, "skateboard"},    {42, "surfboard"},    {43, "tennis racket"},
+    {44, "bottle"},        {46, "wine glass"},   {47, "cup"},
+    {48, "fork"},          {49, "knife"},        {50, "spoon"},
+    {51, "bowl"},          {52, "banana"},       {53, "apple"},
+    {54, "sandwich"},      {55, "orange"},       {56, "broccoli"},
+    {57, "carrot"},        {58, "hot dog"},      {59, "pizza"},
+    {60, "donut"},         {61, "cake"},         {62, "chair"},
+    {63, "couch"},         {64, "potted plant"}, {65, "bed"},
+    {67, "dining table"},  {70, "toilet"},       {72, "tv"},
+    {73, "laptop"},        {74, "mouse"},        {75, "remote"},
+    {76, "keyboard"},      {77, "cell phone"},   {78, "microwave"},
+    {79, "oven"},          {80, "toaster"},      {81, "sink"},
+    {82, "refrigerator"},  {84, "book"},         {85, "clock"},
+    {86, "vase"},          {87, "scissors"},     {88, "teddy bear"},
+    {89, "hair drier"},    {90, "toothbrush"},
 };
 
 static const ingest_categories coco = {
@@ -101,6 +108,8 @@ typedef struct loader {
     size_t n, cap;
 } loader;
 
+/* Appends a copy of name; the loader owns it, then the map it builds
+ * (freed by ingest_categories_free). */
 static bool add(loader *l, int64_t id, const char *name, size_t len)
 {
     if (len == 0 || len > INGEST_LABEL_MAX)
@@ -150,10 +159,10 @@ static bool on_event(void *ctx, ingest__jev ev, const ingest__jval *v)
     if (ev == INGEST__J_KEY) {
         if (l->mode == M_OBJECT && d == 1) {
             l->key = v->len == 10 && memcmp(v->s, "categories", 10) == 0 ? K_CATEGORIES
-                     : digits_key(v->s, v->len, &l->key_id)            ? K_NUMERIC
-                                                                       : K_OTHER;
+                     : digits_key(v->s, v->len, &l->key_id)              ? K_NUMERIC
+                                                                         : K_OTHER;
         } else if (l->mode == M_LIST && d == l->list_depth + 1) {
-            l->key = v->len == 2 && memcmp(v->s, "id", 2) == 0       ? K_ID
+            l->key = v->len == 2 && memcmp(v->s, "id", 2) == 0     ? K_ID
                      : v->len == 4 && memcmp(v->s, "name", 4) == 0 ? K_NAME
                                                                    : K_OTHER;
         }
@@ -267,8 +276,7 @@ static sl_status load(const void *mem, size_t len, int fd, const ingest_limits *
             if (r < 0 && errno == EINTR)
                 continue;
             if (r < 0) {
-                rc = sl_error_set(err, SL_EIO, "cannot read the category map: %s",
-                                  strerror(errno));
+                rc = sl_error_set(err, SL_EIO, "cannot read the category map: %s", strerror(errno));
                 break;
             }
             if (r == 0)
@@ -323,13 +331,17 @@ sl_status ingest_categories_parse(const void *json, size_t len, const ingest_lim
 sl_status ingest_categories_load(const char *path, const ingest_limits *lim,
                                  ingest_categories **out, sl_error *err)
 {
+    sl_status rc = SL_OK;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO,
-                            "cannot open category map %s: %s", path, strerror(errno));
-    sl_status rc = load(NULL, 0, fd, lim, out, err);
+    if (fd < 0) {
+        rc = sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO,
+                          "cannot open category map %s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = load(NULL, 0, fd, lim, out, err);
     close(fd);
     if (rc != SL_OK)
         sl_error_prefix(err, "category map %s", path);
+out:
     return rc;
 }

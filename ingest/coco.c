@@ -1,9 +1,5 @@
-/* coco.c -- COCO detection results: [{"image_id", "category_id", "bbox":
- * [x, y, w, h] in pixels, "score"}, ...].  Results of one image may be
- * scattered through the file, so records are grouped by image_id before
- * frames are emitted: they are kept in a bounded buffer, sorted, and when the
- * buffer fills, spilled as sorted runs to an unlinked temporary file and
- * merged at the end.  Memory stays bounded whatever the file size. */
+/* coco.c -- COCO detection results ([{image_id, category_id, bbox, score}]),
+ * grouped by image_id into frames in bounded memory. */
 #include "ingest_int.h"
 
 #include <errno.h>
@@ -13,9 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RUN_RECORDS (128u * 1024u) /* records in memory: 7 MB */
-#define RUNS_MAX 256u              /* so at most 33.5 M results per input */
-#define MERGE_RECORDS 1024u        /* read buffer per run while merging */
+/* Results of one image may be scattered through the file: records are kept
+ * in a bounded buffer, sorted, spilled as sorted runs to an unnamed temporary
+ * file when it fills, and merged at the end. */
+
+#define RUN_RECORDS   (128u * 1024u) /* records in memory: 7 MB */
+#define RUNS_MAX      256u           /* so at most 33.5 M results per input */
+#define MERGE_RECORDS 1024u          /* read buffer per run while merging */
 
 typedef struct rec {
     uint32_t frame, seq, label, pad;
@@ -49,21 +49,25 @@ typedef struct co_state {
     off_t spilled;
 } co_state;
 
+/* On success p->fs holds the state (freed by the parser with co_free). */
 static sl_status co_init(ingest_parser *p, sl_error *err)
 {
-    if (p->opt.image_width == 0 || p->opt.image_height == 0)
-        return sl_error_set_at(err, SL_EINVAL, "image_width", -1,
-                               "COCO boxes are in pixels: the image size is required");
-    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME)
-        return sl_error_set_at(err, SL_EINVAL, "frame_source", -1,
-                               "COCO results name their images by image_id only");
-    co_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
-    s->fd = -1;
-    p->fs = s;
-    s->buf = malloc(sizeof *s->buf * RUN_RECORDS);
-    return s->buf ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+    sl_status rc = SL_OK;
+    co_state *s = NULL;
+    if (p->opt.image_width == 0 || p->opt.image_height == 0) {
+        rc = sl_error_set_at(err, SL_EINVAL, "image_width", -1,
+                             "COCO boxes are in pixels: the image size is required");
+    } else if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
+        rc = sl_error_set_at(err, SL_EINVAL, "frame_source", -1,
+                             "COCO results name their images by image_id only");
+    } else if (!(s = calloc(1, sizeof *s)) || !(s->buf = malloc(sizeof *s->buf * RUN_RECORDS))) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        free(s);
+    } else {
+        s->fd = -1;
+        p->fs = s;
+    }
+    return rc;
 }
 
 static void co_free(ingest_parser *p)
@@ -102,35 +106,40 @@ static sl_status open_spill(ingest_parser *p, co_state *s, sl_error *err)
         if (s->fd >= 0)
             unlink(path);
     }
-    if (s->fd < 0)
-        return sl_error_set(err, SL_EIO, "cannot create a spill file in %s: %s", dir,
-                            strerror(errno));
-    return SL_OK;
+    return s->fd >= 0 ? SL_OK
+                      : sl_error_set(err, SL_EIO, "cannot create a spill file in %s: %s", dir,
+                                     strerror(errno));
 }
 
 /* Sorts the buffer and writes it as one run. */
 static sl_status spill(ingest_parser *p, co_state *s, sl_error *err)
 {
-    if (s->nruns == RUNS_MAX)
-        return sl_error_set(err, SL_ETOOLARGE, "COCO input holds more than %u results",
-                            RUNS_MAX * RUN_RECORDS);
-    if (s->fd < 0 && open_spill(p, s, err) != SL_OK)
-        return err->status;
+    sl_status rc = SL_OK;
+    if (s->nruns == RUNS_MAX) {
+        rc = sl_error_set(err, SL_ETOOLARGE, "COCO input holds more than %u results",
+                          RUNS_MAX * RUN_RECORDS);
+        goto out;
+    }
+    if (s->fd < 0 && (rc = open_spill(p, s, err)) != SL_OK)
+        goto out;
     qsort(s->buf, s->n, sizeof *s->buf, by_frame);
     size_t bytes = s->n * sizeof *s->buf, done = 0;
     while (done < bytes) {
         ssize_t w = pwrite(s->fd, (char *)s->buf + done, bytes - done, s->spilled + (off_t)done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
-            return sl_error_set(err, SL_EIO, "cannot write the spill file: %s",
-                                w < 0 ? strerror(errno) : "disk full");
+        if (w <= 0) {
+            rc = sl_error_set(err, SL_EIO, "cannot write the spill file: %s",
+                              w < 0 ? strerror(errno) : "disk full");
+            goto out;
+        }
         done += (size_t)w;
     }
     s->runs[s->nruns++] = (run){.at = s->spilled, .n = s->n};
     s->spilled += (off_t)bytes;
     s->n = 0;
-    return SL_OK;
+out:
+    return rc;
 }
 
 static bool record_end(ingest_parser *p, co_state *s)
@@ -145,10 +154,9 @@ static bool record_end(ingest_parser *p, co_state *s)
                     {HAVE_SCORE, "score"}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!(s->have & required[i].bit))
-            return ingest__json_fail(j, SL_EINVAL, "result has no %s%s", required[i].name,
-                                     required[i].bit == HAVE_BBOX
-                                         ? " (segmentation results are not detections)"
-                                         : "");
+            return ingest__json_fail(
+                j, SL_EINVAL, "result has no %s%s", required[i].name,
+                required[i].bit == HAVE_BBOX ? " (segmentation results are not detections)" : "");
     uint32_t frame;
     if (!ingest__frame_number(p, s->image_id, "image_id", &frame))
         return false;
@@ -184,16 +192,18 @@ static bool bbox_end(ingest_parser *p, co_state *s)
     double W = p->opt.image_width, H = p->opt.image_height;
     const double *b = s->bbox;
     if (s->nbbox != 4)
-        return ingest__json_fail(p->json, SL_EINVAL, "bbox has %u numbers; COCO boxes are [x, y, "
-                                 "width, height] in pixels", s->nbbox);
+        return ingest__json_fail(p->json, SL_EINVAL,
+                                 "bbox has %u numbers; COCO boxes are [x, y, "
+                                 "width, height] in pixels",
+                                 s->nbbox);
     if (!(b[2] > 0 && b[3] > 0))
         return ingest__json_fail(p->json, SL_EINVAL,
                                  "bbox [%g, %g, %g, %g] has no area: width and height must be > 0",
                                  b[0], b[1], b[2], b[3]);
     if (b[2] > W || b[3] > H)
         return ingest__json_fail(p->json, SL_EINVAL,
-                                 "bbox [%g, %g, %g, %g] is larger than the %gx%g image", b[0],
-                                 b[1], b[2], b[3], W, H);
+                                 "bbox [%g, %g, %g, %g] is larger than the %gx%g image", b[0], b[1],
+                                 b[2], b[3], W, H);
     double cx = b[0] + b[2] / 2, cy = b[1] + b[3] / 2;
     if (cx < 0 || cx > W || cy < 0 || cy > H)
         return ingest__json_fail(p->json, SL_EINVAL,
@@ -215,7 +225,7 @@ static bool co_event(void *ctx, ingest__jev ev, const ingest__jval *v)
     switch (ev) {
     case INGEST__J_KEY:
 #define IS(lit) (v->len == sizeof(lit) - 1 && memcmp(v->s, lit, v->len) == 0)
-        s->key = d != 2            ? K_OTHER
+        s->key = d != 2              ? K_OTHER
                  : IS("image_id")    ? K_IMAGE
                  : IS("category_id") ? K_CATEGORY
                  : IS("bbox")        ? K_BBOX
@@ -284,9 +294,6 @@ static bool co_event(void *ctx, ingest__jev ev, const ingest__jval *v)
  * ------------------------------------------------------------------------- */
 static sl_status group_add(ingest_parser *p, const rec *r, sl_error *err)
 {
-    if (p->ndets >= p->lim.max_detections)
-        return sl_error_set_at(err, SL_EINVAL, "image_id", -1,
-                               "image %u has more than %u results", r->frame, p->lim.max_detections);
     ingest_detection d = {.label = p->labels[r->label].name,
                           .label_id = r->label,
                           .confidence = r->score,
@@ -294,7 +301,13 @@ static sl_status group_add(ingest_parser *p, const rec *r, sl_error *err)
                           .y = r->y,
                           .w = r->w,
                           .h = r->h};
-    return ingest__det_push(p, &d) ? SL_OK : err->status;
+    sl_status rc = SL_OK;
+    if (p->ndets >= p->lim.max_detections)
+        rc = sl_error_set_at(err, SL_EINVAL, "image_id", -1, "image %u has more than %u results",
+                             r->frame, p->lim.max_detections);
+    else if (!ingest__det_push(p, &d))
+        rc = err->status;
+    return rc;
 }
 
 static sl_status emit_sorted(ingest_parser *p, const rec *r, size_t n, sl_error *err)
@@ -313,19 +326,23 @@ static sl_status run_fill(co_state *s, run *r, sl_error *err)
     size_t want = r->n - r->next < MERGE_RECORDS ? r->n - r->next : MERGE_RECORDS;
     size_t bytes = want * sizeof(rec), done = 0;
     off_t at = r->at + (off_t)(r->next * sizeof(rec));
-    while (done < bytes) {
+    sl_status rc = SL_OK;
+    while (rc == SL_OK && done < bytes) {
         ssize_t got = pread(s->fd, (char *)r->buf + done, bytes - done, at + (off_t)done);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0)
-            return sl_error_set(err, SL_EIO, "cannot read the spill file: %s",
-                                got < 0 ? strerror(errno) : "short file");
-        done += (size_t)got;
+            rc = sl_error_set(err, SL_EIO, "cannot read the spill file: %s",
+                              got < 0 ? strerror(errno) : "short file");
+        else
+            done += (size_t)got;
     }
-    r->next += want;
-    r->have = want;
-    r->pos = 0;
-    return SL_OK;
+    if (rc == SL_OK) {
+        r->next += want;
+        r->have = want;
+        r->pos = 0;
+    }
+    return rc;
 }
 
 static bool heap_less(const run *a, const run *b)
@@ -355,15 +372,16 @@ static sl_status merge_runs(ingest_parser *p, co_state *s, sl_error *err)
     sl_status rc = SL_OK;
     run *heap[RUNS_MAX];
     size_t n = 0;
-    for (size_t i = 0; i < s->nruns; i++) {
+    for (size_t i = 0; rc == SL_OK && i < s->nruns; i++) {
         run *r = &s->runs[i];
-        r->buf = malloc(sizeof(rec) * MERGE_RECORDS);
+        r->buf = malloc(sizeof(rec) * MERGE_RECORDS); /* freed by co_free */
         if (!r->buf)
-            return sl_error_set(err, SL_ENOMEM, "out of memory merging COCO results");
-        if ((rc = run_fill(s, r, err)) != SL_OK)
-            return rc;
-        heap[n++] = r;
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory merging COCO results");
+        else if ((rc = run_fill(s, r, err)) == SL_OK)
+            heap[n++] = r;
     }
+    if (rc != SL_OK)
+        n = 0;
     for (size_t i = n / 2; i-- > 0;)
         heap_down(heap, n, i);
     while (n > 0 && rc == SL_OK) {
@@ -390,14 +408,18 @@ static sl_status merge_runs(ingest_parser *p, co_state *s, sl_error *err)
 static sl_status co_finish(ingest_parser *p, sl_error *err)
 {
     co_state *s = p->fs;
+    sl_status rc = SL_OK;
     if (s->nruns == 0) {
         qsort(s->buf, s->n, sizeof *s->buf, by_frame);
-        return emit_sorted(p, s->buf, s->n, err);
+        rc = emit_sorted(p, s->buf, s->n, err);
+    } else {
+        rc = s->n ? spill(p, s, err) : SL_OK;
+        free(s->buf); /* the merge needs its memory */
+        s->buf = NULL;
+        if (rc == SL_OK)
+            rc = merge_runs(p, s, err);
     }
-    sl_status rc = s->n ? spill(p, s, err) : SL_OK;
-    free(s->buf); /* the merge needs its memory */
-    s->buf = NULL;
-    return rc == SL_OK ? merge_runs(p, s, err) : rc;
+    return rc;
 }
 
 const ingest__format ingest__fmt_coco = {

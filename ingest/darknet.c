@@ -1,6 +1,11 @@
 /* darknet.c -- darknet's `-out result.json` (an array of frame objects) and
- * its video demo stream (the same objects without filename, an array never
- * closed).  Shape, from darknet's src/network.c detection_to_json():
+ * its video demo stream (the same objects without filename, never closed). */
+#include "ingest_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Shape, from darknet's src/network.c detection_to_json():
  *   {"frame_id": 1, "filename": "...", "objects": [{"class_id": 2,
  *    "name": "car", "relative_coordinates": {"center_x", "center_y",
  *    "width", "height"}, "confidence": 0.81}]}
@@ -8,10 +13,6 @@
  * backslashes), the same box listed once per class (each kept), boxes that
  * are not clipped to the image (clipped here), a run cut off before ']'
  * (refused by json.c, except for the stream). */
-#include "ingest_int.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 typedef enum dk_key {
     K_OTHER,
@@ -28,8 +29,15 @@ typedef enum dk_key {
     K_H
 } dk_key;
 
-enum { HAVE_NAME = 1, HAVE_REL = 2, HAVE_CONF = 4, HAVE_CX = 8, HAVE_CY = 16, HAVE_W = 32,
-       HAVE_H = 64 };
+enum {
+    HAVE_NAME = 1,
+    HAVE_REL = 2,
+    HAVE_CONF = 4,
+    HAVE_CX = 8,
+    HAVE_CY = 16,
+    HAVE_W = 32,
+    HAVE_H = 64
+};
 
 typedef struct dk_state {
     ingest__skip skip;
@@ -53,9 +61,10 @@ static dk_key key_of(int depth, const char *s, size_t n)
 {
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
     if (depth == 2)
-        return IS("frame_id") ? K_FRAME_ID : IS("filename") ? K_FILENAME
-                                         : IS("objects")    ? K_OBJECTS
-                                                            : K_OTHER;
+        return IS("frame_id")   ? K_FRAME_ID
+               : IS("filename") ? K_FILENAME
+               : IS("objects")  ? K_OBJECTS
+                                : K_OTHER;
     if (depth == 4)
         return IS("name")                   ? K_NAME
                : IS("relative_coordinates") ? K_REL
@@ -63,9 +72,11 @@ static dk_key key_of(int depth, const char *s, size_t n)
                : IS("class_id")             ? K_CLASS_ID
                                             : K_OTHER;
     if (depth == 5)
-        return IS("center_x") ? K_CX : IS("center_y") ? K_CY : IS("width") ? K_W
-                                                   : IS("height")          ? K_H
-                                                                           : K_OTHER;
+        return IS("center_x")   ? K_CX
+               : IS("center_y") ? K_CY
+               : IS("width")    ? K_W
+               : IS("height")   ? K_H
+                                : K_OTHER;
 #undef IS
     return K_OTHER;
 }
@@ -111,11 +122,10 @@ static bool det_end(ingest_parser *p, dk_state *s)
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!(s->have & required[i].bit))
             return ingest__json_fail(p->json, SL_EINVAL, "object has no %s", required[i].name);
-    ingest_detection d = {.label_id = s->label_id,
-                          .label = p->labels[s->label_id].name,
-                          .confidence = s->conf};
-    return ingest__box_set(p, "relative_coordinates", &d, s->cx - s->w / 2, s->cy - s->h / 2,
-                           s->w, s->h) &&
+    ingest_detection d = {
+        .label_id = s->label_id, .label = p->labels[s->label_id].name, .confidence = s->conf};
+    return ingest__box_set(p, "relative_coordinates", &d, s->cx - s->w / 2, s->cy - s->h / 2, s->w,
+                           s->h) &&
            ingest__det_push(p, &d);
 }
 

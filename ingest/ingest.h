@@ -17,12 +17,6 @@
 #include <stdint.h>
 
 #include "../schema/schema.h"
-/* store.h names both a type and a function store_query, which C refuses;
- * the store's own workaround (store/store_int.h) renames the function until
- * store.h is fixed.  Remove with it. */
-#ifndef store_query
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "../store/store.h"
 
 /* ---------------------------------------------------------------------------
@@ -40,15 +34,15 @@ typedef struct ingest_limits {
     uint32_t max_records;     /* assets in one batch */
 } ingest_limits;
 
-#define INGEST_DEFAULT_MAX_INPUT (64ull << 30)
-#define INGEST_DEFAULT_MAX_DEPTH 16u
-#define INGEST_DEFAULT_MAX_STRING 16384u
-#define INGEST_DEFAULT_MAX_KEYS 256u
+#define INGEST_DEFAULT_MAX_INPUT      (64ull << 30)
+#define INGEST_DEFAULT_MAX_DEPTH      16u
+#define INGEST_DEFAULT_MAX_STRING     16384u
+#define INGEST_DEFAULT_MAX_KEYS       256u
 #define INGEST_DEFAULT_MAX_DETECTIONS 10000u
-#define INGEST_DEFAULT_MAX_LABELS 4096u
-#define INGEST_DEFAULT_MAX_RECORD (2u << 20)
-#define INGEST_DEFAULT_MAX_RECORDS 1000000u
-#define INGEST_LABEL_MAX 128u /* bytes of one detector label */
+#define INGEST_DEFAULT_MAX_LABELS     4096u
+#define INGEST_DEFAULT_MAX_RECORD     (2u << 20)
+#define INGEST_DEFAULT_MAX_RECORDS    1000000u
+#define INGEST_LABEL_MAX              128u /* bytes of one detector label */
 
 /* Fills *l with the defaults above. */
 void ingest_limits_default(ingest_limits *l);
@@ -102,17 +96,17 @@ void ingest_categories_free(ingest_categories **c);
  * The normalized frame every detection parser produces.
  * ------------------------------------------------------------------------- */
 typedef struct ingest_detection {
-    const char *label;   /* NUL-terminated, valid UTF-8; valid until the parser is freed */
-    uint32_t label_id;   /* dense index of the label in this input (0..labels-1) */
-    double confidence;   /* in [0, 1] */
-    double x, y, w, h;   /* normalized, top-left origin, inside [0, 1], w and h > 0 */
+    const char *label; /* NUL-terminated, valid UTF-8; valid until the parser is freed */
+    uint32_t label_id; /* dense index of the label in this input (0..labels-1) */
+    double confidence; /* in [0, 1] */
+    double x, y, w, h; /* normalized, top-left origin, inside [0, 1], w and h > 0 */
 } ingest_detection;
 
 typedef struct ingest_frame {
-    uint32_t frame;                      /* frame number, offset applied */
-    uint32_t count;                      /* detections; 0 is a frame where nothing was seen */
+    uint32_t frame;                     /* frame number, offset applied */
+    uint32_t count;                     /* detections; 0 is a frame where nothing was seen */
     const ingest_detection *detections; /* valid during the callback only */
-    int64_t offset;                      /* byte offset of the frame's record in the input */
+    int64_t offset;                     /* byte offset of the frame's record in the input */
 } ingest_frame;
 
 /* Receives each frame, in input order (COCO: in image_id order).  Returning
@@ -120,19 +114,19 @@ typedef struct ingest_frame {
 typedef sl_status (*ingest_frame_fn)(void *ctx, const ingest_frame *frame, sl_error *err);
 
 typedef enum ingest_frame_source {
-    INGEST_FRAME_FROM_ID = 0,   /* frame_id / image_id / "frame" / position */
-    INGEST_FRAME_FROM_FILENAME  /* the last run of digits in the file name's base name */
+    INGEST_FRAME_FROM_ID = 0,  /* frame_id / image_id / "frame" / position */
+    INGEST_FRAME_FROM_FILENAME /* the last run of digits in the file name's base name */
 } ingest_frame_source;
 
 typedef struct ingest_parse_options {
-    ingest_format format;         /* any but INGEST_FORMAT_ASSETS */
-    int64_t frame_offset;         /* added to every frame number (may be negative) */
+    ingest_format format; /* any but INGEST_FORMAT_ASSETS */
+    int64_t frame_offset; /* added to every frame number (may be negative) */
     ingest_frame_source frame_source;
     const ingest_categories *categories; /* COCO/TF-OD ids -> names; NULL: the COCO list */
-    uint32_t image_width;         /* COCO: pixel size of the images (required) */
+    uint32_t image_width;                /* COCO: pixel size of the images (required) */
     uint32_t image_height;
-    const ingest_limits *limits;  /* NULL: defaults */
-    const char *spill_dir;        /* COCO: where out-of-order results spill; NULL: $TMPDIR or /tmp */
+    const ingest_limits *limits; /* NULL: defaults */
+    const char *spill_dir;       /* COCO: where out-of-order results spill; NULL: $TMPDIR or /tmp */
 } ingest_parse_options;
 
 typedef struct ingest_parser ingest_parser;
@@ -252,21 +246,21 @@ sl_status ingest_asset_delete(store *s, const char *tenant, const char *asset, i
 #define INGEST_UNMAPPED_SHOWN 8 /* unmapped labels named in a summary */
 
 typedef struct ingest_summary {
-    uint64_t bytes;       /* input bytes */
-    uint64_t frames;      /* frame documents written (including empty ones) */
+    uint64_t bytes;  /* input bytes */
+    uint64_t frames; /* frame documents written (including empty ones) */
     uint64_t empty_frames;
     uint64_t detections;
-    uint64_t unmapped;    /* detections whose label matched no catalog entry */
+    uint64_t unmapped;        /* detections whose label matched no catalog entry */
     uint32_t unmapped_labels; /* distinct unmapped labels */
     char unmapped_names[INGEST_UNMAPPED_SHOWN][INGEST_LABEL_MAX + 1]; /* the first few */
-    int64_t first_frame, last_frame; /* -1 when no frame */
-    uint64_t assets;      /* asset documents written */
-    uint64_t changed;     /* documents whose content changed (0 on a re-send) */
+    int64_t first_frame, last_frame;                                  /* -1 when no frame */
+    uint64_t assets;                                                  /* asset documents written */
+    uint64_t changed; /* documents whose content changed (0 on a re-send) */
 } ingest_summary;
 
 typedef struct ingest_request {
     const char *tenant;
-    const char *surgery;  /* detections; NULL for INGEST_FORMAT_ASSETS */
+    const char *surgery; /* detections; NULL for INGEST_FORMAT_ASSETS */
     ingest_format format;
     int64_t frame_offset;
     ingest_frame_source frame_source;
@@ -274,7 +268,7 @@ typedef struct ingest_request {
     uint32_t image_width, image_height;  /* COCO; 0: the surgery's frame size */
     const ingest_limits *limits;         /* NULL: defaults */
     const char *spill_dir;
-    ingest_catalog_cache *catalogs;      /* NULL: compile the catalog for this job */
+    ingest_catalog_cache *catalogs; /* NULL: compile the catalog for this job */
 } ingest_request;
 
 typedef struct ingest_job ingest_job;

@@ -68,7 +68,7 @@ bool ingest__json_fail_at(ingest__json *j, const char *sub, sl_status s, const c
     __attribute__((format(printf, 4, 5)));
 
 int ingest__json_depth(const ingest__json *j);
-bool ingest__json_active(const ingest__json *j); /* inside a callback of feed/finish */
+bool ingest__json_active(const ingest__json *j);    /* inside a callback of feed/finish */
 int64_t ingest__json_offset(const ingest__json *j); /* input offset just after the current token */
 uint64_t ingest__json_bytes(const ingest__json *j); /* input bytes fed so far */
 uint64_t ingest__json_line(const ingest__json *j);  /* multi: 1-based line of the current value */
@@ -100,13 +100,13 @@ typedef enum ingest__jtype {
 typedef struct ingest__jnode ingest__jnode;
 struct ingest__jnode {
     ingest__jtype type;
-    int64_t offset;            /* input offset just after the value's first token */
-    const char *key;           /* in an object: the key (NUL-terminated) */
-    uint32_t index;            /* in an array: the position */
-    const char *s;             /* string (NUL-terminated, may hold NUL) or number text */
+    int64_t offset;  /* input offset just after the value's first token */
+    const char *key; /* in an object: the key (NUL-terminated) */
+    uint32_t index;  /* in an array: the position */
+    const char *s;   /* string (NUL-terminated, may hold NUL) or number text */
     uint32_t len;
     int b;
-    uint32_t count;            /* children */
+    uint32_t count; /* children */
     ingest__jnode *first, *last, *next, *parent;
 };
 
@@ -170,13 +170,13 @@ const char *ingest__jtype_name(ingest__jtype ty);
  * The parser core (parser.c) and the formats that plug into it.
  * ------------------------------------------------------------------------- */
 typedef struct ingest__format {
-    sl_status (*init)(ingest_parser *p, sl_error *err); /* allocates p->fs */
-    ingest__json_fn event;                            /* ctx is the ingest_parser */
+    sl_status (*init)(ingest_parser *p, sl_error *err);   /* allocates p->fs */
+    ingest__json_fn event;                                /* ctx is the ingest_parser */
     sl_status (*finish)(ingest_parser *p, sl_error *err); /* may be NULL */
-    void (*free_state)(ingest_parser *p);              /* may be NULL */
-    bool multi;                                        /* NDJSON */
+    void (*free_state)(ingest_parser *p);                 /* may be NULL */
+    bool multi;                                           /* NDJSON */
     bool darknet_escapes;
-    bool open_top;                                     /* may end inside the top array */
+    bool open_top; /* may end inside the top array */
 } ingest__format;
 
 extern const ingest__format ingest__fmt_darknet, ingest__fmt_darknet_stream, ingest__fmt_coco,
@@ -190,7 +190,7 @@ typedef struct ingest__frameset {
 } ingest__frameset;
 
 typedef struct ingest__label {
-    char *name;      /* NUL-terminated */
+    char *name; /* NUL-terminated */
     uint32_t len;
     uint32_t hash;
 } ingest__label;
@@ -315,10 +315,10 @@ void ingest__writer_abort(ingest__writer **w);
  * ------------------------------------------------------------------------- */
 
 typedef struct ingest__frame_enc {
-    uint32_t *stamp;  /* per input label: gen when it has a local index in this frame */
-    uint16_t *local;  /* per input label: its index in this frame's labels */
-    uint32_t *order;  /* frame-local index -> input label id */
-    uint32_t cap;     /* entries of the three arrays above */
+    uint32_t *stamp; /* per input label: gen when it has a local index in this frame */
+    uint16_t *local; /* per input label: its index in this frame's labels */
+    uint32_t *order; /* frame-local index -> input label id */
+    uint32_t cap;    /* entries of the three arrays above */
     uint32_t gen;
     uint8_t *det;
     size_t det_cap;
@@ -327,8 +327,8 @@ typedef struct ingest__frame_enc {
 /* Encodes the frame document of frame f (docs/documents.md "frame") into
  * doc, which the caller initialized (bson_init / bson_reinit).  names[id]
  * and skus[id] are the name and SKU of input label id (SKU NULL when
- * unmapped); labels are numbered below nlabels.  e is scratch space kept between calls (zero it first, free it with
- * ingest__frame_enc_free()). */
+ * unmapped); labels are numbered below nlabels.  e is scratch space kept between calls (zero it
+ * first, free it with ingest__frame_enc_free()). */
 sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
                             const ingest_frame *f, uint32_t nlabels, const char *const *names,
                             const char *const *skus, sl_error *err);

@@ -1,9 +1,5 @@
-/* job.c -- one input (file or request body) = one atomic store batch.  A
- * detections job checks the surgery, maps labels to SKUs through the
- * compiled catalog (once per distinct label), encodes each frame and stages
- * it in the batch; an assets job does the same with asset lines.  Keys are
- * deterministic, so a re-sent input rewrites equal documents, which the store
- * skips. */
+/* job.c -- one input (file or request body) = one atomic store batch:
+ * surgery check, catalog mapping, encoding, staging; the file helper. */
 #include "ingest_int.h"
 
 #include <errno.h>
@@ -14,7 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FILE_CHUNK (256u * 1024u)
+/* Keys are deterministic, so a re-sent input rewrites equal documents, which
+ * the store skips.  Labels are mapped to SKUs once per distinct label. */
+
+#define FILE_CHUNK     (256u * 1024u)
 #define PROGRESS_EVERY (8u << 20) /* bytes between progress calls */
 
 /* Asset ids of one batch: a repeated id is refused (which one wins would be
@@ -56,14 +55,19 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-/* Adds id; *fresh false when it was there. */
+/* Adds a copy of id (owned by the set, freed by idset_free); *fresh false
+ * when it was there. */
 static sl_status idset_add(idset *set, const char *id, bool *fresh, sl_error *err)
 {
+    sl_status rc = SL_OK;
+    bool added = false;
     if (2 * (set->n + 1) > set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 1024;
         char **slot = calloc(cap, sizeof *slot);
-        if (!slot)
-            return sl_error_set(err, SL_ENOMEM, "out of memory keeping asset ids");
+        if (!slot) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory keeping asset ids");
+            goto out;
+        }
         for (size_t i = 0; i < set->cap; i++) {
             if (!set->slot[i])
                 continue;
@@ -77,17 +81,19 @@ static sl_status idset_add(idset *set, const char *id, bool *fresh, sl_error *er
         set->cap = cap;
     }
     size_t k = hash_str(id) & (set->cap - 1);
-    for (; set->slot[k]; k = (k + 1) & (set->cap - 1))
-        if (strcmp(set->slot[k], id) == 0) {
-            *fresh = false;
-            return SL_OK;
+    while (set->slot[k] && strcmp(set->slot[k], id) != 0)
+        k = (k + 1) & (set->cap - 1);
+    if (!set->slot[k]) {
+        if (!(set->slot[k] = strdup(id))) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory keeping asset ids");
+            goto out;
         }
-    set->slot[k] = strdup(id);
-    if (!set->slot[k])
-        return sl_error_set(err, SL_ENOMEM, "out of memory keeping asset ids");
-    set->n++;
-    *fresh = true;
-    return SL_OK;
+        set->n++;
+        added = true;
+    }
+    *fresh = added;
+out:
+    return rc;
 }
 
 static void idset_free(idset *set)
@@ -105,6 +111,7 @@ static void idset_free(idset *set)
 /* Maps the labels the parser met since the last frame to SKUs. */
 static sl_status resolve_labels(ingest_job *j, sl_error *err)
 {
+    sl_status rc = SL_OK;
     uint32_t n = ingest_parser_labels(j->parser);
     if (n > j->cap) {
         uint32_t cap = j->cap ? j->cap : 64;
@@ -119,8 +126,10 @@ static sl_status resolve_labels(ingest_job *j, sl_error *err)
         bool *counted = realloc(j->counted, sizeof *counted * cap);
         if (counted)
             j->counted = counted;
-        if (!skus || !names || !counted)
-            return sl_error_set(err, SL_ENOMEM, "out of memory mapping labels");
+        if (!skus || !names || !counted) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory mapping labels");
+            goto out;
+        }
         j->cap = cap;
     }
     for (; j->resolved < n; j->resolved++) {
@@ -129,7 +138,8 @@ static sl_status resolve_labels(ingest_job *j, sl_error *err)
         j->skus[j->resolved] = ingest_catalog_match(j->catalog, label, strlen(label));
         j->counted[j->resolved] = false;
     }
-    return SL_OK;
+out:
+    return rc;
 }
 
 static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
@@ -137,7 +147,7 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
     ingest_job *j = ctx;
     sl_status rc = resolve_labels(j, err);
     if (rc != SL_OK)
-        return rc;
+        goto out;
     for (uint32_t i = 0; i < f->count; i++) {
         uint32_t id = f->detections[i].label_id;
         if (j->skus[id])
@@ -156,7 +166,7 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
     if (rc == SL_OK)
         rc = ingest__writer_put(j->writer, &j->doc, err);
     if (rc != SL_OK)
-        return rc;
+        goto out;
     j->sum.frames++;
     j->sum.empty_frames += f->count == 0;
     j->sum.detections += f->count;
@@ -164,7 +174,8 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
         j->sum.first_frame = f->frame;
     if (f->frame > j->sum.last_frame)
         j->sum.last_frame = f->frame;
-    return SL_OK;
+out:
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -175,11 +186,13 @@ static sl_status on_asset(void *ctx, ingest__tree *t, const ingest__jnode *root,
     ingest_job *j = ctx;
     const char *id = NULL;
     bool fresh = false;
-    if (j->sum.assets >= j->lim.max_records)
-        return ingest__tree_fail(t, root, err, SL_ETOOLARGE,
-                                 "batch holds more than %u assets; split it", j->lim.max_records);
+    sl_status rc = SL_OK;
     bson_reinit(&j->doc);
-    sl_status rc = ingest__asset_doc_node(j->rq.tenant, NULL, t, root, &j->doc, &id, err);
+    if (j->sum.assets >= j->lim.max_records)
+        rc = ingest__tree_fail(t, root, err, SL_ETOOLARGE,
+                               "batch holds more than %u assets; split it", j->lim.max_records);
+    if (rc == SL_OK)
+        rc = ingest__asset_doc_node(j->rq.tenant, NULL, t, root, &j->doc, &id, err);
     if (rc == SL_OK)
         rc = idset_add(&j->ids, id, &fresh, err);
     if (rc == SL_OK && !fresh)
@@ -205,13 +218,17 @@ static sl_status check_surgery(ingest_job *j, uint32_t *width, uint32_t *height,
     sl_error e;
     sl_error_clear(&e);
     sl_status rc = store_get(j->st, STORE_ITEMS, j->pk, SCHEMA_SK_META, &doc, &e);
-    if (rc == SL_ENOTFOUND)
-        return sl_error_set_at(err, SL_ENOTFOUND, "surgery", -1,
-                               "unknown surgery \"%s\" of tenant \"%s\": create it first (PUT "
-                               "/v1/surgeries/%s)",
-                               j->rq.surgery, j->rq.tenant, j->rq.surgery);
-    if (rc != SL_OK)
-        return sl_error_set_at(err, rc, e.field, e.offset, "%s", e.message);
+    if (rc == SL_ENOTFOUND) {
+        rc = sl_error_set_at(err, SL_ENOTFOUND, "surgery", -1,
+                             "unknown surgery \"%s\" of tenant \"%s\": create it first (PUT "
+                             "/v1/surgeries/%s)",
+                             j->rq.surgery, j->rq.tenant, j->rq.surgery);
+        goto out;
+    }
+    if (rc != SL_OK) {
+        rc = sl_error_set_at(err, rc, e.field, e.offset, "%s", e.message);
+        goto out;
+    }
     bson_iter_t it;
     if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it) &&
         strcmp(bson_iter_utf8(&it, NULL), "closed") == 0)
@@ -222,7 +239,9 @@ static sl_status check_surgery(ingest_job *j, uint32_t *width, uint32_t *height,
         *width = (uint32_t)bson_iter_int32(&it);
     if (bson_iter_init_find(&it, doc, "frame_height") && BSON_ITER_HOLDS_INT32(&it))
         *height = (uint32_t)bson_iter_int32(&it);
-    bson_destroy(doc);
+out:
+    if (doc)
+        bson_destroy(doc);
     return rc;
 }
 
@@ -302,8 +321,8 @@ sl_status ingest_job_feed(ingest_job *j, const void *data, size_t len, sl_error 
 sl_status ingest_job_commit(ingest_job **jp, ingest_summary *sum, sl_error *err)
 {
     ingest_job *j = *jp;
-    sl_status rc = j->parser ? ingest_parser_finish(j->parser, err)
-                             : ingest__tree_finish(j->assets, err);
+    sl_status rc =
+        j->parser ? ingest_parser_finish(j->parser, err) : ingest__tree_finish(j->assets, err);
     if (rc == SL_OK && !j->parser && j->sum.assets == 0)
         rc = sl_error_set_at(err, SL_EINVAL, NULL, (int64_t)j->sum.bytes,
                              "the batch holds no asset");
@@ -366,8 +385,8 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = sl_error_set(err, SL_EIO, "cannot read at byte %llu: %s",
-                              (unsigned long long)done, strerror(errno));
+            rc = sl_error_set(err, SL_EIO, "cannot read at byte %llu: %s", (unsigned long long)done,
+                              strerror(errno));
             goto out;
         }
         if (n == 0)

@@ -1,8 +1,5 @@
-/* json.c -- the bounded streaming JSON reader every parser stands on: yajl,
- * fed through a pre-filter that bounds strings and tokens (so yajl never
- * buffers much), repairs darknet's unescaped backslashes and maps offsets
- * back to the input; depth, key counts and duplicate keys are checked here,
- * and the JSON path of the current value is kept for messages. */
+/* json.c -- the bounded streaming JSON reader every parser stands on: yajl
+ * behind a pre-filter, with depth, key and duplicate checks and JSON paths. */
 #include "ingest_int.h"
 
 #include <math.h>
@@ -13,23 +10,27 @@
 #include <strings.h>
 #include <yajl/yajl_parse.h>
 
-#define CHUNK (64u * 1024u) /* bytes handed to yajl at once */
-#define KEY_SHOWN 48u       /* bytes of a key kept for paths */
-#define KEY_MAX 256u        /* bytes of one object key */
-#define TOKEN_MAX 64u       /* bytes of a number */
-#define RUN_MAX (64u * 1024u) /* bytes of a run outside strings that yajl may buffer */
-#define DEPTH_CAP 64u       /* whatever the limits say */
+/* The pre-filter bounds strings and token runs (so yajl never buffers much),
+ * repairs darknet's unescaped backslashes and maps offsets back to the input.
+ * It only scans; yajl reads the caller's bytes unless a chunk needs a repair. */
+
+#define CHUNK     (64u * 1024u) /* bytes handed to yajl at once */
+#define KEY_SHOWN 48u           /* bytes of a key kept for paths */
+#define KEY_MAX   256u          /* bytes of one object key */
+#define TOKEN_MAX 64u           /* bytes of a number */
+#define RUN_MAX   (64u * 1024u) /* bytes of a run outside strings that yajl may buffer */
+#define DEPTH_CAP 64u           /* whatever the limits say */
 
 typedef struct level {
     bool is_map;
-    bool open_item;    /* a member / element is being read: the path names it */
-    bool key_cut;      /* key[] holds only the start of a long key */
-    uint16_t keylen;   /* bytes of key[] used */
-    int64_t index;     /* array: current element, -1 before the first */
-    int64_t start;     /* input offset of the opening bracket */
+    bool open_item;  /* a member / element is being read: the path names it */
+    bool key_cut;    /* key[] holds only the start of a long key */
+    uint16_t keylen; /* bytes of key[] used */
+    int64_t index;   /* array: current element, -1 before the first */
+    int64_t start;   /* input offset of the opening bracket */
     uint32_t nkeys;
-    size_t keys_at;    /* where this object's keys start in the key arena */
-    uint64_t keymask;  /* one bit per key hash: most keys need no scan */
+    size_t keys_at;   /* where this object's keys start in the key arena */
+    uint64_t keymask; /* one bit per key hash: most keys need no scan */
     char key[KEY_SHOWN];
 } level;
 
@@ -67,11 +68,11 @@ struct ingest__json {
     size_t nins;
     uint32_t *nl; /* multi: positions in out[] of newlines */
     size_t nnl;
-    uint64_t nl_base;  /* newlines before out[0] */
-    int64_t out_base;  /* input offset of out[0] */
-    uint64_t fed;      /* input bytes received */
-    uint64_t values;   /* top-level values started */
-    uint64_t line;     /* multi: line of the current top-level value */
+    uint64_t nl_base; /* newlines before out[0] */
+    int64_t out_base; /* input offset of out[0] */
+    uint64_t fed;     /* input bytes received */
+    uint64_t values;  /* top-level values started */
+    uint64_t line;    /* multi: line of the current top-level value */
     /* Where the current value starts, computed only when asked (most values
      * never are): fixed, or the token / string yajl has just read. */
     enum { CUR_FIXED, CUR_TOKEN, CUR_STRING } cur_kind;
@@ -320,8 +321,8 @@ static size_t path_render(const ingest__json *j, char *out, size_t n)
             continue;
         const char *lead = used == 0 ? "" : used == mark ? ": " : "";
         if (l->is_map && ident_key(l->key, l->keylen)) {
-            path_append(out, n, &used, "%s%s%.*s%s", lead, used == mark ? "" : ".",
-                        (int)l->keylen, l->key, l->key_cut ? "..." : "");
+            path_append(out, n, &used, "%s%s%.*s%s", lead, used == mark ? "" : ".", (int)l->keylen,
+                        l->key, l->key_cut ? "..." : "");
         } else if (l->is_map) {
             char q[KEY_SHOWN + 1];
             for (size_t i = 0; i < l->keylen; i++)
@@ -730,7 +731,7 @@ static bool is_hex(unsigned char c)
  * a token (yajl judges whether it is one). */
 static const unsigned char sep_byte[256] = {
     [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, ['['] = 1,
-    [']'] = 1, ['{'] = 1,   ['}'] = 1,   [','] = 1,   [':'] = 1,   ['"'] = 1,
+    [']'] = 1, ['{'] = 1,  ['}'] = 1,  [','] = 1,  [':'] = 1,  ['"'] = 1,
 };
 
 /* Writes the darknet-held bytes as a literal backslash (doubled) and what
@@ -762,17 +763,17 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
     int64_t in_base = (int64_t)j->fed; /* input offset of in[0] */
     size_t i = 0;
 #define POS (copy ? j->nout : i) /* where in[i] lands in what yajl reads */
-#define EMIT(b)                                                                                   \
-    do {                                                                                          \
-        if (copy)                                                                                 \
-            j->obuf[j->nout++] = (b);                                                             \
+#define EMIT(b)                                                                                    \
+    do {                                                                                           \
+        if (copy)                                                                                  \
+            j->obuf[j->nout++] = (b);                                                              \
     } while (0)
-#define EMIT_SPAN(from, len)                                                                      \
-    do {                                                                                          \
-        if (copy) {                                                                               \
-            memcpy(j->obuf + j->nout, (from), (len));                                             \
-            j->nout += (len);                                                                     \
-        }                                                                                         \
+#define EMIT_SPAN(from, len)                                                                       \
+    do {                                                                                           \
+        if (copy) {                                                                                \
+            memcpy(j->obuf + j->nout, (from), (len));                                              \
+            j->nout += (len);                                                                      \
+        }                                                                                          \
     } while (0)
     filter_result r = FILTER_DONE;
     while (i < n && r == FILTER_DONE) {
@@ -1091,10 +1092,8 @@ static bool parse_out(ingest__json *j)
 sl_status ingest__json_feed(ingest__json *j, const void *data, size_t len, sl_error *err)
 {
     j->err = err;
-    if (j->failed)
-        return err && err->status ? err->status : SL_EINVAL;
     const unsigned char *p = data;
-    while (len > 0) {
+    while (len > 0 && !j->failed) {
         size_t n = len < CHUNK ? len : CHUNK;
         if (j->fed + n > j->lim.max_input_bytes) {
             filter_fail(j, (int64_t)j->lim.max_input_bytes, SL_ETOOLARGE,
@@ -1104,9 +1103,8 @@ sl_status ingest__json_feed(ingest__json *j, const void *data, size_t len, sl_er
         }
         j->out_base = (int64_t)j->fed - (int64_t)held(j);
         j->nout = j->nins = j->nnl = 0;
-        j->cs = (struct chunk_state){.in_str = j->f.fs != F_OUT,
-                                     .esc = j->f.fs == F_ESC,
-                                     .str_start = j->f.str_start};
+        j->cs = (struct chunk_state){
+            .in_str = j->f.fs != F_OUT, .esc = j->f.fs == F_ESC, .str_start = j->f.str_start};
         struct filter_state saved = j->f;
         filter_result r = held(j) == 0 ? filter(j, p, n, false) : FILTER_NEEDS_COPY;
         j->out = p;
@@ -1137,7 +1135,7 @@ sl_status ingest__json_finish(ingest__json *j, bool allow_open_top, sl_error *er
 {
     j->err = err;
     if (j->failed)
-        return err && err->status ? err->status : SL_EINVAL;
+        goto out;
     j->out_base = (int64_t)j->fed - (int64_t)held(j);
     j->nout = j->nins = j->nnl = 0;
     j->cs = (struct chunk_state){
@@ -1155,8 +1153,6 @@ sl_status ingest__json_finish(ingest__json *j, bool allow_open_top, sl_error *er
     if (allow_open_top && j->depth == 1 && !j->lv[1].is_map && j->f.fs == F_OUT && j->f.run == 0)
         goto out; /* a stream that stopped between two elements */
     if (j->f.fs != F_OUT || j->depth > 0) {
-        char path[sizeof j->err->field];
-        ingest__json_path(j, path, sizeof path);
         filter_fail(j, (int64_t)j->fed, SL_EINVAL,
                     "input ends at byte %llu %s, before the JSON is complete: the input was cut "
                     "off (an interrupted run?); send it again once it is complete",

@@ -1,21 +1,38 @@
-/* ndjson.c -- Sightline NDJSON frames: one JSON object per line,
- *   {"frame": 12, "detections": [{"label": "car", "confidence": 0.81,
- *    "box": {"x": 0.32, "y": 0.47, "w": 0.10, "h": 0.14}}]}
- * the same shape GET /v1/surgeries/{id}/frames answers (a "sku" member is
- * accepted and ignored: the catalog decides).  Boxes are already normalized
- * and must lie inside the image (docs/formats.md). */
+/* ndjson.c -- Sightline NDJSON frames, one per line, the shape the frames API
+ * answers: {"frame", "detections": [{"label", "confidence", "box"}]}. */
 #include "ingest_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* A "sku" member is accepted and ignored (the catalog decides); boxes are
+ * already normalized and must lie inside the image (docs/formats.md). */
+
 #define BOX_SLACK 1e-6 /* x + w may pass 1 by rounding of six decimals */
 
-typedef enum nd_key { K_OTHER, K_FRAME, K_FILENAME, K_DETECTIONS, K_LABEL, K_CONF, K_BOX, K_X,
-                      K_Y, K_W, K_H } nd_key;
+typedef enum nd_key {
+    K_OTHER,
+    K_FRAME,
+    K_FILENAME,
+    K_DETECTIONS,
+    K_LABEL,
+    K_CONF,
+    K_BOX,
+    K_X,
+    K_Y,
+    K_W,
+    K_H
+} nd_key;
 
-enum { HAVE_LABEL = 1, HAVE_CONF = 2, HAVE_BOX = 4, HAVE_X = 8, HAVE_Y = 16, HAVE_W = 32,
-       HAVE_H = 64 };
+enum {
+    HAVE_LABEL = 1,
+    HAVE_CONF = 2,
+    HAVE_BOX = 4,
+    HAVE_X = 8,
+    HAVE_Y = 16,
+    HAVE_W = 32,
+    HAVE_H = 64
+};
 
 typedef struct nd_state {
     ingest__skip skip;
@@ -37,9 +54,10 @@ static nd_key key_of(int depth, const char *s, size_t n)
 {
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
     if (depth == 1)
-        return IS("frame") ? K_FRAME : IS("detections") ? K_DETECTIONS
-                                   : IS("filename")     ? K_FILENAME
-                                                        : K_OTHER;
+        return IS("frame")        ? K_FRAME
+               : IS("detections") ? K_DETECTIONS
+               : IS("filename")   ? K_FILENAME
+                                  : K_OTHER;
     if (depth == 3)
         return IS("label") ? K_LABEL : IS("confidence") ? K_CONF : IS("box") ? K_BOX : K_OTHER;
     if (depth == 4)
@@ -145,9 +163,9 @@ static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const i
                ingest__check_range(p, NULL, "confidence", s->conf, 0, false, 1, NULL);
     case K_BOX:
         s->have |= HAVE_BOX;
-        return ev == INGEST__J_MAP || ingest__json_fail(j, SL_EINVAL,
-                                                        "box must be an object {x, y, w, h}, not %s",
-                                                        ingest__jev_name(ev));
+        return ev == INGEST__J_MAP ||
+               ingest__json_fail(j, SL_EINVAL, "box must be an object {x, y, w, h}, not %s",
+                                 ingest__jev_name(ev));
     case K_X:
         s->have |= HAVE_X;
         return ingest__get_number(p, ev, v, "x", &s->x) &&

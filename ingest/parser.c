@@ -1,7 +1,5 @@
-/* parser.c -- the parser core the formats plug into: options and limits,
- * interned labels, the frame being built, frame numbers (offset, range,
- * once per input) and the checks every format shares.  The formats live in
- * darknet.c, coco.c, tfod.c and ndjson.c. */
+/* parser.c -- the core the formats plug into: options and limits, interned
+ * labels, the frame being built, frame numbers and the checks all share. */
 #include "ingest_int.h"
 
 #include <math.h>
@@ -10,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FRAME_PAGE_BITS 16u /* frames per page of the seen-frames bitmap: 65,536 */
+/* The formats live in darknet.c, coco.c, tfod.c and ndjson.c. */
+
+#define FRAME_PAGE_BITS  16u /* frames per page of the seen-frames bitmap: 65,536 */
 #define FRAME_PAGE_WORDS ((1u << FRAME_PAGE_BITS) / 64u)
-#define FRAME_PAGES_MAX 1024u /* 8 MB of bitmap at most */
+#define FRAME_PAGES_MAX  1024u /* 8 MB of bitmap at most */
 
 void ingest_limits_default(ingest_limits *l)
 {
@@ -37,15 +37,16 @@ static const struct {
 
 sl_status ingest_format_parse(const char *name, ingest_format *out, sl_error *err)
 {
-    for (size_t i = 0; i < sizeof format_names / sizeof format_names[0]; i++)
-        if (name && strcmp(name, format_names[i].name) == 0) {
-            *out = format_names[i].format;
-            return SL_OK;
-        }
-    return sl_error_set_at(err, SL_EUNSUPPORTED, "format", -1,
-                           "unknown format \"%.40s\": use darknet, darknet-stream, coco, tfod, "
-                           "ndjson or assets",
-                           name ? name : "");
+    size_t i = 0, n = sizeof format_names / sizeof format_names[0];
+    while (i < n && !(name && strcmp(name, format_names[i].name) == 0))
+        i++;
+    if (i < n)
+        *out = format_names[i].format;
+    return i < n ? SL_OK
+                 : sl_error_set_at(err, SL_EUNSUPPORTED, "format", -1,
+                                   "unknown format \"%.40s\": use darknet, darknet-stream, coco, "
+                                   "tfod, ndjson or assets",
+                                   name ? name : "");
 }
 
 const char *ingest_format_name(ingest_format f)
@@ -67,6 +68,7 @@ static uint32_t hash_bytes(const char *s, size_t len)
     return h;
 }
 
+/* Copies of the names are owned by the parser (freed by ingest_parser_free). */
 bool ingest__label_intern(ingest_parser *p, const char *s, size_t len, uint32_t *id)
 {
     uint32_t h = hash_bytes(s, len);
@@ -149,10 +151,9 @@ bool ingest__frame_number(ingest_parser *p, int64_t raw, const char *what, uint3
                                  what, (long long)raw, SCHEMA_FRAME_MAX);
     int64_t f = raw + p->opt.frame_offset; /* both bounded: cannot overflow */
     if (f < 0 || f > SCHEMA_FRAME_MAX)
-        return ingest__json_fail(p->json, SL_EINVAL,
-                                 "%s %lld with frame offset %lld gives frame %lld, outside 0 to %u",
-                                 what, (long long)raw, (long long)p->opt.frame_offset,
-                                 (long long)f, SCHEMA_FRAME_MAX);
+        return ingest__json_fail(
+            p->json, SL_EINVAL, "%s %lld with frame offset %lld gives frame %lld, outside 0 to %u",
+            what, (long long)raw, (long long)p->opt.frame_offset, (long long)f, SCHEMA_FRAME_MAX);
     *frame = (uint32_t)f;
     return true;
 }
@@ -197,27 +198,34 @@ static sl_status frameset_claim(ingest__frameset *fs, uint32_t f, bool *fresh, s
             else
                 hi = mid;
         }
+    sl_status rc = SL_OK;
     if (lo == fs->n || fs->page_no[lo] != page) {
-        if (fs->n >= FRAME_PAGES_MAX)
-            return sl_error_set(err, SL_ETOOLARGE,
-                                "frame numbers of one input are spread over more than %u blocks "
-                                "of %u frames; split the input",
-                                FRAME_PAGES_MAX, 1u << FRAME_PAGE_BITS);
+        if (fs->n >= FRAME_PAGES_MAX) {
+            rc = sl_error_set(err, SL_ETOOLARGE,
+                              "frame numbers of one input are spread over more than %u blocks of "
+                              "%u frames; split the input",
+                              FRAME_PAGES_MAX, 1u << FRAME_PAGE_BITS);
+            goto out;
+        }
         if (fs->n == fs->cap) {
             size_t cap = fs->cap ? fs->cap * 2 : 8;
             uint32_t *pn = realloc(fs->page_no, sizeof *pn * cap);
-            if (!pn)
-                return sl_error_set(err, SL_ENOMEM, "out of memory");
-            fs->page_no = pn;
+            if (pn)
+                fs->page_no = pn;
             uint64_t **b = realloc(fs->bits, sizeof *b * cap);
-            if (!b)
-                return sl_error_set(err, SL_ENOMEM, "out of memory");
-            fs->bits = b;
+            if (b)
+                fs->bits = b;
+            if (!pn || !b) {
+                rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+                goto out;
+            }
             fs->cap = cap;
         }
         uint64_t *words = calloc(FRAME_PAGE_WORDS, sizeof *words);
-        if (!words)
-            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (!words) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            goto out;
+        }
         memmove(fs->page_no + lo + 1, fs->page_no + lo, sizeof *fs->page_no * (fs->n - lo));
         memmove(fs->bits + lo + 1, fs->bits + lo, sizeof *fs->bits * (fs->n - lo));
         fs->page_no[lo] = page;
@@ -228,7 +236,8 @@ static sl_status frameset_claim(ingest__frameset *fs, uint32_t f, bool *fresh, s
     uint64_t m = 1ull << (bit % 64);
     *fresh = !(fs->bits[lo][bit / 64] & m);
     fs->bits[lo][bit / 64] |= m;
-    return SL_OK;
+out:
+    return rc;
 }
 
 sl_status ingest__emit(ingest_parser *p, uint32_t frame, int64_t offset, sl_error *err)
@@ -340,15 +349,14 @@ sl_status ingest_parser_new(const ingest_parse_options *opt, ingest_frame_fn fn,
     const ingest__format *fmt = format_of(opt->format);
     if (!fmt) {
         rc = sl_error_set_at(err, SL_EUNSUPPORTED, "format", -1,
-                             "format %s does not hold detections",
-                             ingest_format_name(opt->format));
+                             "format %s does not hold detections", ingest_format_name(opt->format));
         goto out;
     }
     if (opt->frame_offset < -(int64_t)SCHEMA_FRAME_MAX ||
         opt->frame_offset > (int64_t)SCHEMA_FRAME_MAX) {
         rc = sl_error_set_at(err, SL_EINVAL, "frame_offset", -1,
-                             "frame offset %lld is outside -%u to %u",
-                             (long long)opt->frame_offset, SCHEMA_FRAME_MAX, SCHEMA_FRAME_MAX);
+                             "frame offset %lld is outside -%u to %u", (long long)opt->frame_offset,
+                             SCHEMA_FRAME_MAX, SCHEMA_FRAME_MAX);
         goto out;
     }
     p = calloc(1, sizeof *p);
@@ -389,24 +397,30 @@ out:
 
 sl_status ingest_parser_feed(ingest_parser *p, const void *data, size_t len, sl_error *err)
 {
-    if (p->failed || p->finished)
-        return sl_error_set(err, SL_EINVAL, "parser already %s", p->failed ? "failed" : "finished");
-    p->err = err;
-    sl_status rc = ingest__json_feed(p->json, data, len, err);
-    p->failed = rc != SL_OK;
+    sl_status rc = SL_OK;
+    if (p->failed || p->finished) {
+        rc = sl_error_set(err, SL_EINVAL, "parser already %s", p->failed ? "failed" : "finished");
+    } else {
+        p->err = err;
+        rc = ingest__json_feed(p->json, data, len, err);
+        p->failed = rc != SL_OK;
+    }
     return rc;
 }
 
 sl_status ingest_parser_finish(ingest_parser *p, sl_error *err)
 {
-    if (p->failed || p->finished)
-        return sl_error_set(err, SL_EINVAL, "parser already %s", p->failed ? "failed" : "finished");
-    p->err = err;
-    sl_status rc = ingest__json_finish(p->json, p->fmt->open_top, err);
-    if (rc == SL_OK && p->fmt->finish)
-        rc = p->fmt->finish(p, err);
-    p->failed = rc != SL_OK;
-    p->finished = true;
+    sl_status rc = SL_OK;
+    if (p->failed || p->finished) {
+        rc = sl_error_set(err, SL_EINVAL, "parser already %s", p->failed ? "failed" : "finished");
+    } else {
+        p->err = err;
+        rc = ingest__json_finish(p->json, p->fmt->open_top, err);
+        if (rc == SL_OK && p->fmt->finish)
+            rc = p->fmt->finish(p, err);
+        p->failed = rc != SL_OK;
+        p->finished = true;
+    }
     return rc;
 }
 

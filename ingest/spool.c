@@ -1,9 +1,5 @@
 /* spool.c -- the spool folder: files dropped into DIR/<tenant>/<surgery>/ or
- * DIR/<tenant>/assets/ are ingested once each (one job per file), then moved
- * to done/ beside them, or to failed/ with FILE.error.json.  inotify tells
- * when a file is complete (closed after writing, or moved in); a startup scan
- * takes what arrived while nobody watched.  A file still open for writing is
- * left alone (a read lease cannot be had on it) until its writer closes it. */
+ * DIR/<tenant>/assets/ are ingested once each, then moved to done/ or failed/. */
 #include "ingest_int.h"
 
 #include <dirent.h>
@@ -21,11 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ASSETS_DIR "assets"
-#define DONE_DIR "done"
-#define FAILED_DIR "failed"
+/* inotify says when a file is complete (closed after writing, or moved in);
+ * a startup scan takes what arrived while nobody watched, leaving a file that
+ * is still open for writing (no read lease can be had on it) to its close. */
+
+#define ASSETS_DIR  "assets"
+#define DONE_DIR    "done"
+#define FAILED_DIR  "failed"
 #define WATCHES_MAX 65536u
-#define QUEUE_MAX 65536u /* files found by scans, waiting */
+#define QUEUE_MAX   65536u /* files found by scans, waiting */
 
 typedef enum level { L_ROOT, L_TENANT, L_TARGET } level;
 
@@ -51,6 +51,7 @@ struct ingest_spool {
     atomic_uint_fast64_t taken, failed;
 };
 
+/* "a/b" in new memory: the caller frees it; NULL when out of memory. */
 static char *join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -76,23 +77,32 @@ static const watch *find_watch(const ingest_spool *sp, int wd)
     return NULL;
 }
 
+/* The watch table owns the copies of path, tenant and target (freed by
+ * ingest_spool_close). */
 static sl_status add_watch(ingest_spool *sp, const char *path, level lv, const char *tenant,
                            const char *target, sl_error *err)
 {
+    sl_status rc = SL_OK;
     uint32_t mask = lv == L_TARGET ? IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR
                                    : IN_CREATE | IN_MOVED_TO | IN_ONLYDIR;
     int wd = inotify_add_watch(sp->ino, path, mask);
-    if (wd < 0)
-        return sl_error_set(err, SL_EIO, "cannot watch %s: %s", path, strerror(errno));
+    if (wd < 0) {
+        rc = sl_error_set(err, SL_EIO, "cannot watch %s: %s", path, strerror(errno));
+        goto out;
+    }
     if (find_watch(sp, wd))
-        return SL_OK; /* already watched (a rescan) */
-    if (sp->nw >= WATCHES_MAX)
-        return sl_error_set(err, SL_ETOOLARGE, "more than %u spool folders", WATCHES_MAX);
+        goto out; /* already watched (a rescan) */
+    if (sp->nw >= WATCHES_MAX) {
+        rc = sl_error_set(err, SL_ETOOLARGE, "more than %u spool folders", WATCHES_MAX);
+        goto out;
+    }
     if (sp->nw == sp->capw) {
         size_t cap = sp->capw ? sp->capw * 2 : 16;
         watch *w = realloc(sp->w, sizeof *w * cap);
-        if (!w)
-            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (!w) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            goto out;
+        }
         sp->w = w;
         sp->capw = cap;
     }
@@ -105,28 +115,36 @@ static sl_status add_watch(ingest_spool *sp, const char *path, level lv, const c
         free(w->path);
         free(w->tenant);
         free(w->target);
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
     }
     sp->nw++;
-    return SL_OK;
+out:
+    return rc;
 }
 
+/* The queue owns a copy of path until drain() takes and frees it. */
 static sl_status enqueue(ingest_spool *sp, const char *path, sl_error *err)
 {
+    sl_status rc = SL_OK;
     if (sp->nq >= QUEUE_MAX)
-        return SL_OK; /* the rest is taken by the next scan or its own event */
+        goto out; /* the rest is taken by the next scan or its own event */
     if (sp->nq == sp->capq) {
         size_t cap = sp->capq ? sp->capq * 2 : 64;
         char **q = realloc(sp->queue, sizeof *q * cap);
-        if (!q)
-            return sl_error_set(err, SL_ENOMEM, "out of memory");
+        if (!q) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+            goto out;
+        }
         sp->queue = q;
         sp->capq = cap;
     }
     if (!(sp->queue[sp->nq] = strdup(path)))
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
-    sp->nq++;
-    return SL_OK;
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    else
+        sp->nq++;
+out:
+    return rc;
 }
 
 /* Watches dir at level lv and everything below it, queueing the files that
@@ -134,14 +152,15 @@ static sl_status enqueue(ingest_spool *sp, const char *path, sl_error *err)
 static sl_status scan(ingest_spool *sp, const char *dir, level lv, const char *tenant,
                       const char *target, sl_error *err)
 {
+    DIR *d = NULL;
     sl_status rc = add_watch(sp, dir, lv, tenant, target, err);
     if (rc != SL_OK)
-        return rc;
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? SL_OK
-                               : sl_error_set(err, SL_EIO, "cannot list %s: %s", dir,
-                                              strerror(errno));
+        goto out;
+    if (!(d = opendir(dir))) {
+        if (errno != ENOENT) /* gone meanwhile: nothing to take */
+            rc = sl_error_set(err, SL_EIO, "cannot list %s: %s", dir, strerror(errno));
+        goto out;
+    }
     struct dirent *e;
     while (rc == SL_OK && (e = readdir(d)) != NULL) {
         if (hidden(e->d_name))
@@ -162,7 +181,9 @@ static sl_status scan(ingest_spool *sp, const char *dir, level lv, const char *t
         }
         free(path);
     }
-    closedir(d);
+out:
+    if (d)
+        closedir(d);
     return rc;
 }
 
@@ -195,8 +216,7 @@ static char *move_into(const char *dir, const char *name, const char *sub)
     char *d = join(dir, sub);
     char *to = d ? join(d, name) : NULL;
     char *from = join(dir, name);
-    bool ok = d && to && from && (mkdir(d, 0755) == 0 || errno == EEXIST) &&
-              rename(from, to) == 0;
+    bool ok = d && to && from && (mkdir(d, 0755) == 0 || errno == EEXIST) && rename(from, to) == 0;
     free(d);
     free(from);
     if (!ok) {
@@ -406,10 +426,12 @@ static int64_t now_ms(void)
 
 sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err)
 {
+    sl_status rc = SL_OK;
     int64_t until = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    bool stop = false;
     drain(sp);
     _Alignas(struct inotify_event) char buf[64 * 1024];
-    for (;;) {
+    while (!stop && rc == SL_OK) {
         /* timeout 0 still looks once at what is queued */
         int wait = -1;
         if (until >= 0) {
@@ -421,22 +443,25 @@ sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err)
         int n = poll(p, 2, wait);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            return sl_error_set(err, SL_EIO, "spool: poll failed: %s", strerror(errno));
-        if (n == 0 && until >= 0)
-            return SL_OK; /* timed out */
+        if (n < 0) {
+            rc = sl_error_set(err, SL_EIO, "spool: poll failed: %s", strerror(errno));
+            break;
+        }
+        stop = n == 0 && until >= 0; /* timed out */
         if (p[1].revents & POLLIN) {
             uint64_t v;
             (void)!read(sp->stop_fd, &v, sizeof v);
-            return SL_OK;
+            stop = true;
         }
-        if (!(p[0].revents & POLLIN))
+        if (stop || !(p[0].revents & POLLIN))
             continue;
         ssize_t got = read(sp->ino, buf, sizeof buf);
         if (got < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
-        if (got < 0)
-            return sl_error_set(err, SL_EIO, "spool: reading events failed: %s", strerror(errno));
+        if (got < 0) {
+            rc = sl_error_set(err, SL_EIO, "spool: reading events failed: %s", strerror(errno));
+            break;
+        }
         bool overflow = false;
         for (char *at = buf; at < buf + got;) {
             const struct inotify_event *ev = (const struct inotify_event *)at;
@@ -453,6 +478,7 @@ sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err)
             drain(sp);
         }
     }
+    return rc;
 }
 
 void ingest_spool_stop(ingest_spool *sp)

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TEXT_MAX 256u          /* room, surgeon */
-#define FPS_MAX 1000.0
-#define FRAME_SIDE_MAX 100000  /* pixels */
+#define TEXT_MAX         256u /* room, surgeon */
+#define FPS_MAX          1000.0
+#define FRAME_SIDE_MAX   100000 /* pixels */
 #define TABLE_POINTS_MAX 256u
-#define PUT_RETRIES 8          /* against a concurrent close */
+#define PUT_RETRIES      8 /* against a concurrent close */
 
 #define STATUS_OPEN "open"
 
@@ -96,21 +96,20 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
     bson_t arr, pt;
     char idx[16], idx2[16];
     const char *key, *key2;
-    bool ok = BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
-              BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_SURGERY) &&
-              BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "surgery", surgery) &&
-              BSON_APPEND_UTF8(doc, "hospital", hospital) && BSON_APPEND_UTF8(doc, "room", room) &&
-              BSON_APPEND_UTF8(doc, "procedure", procedure) &&
-              BSON_APPEND_UTF8(doc, "surgeon", surgeon) &&
-              BSON_APPEND_UTF8(doc, "started_at", canon) &&
-              BSON_APPEND_INT64(doc, "started_ms", started_ms) &&
-              BSON_APPEND_DOUBLE(doc, "fps", fps) &&
-              BSON_APPEND_INT32(doc, "frame_width", (int32_t)width) &&
-              BSON_APPEND_INT32(doc, "frame_height", (int32_t)height) &&
-              BSON_APPEND_ARRAY_BEGIN(doc, "table", &arr);
+    bool ok =
+        BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_SURGERY) &&
+        BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "surgery", surgery) &&
+        BSON_APPEND_UTF8(doc, "hospital", hospital) && BSON_APPEND_UTF8(doc, "room", room) &&
+        BSON_APPEND_UTF8(doc, "procedure", procedure) &&
+        BSON_APPEND_UTF8(doc, "surgeon", surgeon) && BSON_APPEND_UTF8(doc, "started_at", canon) &&
+        BSON_APPEND_INT64(doc, "started_ms", started_ms) && BSON_APPEND_DOUBLE(doc, "fps", fps) &&
+        BSON_APPEND_INT32(doc, "frame_width", (int32_t)width) &&
+        BSON_APPEND_INT32(doc, "frame_height", (int32_t)height) &&
+        BSON_APPEND_ARRAY_BEGIN(doc, "table", &arr);
     uint32_t i = 0;
     for (const ingest__jnode *p = table->first; ok && p; p = p->next, i++) {
         bson_uint32_to_string(i, &key, idx, sizeof idx);
@@ -140,20 +139,18 @@ out:
 sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
                              size_t len, store_put_result *res, sl_error *err)
 {
-    sl_status rc = SL_OK;
     schema_key pk;
-    if ((rc = schema_pk_surgery(pk, tenant, surgery, err)) != SL_OK)
-        return rc;
+    sl_status rc = schema_pk_surgery(pk, tenant, surgery, err);
     /* Read, rebuild keeping the status, write if the version did not move:
      * a close racing with this PUT is neither lost nor undone. */
-    for (int attempt = 0; attempt < PUT_RETRIES; attempt++) {
+    for (int attempt = 0; rc == SL_OK && attempt < PUT_RETRIES; attempt++) {
         bson_t *existing = NULL, *doc = NULL;
         sl_error e;
         sl_error_clear(&e);
         rc = store_get(s, STORE_ITEMS, pk, SCHEMA_SK_META, &existing, &e);
         if (rc != SL_OK && rc != SL_ENOTFOUND) {
             sl_error_set_at(err, e.status, e.field, e.offset, "%s", e.message);
-            return rc;
+            break;
         }
         store_cond cond = {STORE_COND_NOT_EXISTS, 0};
         bson_iter_t it;
@@ -172,8 +169,11 @@ sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, 
         if (doc)
             bson_destroy(doc);
         if (rc != SL_ECONDITION)
-            return rc;
+            break;
+        rc = SL_OK; /* someone wrote in between: read again */
+        if (attempt + 1 == PUT_RETRIES)
+            rc = sl_error_set(err, SL_EBUSY, "surgery %s kept changing while it was written; retry",
+                              surgery);
     }
-    return sl_error_set(err, SL_EBUSY, "surgery %s kept changing while it was written; retry",
-                        surgery);
+    return rc;
 }

@@ -1,24 +1,22 @@
-/* tfod.c -- TensorFlow Object Detection API output dicts, one per frame, as
- * a JSON array or as NDJSON:
- *   {"detection_boxes": [[ymin, xmin, ymax, xmax], ...],
- *    "detection_scores": [...], "detection_classes": [...],
- *    "num_detections": 3, "detection_class_entities": [...]}
- * Each array may carry the model's batch dimension of 1 ([[...]]).  Only the
- * first num_detections entries count (the model pads the rest).  Labels come
- * from detection_class_entities, else from the category map by class id,
- * else from detection_class_names.  The frame number is "frame" or
- * "image_id", else the dict's position in the input. */
+/* tfod.c -- TensorFlow Object Detection API output dicts, one per frame, as a
+ * JSON array or NDJSON: boxes [ymin, xmin, ymax, xmax], scores, classes. */
 #include "ingest_int.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Each array may carry the model's batch dimension of 1 ([[...]]).  Only the
+ * first num_detections entries count (the model pads the rest).  Labels come
+ * from detection_class_entities, else from the category map by class id,
+ * else from detection_class_names.  The frame number is "frame" or
+ * "image_id", else the dict's position in the input. */
+
 typedef enum tf_col { C_BOXES, C_SCORES, C_CLASSES, C_ENTITIES, C_NAMES, C_NUM, C_COUNT } tf_col;
 
-static const char *const col_name[C_COUNT] = {
-    "detection_boxes",          "detection_scores",      "detection_classes",
-    "detection_class_entities", "detection_class_names", "num_detections"};
+static const char *const col_name[C_COUNT] = {"detection_boxes",       "detection_scores",
+                                              "detection_classes",     "detection_class_entities",
+                                              "detection_class_names", "num_detections"};
 
 typedef struct column {
     bool present;
@@ -27,8 +25,8 @@ typedef struct column {
     uint32_t outer; /* elements of the outermost array */
     uint32_t inner; /* leaves in the innermost array being read */
     uint32_t n, cap;
-    double *num;    /* numeric columns */
-    uint32_t *lab;  /* string columns: interned label ids */
+    double *num;   /* numeric columns */
+    uint32_t *lab; /* string columns: interned label ids */
 } column;
 
 typedef enum tf_key { K_OTHER = -1, K_FRAME = C_COUNT, K_FILENAME } tf_key;
@@ -44,14 +42,15 @@ typedef struct tf_state {
     column col[C_COUNT];
 } tf_state;
 
+/* On success p->fs holds the state (freed by the parser with tf_free). */
 static sl_status tf_init(ingest_parser *p, sl_error *err)
 {
     tf_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return sl_error_set(err, SL_ENOMEM, "out of memory");
-    s->cur = -1;
-    p->fs = s;
-    return SL_OK;
+    if (s) {
+        s->cur = -1;
+        p->fs = s;
+    }
+    return s ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
 }
 
 static void tf_free(ingest_parser *p)
@@ -100,8 +99,8 @@ static bool leaf(ingest_parser *p, tf_state *s, column *c, ingest__jev ev, const
         c->rank = c->rel;
     int want_lo = ci == C_BOXES ? 2 : ci == C_NUM ? 0 : 1;
     if (c->rel != c->rank || c->rank < want_lo || c->rank > want_lo + 1)
-        return ingest__json_fail(p->json, SL_EINVAL,
-                                 "%s has the wrong shape: expected %s", col_name[ci],
+        return ingest__json_fail(p->json, SL_EINVAL, "%s has the wrong shape: expected %s",
+                                 col_name[ci],
                                  ci == C_BOXES ? "[[ymin, xmin, ymax, xmax], ...] (or with a "
                                                  "batch dimension of 1)"
                                  : ci == C_NUM ? "a number (or [number])"
@@ -194,8 +193,8 @@ static bool dict_end(ingest_parser *p, tf_state *s)
         k = (int64_t)num->num[0];
         if (k > (int64_t)p->lim.max_detections)
             return ingest__json_fail_at(j, "num_detections", SL_EINVAL,
-                                        "num_detections %lld is above the limit %u",
-                                        (long long)k, p->lim.max_detections);
+                                        "num_detections %lld is above the limit %u", (long long)k,
+                                        p->lim.max_detections);
         n = (uint32_t)k;
     }
     if (scores->n < n || boxes->n / 4 < n)

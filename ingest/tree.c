@@ -1,13 +1,14 @@
-/* tree.c -- small JSON trees for values that are read whole: PUT bodies,
- * asset lines, category maps.  Built from the bounded streaming reader
- * (json.c), so they get the same limits, duplicate-key refusal and offsets;
- * every node and string lives in one arena freed at once. */
+/* tree.c -- small JSON trees for values read whole (PUT bodies, asset lines),
+ * built from the bounded streaming reader of json.c, in one arena. */
 #include "ingest_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Built on json.c, trees get the same limits, duplicate-key refusal and
+ * byte offsets as the streaming parsers. */
 
 #define BLOCK (32u * 1024u)
 
@@ -31,6 +32,8 @@ struct ingest__tree {
     sl_error *err;
 };
 
+/* Memory that lives until arena_reset() or ingest__tree_free(); NULL when
+ * out of memory. */
 static void *arena_alloc(ingest__tree *t, size_t n)
 {
     n = (n + 15u) & ~(size_t)15u;
@@ -66,6 +69,7 @@ static void arena_reset(ingest__tree *t)
     b->used = 0;
 }
 
+/* A NUL-terminated copy in the arena (same lifetime). */
 static char *arena_str(ingest__tree *t, const char *s, size_t len)
 {
     char *c = arena_alloc(t, len + 1);
@@ -324,108 +328,116 @@ const ingest__jnode *ingest__tree_get(const ingest__jnode *o, const char *key)
 static sl_status member(const ingest__tree *t, const ingest__jnode *o, const char *key,
                         bool required, ingest__jtype ty, const ingest__jnode **n, sl_error *err)
 {
-    *n = ingest__tree_get(o, key);
-    if (!*n) {
-        if (!required)
-            return SL_OK;
+    sl_status rc = SL_OK;
+    const ingest__jnode *m = ingest__tree_get(o, key);
+    if (!m && required) {
         char path[sizeof err->field];
         ingest__tree_path(t, o, path, sizeof path);
         size_t u = strlen(path);
         snprintf(path + u, sizeof path - u, "%s%s", u ? "." : "", key);
-        return sl_error_set_at(err, SL_EINVAL, path, o ? o->offset : -1,
-                               "%s is required (%s)", key,
-                               ty == INGEST__T_STRING   ? "a string"
-                               : ty == INGEST__T_NUMBER ? "a number"
-                               : ty == INGEST__T_BOOL   ? "true or false"
-                                                        : ingest__jtype_name(ty));
+        rc = sl_error_set_at(err, SL_EINVAL, path, o ? o->offset : -1, "%s is required (%s)", key,
+                             ty == INGEST__T_STRING   ? "a string"
+                             : ty == INGEST__T_NUMBER ? "a number"
+                             : ty == INGEST__T_BOOL   ? "true or false"
+                                                      : ingest__jtype_name(ty));
+    } else if (m && m->type != ty) {
+        rc = ingest__tree_fail(t, m, err, SL_EINVAL, "%s must be %s, not %s", key,
+                               ingest__jtype_name(ty), ingest__jtype_name(m->type));
     }
-    if ((*n)->type != ty)
-        return ingest__tree_fail(t, *n, err, SL_EINVAL, "%s must be %s, not %s", key,
-                                 ingest__jtype_name(ty), ingest__jtype_name((*n)->type));
-    return SL_OK;
+    if (rc == SL_OK)
+        *n = m;
+    return rc;
 }
 
 sl_status ingest__tree_string(const ingest__tree *t, const ingest__jnode *o, const char *key,
                               bool required, uint32_t max_len, const char **out, sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
     sl_status rc = member(t, o, key, required, INGEST__T_STRING, &n, err);
     if (rc != SL_OK || !n)
-        return rc;
-    if (n->len == 0 || n->len > max_len)
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "%s must be 1 to %u bytes long, not %u",
-                                 key, max_len, n->len);
-    for (uint32_t i = 0; i < n->len; i++)
+        goto out;
+    if (n->len == 0 || n->len > max_len) {
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL, "%s must be 1 to %u bytes long, not %u", key,
+                               max_len, n->len);
+        goto out;
+    }
+    for (uint32_t i = 0; rc == SL_OK && i < n->len; i++)
         if ((unsigned char)n->s[i] < 0x20 || n->s[i] == 0x7f)
-            return ingest__tree_fail(t, n, err, SL_EINVAL,
-                                     "%s holds a control character (byte %u of the value)", key,
-                                     i);
-    *out = n->s;
-    return SL_OK;
+            rc = ingest__tree_fail(t, n, err, SL_EINVAL,
+                                   "%s holds a control character (byte %u of the value)", key, i);
+    if (rc == SL_OK)
+        *out = n->s;
+out:
+    return rc;
 }
 
 sl_status ingest__tree_component(const ingest__tree *t, const ingest__jnode *o, const char *key,
                                  bool required, const char **out, sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
     sl_status rc = member(t, o, key, required, INGEST__T_STRING, &n, err);
-    if (rc != SL_OK || !n)
-        return rc;
-    sl_error e;
-    sl_error_clear(&e);
-    if (schema_component_check_n(key, n->s, n->len, &e) != SL_OK)
-        return ingest__tree_fail(t, n, err, e.status, "%s", e.message);
-    *out = n->s;
-    return SL_OK;
+    if (rc == SL_OK && n) {
+        sl_error e;
+        sl_error_clear(&e);
+        if (schema_component_check_n(key, n->s, n->len, &e) != SL_OK)
+            rc = ingest__tree_fail(t, n, err, e.status, "%s", e.message);
+        else
+            *out = n->s;
+    }
+    return rc;
 }
 
 sl_status ingest__tree_node_double(const ingest__tree *t, const ingest__jnode *n, double lo,
                                    double hi, double *out, sl_error *err)
 {
+    sl_status rc = SL_OK;
+    double v = 0;
     if (n->type != INGEST__T_NUMBER)
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "expected a number, not %s",
-                                 ingest__jtype_name(n->type));
-    double v;
-    if (!ingest__number(n->s, n->len, &v))
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "%s is not a finite number", n->s);
-    if (v < lo || v > hi)
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "%s is outside [%g, %g]", n->s, lo, hi);
-    *out = v;
-    return SL_OK;
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL, "expected a number, not %s",
+                               ingest__jtype_name(n->type));
+    else if (!ingest__number(n->s, n->len, &v))
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL, "%s is not a finite number", n->s);
+    else if (v < lo || v > hi)
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL, "%s is outside [%g, %g]", n->s, lo, hi);
+    if (rc == SL_OK)
+        *out = v;
+    return rc;
 }
 
 sl_status ingest__tree_double(const ingest__tree *t, const ingest__jnode *o, const char *key,
                               bool required, double lo, double hi, double *out, sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
     sl_status rc = member(t, o, key, required, INGEST__T_NUMBER, &n, err);
-    if (rc != SL_OK || !n)
-        return rc;
-    return ingest__tree_node_double(t, n, lo, hi, out, err);
+    if (rc == SL_OK && n)
+        rc = ingest__tree_node_double(t, n, lo, hi, out, err);
+    return rc;
 }
 
 sl_status ingest__tree_int(const ingest__tree *t, const ingest__jnode *o, const char *key,
                            bool required, int64_t lo, int64_t hi, int64_t *out, sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
+    int64_t v = 0;
     sl_status rc = member(t, o, key, required, INGEST__T_NUMBER, &n, err);
     if (rc != SL_OK || !n)
-        return rc;
-    int64_t v;
+        goto out;
     if (!ingest__number_int(n->s, n->len, &v))
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "%s must be a whole number, not %s", key,
-                                 n->s);
-    if (v < lo || v > hi)
-        return ingest__tree_fail(t, n, err, SL_EINVAL, "%s %lld is outside [%lld, %lld]", key,
-                                 (long long)v, (long long)lo, (long long)hi);
-    *out = v;
-    return SL_OK;
+        rc =
+            ingest__tree_fail(t, n, err, SL_EINVAL, "%s must be a whole number, not %s", key, n->s);
+    else if (v < lo || v > hi)
+        rc = ingest__tree_fail(t, n, err, SL_EINVAL, "%s %lld is outside [%lld, %lld]", key,
+                               (long long)v, (long long)lo, (long long)hi);
+    if (rc == SL_OK)
+        *out = v;
+out:
+    return rc;
 }
 
 sl_status ingest__tree_bool(const ingest__tree *t, const ingest__jnode *o, const char *key,
                             bool required, bool *out, sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
     sl_status rc = member(t, o, key, required, INGEST__T_BOOL, &n, err);
     if (rc == SL_OK && n)
         *out = n->b != 0;
@@ -436,7 +448,7 @@ sl_status ingest__tree_typed(const ingest__tree *t, const ingest__jnode *o, cons
                              bool required, ingest__jtype ty, const ingest__jnode **out,
                              sl_error *err)
 {
-    const ingest__jnode *n;
+    const ingest__jnode *n = NULL;
     sl_status rc = member(t, o, key, required, ty, &n, err);
     if (rc == SL_OK)
         *out = n;

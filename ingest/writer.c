@@ -1,16 +1,16 @@
 /* writer.c -- the second half of a job's pipeline: a thread that owns the
- * store batch and puts the documents the parsing thread encodes, so parsing
- * (yajl, the checks, encoding) and storing (SQLite) use the two cores at once.
- * Documents travel in a ring of a few slots of concatenated BSON, so the
- * threads meet once per ~256 KB, not once per frame, and memory stays
- * bounded (SLOTS x SLOT_BYTES plus the largest document). */
+ * store batch and puts the documents the parsing thread encodes. */
 #include "ingest_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOTS 8
+/* Parsing and storing use the two cores at once.  Documents travel in a ring
+ * of a few slots of concatenated BSON, so the threads meet once per ~256 KB,
+ * and memory stays bounded (SLOTS x SLOT_BYTES plus the largest document). */
+
+#define SLOTS      8
 #define SLOT_BYTES (256u * 1024u)
 
 typedef struct slot {
@@ -44,8 +44,8 @@ static void drain_slot(ingest__writer *w, const slot *sl)
         if (len < 5 || at + len > sl->len || !bson_init_static(&view, sl->buf + at, len)) {
             w->rc = sl_error_set(&w->err, SL_EINTERNAL, "writer: damaged document in its queue");
         } else {
-            w->rc = store_batch_put(w->batch, STORE_ITEMS, &view,
-                                    (store_cond){STORE_COND_NONE, 0}, &res, &w->err);
+            w->rc = store_batch_put(w->batch, STORE_ITEMS, &view, (store_cond){STORE_COND_NONE, 0},
+                                    &res, &w->err);
             w->changed += res.changed != 0;
         }
         if (w->rc != SL_OK) /* rc and err are written before the flag is seen */
@@ -123,8 +123,11 @@ static void push(ingest__writer *w)
 
 sl_status ingest__writer_put(ingest__writer *w, const bson_t *doc, sl_error *err)
 {
-    if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
-        return report(w, err);
+    sl_status rc = SL_OK;
+    if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) {
+        rc = report(w, err);
+        goto out;
+    }
     /* The producer owns slot (tail + count) % SLOTS: count < SLOTS here. */
     pthread_mutex_lock(&w->mu);
     slot *sl = &w->s[(w->tail + w->count) % SLOTS];
@@ -134,8 +137,10 @@ sl_status ingest__writer_put(ingest__writer *w, const bson_t *doc, sl_error *err
         while (cap < sl->len + doc->len)
             cap *= 2;
         uint8_t *b = realloc(sl->buf, cap);
-        if (!b)
-            return sl_error_set(err, SL_ENOMEM, "out of memory queueing a document");
+        if (!b) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory queueing a document");
+            goto out;
+        }
         sl->buf = b;
         sl->cap = cap;
     }
@@ -143,7 +148,8 @@ sl_status ingest__writer_put(ingest__writer *w, const bson_t *doc, sl_error *err
     sl->len += doc->len;
     if (sl->len >= SLOT_BYTES)
         push(w);
-    return SL_OK;
+out:
+    return rc;
 }
 
 sl_status ingest__writer_finish(ingest__writer **wp, uint64_t *changed, sl_error *err)

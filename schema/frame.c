@@ -38,14 +38,19 @@ void schema_frame_det_pack(uint8_t out[SCHEMA_FRAME_DET_SIZE], const schema_fram
 sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, uint32_t nlabels,
                                   schema_frame_det *out, sl_error *err)
 {
-    if (det_len % SCHEMA_FRAME_DET_SIZE != 0)
-        return sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
-                               "frame det is %zu bytes, not a multiple of %u", det_len,
-                               SCHEMA_FRAME_DET_SIZE);
-    if (i >= det_len / SCHEMA_FRAME_DET_SIZE)
-        return sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
-                               "frame det has %zu records; record %zu asked",
-                               det_len / SCHEMA_FRAME_DET_SIZE, i);
+    sl_status rc = SL_OK;
+    if (det_len % SCHEMA_FRAME_DET_SIZE != 0) {
+        rc = sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
+                             "frame det is %zu bytes, not a multiple of %u", det_len,
+                             SCHEMA_FRAME_DET_SIZE);
+        goto out;
+    }
+    if (i >= det_len / SCHEMA_FRAME_DET_SIZE) {
+        rc = sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
+                             "frame det has %zu records; record %zu asked",
+                             det_len / SCHEMA_FRAME_DET_SIZE, i);
+        goto out;
+    }
     const uint8_t *p = det + i * SCHEMA_FRAME_DET_SIZE;
     schema_frame_det d = {.label = (uint16_t)(p[0] | p[1] << 8),
                           .confidence = get_i32(p + 2),
@@ -53,14 +58,18 @@ sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, 
                           .y = get_i32(p + 10),
                           .w = get_i32(p + 14),
                           .h = get_i32(p + 18)};
-    if (d.label >= nlabels)
-        return sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
-                               "frame det record %zu names label %u of %u", i, d.label, nlabels);
+    if (d.label >= nlabels) {
+        rc = sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
+                             "frame det record %zu names label %u of %u", i, d.label, nlabels);
+        goto out;
+    }
     const int32_t v[5] = {d.confidence, d.x, d.y, d.w, d.h};
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; rc == SL_OK && k < 5; k++)
         if (v[k] < 0 || v[k] > 1000000)
-            return sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
-                                   "frame det record %zu holds %d, outside 0..1000000", i, v[k]);
-    *out = d;
-    return SL_OK;
+            rc = sl_error_set_at(err, SL_ECORRUPT, SCHEMA_F_FRAME_DET, -1,
+                                 "frame det record %zu holds %d, outside 0..1000000", i, v[k]);
+    if (rc == SL_OK)
+        *out = d;
+out:
+    return rc;
 }

@@ -63,7 +63,7 @@ sl_status store_open(const char *uri, const store_options *opt, store **out, sl_
     store *s = NULL;
     store__param params[STORE__PARAMS_MAX];
     size_t nparams = 0;
-    store_options defaults = {.create = 1, .read_only = 0, .cache_bytes = 0};
+    store_options defaults = {.no_create = 0, .read_only = 0, .cache_bytes = 0};
 
     *out = NULL;
     if (!opt)
@@ -1010,8 +1010,8 @@ static int npos_of(store__qkind k)
     return k == STORE__Q_PARTITION ? 1 : k == STORE__Q_INDEX ? 3 : 2;
 }
 
-/* The common body of store_query, store_query_index and store_scan. */
-static sl_status run_query(store *s, store__query *q, const store_query *in, store_page *page,
+/* The common body of store_query_opts, store_query_index and store_scan. */
+static sl_status run_query(store *s, store__query *q, const store_query_opts *in, store_page *page,
                            sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -1088,7 +1088,7 @@ out:
     return rc;
 }
 
-sl_status store_query(store *s, store_table t, const char *pk, const store_query *q,
+sl_status store_query(store *s, store_table t, const char *pk, const store_query_opts *q,
                       store_page *page, sl_error *err)
 {
     store__query x = {.kind = STORE__Q_PARTITION, .table = t, .key = pk};
@@ -1101,7 +1101,7 @@ sl_status store_query(store *s, store_table t, const char *pk, const store_query
 }
 
 sl_status store_query_index(store *s, store_table t, store_index index, const char *gpk,
-                            const store_query *q, store_page *page, sl_error *err)
+                            const store_query_opts *q, store_page *page, sl_error *err)
 {
     store__query x = {.kind = STORE__Q_INDEX, .table = t, .index = index, .key = gpk};
     sl_status rc = SL_OK;
@@ -1117,7 +1117,7 @@ sl_status store_query_index(store *s, store_table t, store_index index, const ch
     return rc;
 }
 
-sl_status store_scan(store *s, store_table t, const char *pk_prefix, const store_query *q,
+sl_status store_scan(store *s, store_table t, const char *pk_prefix, const store_query_opts *q,
                      store_page *page, sl_error *err)
 {
     store__query x = {.kind = STORE__Q_SCAN, .table = t, .key = pk_prefix ? pk_prefix : ""};

@@ -37,7 +37,7 @@ typedef enum store_index { STORE_GSI1 = 1, STORE_GSI2 = 2 } store_index;
  * Opening.
  * ------------------------------------------------------------------------- */
 typedef struct store_options {
-    int create;          /* create the store if missing (default for sqlite: yes) */
+    int no_create;       /* refuse to create a missing store (default: create it) */
     int read_only;       /* refuse every write with SL_EINVAL */
     int64_t cache_bytes; /* sqlite page cache per connection; 0 = adapter default */
 } store_options;
@@ -121,12 +121,12 @@ typedef struct store_range {
     const char *hi;
 } store_range;
 
-typedef struct store_query {
+typedef struct store_query_opts {
     store_range range;
     int descending;
     size_t limit;           /* 1..STORE_PAGE_MAX; 0 means STORE_PAGE_DEFAULT */
     const char *page_token; /* NULL or "" for the first page; else a next_token */
-} store_query;
+} store_query_opts;
 
 typedef struct store_doc {
     const uint8_t *data; /* BSON bytes, valid until store_page_free() */
@@ -149,16 +149,16 @@ int store_page_view(const store_page *page, size_t i, bson_t *view);
 /* Documents of partition pk in table t.  On SL_OK *page must be freed with
  * store_page_free(); on error it is zeroed.  A page token from another query,
  * or a forged one, is SL_EINVAL. */
-sl_status store_query(store *s, store_table t, const char *pk, const store_query *q,
+sl_status store_query(store *s, store_table t, const char *pk, const store_query_opts *q,
                       store_page *page, sl_error *err);
 
 /* Documents whose index partition key equals gpk, ranged on the index sort key. */
 sl_status store_query_index(store *s, store_table t, store_index index, const char *gpk,
-                            const store_query *q, store_page *page, sl_error *err);
+                            const store_query_opts *q, store_page *page, sl_error *err);
 
 /* Every document whose pk starts with pk_prefix ("" for all), ordered by
  * (pk, sk); q->range must be STORE_RANGE_ALL.  For recompute and dumps. */
-sl_status store_scan(store *s, store_table t, const char *pk_prefix, const store_query *q,
+sl_status store_scan(store *s, store_table t, const char *pk_prefix, const store_query_opts *q,
                      store_page *page, sl_error *err);
 
 /* ---------------------------------------------------------------------------

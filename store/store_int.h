@@ -8,14 +8,6 @@
 #ifndef SIGHTLINE_STORE_INT_H
 #define SIGHTLINE_STORE_INT_H
 
-/* store.h declares a type and a function both named store_query, which C
- * does not allow ("redeclared as different kind of symbol").  Until the type
- * is renamed there, this function-like macro renames only the function (a
- * type name is never followed by '('); every file that includes store.h
- * needs it first.  Remove it once store.h is fixed. */
-#ifndef store_query
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "store.h"
 
 typedef struct store__vtable store__vtable;

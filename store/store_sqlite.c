@@ -913,7 +913,7 @@ sl_status store__sqlite_open(const char *path, const store__param *params, size_
     if (rc != SL_OK)
         goto out;
     int exists = stat(path, &sb) == 0;
-    if (!exists && (!opt->create || db->read_only)) {
+    if (!exists && (opt->no_create || db->read_only)) {
         rc = sl_error_set(err, SL_ENOTFOUND, "no store at %.200s (and creating it was not asked)",
                           path);
         goto out;
@@ -924,7 +924,7 @@ sl_status store__sqlite_open(const char *path, const store__param *params, size_
     }
     rc = conn_open(db, !db->read_only, !exists, &first, err);
     if (rc == SL_OK)
-        rc = schema_check(db, first, !db->read_only && opt->create, err);
+        rc = schema_check(db, first, !db->read_only && !opt->no_create, err);
     if (rc != SL_OK)
         goto out;
     if (db->read_only) { /* no writer: the first connection joins the reader pool */

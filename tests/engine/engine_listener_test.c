@@ -201,7 +201,7 @@ static void test_corrupt_and_repair(void)
               SL_ENOTFOUND);
     /* Every finished run left an audit document. */
     store_page page = {0};
-    store_query q = {.range = {STORE_RANGE_BEGINS_WITH, "AUDIT#RECOMPUTE#", NULL}};
+    store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, "AUDIT#RECOMPUTE#", NULL}};
     REQUIRE(store_query(s, STORE_AGGREGATES, ENGINE_SYS_PK, &q, &page, NULL) == SL_OK);
     CHECK_INT(page.count, 4);
     store_page_free(&page);

@@ -341,7 +341,7 @@ static inline int md_compare(model *m, store *s, const char *tenant)
     char token[STORE_TOKEN_MAX] = "";
     for (;;) {
         store_page page = {0};
-        store_query q = {.range = {STORE_RANGE_ALL, NULL, NULL},
+        store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL},
                          .limit = 200,
                          .page_token = token[0] ? token : NULL};
         sl_error e;

@@ -1,7 +1,5 @@
-/* fuzz_bodies.c -- libFuzzer target: the small-document codecs: asset lines
- * (one per line of the input), and the whole input as a surgery, a catalog
- * entry and a category map.  A document built must be valid BSON with the
- * keys the codec promises. */
+/* fuzz_bodies.c -- libFuzzer target: the small-document codecs (asset lines,
+ * surgery, catalog entry, category map) on every input. */
 #include "ingest/ingest.h"
 
 #include <string.h>

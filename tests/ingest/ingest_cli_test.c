@@ -183,7 +183,9 @@ int main(void)
     kill(pid, SIGTERM);
     finish(pid, &r);
     CHECK_INT(r.code, 0);
-    CHECK(strstr(r.out, "more.ndjson: 1 frame (1 empty), 0 detections, 0 unmapped, frames 9000-9000") != NULL);
+    CHECK(strstr(r.out,
+                 "more.ndjson: 1 frame (1 empty), 0 detections, 0 unmapped, frames 9000-9000") !=
+          NULL);
     CHECK(strstr(r.err, "1 files taken, 0 failed") != NULL);
 
     rm_tree(dir);

@@ -1,7 +1,5 @@
-/* ingest_parse_test.c -- the parsers without a store: every format's
- * fixture, the real darknet and COCO outputs, darknet's quirks, the bad-input
- * list of issue 4 (message names position and rule), and invariance to how
- * the input is split into chunks. */
+/* ingest_parse_test.c -- the parsers without a store: fixtures, the real
+ * detector outputs, darknet quirks, the bad-input list, chunking invariance. */
 #include "ingest/ingest.h"
 #include "tests/check.h"
 
@@ -108,19 +106,19 @@ static sl_status parse(ingest_format fmt, const char *text, got *g, sl_error *e)
 
 /* Expects text to be refused with a message holding rule, at field and
  * offset (-2: do not check the offset). */
-#define REFUSED(fmt, text, rule, want_field, want_offset)                                        \
-    do {                                                                                         \
-        got g_;                                                                                  \
-        sl_error e_;                                                                             \
-        sl_status rc_ = parse(fmt, text, &g_, &e_);                                              \
-        CHECK(rc_ != SL_OK);                                                                     \
-        if (!strstr(e_.message, rule))                                                           \
-            fprintf(stderr, "  message was: %s\n", e_.message);                                 \
-        CHECK(strstr(e_.message, rule) != NULL);                                                 \
-        CHECK_STR(e_.field, want_field);                                                         \
-        if ((want_offset) != -2)                                                                 \
-            CHECK_INT(e_.offset, want_offset);                                                   \
-        got_free(&g_);                                                                           \
+#define REFUSED(fmt, text, rule, want_field, want_offset)                                          \
+    do {                                                                                           \
+        got g_;                                                                                    \
+        sl_error e_;                                                                               \
+        sl_status rc_ = parse(fmt, text, &g_, &e_);                                                \
+        CHECK(rc_ != SL_OK);                                                                       \
+        if (!strstr(e_.message, rule))                                                             \
+            fprintf(stderr, "  message was: %s\n", e_.message);                                    \
+        CHECK(strstr(e_.message, rule) != NULL);                                                   \
+        CHECK_STR(e_.field, want_field);                                                           \
+        if ((want_offset) != -2)                                                                   \
+            CHECK_INT(e_.offset, want_offset);                                                     \
+        got_free(&g_);                                                                             \
     } while (0)
 
 static bool near(double a, double b)
@@ -328,10 +326,8 @@ static void test_coco(void)
     CHECK_STR(ingest_categories_name(cats, 3), "sponge");
     CHECK(ingest_categories_name(cats, 4) == NULL);
     text = slurp(SL_FIXTURES "/coco/results-custom.json", &len);
-    o = (ingest_parse_options){.format = INGEST_FORMAT_COCO,
-                               .image_width = 640,
-                               .image_height = 480,
-                               .categories = cats};
+    o = (ingest_parse_options){
+        .format = INGEST_FORMAT_COCO, .image_width = 640, .image_height = 480, .categories = cats};
     CHECK_INT(parse_opts(&o, text, len, 0, &g, &e), SL_OK);
     REQUIRE(g.n == 2 && g.f[0].n == 2);
     CHECK_STR(g.f[0].d[0].label, "scalpel");
@@ -362,7 +358,8 @@ static void test_coco_real(void)
     char *text = slurp(path, &len);
     got g;
     sl_error e;
-    ingest_parse_options o = {.format = INGEST_FORMAT_COCO, .image_width = 640, .image_height = 640};
+    ingest_parse_options o = {
+        .format = INGEST_FORMAT_COCO, .image_width = 640, .image_height = 640};
     CHECK_INT(parse_opts(&o, text, len, 0, &g, &e), SL_OK);
     CHECK_INT(g.n, 99);
     CHECK_INT(g.dets, 734);
@@ -388,10 +385,8 @@ static void test_coco_spill(void)
     text[at++] = ']';
     got g;
     sl_error e;
-    ingest_parse_options o = {.format = INGEST_FORMAT_COCO,
-                              .image_width = 640,
-                              .image_height = 480,
-                              .spill_dir = "/tmp"};
+    ingest_parse_options o = {
+        .format = INGEST_FORMAT_COCO, .image_width = 640, .image_height = 480, .spill_dir = "/tmp"};
     ingest_limits lim;
     ingest_limits_default(&lim);
     lim.max_detections = 1000;
@@ -485,8 +480,8 @@ static void test_ndjson(void)
     got_free(&g);
     free(text);
     /* numbers are read exactly as strtod reads them */
-    const char *nums[] = {"0.1", "0.30000000000000004", "1e-7", "0.999999999999999999", "5e-324",
-                          "0.7310585786300049", "1E0", "0.123456789012345678901234"};
+    const char *nums[] = {"0.1",    "0.30000000000000004", "1e-7", "0.999999999999999999",
+                          "5e-324", "0.7310585786300049",  "1E0",  "0.123456789012345678901234"};
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         char line[256];
         snprintf(line, sizeof line,
@@ -508,8 +503,8 @@ static void test_ndjson(void)
 /* ---------------------------------------------------------------------------
  * Bad input (issue 4).
  * ------------------------------------------------------------------------- */
-#define DK_OBJ(conf, cx, w)                                                                       \
-    "{\"class_id\":0,\"name\":\"x\",\"relative_coordinates\":{\"center_x\":" cx                   \
+#define DK_OBJ(conf, cx, w)                                                                        \
+    "{\"class_id\":0,\"name\":\"x\",\"relative_coordinates\":{\"center_x\":" cx                    \
     ",\"center_y\":0.5,\"width\":" w ",\"height\":0.1},\"confidence\":" conf "}"
 
 static void test_bad_input(void)
@@ -528,16 +523,15 @@ static void test_bad_input(void)
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("NaN", "0.5", "0.1") "]}]",
             "NaN and Infinity are not JSON numbers", "[0].objects[0].confidence", 144);
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("0.5", "-Infinity", "0.1") "]}]",
-            "NaN and Infinity are not JSON numbers",
-            "[0].objects[0].relative_coordinates.center_x", 86);
+            "NaN and Infinity are not JSON numbers", "[0].objects[0].relative_coordinates.center_x",
+            86);
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("0.5", "1e999", "0.1") "]}]",
             "not a finite number", "[0].objects[0].relative_coordinates.center_x", 86);
     /* coordinates outside [0, 1], negative boxes */
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("0.5", "1.2", "0.1") "]}]",
             "center_x 1.2 is outside [0, 1]", "[0].objects[0].relative_coordinates.center_x", 86);
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("0.5", "0.5", "-0.1") "]}]",
-            "width -0.1 is outside (0, 1]", "[0].objects[0].relative_coordinates.width",
-            -2);
+            "width -0.1 is outside (0, 1]", "[0].objects[0].relative_coordinates.width", -2);
     REFUSED(D, "[{\"frame_id\":1,\"objects\":[" DK_OBJ("0.5", "0.5", "0") "]}]",
             "width 0 is outside (0, 1]", "[0].objects[0].relative_coordinates.width", -2);
     REFUSED(INGEST_FORMAT_COCO,
@@ -565,8 +559,8 @@ static void test_bad_input(void)
     /* found by fuzz_darknet: 19 digits overflowed int64 (UBSan) */
     REFUSED(D, "[{\"frame_id\":9999999999999999999,\"objects\":[]}]", "not a whole number",
             "[0].frame_id", 13);
-    REFUSED(D, "[{\"frame_id\":-999999999999999999,\"objects\":[]}]", "not a frame number",
-            "[0]", 1);
+    REFUSED(D, "[{\"frame_id\":-999999999999999999,\"objects\":[]}]", "not a frame number", "[0]",
+            1);
     /* found by fuzz_ndjson: a positive width too small to store */
     REFUSED(INGEST_FORMAT_NDJSON,
             "{\"frame\":1,\"detections\":[{\"label\":\"a\",\"confidence\":0.5,"
@@ -575,8 +569,8 @@ static void test_bad_input(void)
     REFUSED(D, "[{\"frame_id\":4,\"objects\":[]},{\"frame_id\":4,\"objects\":[]}]",
             "frame 4 appears twice", "[1]", 29);
     /* invalid UTF-8 */
-    REFUSED(D, "[{\"frame_id\":1,\"filename\":\"ok\xc3(\",\"objects\":[]}]", "UTF8",
-            "[0].filename", 29);
+    REFUSED(D, "[{\"frame_id\":1,\"filename\":\"ok\xc3(\",\"objects\":[]}]", "UTF8", "[0].filename",
+            29);
     REFUSED(D, "[{\"frame_id\":1,\"filename\":\"a\x01\",\"objects\":[]}]",
             "invalid character inside string", "[0].filename", 28);
     /* garbage */
@@ -679,8 +673,40 @@ static void test_bounds(void)
     free(chunk);
 }
 
+/* The packed records of frame documents (schema/frame.c), as readers see them. */
+static void test_frame_codec(void)
+{
+    uint8_t buf[2 * SCHEMA_FRAME_DET_SIZE];
+    schema_frame_det a = {.label = 1,
+                          .confidence = 912345,
+                          .x = 0,
+                          .y = 999999,
+                          .w = 1000000,
+                          .h = 7},
+                     b;
+    sl_error e;
+    schema_frame_det_pack(buf + SCHEMA_FRAME_DET_SIZE, &a);
+    sl_error_clear(&e);
+    CHECK_INT(schema_frame_det_unpack(buf, sizeof buf, 1, 2, &b, &e), SL_OK);
+    CHECK(b.label == 1 && b.confidence == 912345 && b.x == 0 && b.y == 999999 && b.w == 1000000 &&
+          b.h == 7);
+    CHECK_INT(schema_frame_det_unpack(buf, sizeof buf - 1, 0, 2, &b, &e), SL_ECORRUPT);
+    CHECK(strstr(e.message, "not a multiple of 22") != NULL);
+    sl_error_clear(&e);
+    CHECK_INT(schema_frame_det_unpack(buf, sizeof buf, 2, 2, &b, &e), SL_ECORRUPT);
+    sl_error_clear(&e);
+    CHECK_INT(schema_frame_det_unpack(buf, sizeof buf, 1, 1, &b, &e), SL_ECORRUPT);
+    CHECK(strstr(e.message, "names label 1 of 1") != NULL);
+    a.w = 1000001;
+    schema_frame_det_pack(buf, &a);
+    sl_error_clear(&e);
+    CHECK_INT(schema_frame_det_unpack(buf, sizeof buf, 0, 2, &b, &e), SL_ECORRUPT);
+    CHECK(strstr(e.message, "outside 0..1000000") != NULL);
+}
+
 int main(void)
 {
+    test_frame_codec();
     test_darknet_fixture();
     test_darknet_escapes();
     test_darknet_real();

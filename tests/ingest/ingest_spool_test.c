@@ -1,9 +1,5 @@
-/* ingest_spool_test.c -- the spool folder on a real directory with inotify
- * and the real SQLite store: files waiting at start, written, moved in,
- * still open for writing, hidden, bad, of unknown type, assets; each taken
- * once, moved to done/ or failed/ (with FILE.error.json); a restart takes
- * nothing again.  inotify queues events as the file operations return, so
- * ingest_spool_run(sp, 0) after an operation sees it: no sleeps. */
+/* ingest_spool_test.c -- the spool folder on a real directory (inotify) and
+ * store: each file taken once, moved to done/ or failed/, restarts. */
 #include "ingest/ingest.h"
 #include "tests/check.h"
 
@@ -11,6 +7,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* inotify queues events as the file operations return, so
+ * ingest_spool_run(sp, 0) after an operation sees it: no sleeps. */
 
 static char root[64], spool[128];
 static store *st;
@@ -65,7 +64,7 @@ static size_t frames_of(const char *surgery)
     sl_error e;
     sl_error_clear(&e);
     REQUIRE(schema_pk_surgery(pk, "acme", surgery, &e) == SL_OK);
-    store_query q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#", NULL}, .limit = STORE_PAGE_MAX};
+    store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#", NULL}, .limit = STORE_PAGE_MAX};
     store_page page = {0};
     REQUIRE(store_query(st, STORE_ITEMS, pk, &q, &page, &e) == SL_OK);
     size_t n = page.count;

@@ -1,8 +1,5 @@
-/* ingest_store_test.c -- ingest through the real SQLite store: every
- * fixture's round trip (input -> documents -> frames read back equal what
- * the parser saw), re-sending leaves the store byte-identical, a batch that
- * fails at its last frame leaves nothing, bad input stores nothing, and the
- * surgery, catalog and asset codecs. */
+/* ingest_store_test.c -- ingest through the real SQLite store: round trips,
+ * byte-identical re-sends, atomic failures, bad input, body codecs. */
 #include "ingest/ingest.h"
 #include "tests/check.h"
 
@@ -42,7 +39,7 @@ static char *dump(size_t *len)
     for (int t = 0; t < 2; t++) {
         char token[STORE_TOKEN_MAX] = "";
         for (;;) {
-            store_query q = {.range = {STORE_RANGE_ALL, NULL, NULL},
+            store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL},
                              .limit = STORE_PAGE_MAX,
                              .page_token = token[0] ? token : NULL};
             store_page page = {0};
@@ -197,7 +194,7 @@ static void read_frames(const char *surgery, frames *out)
     REQUIRE(schema_pk_surgery(pk, T, surgery, &e) == SL_OK);
     char token[STORE_TOKEN_MAX] = "";
     for (;;) {
-        store_query q = {.range = {STORE_RANGE_BETWEEN, "FRAME#000000000", "FRAME#999999999"},
+        store_query_opts q = {.range = {STORE_RANGE_BETWEEN, "FRAME#000000000", "FRAME#999999999"},
                          .limit = 7, /* several pages */
                          .page_token = token[0] ? token : NULL};
         store_page page = {0};
@@ -402,8 +399,8 @@ static void test_resend_identical(void)
 /* ---------------------------------------------------------------------------
  * Atomicity and bad input.
  * ------------------------------------------------------------------------- */
-#define DK_FRAME(id, conf)                                                                        \
-    "{\"frame_id\":" #id ",\"objects\":[{\"name\":\"scalpel\",\"relative_coordinates\":"         \
+#define DK_FRAME(id, conf)                                                                         \
+    "{\"frame_id\":" #id ",\"objects\":[{\"name\":\"scalpel\",\"relative_coordinates\":"           \
     "{\"center_x\":0.5,\"center_y\":0.5,\"width\":0.1,\"height\":0.1},\"confidence\":" conf "}]}"
 
 static void test_atomic(void)
@@ -420,7 +417,7 @@ static void test_atomic(void)
     REQUIRE(text);
     n += (size_t)snprintf(text + n, cap - n, "[");
     for (int i = 1; i <= 200; i++)
-        n += (size_t)snprintf(text + n, cap - n, DK_FRAME(%d, "0.5") ",", i);
+        n += (size_t)snprintf(text + n, cap - n, DK_FRAME(% d, "0.5") ",", i);
     n += (size_t)snprintf(text + n, cap - n, DK_FRAME(201, "1.01") "]");
     CHECK_INT(ingest_mem(&rq, text, n, &sum, &e), SL_EINVAL);
     CHECK(strstr(e.message, "confidence 1.01 is outside [0, 1]") != NULL);
@@ -544,9 +541,9 @@ static void test_closed_surgery(void)
     bson_destroy(doc);
     ingest_request rq = {.tenant = T, .surgery = "s-closed", .format = INGEST_FORMAT_DARKNET};
     ingest_summary sum;
-    CHECK_INT(ingest_mem(&rq, "[" DK_FRAME(1, "0.5") "]", strlen("[" DK_FRAME(1, "0.5") "]"),
-                         &sum, &e),
-              SL_ECONFLICT);
+    CHECK_INT(
+        ingest_mem(&rq, "[" DK_FRAME(1, "0.5") "]", strlen("[" DK_FRAME(1, "0.5") "]"), &sum, &e),
+        SL_ECONFLICT);
     CHECK(strstr(e.message, "closed") != NULL);
 }
 
@@ -600,9 +597,9 @@ static void test_surgery_doc(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_error_clear(&e);
         doc = NULL;
-        CHECK_INT(ingest_surgery_doc(T, "s9", bad[i].body, strlen(bad[i].body), NULL, NULL, &doc,
-                                     &e),
-                  SL_EINVAL);
+        CHECK_INT(
+            ingest_surgery_doc(T, "s9", bad[i].body, strlen(bad[i].body), NULL, NULL, &doc, &e),
+            SL_EINVAL);
         CHECK(doc == NULL);
         if (!strstr(e.message, bad[i].rule))
             fprintf(stderr, "surgery case %zu: %s\n", i, e.message);

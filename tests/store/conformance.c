@@ -323,7 +323,7 @@ static void test_invalid_input(const adapter *a)
 
     /* queries */
     store_page p;
-    store_query q = {.range = {STORE_RANGE_ALL, NULL, NULL}, .limit = STORE_PAGE_MAX + 1};
+    store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL}, .limit = STORE_PAGE_MAX + 1};
     sl_error_clear(&e);
     CHECK_INT(store_query(s, STORE_ITEMS, "P", &q, &p, &e), SL_EINVAL);
     CHECK_STR(e.field, "limit");
@@ -610,7 +610,7 @@ static void test_index_and_scan(const adapter *a)
 static sl_status query_with(store *s, int kind, const char *key, store_range r, int desc,
                             const char *tok, store_page *p)
 {
-    store_query q = {.range = r, .descending = desc, .limit = 2, .page_token = tok};
+    store_query_opts q = {.range = r, .descending = desc, .limit = 2, .page_token = tok};
     sl_error e;
     sl_error_clear(&e);
     sl_status rc = kind == Q_PARTITION ? store_query(s, STORE_ITEMS, key, &q, p, &e)
@@ -655,7 +655,7 @@ static void test_tokens(const adapter *a)
     CHECK_INT(query_with(s, Q_PARTITION, "P", bw, 0, tok, &p), SL_EINVAL);
     CHECK_INT(query_with(s, Q_INDEX1, "G", all, 0, tok, &p), SL_EINVAL);
     CHECK_INT(query_with(s, Q_SCAN, "P", all, 0, tok, &p), SL_EINVAL);
-    store_query other_table = {.range = all, .limit = 2, .page_token = tok};
+    store_query_opts other_table = {.range = all, .limit = 2, .page_token = tok};
     sl_error e;
     sl_error_clear(&e);
     CHECK_INT(store_query(s, STORE_AGGREGATES, "P", &other_table, &p, &e), SL_EINVAL);
@@ -701,7 +701,7 @@ static void test_tokens(const adapter *a)
     CHECK_INT(query_with(s, Q_PARTITION, "P", all, 0, tok, &p), SL_EINVAL);
 
     /* limit 0 means the default; the last page has no token */
-    store_query q = {.range = all, .limit = 0};
+    store_query_opts q = {.range = all, .limit = 0};
     sl_error_clear(&e);
     CHECK_INT(store_query(s, STORE_ITEMS, "P", &q, &p, &e), SL_OK);
     CHECK_INT(p.count, 10);
@@ -711,7 +711,7 @@ static void test_tokens(const adapter *a)
     CHECK_INT(store_query(s, STORE_ITEMS, "P", &q, &p, &e), SL_OK);
     CHECK_INT(p.count, 10);
     if (p.next_token) { /* allowed, but then the next page must be empty and final */
-        store_query q2 = {.range = all, .limit = 10, .page_token = p.next_token};
+        store_query_opts q2 = {.range = all, .limit = 10, .page_token = p.next_token};
         store_page p2;
         CHECK_INT(store_query(s, STORE_ITEMS, "P", &q2, &p2, &e), SL_OK);
         CHECK_INT(p2.count, 0);
@@ -743,7 +743,7 @@ static void test_page_bounds(const adapter *a)
         bson_destroy(d);
     }
     free(blob);
-    store_query q = {.range = {STORE_RANGE_ALL, NULL, NULL}, .limit = 100};
+    store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL}, .limit = 100};
     store_page p;
     sl_error_clear(&e);
     CHECK_INT(store_query(s, STORE_ITEMS, "BIG", &q, &p, &e), SL_OK);

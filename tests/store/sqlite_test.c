@@ -121,11 +121,11 @@ static void test_uris(void)
     /* not creating, and read-only */
     char missing[128];
     path_in_dir(missing, sizeof missing, "missing");
-    store_options no_create = {.create = 0};
+    store_options no_create = {.no_create = 1};
     CHECK_INT(open_status(missing, &no_create, &e), SL_ENOTFOUND);
     struct stat sb;
     CHECK(stat(missing, &sb) != 0); /* and nothing was created */
-    store_options ro = {.create = 1, .read_only = 1};
+    store_options ro = {.read_only = 1};
     CHECK_INT(open_status(missing, &ro, &e), SL_ENOTFOUND);
 
     store *s = open_uri(path);

@@ -3,11 +3,6 @@
 #ifndef SIGHTLINE_TESTS_STORE_TEST_H
 #define SIGHTLINE_TESTS_STORE_TEST_H
 
-/* store.h declares a type and a function both named store_query; see
- * store/store_int.h.  The macro renames only the function. */
-#ifndef store_query
-#define store_query(...) store_query_pk(__VA_ARGS__)
-#endif
 #include "store/store.h"
 #include "tests/check.h"
 
@@ -156,7 +151,7 @@ enum { Q_PARTITION, Q_INDEX1, Q_INDEX2, Q_SCAN };
 static inline sl_status collect(store *s, int kind, store_table t, const char *key, store_range r,
                                 int desc, size_t limit, const char *what, keylist *out)
 {
-    store_query q = {.range = r, .descending = desc, .limit = limit, .page_token = NULL};
+    store_query_opts q = {.range = r, .descending = desc, .limit = limit, .page_token = NULL};
     char *tok = NULL;
     sl_status rc = SL_OK;
     int pages = 0;
