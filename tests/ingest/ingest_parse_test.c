@@ -2,6 +2,7 @@
  * detector outputs, darknet quirks, the bad-input list, chunking invariance. */
 #include "ingest/ingest.h"
 #include "tests/check.h"
+#include "tests/realdata.h"
 
 #include <math.h>
 
@@ -704,15 +705,19 @@ static void test_frame_codec(void)
     CHECK(strstr(e.message, "outside 0..1000000") != NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (realdata_mode(argc, argv)) {
+        realdata_require();
+        test_darknet_real();
+        test_coco_real();
+        return check_finish();
+    }
     test_frame_codec();
     test_darknet_fixture();
     test_darknet_escapes();
-    test_darknet_real();
     test_darknet_stream();
     test_coco();
-    test_coco_real();
     test_coco_spill();
     test_tfod();
     test_ndjson();
