@@ -8,6 +8,8 @@ FUZZ_BUILD ?= build-fuzz
 STORE      ?= sqlite:data/sightline.db
 LISTEN     ?= 127.0.0.1:8080
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# Quiet nested makes (cmake --build) about entering directories.
+export MAKEFLAGS += --no-print-directory
 
 .PHONY: all build run test deps bench fuzz format clean
 
@@ -18,7 +20,7 @@ deps:
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) --target sightline
 
 run: build
 	@mkdir -p data

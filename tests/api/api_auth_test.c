@@ -13,7 +13,7 @@
 #define CACHE_MS 300
 
 static th_server srv;
-static char url[256];
+static char url[4096];
 
 static const char *u(const char *path)
 {
