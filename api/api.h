@@ -14,34 +14,41 @@
 #include "store/store.h"
 
 /* ---------------------------------------------------------------------------
- * Configuration.  Every numeric limit is one row of one table (name, min,
- * max, default, help) in api/config.c; `sightline serve --NAME VALUE` sets it.
+ * Configuration.  Every limit and setting below "The table" is one row of one
+ * table (name, min, max, default, help) in api/config.c; `sightline serve
+ * --NAME VALUE` sets it.
  * ------------------------------------------------------------------------- */
+#define API_PATH_MAX 1024 /* bytes of a file or directory name, with the NUL */
+
 typedef struct api_config {
-    char listen[256];    /* HOST:PORT; port 0 picks a free port */
-    char tls_cert[1024]; /* PEM file; "" for plain HTTP */
-    char tls_key[1024];  /* PEM file; set with tls_cert or not at all */
-    FILE *access_log;    /* one JSON line per request; NULL for none (not owned) */
+    char listen[256];            /* HOST:PORT; port 0 picks a free port */
+    char tls_cert[API_PATH_MAX]; /* PEM file; "" for plain HTTP */
+    char tls_key[API_PATH_MAX];  /* PEM file; set with tls_cert or not at all */
+    FILE *access_log;            /* one JSON line per request; NULL for none (not owned) */
 
     /* The table (api/config.c): */
-    int64_t threads;          /* worker threads; 0 = one per online core */
-    int64_t max_connections;  /* open connections at once; more are closed on accept */
-    int64_t idle_timeout_s;   /* a connection silent this long is closed */
-    int64_t header_timeout_s; /* a request head must arrive whole within this */
-    int64_t max_header_bytes; /* request line + headers */
-    int64_t max_json_body;    /* default limit of buffered bodies */
-    int64_t max_upload_body;  /* default limit of streamed bodies */
-    int64_t drain_bytes;      /* refused body bytes read (and dropped) before closing */
-    int64_t key_cache_ms;     /* API-key cache lifetime; revocation takes effect within it */
-    int64_t shutdown_grace_s; /* how long a stop waits for in-flight requests */
+    int64_t threads;               /* worker threads; 0 = one per online core */
+    int64_t max_connections;       /* open connections at once; more are closed on accept */
+    int64_t idle_timeout_s;        /* a connection silent this long is closed */
+    int64_t header_timeout_s;      /* a request head must arrive whole within this */
+    int64_t max_header_bytes;      /* request line + headers */
+    int64_t max_json_body;         /* default limit of buffered bodies */
+    int64_t max_upload_body;       /* default limit of streamed bodies */
+    int64_t drain_bytes;           /* refused body bytes read (and dropped) before closing */
+    int64_t key_cache_ms;          /* API-key cache lifetime; revocation takes effect within it */
+    int64_t shutdown_grace_s;      /* how long a stop waits for in-flight requests */
+    int64_t job_threads;           /* threads running long handlers (ingest jobs) */
+    int64_t job_queue;             /* jobs waiting for a job thread; more are answered 503 */
+    char upload_dir[API_PATH_MAX]; /* where request bodies are spooled; "" = $TMPDIR or /tmp */
 } api_config;
 
 /* Sets every field to its default (listen 127.0.0.1:8080, no TLS, log to stdout). */
 void api_config_defaults(api_config *cfg);
 
 /* Sets the table entry `name` ("max-connections") from text ("16384"; for
- * byte sizes also "64k", "16M", "1G").  SL_EINVAL naming the entry and its
- * bounds when the name is unknown or the value is out of range. */
+ * byte sizes also "64k", "16M", "1G"; for names such as upload-dir the text
+ * itself).  SL_EINVAL naming the entry and its bounds when the name is
+ * unknown or the value is out of range or too long. */
 sl_status api_config_set(api_config *cfg, const char *name, const char *value, sl_error *err);
 
 /* 1 when `name` is an entry of the table. */
@@ -65,6 +72,11 @@ typedef void (*api_metrics_writer)(void *ctx, FILE *out);
  * api_server_stop() then api_server_free().  On failure *out is NULL. */
 sl_status api_server_start(const api_config *cfg, store *st, api_server **out, sl_error *err);
 
+/* The server's compiled tool catalogs (ingest_catalog_cache of
+ * ingest/ingest.h), for other ingest paths of the same process (the spool
+ * folder) to share: valid until api_server_free(). */
+struct ingest_catalog_cache *api_server_catalogs(api_server *srv);
+
 /* Adds a metrics writer (at most 16).  Safe while the server runs. */
 sl_status api_server_add_metrics(api_server *srv, api_metrics_writer fn, void *ctx, sl_error *err);
 
@@ -73,7 +85,9 @@ uint16_t api_server_port(const api_server *srv);
 const char *api_server_url(const api_server *srv);
 
 /* Graceful stop: stops accepting, lets in-flight requests finish (up to
- * shutdown_grace_s), then closes every connection.  Idempotent. */
+ * shutdown_grace_s), waits for every running job whatever the grace (their
+ * answers go out; queued jobs are answered 503), then closes every
+ * connection.  Idempotent. */
 void api_server_stop(api_server *srv);
 
 /* Stops if needed, frees the server and sets *srv to NULL.  NULL is fine. */

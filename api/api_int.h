@@ -4,12 +4,15 @@
  *
  * ADDING ROUTES (one file per area, one line to register it)
  *
- *   1. Write api/routes_<area>.c with the handlers and one table:
+ *   1. Write api/routes_<area>.c with the handlers and one table (fields in
+ *      the order of api_route: method, pattern, roles, body, body_max, run,
+ *      on_head, on_chunk, handler):
  *
  *        static const api_route routes[] = {
- *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, NULL, brand_get},
- *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED,
- *             0, detections_chunk, detections_done},
+ *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE,
+ *             NULL, NULL, brand_get},
+ *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0,
+ *             API_RUN_JOB, detections_head, detections_chunk, detections_done},
  *        };
  *        API_AREA(brands, routes);
  *
@@ -34,6 +37,24 @@
  *     when it ends -- libmicrohttpd 0.9.75 cannot answer while a body is still
  *     arriving -- or, past drain-bytes more, the connection is closed.
  *
+ * The head hook (on_head, optional) runs once, on a server thread, when the
+ * request head is in and every check above passed, before any body byte is
+ * read: the place to refuse early (an unknown resource) and to set up
+ * per-request state.  An error from it is answered at once; with a body the
+ * body is then never read (libmicrohttpd closes the connection after the
+ * answer, or drains what the client pushes anyway under the rules above).
+ *
+ * Where the handler runs (run): API_RUN_INLINE on the libmicrohttpd thread
+ * that serves the connection -- right for anything that takes milliseconds;
+ * API_RUN_JOB on the server's job pool (job-threads, job-queue): the
+ * connection is suspended, the handler runs on a job thread and the answer
+ * goes once it returns, so a job of seconds never stalls the other
+ * connections of a libmicrohttpd thread.  A full pool is answered 503 with
+ * Retry-After (the handler does not run); a stop lets running jobs finish
+ * and answers queued ones 503.  A job handler may use every accessor below:
+ * while it runs nothing else touches the request.  on_head and on_chunk
+ * always run inline.
+ *
  * What a handler does: runs its store calls to completion (a 2xx is sent
  * only after the write committed), then either sets a reply (api_reply_*) and
  * returns SL_OK, or returns an error status with details in err, which the
@@ -52,6 +73,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "api/api.h"
+#include "ingest/ingest.h"
 
 /* ===========================================================================
  * The route-file contract.
@@ -62,12 +84,20 @@ typedef sl_status (*api_handler)(api_request *req, sl_error *err);
 /* One piece of a streamed body (never empty).  An error stops the stream: the
  * rest of the body is dropped and the error is answered. */
 typedef sl_status (*api_chunk_fn)(api_request *req, const char *data, size_t len, sl_error *err);
+/* The head hook: see "The head hook" above.  An error is answered at once. */
+typedef sl_status (*api_head_fn)(api_request *req, sl_error *err);
 
 typedef enum api_body_kind {
     API_BODY_NONE = 0, /* any body is refused with 413 */
     API_BODY_BUFFERED, /* held whole, up to the limit */
     API_BODY_STREAMED  /* handed to on_chunk as it arrives */
 } api_body_kind;
+
+/* Where a route's handler runs: see "Where the handler runs" above. */
+typedef enum api_run_kind {
+    API_RUN_INLINE = 0, /* on the connection's libmicrohttpd thread */
+    API_RUN_JOB         /* on the job pool, the connection suspended meanwhile */
+} api_run_kind;
 
 /* Route access: a mask of api_role values, or API_PUBLIC (no key at all).  A
  * route with neither is refused when the server starts. */
@@ -80,6 +110,8 @@ typedef struct api_route {
     unsigned roles;        /* api_role mask or API_PUBLIC */
     api_body_kind body;    /* body policy */
     int64_t body_max;      /* bytes; 0 = the configured default for the policy */
+    api_run_kind run;      /* where handler runs */
+    api_head_fn on_head;   /* optional: runs when the head is in, before the body */
     api_chunk_fn on_chunk; /* API_BODY_STREAMED only */
     api_handler handler;   /* runs once the whole request is in */
 } api_route;
@@ -109,6 +141,22 @@ const char *api_request_id(const api_request *req);
 store *api_store(const api_request *req);
 api_server *api_server_of(const api_request *req);
 const api_config *api_config_of(const api_request *req);
+
+/* The server's compiled tool catalogs (one per tenant, recompiled only when
+ * the catalog changed): pass it as ingest_request.catalogs. */
+ingest_catalog_cache *api_catalogs(const api_request *req);
+
+/* Where request bodies are spooled (api_config.upload_dir, or the ingest
+ * default when that is ""). */
+const char *api_upload_dir(const api_request *req);
+
+/* For a streamed ingest route's head hook: *lim gets the ingest defaults with
+ * the input capped at max-upload-body, and *out a new spool file in the
+ * upload directory taking that much (ingest_upload_free() it; the caller's
+ * request state owns it).  A missing or full directory is SL_EIO/SL_EBUSY
+ * naming it. */
+sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_upload **out,
+                           sl_error *err);
 
 /* The tenant and role of the key; NULL on API_PUBLIC routes. */
 const api_auth *api_auth_of(const api_request *req);
@@ -177,16 +225,97 @@ yajl_gen api_json_new(void);
 yajl_gen_status api_json_str(yajl_gen g, const char *s);
 yajl_gen_status api_json_strn(yajl_gen g, const char *s, size_t len);
 yajl_gen_status api_json_int(yajl_gen g, int64_t v);
-/* "key": "value" and "key": 123 inside a map. */
+/* "key": "value", "key": 123 and "key": 0.25 inside a map. */
 yajl_gen_status api_json_kv_str(yajl_gen g, const char *key, const char *value);
 yajl_gen_status api_json_kv_int(yajl_gen g, const char *key, int64_t value);
+yajl_gen_status api_json_kv_double(yajl_gen g, const char *key, double value);
 
-/* ---- cursors: a store page token as an opaque, URL-safe string ---- */
+/* A double as the shortest of 15, 16 or 17 significant digits that reads
+ * back as exactly v (0.61, not 0.60999999999999999; 30, not 3e+01); null
+ * for NaN and infinities, which JSON cannot hold. */
+yajl_gen_status api_json_double(yajl_gen g, double v);
 
-/* Hex of a store token into out (2 * STORE_TOKEN_MAX bytes). */
-void api_cursor_encode(const char *token, char out[2 * STORE_TOKEN_MAX]);
-/* Back to a store token; SL_EINVAL naming the `cursor` parameter when malformed. */
-sl_status api_cursor_decode(const char *cursor, char out[STORE_TOKEN_MAX], sl_error *err);
+/* The BSON value at it: strings, numbers, booleans, arrays and documents
+ * (recursively, 32 levels at most: deeper is written as null); any other
+ * type (binary, ...) is written as null. */
+void api_json_bson(yajl_gen g, const bson_iter_t *it);
+
+/* The fields of doc as "name": value pairs inside an open map, except those
+ * named in hidden[0..nhidden) (keys and internal fields). */
+void api_json_bson_fields(yajl_gen g, const bson_t *doc, const char *const *hidden, size_t nhidden);
+
+/* Fields of a stored document: the string (NULL when absent or not one),
+ * the int64 (def when absent or not one). */
+const char *api_doc_str(const bson_t *doc, const char *name);
+int64_t api_doc_int64(const bson_t *doc, const char *name, int64_t def);
+
+/* "version": version, or the document's own `v` when version < 0 (an answer
+ * to a write passes the version the store returned). */
+yajl_gen_status api_json_kv_version(yajl_gen g, const bson_t *doc, int64_t version);
+
+/* *g = api_json_new(), or SL_ENOMEM in err. */
+sl_status api_json_start(yajl_gen *g, sl_error *err);
+
+/* ---- answering with one document ---- */
+
+/* Writes a stored document as the JSON clients see; version is the one to
+ * show, or < 0 for the document's own `v`. */
+typedef void (*api_doc_json_fn)(yajl_gen g, const bson_t *doc, int64_t version);
+
+/* Answers doc through emit.  res NULL: a read, 200 with the document's own
+ * version.  res set: the answer to the write that stored doc -- 201 with
+ * Location when it created the document, else 200 (also when nothing
+ * changed) -- showing res->version, so a write racing in after this one is
+ * not shown as its result. */
+sl_status api_reply_doc(api_request *req, const store_put_result *res, const bson_t *doc,
+                        api_doc_json_fn emit, const char *location, sl_error *err);
+
+/* Writes doc to items unconditionally (equal content is no write) and
+ * answers it as api_reply_doc does. */
+sl_status api_put_doc(api_request *req, const bson_t *doc, api_doc_json_fn emit,
+                      const char *location, sl_error *err);
+
+/* store_get of (pk, sk) into *out (bson_destroy()); a missing document is
+ * SL_ENOTFOUND naming `field` with the printf-style message, other failures
+ * keep the store's details. */
+sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, bson_t **out,
+                      sl_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
+/* ---- cursors: a store page token as an opaque, URL-safe string ----
+ *
+ * A cursor is the store's page token itself, checked to be URL-safe
+ * (letters, digits, '-' and '_': base64url, as store.c writes them), so a
+ * cursor is no longer than its token and any valid page token fits in a
+ * request line (a hex copy would double a 4 KB token past max-header-bytes).
+ * Whether it names a position of this listing is for the store to say:
+ * api_page_query answers a token it refuses as a bad `cursor`. */
+#define API_CURSOR_MAX STORE_PAGE_TOKEN_MAX /* bytes of a cursor, with its NUL */
+
+/* The cursor of a page token into out; SL_EINTERNAL when the token is too
+ * long or not URL-safe (a store that broke its contract). */
+sl_status api_cursor_encode(const char *token, char out[API_CURSOR_MAX], sl_error *err);
+
+/* Back to a page token; SL_EINVAL naming the `cursor` parameter when it is
+ * too long or holds other characters. */
+sl_status api_cursor_decode(const char *cursor, char out[API_CURSOR_MAX], sl_error *err);
+
+/* The `cursor` query parameter decoded into out ("" when absent or empty). */
+sl_status api_cursor_param(const api_request *req, char out[API_CURSOR_MAX], sl_error *err);
+
+/* "key": cursor of token, or "key": null when token is NULL or "" (the last page). */
+sl_status api_json_cursor(yajl_gen g, const char *key, const char *token, sl_error *err);
+
+/* Passes a listing's failure (rc, details in e) on into err: a page token
+ * the store refused (SL_EINVAL naming page_token) becomes SL_EINVAL naming
+ * `cursor`, since the only token a client hands in is its cursor.  Returns rc. */
+sl_status api_cursor_blame(sl_status rc, const sl_error *e, sl_error *err);
+
+/* store_query (index 0) or store_query_index of a listing whose page token
+ * came from a client's cursor: a token the store refuses is SL_EINVAL
+ * naming `cursor`.  On SL_OK free *page with store_page_free(). */
+sl_status api_page_query(store *st, store_table t, store_index index, const char *key,
+                         const store_query_opts *q, store_page *page, sl_error *err);
 
 /* ===========================================================================
  * Internals shared across api/ files.
@@ -307,6 +436,36 @@ void api__metrics_store_error(api__metrics *m, sl_status s);
 int api__is_store_error(sl_status s);
 sl_status api__metrics_render(api__metrics *m, FILE *out, sl_error *err);
 
+/* ---- the job pool (jobs.c) ---- */
+typedef struct api__jobs api__jobs;
+
+/* A job: run(arg) on a job thread; cancel(arg) instead when the pool stops
+ * before the job started.  Either is called exactly once. */
+typedef void (*api__job_fn)(void *arg);
+
+/* nthreads threads (>= 1) and room for queue_max jobs waiting beyond those
+ * running.  On success free with api__jobs_free(). */
+sl_status api__jobs_new(size_t nthreads, size_t queue_max, api__jobs **out, sl_error *err);
+
+/* Hands a job over.  SL_EBUSY (nothing called) when every thread is busy
+ * and the queue is full, or the pool is stopping; err says which. */
+sl_status api__jobs_submit(api__jobs *p, api__job_fn run, api__job_fn cancel, void *arg,
+                           sl_error *err);
+
+/* Stops taking jobs, cancels those still queued, waits for the running ones
+ * to return and joins the threads.  Idempotent. */
+void api__jobs_stop(api__jobs *p);
+
+/* Stops if needed, frees, sets *p to NULL.  NULL is fine. */
+void api__jobs_free(api__jobs **p);
+
+typedef struct api__jobs_stats {
+    uint64_t running, queued; /* now */
+    uint64_t done, refused;   /* since the start */
+} api__jobs_stats;
+
+void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
+
 /* api_server_start() serving the given areas instead of api__areas (tests). */
 sl_status api__server_start_areas(const api_config *cfg, store *st, const api_area *const *areas,
                                   api_server **out, sl_error *err);
@@ -381,7 +540,15 @@ struct api_request {
 
     void *state;
     void (*state_free)(void *);
+
+    /* API_RUN_JOB routes: API__JOB_NONE until the handler is handed to the
+     * pool, QUEUED while it waits or runs (the connection suspended), DONE
+     * once its reply or problem is set and the connection resumed. */
+    _Atomic int job;
+    int retry_after_s; /* > 0: a Retry-After header goes with the problem */
 };
+
+enum { API__JOB_NONE = 0, API__JOB_QUEUED, API__JOB_DONE };
 
 /* Records a problem to answer for req (first one wins); slug may be NULL for
  * the status's own.  Returns e->status. */

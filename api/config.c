@@ -1,6 +1,7 @@
-/* config.c -- the server's limits as one table (name, min, max, default,
- * help, field), the one place `serve --help`, flag parsing and defaults come
- * from.  Values are checked against their bounds overflow-safely. */
+/* config.c -- the server's limits and settings as one table (name, min, max,
+ * default, help, field), the one place `serve --help`, flag parsing and
+ * defaults come from.  Numbers are checked against their bounds
+ * overflow-safely; text (a directory) against its field's size. */
 #include "api_int.h"
 
 #include <errno.h>
@@ -9,17 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef enum row_kind {
+    ROW_INT = 0, /* int64_t field, plain decimal */
+    ROW_BYTES,   /* int64_t field, k/M/G/T suffixes accepted */
+    ROW_TEXT     /* char array field; min..max is its length */
+} row_kind;
+
 typedef struct config_row {
     const char *name;
     int64_t min, max, def;
-    int bytes; /* accepts k/M/G suffixes */
+    row_kind kind;
     size_t offset;
     const char *help;
 } config_row;
 
 #define ROW(name, min, max, def, bytes, field, help)                                               \
     {                                                                                              \
-        name, min, max, def, bytes, offsetof(api_config, field), help                              \
+        name, min, max, def, (bytes) ? ROW_BYTES : ROW_INT, offsetof(api_config, field), help      \
+    }
+/* Text: up to the field's size less the NUL; the default is "". */
+#define TEXT_ROW(name, field, help)                                                                \
+    {                                                                                              \
+        name, 0, (int64_t)sizeof((api_config *)0)->field - 1, 0, ROW_TEXT,                         \
+            offsetof(api_config, field), help                                                      \
     }
 
 static const config_row rows[] = {
@@ -40,7 +53,16 @@ static const config_row rows[] = {
     ROW("key-cache-ms", 0, 60000, 5000, 0, key_cache_ms,
         "milliseconds a verified API key is cached; revocation takes effect within this"),
     ROW("shutdown-grace", 0, 3600, 30, 0, shutdown_grace_s,
-        "seconds a stop waits for in-flight requests"),
+        "seconds a stop waits for in-flight requests (running jobs: always)"),
+    /* One job thread by default: ingest jobs write through one store batch
+     * each, and SQLite takes one writer at a time, so a second thread would
+     * only wait on the first's lock (up to the store's busy_ms, then fail);
+     * queued, the job waits its turn instead. */
+    ROW("job-threads", 1, 64, 1, 0, job_threads, "threads running long requests (ingest jobs)"),
+    ROW("job-queue", 0, 4096, 16, 0, job_queue,
+        "jobs waiting for a job thread; more are answered 503"),
+    TEXT_ROW("upload-dir", upload_dir,
+             "where request bodies are spooled (default: the store's directory)"),
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])
@@ -48,6 +70,11 @@ static const config_row rows[] = {
 static int64_t *field_of(api_config *cfg, const config_row *r)
 {
     return (int64_t *)((char *)cfg + r->offset);
+}
+
+static char *text_of(api_config *cfg, const config_row *r)
+{
+    return (char *)cfg + r->offset;
 }
 
 static const config_row *row_find(const char *name)
@@ -65,7 +92,10 @@ void api_config_defaults(api_config *cfg)
     strcpy(cfg->listen, "127.0.0.1:8080");
     cfg->access_log = stdout;
     for (size_t i = 0; i < NROWS; i++)
-        *field_of(cfg, &rows[i]) = rows[i].def;
+        if (rows[i].kind == ROW_TEXT)
+            text_of(cfg, &rows[i])[0] = '\0';
+        else
+            *field_of(cfg, &rows[i]) = rows[i].def;
 }
 
 int api_config_has(const char *name)
@@ -94,7 +124,7 @@ static sl_status parse_value(const config_row *r, const char *text, int64_t *out
         v = v * 10 + (uint64_t)(*p - '0');
     }
     int shift = 0;
-    if (r->bytes && *p) {
+    if (r->kind == ROW_BYTES && *p) {
         switch (*p) {
         case 'k':
         case 'K':
@@ -120,7 +150,8 @@ static sl_status parse_value(const config_row *r, const char *text, int64_t *out
     }
     if (*p) {
         rc = sl_error_set_at(err, SL_EINVAL, r->name, -1, "--%s: \"%.32s\" is not a number%s",
-                             r->name, text, r->bytes ? " (suffixes k, M, G, T allowed)" : "");
+                             r->name, text,
+                             r->kind == ROW_BYTES ? " (suffixes k, M, G, T allowed)" : "");
         goto out;
     }
     if (shift && v > (UINT64_MAX >> shift)) {
@@ -149,6 +180,17 @@ sl_status api_config_set(api_config *cfg, const char *name, const char *value, s
         rc = sl_error_set_at(err, SL_EINVAL, name, -1, "unknown setting --%.64s", name);
         goto out;
     }
+    if (r->kind == ROW_TEXT) {
+        size_t len = value ? strlen(value) : 0;
+        if (len < (size_t)r->min || len > (size_t)r->max) {
+            rc = sl_error_set_at(err, SL_EINVAL, r->name, -1,
+                                 "--%s takes %" PRId64 " to %" PRId64 " bytes, not %zu", r->name,
+                                 r->min, r->max, len);
+            goto out;
+        }
+        memcpy(text_of(cfg, r), value ? value : "", len + 1);
+        goto out;
+    }
     rc = parse_value(r, value ? value : "", &v, err);
     if (rc != SL_OK)
         goto out;
@@ -161,8 +203,12 @@ void api_config_help(FILE *out)
 {
     for (size_t i = 0; i < NROWS; i++) {
         char flag[40];
-        snprintf(flag, sizeof flag, "--%s N", rows[i].name);
-        fprintf(out, "  %-24s %s\n  %-24s (default %" PRId64 ", %" PRId64 "..%" PRId64 ")\n", flag,
-                rows[i].help, "", rows[i].def, rows[i].min, rows[i].max);
+        int text = rows[i].kind == ROW_TEXT;
+        snprintf(flag, sizeof flag, "--%s %s", rows[i].name, text ? "DIR" : "N");
+        if (text)
+            fprintf(out, "  %-24s %s\n", flag, rows[i].help);
+        else
+            fprintf(out, "  %-24s %s\n  %-24s (default %" PRId64 ", %" PRId64 "..%" PRId64 ")\n",
+                    flag, rows[i].help, "", rows[i].def, rows[i].min, rows[i].max);
     }
 }

@@ -1,9 +1,10 @@
 /* json.c -- JSON in and out with yajl.  Out: strings that may hold client
  * bytes are repaired (invalid UTF-8 -> U+FFFD) so an answer is always valid
- * JSON.  In: a validating pass that bounds nesting and reports the offset. */
+ * JSON; doubles and stored BSON values written one way for every route.  In:
+ * a validating pass that bounds nesting and reports the offset. */
 #include "api_int.h"
 
-#include <gnutls/gnutls.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
@@ -14,6 +15,17 @@ yajl_gen api_json_new(void)
     if (g)
         yajl_gen_config(g, yajl_gen_validate_utf8, 1);
     return g;
+}
+
+sl_status api_json_start(yajl_gen *g, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    yajl_gen made = api_json_new();
+    if (!made)
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    else
+        *g = made;
+    return rc;
 }
 
 /* Writes s[0..len) replacing each invalid UTF-8 byte by U+FFFD.  The copy is
@@ -76,6 +88,133 @@ yajl_gen_status api_json_kv_int(yajl_gen g, const char *key, int64_t value)
 {
     yajl_gen_status st = api_json_str(g, key);
     return st == yajl_gen_status_ok ? api_json_int(g, value) : st;
+}
+
+/* At most three tries, so the cost does not depend on the value: 15
+ * significant digits always print a double's shortest form when it has 15 or
+ * fewer (and %g drops trailing zeros), 17 always read back exactly. */
+yajl_gen_status api_json_double(yajl_gen g, double v)
+{
+    yajl_gen_status st = yajl_gen_status_ok;
+    char s[40];
+    if (!isfinite(v)) {
+        st = yajl_gen_null(g);
+        goto out;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, v);
+        if (prec == 17 || strtod(s, NULL) == v)
+            break;
+    }
+    st = yajl_gen_number(g, s, strlen(s));
+out:
+    return st;
+}
+
+yajl_gen_status api_json_kv_double(yajl_gen g, const char *key, double value)
+{
+    yajl_gen_status st = api_json_str(g, key);
+    return st == yajl_gen_status_ok ? api_json_double(g, value) : st;
+}
+
+/* Stored documents nest a few levels (ingest bounds input depth at 16);
+ * deeper than this is written as null rather than recursed into. */
+#define BSON_DEPTH_MAX 32
+
+static void json_bson_at(yajl_gen g, const bson_iter_t *it, int depth)
+{
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_UTF8: {
+        uint32_t len = 0;
+        const char *s = bson_iter_utf8(it, &len);
+        api_json_strn(g, s, len);
+        break;
+    }
+    case BSON_TYPE_INT32:
+        api_json_int(g, bson_iter_int32(it));
+        break;
+    case BSON_TYPE_INT64:
+        api_json_int(g, bson_iter_int64(it));
+        break;
+    case BSON_TYPE_DOUBLE:
+        api_json_double(g, bson_iter_double(it));
+        break;
+    case BSON_TYPE_BOOL:
+        yajl_gen_bool(g, bson_iter_bool(it));
+        break;
+    case BSON_TYPE_NULL:
+        yajl_gen_null(g);
+        break;
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_DOCUMENT: {
+        int array = bson_iter_type(it) == BSON_TYPE_ARRAY;
+        bson_iter_t child;
+        if (depth >= BSON_DEPTH_MAX) {
+            yajl_gen_null(g);
+            break;
+        }
+        if (array)
+            yajl_gen_array_open(g);
+        else
+            yajl_gen_map_open(g);
+        if (bson_iter_recurse(it, &child))
+            while (bson_iter_next(&child)) {
+                if (!array)
+                    api_json_str(g, bson_iter_key(&child));
+                json_bson_at(g, &child, depth + 1);
+            }
+        if (array)
+            yajl_gen_array_close(g);
+        else
+            yajl_gen_map_close(g);
+        break;
+    }
+    default:
+        yajl_gen_null(g);
+        break;
+    }
+}
+
+void api_json_bson(yajl_gen g, const bson_iter_t *it)
+{
+    json_bson_at(g, it, 0);
+}
+
+const char *api_doc_str(const bson_t *doc, const char *name)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, name) && BSON_ITER_HOLDS_UTF8(&it)
+               ? bson_iter_utf8(&it, NULL)
+               : NULL;
+}
+
+int64_t api_doc_int64(const bson_t *doc, const char *name, int64_t def)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, name) && BSON_ITER_HOLDS_INT64(&it) ? bson_iter_int64(&it)
+                                                                             : def;
+}
+
+yajl_gen_status api_json_kv_version(yajl_gen g, const bson_t *doc, int64_t version)
+{
+    return api_json_kv_int(g, "version",
+                           version >= 0 ? version : api_doc_int64(doc, SCHEMA_F_VERSION, 0));
+}
+
+void api_json_bson_fields(yajl_gen g, const bson_t *doc, const char *const *hidden, size_t nhidden)
+{
+    bson_iter_t it;
+    if (bson_iter_init(&it, doc))
+        while (bson_iter_next(&it)) {
+            const char *k = bson_iter_key(&it);
+            int skip = 0;
+            for (size_t i = 0; i < nhidden && !skip; i++)
+                skip = !strcmp(k, hidden[i]);
+            if (skip)
+                continue;
+            api_json_str(g, k);
+            json_bson_at(g, &it, 0);
+        }
 }
 
 /* ---- the validating pass ---- */
@@ -145,39 +284,5 @@ sl_status api__json_check(const char *text, size_t len, int max_depth, sl_error 
 out:
     if (h)
         yajl_free(h);
-    return rc;
-}
-
-/* ---- cursors ---- */
-
-void api_cursor_encode(const char *token, char out[2 * STORE_TOKEN_MAX])
-{
-    gnutls_datum_t in = {(unsigned char *)token, (unsigned)strnlen(token, STORE_TOKEN_MAX - 1)};
-    size_t size = 2 * STORE_TOKEN_MAX;
-    if (gnutls_hex_encode(&in, out, &size) < 0)
-        out[0] = '\0';
-}
-
-sl_status api_cursor_decode(const char *cursor, char out[STORE_TOKEN_MAX], sl_error *err)
-{
-    sl_status rc = SL_OK;
-    size_t clen = strlen(cursor);
-    if (clen % 2 || clen >= 2 * STORE_TOKEN_MAX) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor is not one this service handed out");
-        goto out;
-    }
-    char tmp[STORE_TOKEN_MAX];
-    size_t size = sizeof tmp;
-    gnutls_datum_t in = {(unsigned char *)cursor, (unsigned)clen};
-    if (gnutls_hex_decode(&in, tmp, &size) < 0 || size >= STORE_TOKEN_MAX ||
-        memchr(tmp, '\0', size)) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor is not one this service handed out");
-        goto out;
-    }
-    memcpy(out, tmp, size);
-    out[size] = '\0';
-out:
     return rc;
 }

@@ -400,9 +400,9 @@ sl_status api_key_list(store *st, const char *tenant, const char *page_token, ap
     size_t count = 0;
     memset(&page, 0, sizeof page);
     store_query_opts q = {{STORE_RANGE_BEGINS_WITH, SCHEMA_SK_KEY_PREFIX, NULL},
-                     0,
-                     max > STORE_PAGE_MAX ? STORE_PAGE_MAX : max,
-                     page_token};
+                          0,
+                          max > STORE_PAGE_MAX ? STORE_PAGE_MAX : max,
+                          page_token};
     if (max == 0) {
         rc = sl_error_set(err, SL_EINVAL, "api_key_list needs room for at least one key");
         goto out;

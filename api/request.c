@@ -4,6 +4,7 @@
 #include "api_int.h"
 
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +41,21 @@ api_server *api_server_of(const api_request *req)
 const api_config *api_config_of(const api_request *req)
 {
     return req->cfg;
+}
+
+const char *api_upload_dir(const api_request *req)
+{
+    return req->cfg->upload_dir[0] ? req->cfg->upload_dir : ingest_upload_dir();
+}
+
+sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_upload **out,
+                           sl_error *err)
+{
+    uint64_t max = (uint64_t)req->cfg->max_upload_body;
+    ingest_limits_default(lim);
+    if (max < lim->max_input_bytes)
+        lim->max_input_bytes = max;
+    return ingest_upload_open(api_upload_dir(req), lim->max_input_bytes, out, err);
 }
 
 const api_auth *api_auth_of(const api_request *req)
@@ -239,6 +255,51 @@ out:
     return rc;
 }
 
+sl_status api_reply_doc(api_request *req, const store_put_result *res, const bson_t *doc,
+                        api_doc_json_fn emit, const char *location, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    yajl_gen g = NULL;
+    int created = res && res->changed && res->version == 1;
+    if ((rc = api_json_start(&g, err)) != SL_OK)
+        goto out;
+    emit(g, doc, res ? res->version : -1);
+    if ((rc = api_reply_json(req, created ? 201 : 200, g, err)) != SL_OK)
+        goto out;
+    if (created)
+        rc = api_reply_header(req, "Location", location, err);
+out:
+    if (g)
+        yajl_gen_free(g);
+    return rc;
+}
+
+sl_status api_put_doc(api_request *req, const bson_t *doc, api_doc_json_fn emit,
+                      const char *location, sl_error *err)
+{
+    store_put_result res = {0, 0};
+    sl_status rc =
+        store_put(api_store(req), STORE_ITEMS, doc, (store_cond){STORE_COND_NONE, 0}, &res, err);
+    return rc == SL_OK ? api_reply_doc(req, &res, doc, emit, location, err) : rc;
+}
+
+sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, bson_t **out,
+                      sl_error *err, const char *field, const char *fmt, ...)
+{
+    sl_error e;
+    sl_error_clear(&e);
+    sl_status rc = store_get(st, t, pk, sk, out, &e);
+    if (rc == SL_ENOTFOUND) {
+        va_list ap;
+        va_start(ap, fmt);
+        sl_error_vset_at(err, rc, field, -1, fmt, ap);
+        va_end(ap);
+    } else if (rc != SL_OK) {
+        sl_error_set_at(err, rc, e.field[0] ? e.field : NULL, e.offset, "%s", e.message);
+    }
+    return rc;
+}
+
 /* ---- problems ---- */
 
 typedef struct slug_row {
@@ -391,6 +452,11 @@ sl_status api__request_problem_reply(api_request *req)
                                     : "Bearer realm=\"sightline\"");
     if (http == 405 && req->match.allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->match.allow);
+    if (req->retry_after_s > 0) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%d", req->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
     req->resp = resp;
     req->resp_status = http;
     req->resp_bytes = len;

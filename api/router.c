@@ -61,6 +61,12 @@ static sl_status compile_route(const api_route *r, const char *area, api__croute
                           cr->label, area);
         goto out;
     }
+    if (r->run != API_RUN_INLINE && r->run != API_RUN_JOB) {
+        rc = sl_error_set(err, SL_EINTERNAL,
+                          "route %s (area %s): run must be API_RUN_INLINE or API_RUN_JOB",
+                          cr->label, area);
+        goto out;
+    }
     while (*p == '/') {
         p++;
         size_t n = strcspn(p, "/");

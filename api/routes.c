@@ -5,7 +5,11 @@
 
 #define API_AREAS(X)                                                                               \
     X(core)                                                                                        \
-    X(keys)
+    X(keys)                                                                                        \
+    X(surgeries)                                                                                   \
+    X(catalog)                                                                                     \
+    X(assets)                                                                                      \
+    X(brands)
 
 #define API__AREA_EXTERN(area) extern const api_area api__area_##area;
 #define API__AREA_REF(area)    &api__area_##area,

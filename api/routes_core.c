@@ -7,12 +7,8 @@
 static sl_status healthz(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
-    yajl_gen g = api_json_new();
-    if (!g) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((rc = store_ping(api_store(req), err)) != SL_OK)
+    yajl_gen g = NULL;
+    if ((rc = api_json_start(&g, err)) != SL_OK || (rc = store_ping(api_store(req), err)) != SL_OK)
         goto out;
     yajl_gen_map_open(g);
     api_json_kv_str(g, "status", "ok");
@@ -52,11 +48,9 @@ static sl_status tenant(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     const api_auth *a = api_auth_of(req);
-    yajl_gen g = api_json_new();
-    if (!g) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    yajl_gen g = NULL;
+    if ((rc = api_json_start(&g, err)) != SL_OK)
         goto out;
-    }
     yajl_gen_map_open(g);
     api_json_kv_str(g, "tenant", a->tenant);
     api_json_kv_str(g, "kind", a->tenant_kind);
@@ -72,9 +66,9 @@ out:
 }
 
 static const api_route routes[] = {
-    {"GET", "/healthz", API_PUBLIC, API_BODY_NONE, 0, NULL, healthz},
-    {"GET", "/metrics", API_PUBLIC, API_BODY_NONE, 0, NULL, metrics},
-    {"GET", "/v1/tenant", API_ANY_ROLE, API_BODY_NONE, 0, NULL, tenant},
+    {"GET", "/healthz", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, healthz},
+    {"GET", "/metrics", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, metrics},
+    {"GET", "/v1/tenant", API_ANY_ROLE, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, tenant},
 };
 
 API_AREA(core, routes);

@@ -27,31 +27,28 @@ static sl_status keys_list(api_request *req, sl_error *err)
     sl_status rc = SL_OK;
     yajl_gen g = NULL;
     api_key_info keys[LIST_MAX];
-    char token[STORE_TOKEN_MAX] = "", next[STORE_TOKEN_MAX];
-    char cursor[2 * STORE_TOKEN_MAX];
+    /* Key ids are 16 hex digits, so a key listing's page tokens are short:
+     * STORE_TOKEN_MAX holds them (api_key_list's contract). */
+    char token[API_CURSOR_MAX], next[STORE_TOKEN_MAX];
     size_t n = 0;
     int64_t limit = 0;
-    const char *c = api_query(req, "cursor");
-    if ((rc = api_query_int(req, "limit", 1, LIST_MAX, 50, &limit, err)) != SL_OK)
-        goto out;
-    if (c && c[0] && (rc = api_cursor_decode(c, token, err)) != SL_OK)
+    sl_error e;
+    sl_error_clear(&e);
+    if ((rc = api_query_int(req, "limit", 1, LIST_MAX, 50, &limit, err)) != SL_OK ||
+        (rc = api_cursor_param(req, token, err)) != SL_OK)
         goto out;
     rc = api_key_list(api_store(req), api_auth_of(req)->tenant, token, keys, (size_t)limit, &n,
-                      next, err);
-    if (rc != SL_OK)
+                      next, &e);
+    if (api_cursor_blame(rc, &e, err) != SL_OK || (rc = api_json_start(&g, err)) != SL_OK)
         goto out;
-    if (!(g = api_json_new())) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
-        goto out;
-    }
     yajl_gen_map_open(g);
     api_json_str(g, "keys");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++)
         key_json(g, &keys[i]);
     yajl_gen_array_close(g);
-    api_cursor_encode(next, cursor);
-    api_json_kv_str(g, "next_cursor", next[0] ? cursor : NULL);
+    if ((rc = api_json_cursor(g, "next_cursor", next, err)) != SL_OK)
+        goto out;
     yajl_gen_map_close(g);
     rc = api_reply_json(req, 200, g, err);
 out:
@@ -100,10 +97,8 @@ static sl_status keys_create(api_request *req, sl_error *err)
     rc = api_key_create(api_store(req), api_auth_of(req)->tenant, role, name, key, &info, err);
     if (rc != SL_OK)
         goto out;
-    if (!(g = api_json_new())) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    if ((rc = api_json_start(&g, err)) != SL_OK)
         goto out;
-    }
     yajl_gen_map_open(g);
     api_json_kv_str(g, "key", key);
     api_json_str(g, "info");
@@ -131,10 +126,8 @@ static sl_status keys_get(api_request *req, sl_error *err)
         api_key_get(api_store(req), api_auth_of(req)->tenant, api_param(req, "key_id"), &info, err);
     if (rc != SL_OK)
         goto out;
-    if (!(g = api_json_new())) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    if ((rc = api_json_start(&g, err)) != SL_OK)
         goto out;
-    }
     key_json(g, &info);
     rc = api_reply_json(req, 200, g, err);
 out:
@@ -153,10 +146,13 @@ static sl_status keys_revoke(api_request *req, sl_error *err)
 }
 
 static const api_route routes[] = {
-    {"GET", "/v1/keys", API_ROLE_ADMIN, API_BODY_NONE, 0, NULL, keys_list},
-    {"POST", "/v1/keys", API_ROLE_ADMIN, API_BODY_BUFFERED, KEY_BODY_MAX, NULL, keys_create},
-    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, NULL, keys_get},
-    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, NULL, keys_revoke},
+    {"GET", "/v1/keys", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, keys_list},
+    {"POST", "/v1/keys", API_ROLE_ADMIN, API_BODY_BUFFERED, KEY_BODY_MAX, API_RUN_INLINE, NULL,
+     NULL, keys_create},
+    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
+     keys_get},
+    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
+     keys_revoke},
 };
 
 API_AREA(keys, routes);

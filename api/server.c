@@ -1,5 +1,6 @@
 /* server.c -- the libmicrohttpd daemon (epoll, thread pool) and the life of one
- * request: head checks, routing, key, body policy, handler, answer, access log,
+ * request: head checks, routing, key, head hook, body policy, handler (inline,
+ * or on the job pool with the connection suspended), answer, access log,
  * metrics; the connection watchdog (slow-loris heads) and graceful stop. */
 #include "api_int.h"
 
@@ -20,6 +21,12 @@
 #define WRITERS_MAX      16
 #define WATCHDOG_TICK_MS 200
 #define TLS_FILE_MAX     (1 << 20)
+/* What a client refused by a full job pool is told to wait: about one
+ * ingest job of a large file. */
+#define JOB_RETRY_AFTER_S 5
+/* After the job pool stopped, how long the answers of the last jobs get to
+ * go out (they were resumed; only sending is left). */
+#define JOB_ANSWER_WAIT_MS 5000
 
 /* The watchdog's record of one connection. */
 struct api__conn {
@@ -35,6 +42,8 @@ struct api_server {
     api__router router;
     api__metrics *metrics;
     api__key_cache *keys;
+    api__jobs *jobs;
+    ingest_catalog_cache *catalogs;
     uint16_t port;
     char url[320];
     char *tls_cert_pem, *tls_key_pem;
@@ -344,8 +353,21 @@ static void fail(api_request *req, int http, const char *slug, sl_status s, cons
     api__request_fail(req, http, slug, &e);
 }
 
+/* Records what a route's callback returned (rc != SL_OK, details in e) as
+ * the request's problem: storage failures are counted for /metrics, and an
+ * error without a message gets its status's title. */
+static void route_failed(api_server *srv, api_request *req, sl_status rc, sl_error *e)
+{
+    if (api__is_store_error(rc))
+        api__metrics_store_error(srv->metrics, rc);
+    if (e->status == SL_OK)
+        sl_error_set(e, rc, "%s", sl_status_title(rc));
+    api__request_fail(req, sl_status_http(rc), NULL, e);
+}
+
 /* Everything decided from the request head: routing, parameters, key, role,
- * body limit.  Records a problem in req when the request is refused. */
+ * body limit, then the route's head hook.  Records a problem in req when the
+ * request is refused. */
 static void check_head(api_server *srv, api_request *req)
 {
     head_scan h = {0, 0, 0, 0, NULL};
@@ -475,6 +497,11 @@ static void check_head(api_server *srv, api_request *req)
         }
         req->body_cap = declared + 1;
     }
+    if (r->on_head) {
+        sl_status rc = r->on_head(req, &e);
+        if (rc != SL_OK)
+            route_failed(srv, req, rc, &e);
+    }
 out:
     return;
 }
@@ -534,9 +561,7 @@ static enum MHD_Result on_body(api_server *srv, api_request *req, const char *da
         sl_error_clear(&e);
         sl_status rc = r->on_chunk(req, data, n, &e);
         if (rc != SL_OK) {
-            if (api__is_store_error(rc))
-                api__metrics_store_error(srv->metrics, rc);
-            api__request_fail(req, sl_status_http(rc), NULL, &e);
+            route_failed(srv, req, rc, &e);
             req->draining = 1;
         }
     }
@@ -564,8 +589,11 @@ out:
     return ret;
 }
 
-/* The whole request is in: run the handler (or answer the recorded problem). */
-static enum MHD_Result finish(api_server *srv, api_request *req)
+/* Runs the route's handler unless a problem is already recorded; a failure
+ * (or a handler that set no reply) becomes the recorded problem.  On a
+ * libmicrohttpd thread, or on a job thread while the connection is
+ * suspended. */
+static void run_handler(api_server *srv, api_request *req)
 {
     if (!req->problem_http) {
         sl_error e;
@@ -574,16 +602,73 @@ static enum MHD_Result finish(api_server *srv, api_request *req)
         if (rc == SL_OK && !req->resp)
             rc = sl_error_set(&e, SL_EINTERNAL, "the handler of %s set no reply",
                               req->match.route->label);
-        if (rc != SL_OK) {
-            if (api__is_store_error(rc))
-                api__metrics_store_error(srv->metrics, rc);
-            if (e.status == SL_OK)
-                sl_error_set(&e, rc, "%s", sl_status_title(rc));
-            api__request_fail(req, sl_status_http(rc), NULL, &e);
-        }
+        if (rc != SL_OK)
+            route_failed(srv, req, rc, &e);
     }
+}
+
+/* A job thread: the handler, then the connection back to libmicrohttpd,
+ * which calls on_access again to queue the answer.  req is not touched after
+ * the resume: the request may end at once. */
+static void job_run(void *arg)
+{
+    api_request *req = arg;
+    run_handler(req->srv, req);
+    atomic_store(&req->job, API__JOB_DONE);
+    MHD_resume_connection(req->conn);
+}
+
+/* The pool stopped before the job started: nothing was written; the client
+ * is told to send again. */
+static void job_cancel(void *arg)
+{
+    api_request *req = arg;
+    sl_error e;
+    sl_error_clear(&e);
+    sl_error_set(&e, SL_EBUSY,
+                 "the server is stopping before this request could run; nothing "
+                 "of it was stored: send it again");
+    req->retry_after_s = JOB_RETRY_AFTER_S;
+    api__request_fail(req, 503, "busy", &e);
+    atomic_store(&req->job, API__JOB_DONE);
+    MHD_resume_connection(req->conn);
+}
+
+/* Hands the handler to the job pool.  The connection is suspended first, so
+ * the job's resume can never come before it; a refused job is resumed at
+ * once and answered 503 on the call that follows. */
+static void start_job(api_server *srv, api_request *req)
+{
+    sl_error e;
+    sl_error_clear(&e);
+    atomic_store(&req->job, API__JOB_QUEUED);
+    MHD_suspend_connection(req->conn);
+    if (api__jobs_submit(srv->jobs, job_run, job_cancel, req, &e) != SL_OK) {
+        req->retry_after_s = JOB_RETRY_AFTER_S;
+        api__request_fail(req, 503, "busy", &e);
+        atomic_store(&req->job, API__JOB_DONE);
+        MHD_resume_connection(req->conn);
+    }
+}
+
+/* The whole request is in: run the handler (inline or as a job) or answer
+ * the recorded problem; after a job, answer what it left. */
+static enum MHD_Result finish(api_server *srv, api_request *req)
+{
+    enum MHD_Result ret = MHD_YES;
+    int job = atomic_load(&req->job);
+    if (job == API__JOB_QUEUED)
+        goto out; /* not resumed yet (libmicrohttpd calls again after the resume) */
+    if (job == API__JOB_NONE && !req->problem_http && req->match.route->route->run == API_RUN_JOB) {
+        start_job(srv, req);
+        goto out;
+    }
+    if (job == API__JOB_NONE)
+        run_handler(srv, req);
     /* queue() builds the problem answer when no reply is set. */
-    return queue(srv, req);
+    ret = queue(srv, req);
+out:
+    return ret;
 }
 
 /* The access handler.  libmicrohttpd 0.9.75 sends `Connection: close` with a
@@ -739,7 +824,9 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
     struct MHD_OptionItem opts[24];
     size_t n = 0;
     unsigned threads = (unsigned)srv->cfg.threads;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* Suspend/resume: API_RUN_JOB handlers run off the libmicrohttpd threads. */
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 
     if ((rc = parse_listen(srv->cfg.listen, &addr, &addrlen, host, err)) != SL_OK)
         goto out;
@@ -845,7 +932,11 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
     for (size_t i = 0; i < srv->router.n; i++)
         labels[i] = srv->router.routes[i].label;
     if ((rc = api__metrics_new(labels, srv->router.n, &srv->metrics, err)) != SL_OK ||
-        (rc = api__key_cache_new(cfg->key_cache_ms, &srv->keys, err)) != SL_OK)
+        (rc = api__key_cache_new(cfg->key_cache_ms, &srv->keys, err)) != SL_OK ||
+        (rc = ingest_catalog_cache_new(&srv->catalogs, err)) != SL_OK ||
+        (rc = api__jobs_new(cfg->job_threads > 0 ? (size_t)cfg->job_threads : 1,
+                            cfg->job_queue > 0 ? (size_t)cfg->job_queue : 0, &srv->jobs, err)) !=
+            SL_OK)
         goto out;
     if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
         rc = sl_error_set(err, SL_EINTERNAL, "cannot start the connection watchdog thread");
@@ -878,14 +969,54 @@ sl_status api_server_add_metrics(api_server *srv, api_metrics_writer fn, void *c
     return rc;
 }
 
+/* The job pool and the catalog cache, in Prometheus text format. */
+static void jobs_metrics(api_server *srv, FILE *out)
+{
+    api__jobs_stats js;
+    api__jobs_stats_get(srv->jobs, &js);
+    fprintf(out,
+            "# HELP sightline_jobs_running Long requests (ingest jobs) running on the job pool.\n"
+            "# TYPE sightline_jobs_running gauge\n"
+            "sightline_jobs_running %llu\n"
+            "# HELP sightline_jobs_queued Long requests waiting for a job thread.\n"
+            "# TYPE sightline_jobs_queued gauge\n"
+            "sightline_jobs_queued %llu\n"
+            "# HELP sightline_jobs_done_total Long requests the job pool has run.\n"
+            "# TYPE sightline_jobs_done_total counter\n"
+            "sightline_jobs_done_total %llu\n"
+            "# HELP sightline_jobs_refused_total Long requests answered 503 because the job pool "
+            "was full or stopping.\n"
+            "# TYPE sightline_jobs_refused_total counter\n"
+            "sightline_jobs_refused_total %llu\n"
+            "# HELP sightline_catalog_compiles_total Tool catalogs compiled (once per tenant and "
+            "catalog version).\n"
+            "# TYPE sightline_catalog_compiles_total counter\n"
+            "sightline_catalog_compiles_total %llu\n",
+            (unsigned long long)js.running, (unsigned long long)js.queued,
+            (unsigned long long)js.done, (unsigned long long)js.refused,
+            (unsigned long long)ingest_catalog_cache_compiles(srv->catalogs));
+}
+
 sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err)
 {
     sl_status rc = api__metrics_render(srv->metrics, out, err);
+    if (rc == SL_OK)
+        jobs_metrics(srv, out);
     pthread_mutex_lock(&srv->writers_lock);
     for (size_t i = 0; i < srv->nwriters && rc == SL_OK; i++)
         srv->writers[i].fn(srv->writers[i].ctx, out);
     pthread_mutex_unlock(&srv->writers_lock);
     return rc;
+}
+
+ingest_catalog_cache *api_catalogs(const api_request *req)
+{
+    return req->srv->catalogs;
+}
+
+struct ingest_catalog_cache *api_server_catalogs(api_server *srv)
+{
+    return srv->catalogs;
 }
 
 uint16_t api_server_port(const api_server *srv)
@@ -896,6 +1027,15 @@ uint16_t api_server_port(const api_server *srv)
 const char *api_server_url(const api_server *srv)
 {
     return srv->url;
+}
+
+/* Waits until no request is in flight or the monotonic clock passes until_ms. */
+static void wait_in_flight(api_server *srv, int64_t until_ms)
+{
+    while (atomic_load(&srv->in_flight) > 0 && mono_ms() < until_ms) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void api_server_stop(api_server *srv)
@@ -909,14 +1049,18 @@ void api_server_stop(api_server *srv)
         MHD_socket lsock = MHD_quiesce_daemon(srv->mhd);
         if (lsock != MHD_INVALID_SOCKET)
             close(lsock);
-        int64_t until = mono_ms() + srv->cfg.shutdown_grace_s * 1000;
-        while (atomic_load(&srv->in_flight) > 0 && mono_ms() < until) {
-            struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        wait_in_flight(srv, mono_ms() + srv->cfg.shutdown_grace_s * 1000);
+        /* Jobs still running are waited for whatever the grace (a job may be
+         * committing: cutting it short could leave its client without the
+         * answer to a write that happened); queued ones are answered 503.
+         * Every suspended connection is resumed by then, as
+         * MHD_stop_daemon requires. */
+        api__jobs_stop(srv->jobs);
+        wait_in_flight(srv, mono_ms() + JOB_ANSWER_WAIT_MS);
         MHD_stop_daemon(srv->mhd); /* closes idle connections, joins the pool */
         srv->mhd = NULL;
     }
+    api__jobs_stop(srv->jobs);
     if (srv->watchdog_started) {
         pthread_mutex_lock(&srv->tick_lock);
         srv->watchdog_quit = 1;
@@ -940,6 +1084,8 @@ void api_server_free(api_server **srv)
     api__router_free(&s->router);
     api__metrics_free(&s->metrics);
     api__key_cache_free(&s->keys);
+    api__jobs_free(&s->jobs);
+    ingest_catalog_cache_free(&s->catalogs);
     if (s->tls_key_pem)
         gnutls_memset(s->tls_key_pem, 0, strlen(s->tls_key_pem));
     free(s->tls_key_pem);

@@ -1,8 +1,11 @@
-/* ingest_bench.c -- ingest speed and memory through the CLI on a generated
- * 3-hour surgery in darknet format: detections/s, MB/s and peak RSS. */
+/* ingest_bench.c -- ingest speed and memory through the CLI and through HTTP
+ * (POST /v1/surgeries/{id}/detections to a `sightline serve` it starts) on a
+ * generated 3-hour surgery in darknet format: detections/s, MB/s, peak RSS. */
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +18,11 @@
 
 /* Default: 3 hours at 30 frames/s with 25 detections per frame (8.1 M
  * detections) in a temporary directory, ingested by `sightline ingest` as a
- * child process on a fresh SQLite store, then re-sent (nothing changes).  The
- * HTTP path comes with the ingest routes.
+ * child process on a fresh SQLite store, then re-sent (nothing changes); then
+ * POSTed with libcurl (streamed from disk, with a Content-Length) to a
+ * `sightline serve` on a loopback port with another fresh store, twice.  For
+ * the server the peak RSS is its VmHWM from /proc (the whole process: HTTP,
+ * spooling, ingest job and the aggregates listener it runs).
  *
  * Usage: ingest_bench [-m minutes] [-f fps] [-d detections_per_frame]
  *                     [-b sightline_binary] [-k]   (-k keeps the directory) */
@@ -145,6 +151,211 @@ static int run(const char *const *argv, figures *fig)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Runs the binary with stdout into out (trimmed); returns its exit code. */
+static int run_capture(const char *const *argv, char *out, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fds[0], out + n, cap - 1 - n)) > 0 && n + 1 < cap)
+        n += (size_t)r;
+    close(fds[0]);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- the HTTP path ---- */
+
+typedef struct server {
+    pid_t pid;
+    char url[128];
+} server;
+
+/* Starts `sightline serve` on a free loopback port; its stderr goes to
+ * err_path, where the URL is read from.  0 on success. */
+static int server_start(const char *binary, const char *store, const char *err_path, server *s)
+{
+    const char *argv[] = {binary,        "serve",        "--store", store, "--listen",
+                          "127.0.0.1:0", "--access-log", "off",     NULL};
+    s->pid = fork();
+    if (s->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        if (e >= 0)
+            dup2(e, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (s->pid < 0)
+        return -1;
+    for (int i = 0; i < 400; i++) {
+        char buf[4096] = "";
+        FILE *f = fopen(err_path, "r");
+        if (f) {
+            buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+            fclose(f);
+        }
+        const char *at = strstr(buf, "listening on ");
+        if (at && strchr(at, '\n') && sscanf(at + 13, "%127s", s->url) == 1)
+            return 0;
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = -1;
+            return -1;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void server_stop(server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        s->pid = -1;
+    }
+}
+
+/* A /proc/<pid>/status line in kB ("VmHWM:"), -1 when absent. */
+static long proc_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, strlen(field)))
+            kb = strtol(line + strlen(field), NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* User + system CPU seconds of a running process (/proc/<pid>/stat). */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[2048];
+    unsigned long ut = 0, st = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    if (p)
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* POSTs the file (streamed from disk) and returns the HTTP status. */
+static long post_file(const char *url, const char *key, const char *path, uint64_t size)
+{
+    CURL *c = curl_easy_init();
+    FILE *f = fopen(path, "rb");
+    struct curl_slist *h = NULL;
+    char auth[256];
+    long status = -1;
+    if (!c || !f)
+        goto out;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    h = curl_slist_append(h, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READDATA, f); /* the default read callback: fread */
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+out:
+    curl_slist_free_all(h);
+    if (c)
+        curl_easy_cleanup(c);
+    if (f)
+        fclose(f);
+    return status;
+}
+
+/* The HTTP path on its own store: tenant, ingest key, surgery and catalog by
+ * the CLI, then two POSTs of the file to a server.  0 on success. */
+static int bench_http(const char *binary, const char *dir, const char *data, uint64_t bytes,
+                      uint64_t total, const char *surgery, const char *catalog)
+{
+    char store[200], err_path[200], key[200], url[300], out[256];
+    server srv = {-1, ""};
+    int rc = -1;
+    snprintf(store, sizeof store, "sqlite:%s/http.db", dir);
+    snprintf(err_path, sizeof err_path, "%s/serve.err", dir);
+    const char *tenant[] = {binary,     "tenants", "create", "bench", "--kind",
+                            "hospital", "--store", store,    NULL};
+    const char *mkkey[] = {binary,   "keys",   "create",  "--tenant", "bench",
+                           "--role", "ingest", "--store", store,      NULL};
+    const char *put_surgery[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
+                                 "--surgery", "s1",     "--format", "surgery", surgery,    NULL};
+    const char *put_catalog[] = {binary,  "ingest",  "--store",  store,     "--tenant", "bench",
+                                 "--sku", "BENCH-1", "--format", "catalog", catalog,    NULL};
+    if (run_capture(tenant, out, sizeof out) != 0 || run_capture(mkkey, key, sizeof key) != 0 ||
+        strncmp(key, "sl_", 3) != 0 || run_capture(put_surgery, out, sizeof out) != 0 ||
+        run_capture(put_catalog, out, sizeof out) != 0) {
+        fprintf(stderr, "ingest_bench: could not prepare the HTTP store\n");
+        goto out;
+    }
+    if (server_start(binary, store, err_path, &srv) != 0) {
+        fprintf(stderr, "ingest_bench: sightline serve did not start (see %s)\n", err_path);
+        goto out;
+    }
+    snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
+    const char *pass[] = {"HTTP first send", "HTTP re-send (no change)"};
+    for (int i = 0; i < 2; i++) {
+        double cpu0 = proc_cpu(srv.pid), t0 = now_s();
+        long status = post_file(url, key, data, bytes);
+        double seconds = now_s() - t0, cpu = proc_cpu(srv.pid) - cpu0;
+        if (status != 200) {
+            fprintf(stderr, "ingest_bench: POST answered %ld\n", status);
+            goto out;
+        }
+        printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, server peak RSS %.1f MB "
+               "(%.2f s server CPU)\n",
+               pass[i], seconds, (double)total / seconds, (double)bytes / 1e6 / seconds,
+               (double)proc_kb(srv.pid, "VmHWM:") / 1024.0, cpu);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    server_stop(&srv);
+    return rc;
+}
+
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -255,6 +466,11 @@ int main(int argc, char **argv)
                "(%.2f s CPU)\n",
                pass[i], fig.seconds, (double)total / fig.seconds, (double)bytes / 1e6 / fig.seconds,
                (double)fig.maxrss_kb / 1024.0, fig.cpu);
+    }
+    if (bench_http(binary, dir, data, bytes, total, surgery, catalog) != 0) {
+        if (!keep)
+            rm_tree(dir);
+        return 1;
     }
     struct stat st;
     char db[200];

@@ -1,21 +1,43 @@
-/* listener_bench.c -- events/s the listener applies from a backlog, and the
+/* listener_bench.c -- the change-feed listener's figures: events/s applied
+ * from a backlog of asset writes; the same from a backlog where frame
+ * documents make 99% of the writes (as in surgery ingest); and the
  * commit-to-applied lag (p50/p99) at 1k, 10k and 50k asset writes/s offered.
- * Usage: listener_bench [backlog_events] [seconds_per_rate] [batch_max] */
+ * The machine is shared and noisy, so each run uses a fresh store and every
+ * figure is printed as the median over the runs with its smallest and
+ * largest value.
+ *
+ * Usage: listener_bench [backlog_events] [seconds_per_rate] [batch_max] [runs] [uri_params]
+ * (uri_params: store URI parameters for both stores, e.g. "wal_pages=16384") */
 #include "engine/engine.h"
+#include "store/prof_tmp.h"
 
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/types.h>
 
-#define BRANDS    50
-#define CAMPAIGNS 5
-#define SECTORS   10
-#define ASSETS    100000
+#define BRANDS           50
+#define CAMPAIGNS        5
+#define SECTORS          10
+#define ASSETS           100000
+#define FRAMES_PER_ASSET 99 /* frames are 99% of the writes in the mixed backlog */
+#define FRAME_DETS       25 /* detections per frame document */
+#define RUNS_MAX         20
+#define NRATES           3
+
+static const int rates[NRATES] = {1000, 10000, 50000};
+static const char *uri_params = ""; /* set once from the command line */
+
+/* One run's figures. */
+typedef struct figures {
+    double catchup;            /* events/s, assets only */
+    double mixed, mixed_asset; /* events/s covered and asset events/s applied, with frames */
+    double wrote[NRATES], applied[NRATES], p50[NRATES], p99[NRATES];
+} figures;
 
 static int64_t mono_us(void)
 {
@@ -72,8 +94,46 @@ static void asset_doc(bson_t *d, uint64_t n)
     BSON_APPEND_UTF8(d, "model_version", "m-1");
 }
 
-/* Writes n assets in one atomic batch. */
-static int write_batch(store *s, uint64_t *next, size_t n)
+/* A frame document shaped as ingest writes it (docs/documents.md: packed
+ * detections), about 800 bytes. */
+static void frame_doc(bson_t *d, uint64_t n)
+{
+    char pk[64], sk[32];
+    snprintf(pk, sizeof pk, "T#bench#SURGERY#s%04" PRIu64, n / 100000);
+    snprintf(sk, sizeof sk, "FRAME#%09" PRIu64, n % 100000);
+    uint8_t det[FRAME_DETS * SCHEMA_FRAME_DET_SIZE];
+    for (int i = 0; i < FRAME_DETS; i++) {
+        schema_frame_det x = {.label = (uint16_t)(i % 3),
+                              .confidence = (int32_t)(rnd() % 1000001),
+                              .x = (int32_t)(rnd() % 900000),
+                              .y = (int32_t)(rnd() % 900000),
+                              .w = 50000,
+                              .h = 50000};
+        schema_frame_det_pack(det + i * SCHEMA_FRAME_DET_SIZE, &x);
+    }
+    BSON_APPEND_UTF8(d, "pk", pk);
+    BSON_APPEND_UTF8(d, "sk", sk);
+    BSON_APPEND_UTF8(d, "type", "frame");
+    BSON_APPEND_INT64(d, "frame", (int64_t)(n % 100000));
+    BSON_APPEND_INT32(d, "n", FRAME_DETS);
+    bson_t a;
+    BSON_APPEND_ARRAY_BEGIN(d, "labels", &a);
+    BSON_APPEND_UTF8(&a, "0", "scalpel");
+    BSON_APPEND_UTF8(&a, "1", "forceps");
+    BSON_APPEND_UTF8(&a, "2", "gauze");
+    bson_append_array_end(d, &a);
+    BSON_APPEND_ARRAY_BEGIN(d, "skus", &a);
+    BSON_APPEND_UTF8(&a, "0", "SKU-1");
+    BSON_APPEND_UTF8(&a, "1", "SKU-2");
+    BSON_APPEND_NULL(&a, "2");
+    bson_append_array_end(d, &a);
+    BSON_APPEND_BINARY(d, "det", BSON_SUBTYPE_BINARY, det, sizeof det);
+}
+
+/* Writes n documents in one atomic batch: assets, or with frames_per_asset
+ * > 0 that many frames before each asset. */
+static int write_batch(store *s, uint64_t *next, uint64_t *next_frame, size_t n,
+                       int frames_per_asset)
 {
     static bson_t docs[1000];
     store_op ops[1000];
@@ -81,7 +141,10 @@ static int write_batch(store *s, uint64_t *next, size_t n)
     sl_error_clear(&e);
     for (size_t i = 0; i < n; i++) {
         bson_init(&docs[i]);
-        asset_doc(&docs[i], (*next)++);
+        if (frames_per_asset > 0 && (i + 1) % (size_t)(frames_per_asset + 1) != 0)
+            frame_doc(&docs[i], (*next_frame)++);
+        else
+            asset_doc(&docs[i], (*next)++);
         ops[i] = (store_op){.kind = STORE_OP_PUT, .table = STORE_ITEMS, .doc = &docs[i]};
     }
     sl_status rc = store_write_batch(s, ops, n, &e);
@@ -94,12 +157,11 @@ static int write_batch(store *s, uint64_t *next, size_t n)
 
 /* Waits until the listener's counters include every event written so far
  * (its token can reach the head a moment before its counters are updated). */
-static void wait_counted(engine_listener *l, uint64_t events)
+static void wait_counted(engine_listener *l, int64_t events)
 {
     engine_listener_stats st;
     for (int i = 0; i < 5000; i++) {
-        if (engine_listener_stats_get(l, &st, NULL) == SL_OK &&
-            (uint64_t)st.events_applied >= events)
+        if (engine_listener_stats_get(l, &st, NULL) == SL_OK && st.events_applied >= events)
             return;
         usleep(1000);
     }
@@ -147,61 +209,81 @@ static void quiet(void *ctx, const char *level, const char *msg)
         fprintf(stderr, "listener %s: %s\n", level, msg);
 }
 
-int main(int argc, char **argv)
+/* Writes a backlog, starts a listener and times it until it is caught up.
+ * *l is the running listener afterwards (stop it with engine_listener_stop). */
+static int catch_up(store *s, long backlog, long batch, int frames_per_asset, uint64_t *next,
+                    uint64_t *next_frame, engine_listener **l, double *events_per_s,
+                    double *assets_per_s)
 {
-    long backlog = argc > 1 ? atol(argv[1]) : 200000;
-    int seconds = argc > 2 ? atoi(argv[2]) : 3;
-    long batch = argc > 3 ? atol(argv[3]) : 0;
-    if (backlog < 1000 || backlog > 10000000 || seconds < 1 || seconds > 60 || batch < 0 ||
-        batch > 65536) {
-        fprintf(stderr, "usage: listener_bench [backlog_events 1000..1e7] [seconds 1..60] "
-                        "[batch_max 0..65536, 0: the default]\n");
-        return 2;
-    }
-    char dir[] = "/tmp/sl-listener-bench-XXXXXX", uri[128];
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    sl_error e;
+    sl_error_clear(&e);
+    uint64_t assets0 = *next;
+    for (long done = 0; done < backlog; done += 1000)
+        if (!write_batch(s, next, next_frame,
+                         (size_t)(backlog - done < 1000 ? backlog - done : 1000), frames_per_asset))
+            return 1;
+    engine_listener_options o = {.log = quiet, .holder = "bench", .batch_max = (size_t)batch};
+    int64_t t0 = mono_us();
+    if (engine_listener_start(s, &o, l, &e) != SL_OK) {
+        fprintf(stderr, "listener_bench: %s\n", e.message);
         return 1;
     }
-    snprintf(uri, sizeof uri, "sqlite:%s/bench.db", dir);
+    if (!wait_caught_up(s, 600 * 1000000LL)) {
+        fprintf(stderr, "listener_bench: backlog not applied in 10 minutes\n");
+        return 1;
+    }
+    double secs = (double)(mono_us() - t0) / 1e6;
+    *events_per_s = (double)backlog / secs;
+    *assets_per_s = (double)(*next - assets0) / secs;
+    return 0;
+}
+
+/* One run on a fresh store under dir. */
+static int run_once(const char *dir, long backlog, int seconds, long batch, figures *fig)
+{
+    char uri[512];
     store *s = NULL;
     engine_listener *l = NULL;
     sl_error e;
     sl_error_clear(&e);
     int rc = 1;
-    uint64_t next = 0;
+    uint64_t next = 0, next_frame = 0;
+    double unused;
+
+    /* 1. A backlog with frames, on its own store: the listener's throughput
+     * when nearly every event is one it does not need. */
+    snprintf(uri, sizeof uri, "sqlite:%s/mixed.db%s%s", dir, uri_params[0] ? "?" : "", uri_params);
     if (store_open(uri, NULL, &s, &e) != SL_OK) {
         fprintf(stderr, "listener_bench: %s\n", e.message);
         goto out;
     }
-    printf("listener_bench: %d brands x %d campaigns, %d sectors, %d asset ids, 3 metrics\n",
-           BRANDS, CAMPAIGNS, SECTORS, ASSETS);
+    long mixed = backlog / (FRAMES_PER_ASSET + 1) * (FRAMES_PER_ASSET + 1);
+    if (catch_up(s, mixed, batch, FRAMES_PER_ASSET, &next, &next_frame, &l, &fig->mixed,
+                 &fig->mixed_asset))
+        goto out;
+    engine_listener_stop(&l);
+    store_close(&s);
 
-    /* 1. Catch-up from a backlog. */
-    for (long done = 0; done < backlog; done += 1000)
-        if (!write_batch(s, &next, (size_t)(backlog - done < 1000 ? backlog - done : 1000)))
-            goto out;
-    engine_listener_options o = {.log = quiet, .holder = "bench", .batch_max = (size_t)batch};
-    int64_t t0 = mono_us();
-    if (engine_listener_start(s, &o, &l, &e) != SL_OK) {
+    /* 2. A backlog of assets, then the offered rates on the same store. */
+    snprintf(uri, sizeof uri, "sqlite:%s/bench.db%s%s", dir, uri_params[0] ? "?" : "", uri_params);
+    if (store_open(uri, NULL, &s, &e) != SL_OK) {
         fprintf(stderr, "listener_bench: %s\n", e.message);
         goto out;
     }
-    if (!wait_caught_up(s, 600 * 1000000LL)) {
-        fprintf(stderr, "listener_bench: backlog not applied in 10 minutes\n");
+    next = 0;
+    if (catch_up(s, backlog, batch, 0, &next, &next_frame, &l, &fig->catchup, &unused))
         goto out;
-    }
-    double secs = (double)(mono_us() - t0) / 1e6;
-    wait_counted(l, next);
-    printf("catch-up: %ld events applied in %.2f s: %.0f events/s\n", backlog, secs,
-           (double)backlog / secs);
-
-    /* 2. Offered rates. */
-    static const int rates[] = {1000, 10000, 50000};
-    for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
+    wait_counted(l, (int64_t)next);
+    for (int k = 0; k < NRATES; k++) {
+        if (getenv("PF_RATE") && atoi(getenv("PF_RATE")) != k)
+            continue;
+        if (getenv("PF_RATE"))
+            fprintf(stderr, "PFSTART %d\n", getpid());
         engine_listener_stats before, after;
         if (engine_listener_stats_get(l, &before, &e) != SL_OK)
             goto out;
+        pf_dump("(discard: before rate)");
+        pf_trace_dump("/tmp/lagexp/trace_discard.txt");
         int64_t start = mono_us(), end = start + (int64_t)seconds * 1000000;
         uint64_t written = 0;
         for (int64_t tick = start; mono_us() < end; tick += 1000) {
@@ -213,7 +295,7 @@ int main(int argc, char **argv)
             uint64_t due = (uint64_t)((double)(mono_us() - start) / 1e6 * rates[k]) + 1;
             if (due > written) {
                 size_t n = due - written > 1000 ? 1000 : (size_t)(due - written);
-                if (!write_batch(s, &next, n))
+                if (!write_batch(s, &next, &next_frame, n, 0))
                     goto out;
                 written += n;
             }
@@ -221,29 +303,125 @@ int main(int argc, char **argv)
         double wsecs = (double)(mono_us() - start) / 1e6;
         if (!wait_caught_up(s, 120 * 1000000LL))
             fprintf(stderr, "listener_bench: not caught up 2 minutes after the writes\n");
-        double asecs = (double)(mono_us() - start) / 1e6;
-        wait_counted(l, next);
+        wait_counted(l, before.events_applied + (int64_t)written);
         if (engine_listener_stats_get(l, &after, &e) != SL_OK)
             goto out;
-        int64_t applied = after.events_applied - before.events_applied;
         for (int i = 0; i < ENGINE_LAG_BUCKETS; i++)
             after.lag_hist[i] -= before.lag_hist[i];
-        printf("offered %5d writes/s: wrote %.0f/s, applied %.0f events/s (all %" PRId64
-               " applied %.2f s after the first write), lag commit->applied p50 %d ms, p99 %d ms "
-               "(1 ms buckets, floor)\n",
-               rates[k], (double)written / wsecs, (double)applied / wsecs, applied, asecs,
-               percentile(after.lag_hist, 0.50), percentile(after.lag_hist, 0.99));
+        fig->wrote[k] = (double)written / wsecs;
+        fig->applied[k] = (double)(after.events_applied - before.events_applied) / wsecs;
+        fig->p50[k] = percentile(after.lag_hist, 0.50);
+        fig->p99[k] = percentile(after.lag_hist, 0.99);
+        char t[64];
+        snprintf(t, sizeof t, "rate %d", rates[k]);
+        pf_dump(t);
+        snprintf(t, sizeof t, "/tmp/lagexp/trace_%d.txt", rates[k]);
+        pf_trace_dump(t);
     }
     rc = 0;
 out:
     engine_listener_stop(&l);
     store_close(&s);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts v[0..n) and returns its median. */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Collects field off (an array of NRATES when k >= 0) of the runs into v. */
+static double field_median(const figures *f, int n, size_t off, int k, double *lo, double *hi)
+{
+    double v[RUNS_MAX];
+    for (int i = 0; i < n; i++)
+        v[i] = ((const double *)((const char *)&f[i] + off))[k < 0 ? 0 : k];
+    double m = median(v, n);
+    *lo = v[0];
+    *hi = v[n - 1];
+    return m;
+}
+
+static int remove_files(const char *dir)
+{
+    static const char *const names[] = {"bench.db", "bench.db-wal", "bench.db-shm",
+                                        "mixed.db", "mixed.db-wal", "mixed.db-shm"};
     char path[160];
-    static const char *const names[] = {"bench.db", "bench.db-wal", "bench.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         unlink(path);
     }
-    rmdir(dir);
-    return rc;
+    return rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    long backlog = argc > 1 ? atol(argv[1]) : 200000;
+    int seconds = argc > 2 ? atoi(argv[2]) : 3;
+    long batch = argc > 3 ? atol(argv[3]) : 0;
+    int runs = argc > 4 ? atoi(argv[4]) : 3;
+    if (argc > 5 && strlen(argv[5]) < 256)
+        uri_params = argv[5];
+    if (backlog < 1000 || backlog > 10000000 || seconds < 1 || seconds > 60 || batch < 0 ||
+        batch > 65536 || runs < 1 || runs > RUNS_MAX) {
+        fprintf(stderr,
+                "usage: listener_bench [backlog_events 1000..1e7] [seconds 1..60] "
+                "[batch_max 0..65536, 0: the default] [runs 1..%d]\n",
+                RUNS_MAX);
+        return 2;
+    }
+    printf("listener_bench: %d brands x %d campaigns, %d sectors, %d asset ids, 3 metrics; "
+           "%ld-event backlogs; %d s per rate; %d runs\n",
+           BRANDS, CAMPAIGNS, SECTORS, ASSETS, backlog, seconds, runs);
+    figures figs[RUNS_MAX] = {0};
+    for (int r = 0; r < runs; r++) {
+        char dir[] = "/tmp/sl-listener-bench-XXXXXX";
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            return 1;
+        }
+        int rc = run_once(dir, backlog, seconds, batch, &figs[r]);
+        if (!getenv("PF_KEEP"))
+            remove_files(dir);
+        else
+            fprintf(stderr, "kept %s\n", dir);
+        if (rc)
+            return rc;
+        figures *f = &figs[r];
+        printf("run %d: catch-up %.0f events/s; with frames %.0f events/s (%.0f asset events/s);"
+               " lag p50/p99 ms at 1k %.0f/%.0f, 10k %.0f/%.0f, 50k %.0f/%.0f (wrote %.0f/s)\n",
+               r + 1, f->catchup, f->mixed, f->mixed_asset, f->p50[0], f->p99[0], f->p50[1],
+               f->p99[1], f->p50[2], f->p99[2], f->wrote[2]);
+        fflush(stdout);
+    }
+    double lo, hi, m;
+    m = field_median(figs, runs, offsetof(figures, catchup), -1, &lo, &hi);
+    printf("catch-up: %ld asset events: median %.0f events/s (min %.0f, max %.0f)\n", backlog, m,
+           lo, hi);
+    m = field_median(figs, runs, offsetof(figures, mixed), -1, &lo, &hi);
+    printf("catch-up with frames (%d of every %d events): median %.0f events/s (min %.0f, max "
+           "%.0f)",
+           FRAMES_PER_ASSET, FRAMES_PER_ASSET + 1, m, lo, hi);
+    m = field_median(figs, runs, offsetof(figures, mixed_asset), -1, &lo, &hi);
+    printf(", of them asset events: median %.0f/s (min %.0f, max %.0f)\n", m, lo, hi);
+    for (int k = 0; k < NRATES; k++) {
+        double wm = field_median(figs, runs, offsetof(figures, wrote), k, &lo, &hi);
+        double am = field_median(figs, runs, offsetof(figures, applied), k, &lo, &hi);
+        double p50lo, p50hi, p99lo, p99hi;
+        double p50 = field_median(figs, runs, offsetof(figures, p50), k, &p50lo, &p50hi);
+        double p99 = field_median(figs, runs, offsetof(figures, p99), k, &p99lo, &p99hi);
+        printf("offered %5d writes/s: wrote %.0f/s, applied %.0f events/s, lag commit->applied "
+               "p50 median %.0f ms (min %.0f, max %.0f), p99 median %.0f ms (min %.0f, max %.0f) "
+               "(1 ms buckets, floor)\n",
+               rates[k], wm, am, p50, p50lo, p50hi, p99, p99lo, p99hi);
+    }
+    return 0;
 }

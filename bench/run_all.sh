@@ -13,6 +13,8 @@ run() {
 }
 
 # The C benchmarks registered in bench/CMakeLists.txt (built into BUILD/bench).
+# dashboard_bench loads 10,000,000 assets into a store under $TMPDIR (~9 GB
+# while it runs, removed at the end; several minutes).
 for b in "$build"/bench/*_bench; do
     [ -x "$b" ] && run "$b"
 done

@@ -3,14 +3,17 @@
  * in-flight requests, close the store). */
 #include "cmd.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "api/api.h" /* and store/store.h */
 #include "engine/engine.h"
+#include "ingest/ingest.h"
 
 #define SUB        "serve"
 #define FD_RESERVE 256 /* descriptors kept for the store, logs and libraries */
@@ -28,7 +31,11 @@ static void help(FILE *out)
             "  --tls-cert FILE          serve HTTPS with this PEM certificate chain...\n"
             "  --tls-key FILE           ...and this PEM private key\n"
             "  --access-log DEST        '-' (stdout, default), a file to append to, or 'off'\n"
-            "limits:\n",
+            "  --spool DIR              also ingest files dropped into DIR/<tenant>/<surgery>/\n"
+            "                           and DIR/<tenant>/assets/ (see docs/formats.md)\n"
+            "  --no-listener            do not run the aggregates listener in this process\n"
+            "                           (run `sightline listen` instead)\n"
+            "limits and settings:\n",
             CMD_DEFAULT_STORE);
     api_config_help(out);
 }
@@ -42,6 +49,80 @@ static int set_text(char *field, size_t cap, const char *opt, const char *value)
     else
         memcpy(field, value, strlen(value) + 1);
     return rc;
+}
+
+/* The spool folder (--spool DIR): the ingest watcher in a thread of its own,
+ * sharing the server's compiled catalogs. */
+typedef struct serve_spool {
+    ingest_spool *sp;
+    pthread_t th;
+    int running;
+    sl_status rc;
+    sl_error err;
+} serve_spool;
+
+static void on_spooled(void *ctx, const char *path, const ingest_summary *sum, const sl_error *e)
+{
+    if (sum)
+        fprintf(stderr, "sightline serve: spool: %s: %llu frames, %llu detections, %llu assets\n",
+                path, (unsigned long long)sum->frames, (unsigned long long)sum->detections,
+                (unsigned long long)sum->assets);
+    else
+        fprintf(stderr, "sightline serve: spool: %s refused (see its .error.json): %s\n", path,
+                e->message);
+}
+
+/* A watcher that fails stops the server (SIGTERM to ourselves wakes the
+ * sigwait below), so a broken --spool is not left unnoticed. */
+static void *spool_main(void *arg)
+{
+    serve_spool *s = arg;
+    s->rc = ingest_spool_run(s->sp, -1, &s->err);
+    if (s->rc != SL_OK)
+        kill(getpid(), SIGTERM);
+    return NULL;
+}
+
+static sl_status spool_start(store *st, const char *dir, ingest_catalog_cache *cc, serve_spool *s,
+                             sl_error *err)
+{
+    ingest_spool_options o = {.catalogs = cc, .on_file = on_spooled};
+    sl_status rc = ingest_spool_open(st, dir, &o, &s->sp, err);
+    if (rc == SL_OK && pthread_create(&s->th, NULL, spool_main, s) != 0)
+        rc = sl_error_set(err, SL_EINTERNAL, "cannot start the spool thread");
+    s->running = rc == SL_OK;
+    return rc;
+}
+
+/* Stops and frees the watcher (the file it is ingesting is finished first). */
+static void spool_stop(serve_spool *s)
+{
+    if (s->running) {
+        ingest_spool_stop(s->sp);
+        pthread_join(s->th, NULL);
+        s->running = 0;
+    }
+    ingest_spool_close(&s->sp);
+}
+
+/* Without --upload-dir, request bodies are spooled beside a SQLite store (a
+ * disk, where /tmp may be memory); other stores leave the ingest default
+ * ($TMPDIR or /tmp). */
+static void default_upload_dir(api_config *cfg, const char *uri)
+{
+    const char *path = !strncmp(uri, "sqlite:", 7) ? uri + 7 : strstr(uri, "://") ? NULL : uri;
+    size_t n = path ? strcspn(path, "?") : 0; /* a sqlite URI may carry ?name=value */
+    const char *slash = path ? memrchr(path, '/', n) : NULL;
+    if (cfg->upload_dir[0] || !path)
+        goto out;
+    if (!slash)
+        snprintf(cfg->upload_dir, sizeof cfg->upload_dir, ".");
+    else if (slash == path)
+        snprintf(cfg->upload_dir, sizeof cfg->upload_dir, "/");
+    else if ((size_t)(slash - path) < sizeof cfg->upload_dir)
+        snprintf(cfg->upload_dir, sizeof cfg->upload_dir, "%.*s", (int)(slash - path), path);
+out:
+    return;
 }
 
 /* Raises the open-files limit to what max_connections needs (up to the hard
@@ -69,6 +150,12 @@ out:
     return;
 }
 
+/* /metrics lines of this process's listener (or that it runs none). */
+static void listener_metrics(void *ctx, FILE *out)
+{
+    engine_listener_metrics_write(ctx, out);
+}
+
 /* /metrics lines for the change feed, through the API's metrics hook: how far
  * the aggregates listener (this process or `sightline listen`) is behind. */
 static void feed_metrics(void *ctx, FILE *out)
@@ -92,10 +179,13 @@ static void feed_metrics(void *ctx, FILE *out)
 int cmd_serve(int argc, char **argv)
 {
     api_config cfg;
-    const char *store_opt = NULL, *log_dest = "-";
+    const char *store_opt = NULL, *log_dest = "-", *spool_dir = NULL;
+    serve_spool spool = {0};
     store *st = NULL;
     api_server *srv = NULL;
     FILE *log_file = NULL;
+    engine_listener *listener = NULL;
+    int no_listener = 0;
     sl_error err;
     int rc = CMD_EXIT_OK;
     sigset_t stop_signals;
@@ -111,6 +201,10 @@ int cmd_serve(int argc, char **argv)
         if (strncmp(a, "--", 2) != 0) {
             rc = cmd_usage_error(SUB, "unexpected argument '%s'", a);
             goto out;
+        }
+        if (!strcmp(a, "--no-listener")) { /* the one flag without a value */
+            no_listener = 1;
+            continue;
         }
         /* Every option takes a value: --name VALUE or --name=VALUE. */
         char name[64];
@@ -140,6 +234,8 @@ int cmd_serve(int argc, char **argv)
             rc = set_text(cfg.tls_key, sizeof cfg.tls_key, "--tls-key", value);
         } else if (!strcmp(name, "access-log")) {
             log_dest = value;
+        } else if (!strcmp(name, "spool")) {
+            spool_dir = value;
         } else if (api_config_has(name)) {
             if (api_config_set(&cfg, name, value, &err) != SL_OK)
                 rc = cmd_usage_error(SUB, "%s", err.message);
@@ -169,6 +265,7 @@ int cmd_serve(int argc, char **argv)
         cfg.access_log = log_file;
     }
     fit_descriptors(&cfg);
+    default_upload_dir(&cfg, cmd_store_uri(store_opt));
 
     /* Block the stop signals before any thread starts, so every server thread
      * inherits the mask and only sigwait() below sees them. */
@@ -191,6 +288,16 @@ int cmd_serve(int argc, char **argv)
         rc = cmd_report_error(SUB, &err);
         goto out;
     }
+    /* The listener thread inherits the blocked stop signals like the server's. */
+    if ((!no_listener && engine_listener_start(st, NULL, &listener, &err) != SL_OK) ||
+        api_server_add_metrics(srv, listener_metrics, listener, &err) != SL_OK) {
+        rc = cmd_report_error(SUB, &err);
+        goto out;
+    }
+    if (spool_dir && spool_start(st, spool_dir, api_server_catalogs(srv), &spool, &err) != SL_OK) {
+        rc = cmd_report_error(SUB, &err);
+        goto out;
+    }
     fprintf(stderr, "sightline serve: listening on %s (store %s)\n", api_server_url(srv), uri);
     fflush(stderr);
 
@@ -200,9 +307,15 @@ int cmd_serve(int argc, char **argv)
     fprintf(stderr, "sightline serve: %s received, finishing in-flight requests\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     api_server_stop(srv);
+    spool_stop(&spool);
+    if (spool.rc != SL_OK)
+        rc = cmd_report_error(SUB, &spool.err);
+    engine_listener_stop(&listener); /* finishes its commit, releases the lease */
     fprintf(stderr, "sightline serve: stopped\n");
 out:
+    spool_stop(&spool);
     api_server_free(&srv);
+    engine_listener_stop(&listener);
     store_close(&st);
     if (log_file)
         fclose(log_file);

@@ -8,8 +8,13 @@
  * Field order is fixed; every integer is BSON int64.
  *
  *   brand_agg     sk BRAND#<b>
- *     { pk, sk, type: "brand_agg", tenant, brand, count,
+ *     { pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, type: "brand_agg", tenant, brand, count,
  *       metrics: { <name>: { n, sum, sumsq_hi, sumsq_lo, hist: [int64 x 100] }, ... } }
+ *     The index fields sort a tenant's brands for the dashboard
+ *     (engine_brand_index_keys): gsi1pk = gsi2pk = T#<t>#AGG#BRANDS,
+ *     gsi1sk = <count, 19 digits>#<b> (by count), gsi2sk = <mean memorability
+ *     in 10^-18 units, 19 digits>#<b> (by mean; "-#<b>" without memorability).
+ *     Campaign and sector aggregates have no index fields.
  *   campaign_agg  sk BRAND#<b>#CAMPAIGN#<c>   as brand_agg, with `campaign` after `brand`
  *   sector_agg    sk SECTOR#<s>               as brand_agg, with `sector` instead of `brand`
  *   tool_agg      sk HOSPITAL#<h>#PROC#<p>#TOOL#<sku>
@@ -66,6 +71,7 @@
 #include <bson/bson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../schema/schema.h"
 #include "../store/store.h"
@@ -151,6 +157,24 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
 /* The aggregate's keys: pk T#t#AGG and its sort key (see the layout above). */
 sl_status engine_agg_keys(const engine_agg *a, schema_key pk, schema_key sk, sl_error *err);
 
+/* Index keys of a brand aggregate (ENGINE_AGG_BRAND; SL_EINVAL for other
+ * kinds), written into its document so that the dashboard can page through a
+ * tenant's brands in sorted order with store_query_index:
+ *   gpk       T#<tenant>#AGG#BRANDS (gsi1pk and gsi2pk)
+ *   by_count  gsi1sk: count zero-padded to ENGINE_INDEX_DIGITS digits (a
+ *             negative count as 0), '#', brand
+ *   by_mean   gsi2sk: floor(sum * 10^12 / n) of the memorability metric (the
+ *             mean in units of 10^-18 of a score, 0..ENGINE_MEAN_KEY_ONE) with
+ *             ENGINE_INDEX_DIGITS digits, '#', brand; "-#<brand>" when no
+ *             asset carries memorability (so those sort first ascending).
+ * Distinct means of brands with at most 10^6 assets each get distinct keys in
+ * the right order (two such means differ by at least 10^-12 micro-units);
+ * equal keys are ordered by brand. */
+#define ENGINE_INDEX_DIGITS 19
+#define ENGINE_MEAN_KEY_ONE 1000000000000000000LL /* a mean of 1.0 in by_mean units */
+sl_status engine_brand_index_keys(const engine_agg *a, schema_key gpk, schema_key by_count,
+                                  schema_key by_mean, sl_error *err);
+
 /* Encodes a as its aggregate document (layout above) into *out, which the
  * caller initialized (bson_init) and destroys (bson_destroy), also on failure. */
 sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
@@ -158,7 +182,9 @@ sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
 /* Decodes an aggregate document into *out (initialized by the caller; its
  * previous content is freed).  *out then owns its metrics: engine_agg_free().  Kind and names come
  * from pk and sk.  Strict: any missing or wrongly typed field, or a name field that disagrees with
- * the key, is SL_ECORRUPT naming the field.  On failure *out is left empty. */
+ * the key, is SL_ECORRUPT naming the field.  Stale index fields of a brand aggregate are not (the
+ * numbers are still right; recompute reports them and --repair rewrites them).  On failure *out is
+ * left empty. */
 sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err);
 
 /* Numbers derived on read, in score units ([0, 1]).  Everything is NaN when
@@ -269,6 +295,14 @@ typedef struct engine_listener_stats {
 
 /* A copy of the listener's counters; lag_* are asked of the store now. */
 sl_status engine_listener_stats_get(engine_listener *l, engine_listener_stats *out, sl_error *err);
+
+/* Writes the listener's counters as Prometheus text (sightline_listener_*:
+ * running, lease_held, feed_gone, events_applied_total, events_skipped_total,
+ * commits_total, conflicts_total, errors_total, applied_events_per_second and
+ * the histogram apply_latency_seconds).  l may be NULL (a process without a
+ * listener): then only sightline_listener_running 0.  The lag itself is the
+ * store's to tell (store_feed_stats_get), whoever runs the listener. */
+void engine_listener_metrics_write(engine_listener *l, FILE *out);
 
 /* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.

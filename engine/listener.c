@@ -2,6 +2,7 @@
  * from its committed token, merges their deltas per aggregate and commits them
  * with its new token (fenced by the lease) in one store_consumer_commit. */
 #include "engine_int.h"
+#include "../store/prof_tmp.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -14,13 +15,22 @@
  * read comes back short (the feed is drained) or the batch is full.  So a
  * lone event is applied right after it arrives, and a flood is applied in
  * large commits.  Live aggregates are cached between batches with their
- * versions (which fence the writes), so a steady stream re-reads nothing. */
+ * versions (which fence the writes), so a steady stream re-reads nothing.
+ *
+ * The feed is opened with a filter that skips frame documents (nearly all of
+ * the items writes; no aggregate reads them), applied by the store where the
+ * events are.  Skipped events still move the feed's position: each commit
+ * records the position, not the last event's token, and when only skipped
+ * events came, the position alone is committed once ENGINE__ADVANCE_SKIPPED
+ * of them piled up or ENGINE__ADVANCE_MS passed, so the store can prune them. */
 
 #define ENGINE__PENDING_SOFT      20000u  /* aggregates in one batch before it commits */
 #define ENGINE__CACHE_MAX         100000u /* live aggregates kept between batches */
 #define ENGINE__FEEDGONE_RETRY_MS 2000
 #define ENGINE__BACKOFF_MAX_MS    2000
 #define ENGINE__CONFLICT_RETRIES  20
+#define ENGINE__ADVANCE_SKIPPED   4096u /* skipped events that make a position-only commit */
+#define ENGINE__ADVANCE_MS        1000  /* or the time after which one is made */
 
 struct engine_listener {
     store *s;
@@ -48,8 +58,11 @@ struct engine_listener {
     engine_aggset *cache;             /* live aggregates; version 0 = known absent */
     size_t npending;
     int64_t *pending_commit_ms; /* batch_max commit times, for the lag histogram */
+    int64_t pf_read_ns[65536];
     int64_t pending_skipped;
     int64_t rate_mono, rate_applied;
+    int64_t filtered_committed; /* events the feed's filter skipped, as of the last commit */
+    int64_t advance_mono;       /* when the position was last committed */
 };
 
 /* ---------------------------------------------------------------------------
@@ -196,6 +209,10 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
         rc = sl_error_set(err, SL_ENOMEM, "out of memory planning a commit of %zu aggregates", n);
         goto out;
     }
+    int64_t tenc = 0, tp0 = pf_now();
+    pf_count(PF_BATCH_EVENTS, (int64_t)l->npending);
+    pf_trace('P', (int64_t)l->npending, (int64_t)n);
+    pf_count(PF_BATCH_AGGS, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         const engine_agg *d = engine_aggset_at(l->pending, i);
         engine_agg_init(&plan[i].next);
@@ -222,7 +239,10 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
             plan[i].kind = 1;
             bson_init(&docs[ndocs]);
             ndocs++;
-            if ((rc = engine_agg_encode(&plan[i].next, &docs[ndocs - 1], err)) != SL_OK)
+            int64_t te = pf_now();
+            rc = engine_agg_encode(&plan[i].next, &docs[ndocs - 1], err);
+            tenc += pf_now() - te;
+            if (rc != SL_OK)
                 goto out;
             op->kind = STORE_OP_PUT;
             op->doc = &docs[ndocs - 1];
@@ -237,7 +257,11 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
                              .pk = ENGINE_SYS_PK,
                              .sk = l->lease.sk,
                              .cond = {STORE_COND_VERSION, l->lease.version}};
+    pf_add(PF_ENCODE, tenc);
+    pf_add(PF_PLAN, pf_now() - tp0 - tenc);
+    int64_t tc = pf_now();
     rc = store_consumer_commit(l->s, l->consumer, l->prev_token, l->last_token, ops, nops, err);
+    pf_add(PF_L_TOTALCOMMIT, pf_now() - tc);
     if (rc != SL_OK)
         goto out;
     /* Committed: remember what the store now holds. */
@@ -310,7 +334,17 @@ static void batch_done(engine_listener *l)
     l->stats.events_applied += (int64_t)l->npending;
     l->stats.events_skipped += l->pending_skipped;
     l->stats.commits++;
+    {
+        int64_t mx = 0;
+        for (size_t i = 0; i < l->npending; i++)
+            if (now - l->pending_commit_ms[i] > mx)
+                mx = now - l->pending_commit_ms[i];
+        pf_trace('D', (int64_t)l->npending, mx);
+    }
     for (size_t i = 0; i < l->npending; i++) {
+        int64_t wn = pf_wall();
+        pf_add(PF_LAG_TOREAD, l->pf_read_ns[i] - l->pending_commit_ms[i] * 1000000);
+        pf_add(PF_LAG_READ2DONE, wn - l->pf_read_ns[i]);
         int64_t lag = now - l->pending_commit_ms[i];
         if (lag < 0)
             lag = 0;
@@ -323,13 +357,15 @@ static void batch_done(engine_listener *l)
     l->pending_skipped = 0;
 }
 
-/* Commits the pending batch, retrying version conflicts and store errors.
- * Returns 1 when committed (or nothing was pending), 0 when the state was
- * dropped (lease lost, stop requested, or the batch could not be applied). */
+/* Commits the pending batch (or, with no event pending, the position the
+ * filter moved), retrying version conflicts and store errors.  Returns 1 when
+ * committed (or nothing was to commit), 0 when the state was dropped (lease
+ * lost, stop requested, or the batch could not be applied). */
 static int commit_pending(engine_listener *l)
 {
     int64_t backoff = 50;
-    int conflicts = 0, done = !l->npending, dropped = 0;
+    int conflicts = 0, dropped = 0;
+    int done = !l->npending && !strcmp(l->last_token, l->prev_token);
     while (!done && !dropped) {
         sl_error e;
         sl_error_clear(&e);
@@ -398,6 +434,7 @@ static int take_event(engine_listener *l, const store_event *ev)
     }
     if (ok) {
         l->pending_skipped += skipped;
+        l->pf_read_ns[l->npending] = pf_wall();
         l->pending_commit_ms[l->npending++] = ev->commit_ms;
         memcpy(l->last_token, ev->token, sizeof l->last_token);
     }
@@ -410,7 +447,9 @@ static int open_feed(engine_listener *l)
     sl_error e;
     sl_error_clear(&e);
     int ok = 0;
-    sl_status rc = store_feed_open(l->s, l->consumer, &l->feed, &e);
+    static const char *const skip[] = {SCHEMA_SK_FRAME_PREFIX};
+    const store_feed_filter filter = {.skip = skip, .nskip = 1};
+    sl_status rc = store_feed_open_filtered(l->s, l->consumer, &filter, &l->feed, &e);
     if (rc == SL_EFEEDGONE) {
         pthread_mutex_lock(&l->mu);
         int was = l->stats.feed_gone;
@@ -441,6 +480,8 @@ static int open_feed(engine_listener *l)
         goto out;
     }
     memcpy(l->last_token, l->prev_token, sizeof l->last_token);
+    l->filtered_committed = 0;
+    l->advance_mono = engine__mono_ms();
     pthread_mutex_lock(&l->mu);
     if (l->stats.feed_gone)
         engine__log(l->log, l->log_ctx, "info", "feed of consumer %s is readable again",
@@ -528,14 +569,30 @@ static void *listener_main(void *arg)
             continue;
         }
         int ok = 1;
+        int64_t tt = pf_now();
+        pf_trace('R', (int64_t)n, 0);
         for (size_t i = 0; ok && i < n; i++) {
             /* A batch that grew large commits before it takes more. */
             if (engine_aggset_count(l->pending) >= ENGINE__PENDING_SOFT)
                 ok = commit_pending(l);
             ok = ok && take_event(l, &ev[i]);
         }
-        if (ok && l->npending && (n < room || l->npending >= l->batch_max))
-            commit_pending(l);
+        pf_add(PF_TAKE, pf_now() - tt);
+        store_feed_pos pos;
+        if (!ok || store_feed_position(l->feed, &pos, NULL) != SL_OK)
+            continue;
+        /* Past the events read and the ones the filter skipped around them. */
+        memcpy(l->last_token, pos.token, sizeof l->last_token);
+        int64_t now = engine__mono_ms();
+        int advance = !l->npending && strcmp(l->last_token, l->prev_token) &&
+                      (pos.skipped - l->filtered_committed >= ENGINE__ADVANCE_SKIPPED ||
+                       now - l->advance_mono >= ENGINE__ADVANCE_MS);
+        if ((l->npending && (n < room || l->npending >= l->batch_max)) || advance) {
+            if (commit_pending(l)) {
+                l->filtered_committed = pos.skipped;
+                l->advance_mono = now;
+            }
+        }
     }
     /* Stopping: keep what was read if it commits at once, then step down. */
     if (l->feed && l->lease.held && l->npending) {

@@ -199,7 +199,7 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
     sl_status rc = SL_OK;
     schema_key pk;
     store_page page = {0};
-    char token[STORE_TOKEN_MAX] = "";
+    char token[STORE_PAGE_TOKEN_MAX] = "";
     ingest_catalog *c = calloc(1, sizeof *c);
     if (!c) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory reading the catalog");
@@ -212,8 +212,8 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
     size_t cap = 0;
     for (;;) {
         store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
-                         .limit = STORE_PAGE_MAX,
-                         .page_token = token[0] ? token : NULL};
+                              .limit = STORE_PAGE_MAX,
+                              .page_token = token[0] ? token : NULL};
         if ((rc = store_query(s, STORE_ITEMS, pk, &q, &page, err)) != SL_OK)
             goto out;
         for (size_t i = 0; i < page.count; i++) {

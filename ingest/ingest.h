@@ -220,6 +220,14 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
 sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
                              size_t len, store_put_result *res, sl_error *err);
 
+/* As ingest_surgery_put; on success *written (may be NULL) is the very
+ * document written, without `v` (res->version is its version), so an answer
+ * shows this write and not one that raced in after it: bson_destroy() it.
+ * When the content was equal nothing was written, and *written is what
+ * the stored document holds. */
+sl_status ingest_surgery_write(store *s, const char *tenant, const char *surgery, const void *json,
+                               size_t len, store_put_result *res, bson_t **written, sl_error *err);
+
 /* ---------------------------------------------------------------------------
  * Brand assets (PUT/DELETE /v1/assets/{id}, POST /v1/assets:batch).
  * ------------------------------------------------------------------------- */
@@ -345,5 +353,39 @@ uint64_t ingest_spool_taken(const ingest_spool *sp);
 uint64_t ingest_spool_failed(const ingest_spool *sp);
 
 void ingest_spool_close(ingest_spool **sp);
+
+/* ---------------------------------------------------------------------------
+ * Uploads (ingest/upload.c): an input that arrives slowly, like an HTTP
+ * request body, is spooled to an unnamed temporary file as it comes and
+ * ingested as one job once complete, so the store batch (which makes other
+ * writers wait) is never open while a client is still sending.
+ * ------------------------------------------------------------------------- */
+typedef struct ingest_upload ingest_upload;
+
+/* Where uploads go when no directory is given: $TMPDIR, else /tmp, read
+ * once per process.  (`sightline serve --upload-dir` passes its own.) */
+const char *ingest_upload_dir(void);
+
+/* Creates an unnamed file (O_TMPFILE, else mkstemp + unlink) in dir (NULL or
+ * "": ingest_upload_dir()) that takes at most max_bytes.  On success *out is
+ * freed with ingest_upload_free(), which also releases the file's space. */
+sl_status ingest_upload_open(const char *dir, uint64_t max_bytes, ingest_upload **out,
+                             sl_error *err);
+
+/* Appends len bytes.  SL_ETOOLARGE past max_bytes; SL_EBUSY when the disk is
+ * full, SL_EIO on other write errors.  After an error only free the upload. */
+sl_status ingest_upload_write(ingest_upload *u, const void *data, size_t len, sl_error *err);
+
+/* Bytes appended so far. */
+uint64_t ingest_upload_bytes(const ingest_upload *u);
+
+/* Ingests everything appended as one job (ingest_job_begin/feed/commit):
+ * on error nothing of it is stored and err names the byte offset in the
+ * upload.  sum (may be NULL) is written on success.  Call at most once. */
+sl_status ingest_upload_ingest(ingest_upload *u, store *s, const ingest_request *rq,
+                               ingest_summary *sum, sl_error *err);
+
+/* Closes and frees the upload and sets *u to NULL.  NULL is fine. */
+void ingest_upload_free(ingest_upload **u);
 
 #endif /* SIGHTLINE_INGEST_H */

@@ -136,10 +136,12 @@ out:
     return rc;
 }
 
-sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
-                             size_t len, store_put_result *res, sl_error *err)
+sl_status ingest_surgery_write(store *s, const char *tenant, const char *surgery, const void *json,
+                               size_t len, store_put_result *res, bson_t **written, sl_error *err)
 {
     schema_key pk;
+    bson_t *kept = NULL;
+    store_put_result r = {0, 0};
     sl_status rc = schema_pk_surgery(pk, tenant, surgery, err);
     /* Read, rebuild keeping the status, write if the version did not move:
      * a close racing with this PUT is neither lost nor undone. */
@@ -160,12 +162,16 @@ sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, 
         rc = ingest_surgery_doc(tenant, surgery, json, len, existing, NULL, &doc, err);
         if (rc == SL_OK) {
             sl_error_clear(&e);
-            rc = store_put(s, STORE_ITEMS, doc, cond, res, &e);
+            rc = store_put(s, STORE_ITEMS, doc, cond, &r, &e);
             if (rc != SL_OK && rc != SL_ECONDITION)
                 sl_error_set_at(err, e.status, e.field, e.offset, "%s", e.message);
         }
         if (existing)
             bson_destroy(existing);
+        if (rc == SL_OK) {
+            kept = doc;
+            doc = NULL;
+        }
         if (doc)
             bson_destroy(doc);
         if (rc != SL_ECONDITION)
@@ -175,5 +181,21 @@ sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, 
             rc = sl_error_set(err, SL_EBUSY, "surgery %s kept changing while it was written; retry",
                               surgery);
     }
+    if (rc == SL_OK) {
+        if (res)
+            *res = r;
+        if (written) {
+            *written = kept;
+            kept = NULL;
+        }
+    }
+    if (kept)
+        bson_destroy(kept);
     return rc;
+}
+
+sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
+                             size_t len, store_put_result *res, sl_error *err)
+{
+    return ingest_surgery_write(s, tenant, surgery, json, len, res, NULL, err);
 }

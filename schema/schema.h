@@ -248,4 +248,16 @@ void schema_frame_det_pack(uint8_t out[SCHEMA_FRAME_DET_SIZE], const schema_fram
 sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, uint32_t nlabels,
                                   schema_frame_det *out, sl_error *err);
 
+/* ---------------------------------------------------------------------------
+ * Dashboard keys (schema/keys_dashboard.c; docs/documents.md "brand_agg").
+ * ------------------------------------------------------------------------- */
+
+/* T#t#AGG#BRANDS: the gsi1 and gsi2 partition of the tenant's brand
+ * aggregates (gsi1 sorts them by count, gsi2 by mean memorability). */
+sl_status schema_gpk_brand_aggs(schema_key out, const char *tenant, sl_error *err);
+
+/* BRAND#b#CAMPAIGN#: prefix of the brand's campaign aggregates (sort keys in
+ * T#t#AGG) and of its assets' index keys (gsi1 of T#t#ASSETS). */
+sl_status schema_sk_brand_campaigns_prefix(schema_key out, const char *brand, sl_error *err);
+
 #endif /* SIGHTLINE_SCHEMA_H */

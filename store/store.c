@@ -3,6 +3,7 @@
  * the stored-document layout (v last), page building and page tokens, and
  * store_write_batch on top of the batch calls.  Adapters live in store_*.c. */
 #include "store_int.h"
+#include "prof_tmp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,6 +572,7 @@ sl_status store_write_batch(store *s, store_op *ops, size_t n, sl_error *err)
 {
     store_batch *b = NULL;
     sl_status rc = SL_OK;
+    int64_t tw = pf_now();
     if (n > 0 && !ops)
         rc = sl_error_set_at(err, SL_EINVAL, "ops", -1, "ops is NULL with n = %zu", n);
     if (rc == SL_OK)
@@ -580,6 +582,7 @@ sl_status store_write_batch(store *s, store_op *ops, size_t n, sl_error *err)
     if (rc == SL_OK)
         rc = store_batch_commit(&b, err);
     store_batch_abort(&b);
+    pf_add(PF_W_TOTAL, pf_now() - tw);
     return rc;
 }
 
@@ -710,7 +713,11 @@ static void page_finish(store_page *page)
  * crafted token can only name another position inside the same range, which
  * store.c checks), so the api layer may seal tokens if it wants them opaque.
  * ------------------------------------------------------------------------- */
-#define TOKEN_RAW_MAX ((STORE_TOKEN_MAX - 1) / 4 * 3)
+#define TOKEN_RAW_MAX ((STORE_PAGE_TOKEN_MAX - 1) / 4 * 3)
+
+/* Version, flags, three length-prefixed keys and the hash must fit. */
+_Static_assert(2 + 3 * (2 + STORE_KEY_MAX) + 8 <= TOKEN_RAW_MAX,
+               "STORE_PAGE_TOKEN_MAX is too small for an index position of maximal keys");
 
 typedef struct hash64 {
     uint64_t h;
@@ -816,11 +823,11 @@ static sl_status token_encode(const store__query *q, store_range_kind range, con
     raw[n++] = token_flags(q);
     for (int i = 0; i < npos; i++) {
         size_t len = strlen(pos[i]);
-        if (n + 2 + len + 8 > sizeof raw) {
-            rc = sl_error_set(err, SL_ETOOLARGE,
-                              "the keys of the last document of this page are too long to fit a "
-                              "page token of %u bytes; page with a larger limit or shorter keys",
-                              STORE_TOKEN_MAX - 1);
+        if (len > STORE_KEY_MAX || n + 2 + len + 8 > sizeof raw) { /* keys were checked on write */
+            rc = sl_error_set(err, SL_ECORRUPT,
+                              "the last document of this page has a %zu-byte key, above the "
+                              "limit of %u bytes",
+                              len, STORE_KEY_MAX);
             goto out;
         }
         raw[n++] = (uint8_t)(len >> 8);
@@ -832,7 +839,7 @@ static sl_status token_encode(const store__query *q, store_range_kind range, con
     hash_bytes(&h, raw, n);
     for (int i = 0; i < 8; i++)
         raw[n++] = (uint8_t)(h.h >> (8 * i));
-    tok = malloc(STORE_TOKEN_MAX);
+    tok = malloc(STORE_PAGE_TOKEN_MAX);
     if (!tok) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory making a page token");
         goto out;
@@ -869,10 +876,10 @@ static sl_status token_decode(const store__query *q, store_range_kind range, con
 {
     uint8_t raw[TOKEN_RAW_MAX + 3];
     const char *why = NULL;
-    size_t len = strnlen(tok, STORE_TOKEN_MAX);
-    long n = len < STORE_TOKEN_MAX ? b64_decode(tok, len, raw, sizeof raw) : -1;
+    size_t len = strnlen(tok, STORE_PAGE_TOKEN_MAX);
+    long n = len < STORE_PAGE_TOKEN_MAX ? b64_decode(tok, len, raw, sizeof raw) : -1;
     hash64 h = token_binding(q, range);
-    if (len >= STORE_TOKEN_MAX)
+    if (len >= STORE_PAGE_TOKEN_MAX)
         why = "too long";
     else if (n < 2 + 8)
         why = "not a page token";
@@ -1128,26 +1135,101 @@ sl_status store_scan(store *s, store_table t, const char *pk_prefix, const store
  * The change feed.
  * ------------------------------------------------------------------------- */
 
-sl_status store_feed_open(store *s, const char *consumer, store_feed **out, sl_error *err)
+static void filter_free(store__filter *x)
+{
+    for (size_t i = 0; x && i < STORE_FEED_FILTER_MAX; i++) {
+        free(x->skip[i].lo);
+        free(x->skip[i].hi);
+        free(x->keep[i].lo);
+        free(x->keep[i].hi);
+    }
+    free(x);
+}
+
+/* Checks one list of a feed filter and copies it into out[0..n). */
+static sl_status prefixes_copy(const char *name, const char *const *in, size_t n,
+                               store__prefix *out, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char field[48];
+    if (n > STORE_FEED_FILTER_MAX)
+        rc = sl_error_set_at(err, SL_EINVAL, name, -1,
+                             "feed filter list %s holds %zu prefixes; the limit is %u", name, n,
+                             STORE_FEED_FILTER_MAX);
+    else if (n > 0 && !in)
+        rc = sl_error_set_at(err, SL_EINVAL, name, -1, "feed filter list %s is NULL with n = %zu",
+                             name, n);
+    for (size_t i = 0; rc == SL_OK && i < n; i++) {
+        snprintf(field, sizeof field, "filter.%s[%zu]", name, i);
+        rc = key_check_z(field, in[i], 0, err);
+        if (rc != SL_OK)
+            break;
+        out[i].lo = strdup(in[i]);
+        out[i].hi = malloc(STORE_KEY_MAX + 1);
+        if (!out[i].lo || !out[i].hi) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory copying a feed filter");
+        } else if (!successor(in[i], out[i].hi)) {
+            free(out[i].hi);
+            out[i].hi = NULL;
+        }
+    }
+    return rc;
+}
+
+sl_status store_feed_open_filtered(store *s, const char *consumer, const store_feed_filter *filter,
+                                   store_feed **out, sl_error *err)
 {
     sl_status rc = SL_OK;
     store_feed *f = NULL;
+    store__filter *x = NULL;
     *out = NULL;
     rc = consumer_check(consumer, err);
     if (rc != SL_OK)
         goto out;
+    if (filter && filter->nskip + filter->nkeep > 0) {
+        x = calloc(1, sizeof *x);
+        if (!x) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory copying a feed filter");
+            goto out;
+        }
+        rc = prefixes_copy("skip", filter->skip, filter->nskip, x->skip, err);
+        if (rc == SL_OK)
+            rc = prefixes_copy("keep", filter->keep, filter->nkeep, x->keep, err);
+        if (rc != SL_OK)
+            goto out;
+        x->nskip = filter->nskip;
+        x->nkeep = filter->nkeep;
+    }
     f = calloc(1, sizeof *f);
     if (!f) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory opening a feed");
         goto out;
     }
     f->st = s;
-    rc = s->vt->feed_open(s, consumer, &f->impl, err);
+    f->filter = x;
+    rc = s->vt->feed_open(s, consumer, x, &f->impl, err);
 out:
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
         *out = f;
-    else
+    } else {
+        filter_free(x);
         free(f);
+    }
+    return rc;
+}
+
+sl_status store_feed_open(store *s, const char *consumer, store_feed **out, sl_error *err)
+{
+    return store_feed_open_filtered(s, consumer, NULL, out, err);
+}
+
+sl_status store_feed_position(const store_feed *f, store_feed_pos *out, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    if (!f || !out)
+        rc = sl_error_set(err, SL_EINVAL, "store_feed_position needs a feed and a place to write");
+    else
+        f->st->vt->feed_position(f->impl, out);
     return rc;
 }
 
@@ -1168,6 +1250,7 @@ void store_feed_close(store_feed **f)
 {
     if (f && *f) {
         (*f)->st->vt->feed_close((*f)->impl);
+        filter_free((*f)->filter);
         free(*f);
         *f = NULL;
     }
@@ -1242,8 +1325,10 @@ sl_status store_consumer_commit(store *s, const char *consumer, const char *prev
         rc = feed_token_check("prev_token", prev_token, err);
     if (rc == SL_OK)
         rc = feed_token_check("token", token, err);
+    int64_t t0 = pf_now();
     if (rc == SL_OK)
         rc = consumer_ops_make(ops, n, &docs, err);
+    pf_add(PF_DOCMAKE, pf_now() - t0);
     if (rc == SL_OK)
         rc = s->vt->consumer_commit(s, consumer, prev_token, token, ops, docs, n, err);
     docs_free(docs, n);
@@ -1271,6 +1356,16 @@ sl_status store_consumer_reset(store *s, const char *consumer, store_op *ops, si
     if (rc == SL_OK)
         rc = s->vt->consumer_commit(s, consumer, NULL, NULL, ops, docs, n, err);
     docs_free(docs, n);
+    return rc;
+}
+
+sl_status store_consumer_drop(store *s, const char *consumer, sl_error *err)
+{
+    sl_status rc = writable_check(s, err);
+    if (rc == SL_OK)
+        rc = consumer_check(consumer, err);
+    if (rc == SL_OK)
+        rc = s->vt->consumer_drop(s, consumer, err);
     return rc;
 }
 

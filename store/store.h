@@ -26,12 +26,16 @@ typedef enum store_table { STORE_ITEMS = 0, STORE_AGGREGATES = 1 } store_table;
 typedef enum store_index { STORE_GSI1 = 1, STORE_GSI2 = 2 } store_index;
 
 /* Limits every adapter honours (MongoDB's 16 MB document limit is far above). */
-#define STORE_DOC_MAX (4u << 20)  /* bytes of one document */
-#define STORE_KEY_MAX 1024u       /* bytes of pk, sk or a gsi key */
-#define STORE_PAGE_MAX 1000u      /* documents in one page */
-#define STORE_PAGE_DEFAULT 100u   /* when a query says limit 0 */
-#define STORE_TOKEN_MAX 512u      /* bytes of a feed token or page token, with NUL */
-#define STORE_CONSUMER_MAX 64u    /* bytes of a consumer name */
+#define STORE_DOC_MAX      (4u << 20) /* bytes of one document */
+#define STORE_KEY_MAX      1024u      /* bytes of pk, sk or a gsi key */
+#define STORE_PAGE_MAX     1000u      /* documents in one page */
+#define STORE_PAGE_DEFAULT 100u       /* when a query says limit 0 */
+#define STORE_TOKEN_MAX    512u       /* bytes of a feed token, with NUL (page tokens: below) */
+#define STORE_CONSUMER_MAX 64u        /* bytes of a consumer name */
+/* Bytes of a page token, with NUL: the position of an index query (index sort
+ * key, pk, sk: three keys of STORE_KEY_MAX bytes) always fits. */
+#define STORE_PAGE_TOKEN_MAX  4128u
+#define STORE_FEED_FILTER_MAX 16u /* prefixes in each list of a feed filter */
 
 /* ---------------------------------------------------------------------------
  * Opening.
@@ -44,7 +48,22 @@ typedef struct store_options {
 
 /* Opens the store at uri ("sqlite:PATH", a bare path means sqlite).  opt may
  * be NULL for defaults.  On success *out owns the handle: free it with
- * store_close().  On failure *out is NULL and err says why. */
+ * store_close().  On failure *out is NULL and err says why.
+ *
+ * "sqlite:PATH?name=value&..." takes these parameters:
+ *   sync=normal|full      fsync the WAL on every commit (full) or only at
+ *                         checkpoints (normal, the default; a power loss may
+ *                         lose the last commits, never corrupts);
+ *   busy_ms=1..600000     how long a writer waits for another (default 5000);
+ *   readers=1..64         pooled reader connections (default 8);
+ *   feed_retain=N         change-feed events kept at most, whatever the
+ *                         consumers (default 10000000; 0: no bound);
+ *   feed_retain_ms=N      age of the oldest event kept, in ms, whatever the
+ *                         consumers (default 604800000, 7 days; 0: no bound);
+ *   wal_pages=16..1048576 WAL length, in pages, at which a background thread
+ *                         copies it back into the database (default 4096).
+ * A consumer whose unapplied events went past either bound gets
+ * SL_EFEEDGONE and must recompute (`sightline recompute --repair`). */
 sl_status store_open(const char *uri, const store_options *opt, store **out, sl_error *err);
 
 /* Closes the handle and sets *s to NULL.  Open feeds and batches must have
@@ -135,8 +154,8 @@ typedef struct store_doc {
 
 typedef struct store_page {
     size_t count;
-    store_doc *docs; /* count documents, each with its `v` */
-    char *next_token; /* NULL on the last page */
+    store_doc *docs;  /* count documents, each with its `v` */
+    char *next_token; /* NULL on the last page; below STORE_PAGE_TOKEN_MAX bytes */
     void *arena_;     /* private */
 } store_page;
 
@@ -215,7 +234,9 @@ sl_status store_write_batch(store *s, store_op *ops, size_t n, sl_error *err);
  * A consumer is a name.  It reads events after its committed token and
  * commits its writes to `aggregates` together with its new token in one
  * atomic step (store_consumer_commit), so across crashes every event is
- * applied exactly once.  Events below every consumer's token may be pruned.
+ * applied exactly once.  Events below every consumer's token may be pruned,
+ * and so are events past the adapter's retention bound (see store_open),
+ * whatever the consumers.
  * ------------------------------------------------------------------------- */
 typedef enum store_event_op { STORE_EVENT_PUT = 1, STORE_EVENT_DELETE = 2 } store_event_op;
 
@@ -237,6 +258,25 @@ typedef struct store_feed store_feed;
  * On success *out is freed with store_feed_close(). */
 sl_status store_feed_open(store *s, const char *consumer, store_feed **out, sl_error *err);
 
+/* Which events a feed hands out.  The adapter applies it where the data is
+ * (SQLite: in the query over its changes table; MongoDB: a $match stage of
+ * the change stream), so skipped events cost the reader next to nothing.  An
+ * event is handed out when its sort key starts with one of keep[0..nkeep)
+ * (or nkeep is 0) and with none of skip[0..nskip).  Prefixes are non-empty
+ * keys; each list holds at most STORE_FEED_FILTER_MAX. */
+typedef struct store_feed_filter {
+    const char *const *skip;
+    size_t nskip;
+    const char *const *keep;
+    size_t nkeep;
+} store_feed_filter;
+
+/* As store_feed_open, handing out only the events filter lets through
+ * (NULL: every event).  The filter is copied.  Skipped events still move
+ * the feed's position (store_feed_position). */
+sl_status store_feed_open_filtered(store *s, const char *consumer, const store_feed_filter *filter,
+                                   store_feed **out, sl_error *err);
+
 /* Reads up to max events after the last one read, waiting up to wait_ms for
  * the first one to arrive (0: do not wait).  *events points to *n events
  * owned by the feed, valid until the next read or close.  *n == 0 when
@@ -245,6 +285,19 @@ sl_status store_feed_read(store_feed *f, size_t max, int wait_ms, const store_ev
                           size_t *n, sl_error *err);
 
 void store_feed_close(store_feed **f);
+
+/* Where a feed stands: the token just after the last event it has looked
+ * at, handed out or skipped by its filter ("" before the first event), and
+ * how many events its filter has skipped since it was opened.  A filtered
+ * consumer commits this token rather than its last event's, so that its
+ * position, and pruning, move past the events it never sees. */
+typedef struct store_feed_pos {
+    char token[STORE_TOKEN_MAX];
+    int64_t skipped;
+} store_feed_pos;
+
+/* Cannot fail on a feed that opened; SL_EINVAL on NULL arguments. */
+sl_status store_feed_position(const store_feed *f, store_feed_pos *out, sl_error *err);
 
 /* Atomically applies ops (aggregates table, or checks) and records token as
  * consumer's position.  If the consumer's stored token is not prev_token
@@ -261,6 +314,11 @@ sl_status store_consumer_token(store *s, const char *consumer, char out[STORE_TO
  * its state).  Writes ops atomically with the move, as a consumer commit. */
 sl_status store_consumer_reset(store *s, const char *consumer, store_op *ops, size_t n,
                                sl_error *err);
+
+/* Forgets a consumer that is gone for good: its position no longer holds
+ * events back from pruning.  SL_ENOTFOUND when it never committed.  A feed
+ * opened for it afterwards starts at the oldest event kept. */
+sl_status store_consumer_drop(store *s, const char *consumer, sl_error *err);
 
 /* Where the feed stands: the head token (position after the newest event, ""
  * when empty), its commit time, and, for consumer (may be NULL), how many

@@ -26,9 +26,24 @@ struct store_batch {
     int broken; /* an operation failed: only abort (or a failing commit) is left */
 };
 
+/* A validated feed filter (store.h's store_feed_filter): each prefix with
+ * the smallest string above every string that starts with it (NULL when
+ * there is none), so an adapter can test "starts with" as a range. */
+typedef struct store__prefix {
+    char *lo;
+    char *hi;
+} store__prefix;
+
+typedef struct store__filter {
+    size_t nskip, nkeep;
+    store__prefix skip[STORE_FEED_FILTER_MAX];
+    store__prefix keep[STORE_FEED_FILTER_MAX];
+} store__filter;
+
 struct store_feed {
     store *st;
     void *impl;
+    store__filter *filter; /* NULL when unfiltered; outlives impl */
 };
 
 /* A validated document ready to store.  The key pointers point into the
@@ -125,9 +140,12 @@ struct store__vtable {
      * *more when documents follow the last one. */
     sl_status (*query)(store *s, const store__query *q, store_page *page, int *more, sl_error *err);
 
-    sl_status (*feed_open)(store *s, const char *consumer, void **impl, sl_error *err);
+    /* filter is NULL or valid until feed_close. */
+    sl_status (*feed_open)(store *s, const char *consumer, const store__filter *filter, void **impl,
+                           sl_error *err);
     sl_status (*feed_read)(void *f, size_t max, int wait_ms, const store_event **events, size_t *n,
                            sl_error *err);
+    void (*feed_position)(const void *f, store_feed_pos *out);
     void (*feed_close)(void *f);
 
     /* ops are validated: docs already made (docs[i] for op i; unused for
@@ -138,6 +156,7 @@ struct store__vtable {
                                  sl_error *err);
     sl_status (*consumer_token)(store *s, const char *consumer, char out[STORE_TOKEN_MAX],
                                 sl_error *err);
+    sl_status (*consumer_drop)(store *s, const char *consumer, sl_error *err);
     sl_status (*feed_stats)(store *s, const char *consumer, store_feed_stats *out, sl_error *err);
     sl_status (*snapshot_open)(store *s, void **impl, sl_error *err);
 };

@@ -725,7 +725,7 @@ static void test_tokens(const adapter *a)
 }
 
 /* Large documents end a page early (it stays bounded in bytes) without
- * losing any; keys too long for a page token fail loudly, never truncate. */
+ * losing any. */
 static void test_page_bounds(const adapter *a)
 {
     store *s = open_fresh(a, 0, NULL);
@@ -755,20 +755,61 @@ static void test_page_bounds(const adapter *a)
     CHECK_INT(got.n, 7);
     keylist_free(&got);
 
-    char longsk[STORE_KEY_MAX + 1];
-    for (int i = 0; i < 2; i++) {
-        memset(longsk, 'a' + i, STORE_KEY_MAX);
-        longsk[STORE_KEY_MAX] = '\0';
-        REQUIRE(put_n(s, STORE_ITEMS, "LONG", longsk, i, cond_none(), NULL) == SL_OK);
+    store_close(&s);
+}
+
+/* Keys of the greatest length page in every kind of query and both orders;
+ * a page token holds up to three of them (index sort key, pk, sk).
+ * Regression: page tokens shared the 512-byte bound of feed tokens, so a
+ * page whose last keys were over ~370 bytes failed with SL_ETOOLARGE. */
+static void test_page_tokens_long_keys(const adapter *a)
+{
+    store *s = open_fresh(a, 0, NULL);
+    enum { N = 5, L = STORE_KEY_MAX };
+    static char lpk[L + 1], gpk[L + 1], gsk[L + 1], prefix[L], pks[N][L + 1], sks[N][L + 1];
+    static char want[N][2 * L + 2];
+    memset(lpk, 'l', L);
+    memset(gpk, 'g', L);
+    memset(gsk, 'h', L); /* one index sort key: the order falls to pk, then sk */
+    memset(prefix, 'q', L - 1);
+    for (int i = 0; i < N; i++) {
+        memset(sks[i], 's', L - 1);
+        sks[i][L - 1] = (char)('0' + i);
+        memset(pks[i], 'q', L - 1);
+        pks[i][L - 1] = (char)('0' + N - 1 - i); /* written in the reverse of pk order */
+        REQUIRE(put_n(s, STORE_ITEMS, lpk, sks[i], i, cond_none(), NULL) == SL_OK);
+        bson_t *d = doc_new_gsi(pks[i], sks[i], gpk, gsk, NULL, NULL, i);
+        sl_error e;
+        sl_error_clear(&e);
+        REQUIRE(store_put(s, STORE_ITEMS, d, cond_none(), NULL, &e) == SL_OK);
+        bson_destroy(d);
     }
-    q.limit = 1;
-    sl_error_clear(&e);
-    CHECK_INT(store_query(s, STORE_ITEMS, "LONG", &q, &p, &e), SL_ETOOLARGE);
-    CHECK(p.count == 0 && p.next_token == NULL);
-    q.limit = 2; /* the last page needs no token */
-    CHECK_INT(store_query(s, STORE_ITEMS, "LONG", &q, &p, &e), SL_OK);
-    CHECK_INT(p.count, 2);
-    store_page_free(&p);
+    for (int i = 0; i < N; i++) /* (pk, sk) in pk order: pks[N-1-i] holds sks[N-1-i] */
+        snprintf(want[i], sizeof want[i], "%s|%s", pks[N - 1 - i], sks[N - 1 - i]);
+    store_range all = {STORE_RANGE_ALL, NULL, NULL};
+    for (int desc = 0; desc < 2; desc++) {
+        for (size_t limit = 1; limit <= 2; limit++) {
+            keylist got = {0};
+            CHECK_INT(collect(s, Q_PARTITION, STORE_ITEMS, lpk, all, desc, limit, "sk", &got),
+                      SL_OK);
+            CHECK_INT(got.n, N);
+            for (size_t i = 0; i < got.n && i < N; i++)
+                CHECK_STR(got.k[i], sks[desc ? N - 1 - i : i]);
+            keylist_free(&got);
+            CHECK_INT(collect(s, Q_INDEX1, STORE_ITEMS, gpk, all, desc, limit, "pk|sk", &got),
+                      SL_OK);
+            CHECK_INT(got.n, N);
+            for (size_t i = 0; i < got.n && i < N; i++)
+                CHECK_STR(got.k[i], want[desc ? N - 1 - i : i]);
+            keylist_free(&got);
+            CHECK_INT(collect(s, Q_SCAN, STORE_ITEMS, prefix, all, desc, limit, "pk|sk", &got),
+                      SL_OK);
+            CHECK_INT(got.n, N);
+            for (size_t i = 0; i < got.n && i < N; i++)
+                CHECK_STR(got.k[i], want[desc ? N - 1 - i : i]);
+            keylist_free(&got);
+        }
+    }
     store_close(&s);
 }
 
@@ -1394,6 +1435,234 @@ static void test_pruning(const adapter *a)
     store_close(&s);
 }
 
+/* Reads a filtered feed until it reports nothing new and stands at the head
+ * (a filtered read may come back empty while skipping), into out. */
+static size_t drain_filtered(store *s, store_feed *f, seen_event *out, size_t cap)
+{
+    char head[STORE_TOKEN_MAX];
+    size_t total = 0;
+    feed_head(s, head);
+    for (int reads = 0; reads < 10000; reads++) {
+        seen_event part[64];
+        size_t n = drain(f, 4, part, 64);
+        for (size_t i = 0; i < n; i++) {
+            REQUIRE(total < cap);
+            out[total++] = part[i];
+        }
+        store_feed_pos pos;
+        sl_error e;
+        sl_error_clear(&e);
+        REQUIRE(store_feed_position(f, &pos, &e) == SL_OK);
+        if (n == 0 && strcmp(pos.token, head) == 0)
+            break;
+    }
+    return total;
+}
+
+/* A filtered feed hands out only the events its filter lets through, in
+ * order and with their images; its position moves past the skipped ones, so
+ * a consumer that commits it is caught up although it never saw them. */
+static void test_feed_filter(const adapter *a)
+{
+    store *s = open_fresh(a, 0, NULL);
+    sl_error e;
+    store_feed *f = NULL;
+    static seen_event ev[64];
+    int frames = 0;
+    char sk[32];
+
+    /* FRAME# documents around everything else; FRAME and FRAMEX are not frames */
+    for (int i = 0; i < 3; i++) {
+        snprintf(sk, sizeof sk, "FRAME#%09d", frames++);
+        REQUIRE(put_n(s, STORE_ITEMS, "SURG", sk, i, cond_none(), NULL) == SL_OK);
+    }
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "META", 1, cond_none(), NULL) == SL_OK);
+    snprintf(sk, sizeof sk, "FRAME#%09d", frames++);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", sk, 0, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "SUMMARY", 7, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "META", 2, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "FRAME", 3, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "FRAMEX", 4, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "TOOL#a#0001", 5, cond_none(), NULL) == SL_OK);
+    snprintf(sk, sizeof sk, "FRAME#%09d", 1); /* a frame rewritten: skipped too */
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", sk, 9, cond_none(), NULL) == SL_OK);
+    sl_error_clear(&e);
+    REQUIRE(store_delete(s, STORE_ITEMS, "SURG", "META", cond_none(), NULL, &e) == SL_OK);
+    for (int i = 0; i < 5; i++) { /* the newest events are all skipped */
+        snprintf(sk, sizeof sk, "FRAME#%09d", frames++);
+        REQUIRE(put_n(s, STORE_ITEMS, "SURG", sk, i, cond_none(), NULL) == SL_OK);
+    }
+    int skipped_frames = frames + 1;
+
+    static const char *const frame_prefix[] = {"FRAME#"};
+    store_feed_filter skip = {.skip = frame_prefix, .nskip = 1};
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open_filtered(s, "filtered", &skip, &f, &e) == SL_OK);
+    size_t n = drain_filtered(s, f, ev, 64);
+    CHECK_INT(n, 7);
+    if (n == 7) {
+        static const char *const want[] = {"META",   "SUMMARY",     "META", "FRAME",
+                                           "FRAMEX", "TOOL#a#0001", "META"};
+        for (size_t i = 0; i < n; i++)
+            CHECK_STR(ev[i].sk, want[i]);
+        CHECK(ev[0].op == STORE_EVENT_PUT && ev[0].old_n == -1 && ev[0].new_n == 1);
+        CHECK_INT(ev[1].new_n, 7);
+        CHECK(ev[2].op == STORE_EVENT_PUT && ev[2].old_n == 1 && ev[2].new_n == 2);
+        CHECK_INT(ev[2].new_v, 2);
+        CHECK(ev[6].op == STORE_EVENT_DELETE && ev[6].old_n == 2 && ev[6].new_n == -1);
+        for (size_t i = 1; i < n; i++)
+            CHECK(strcmp(ev[i].token, ev[i - 1].token) != 0);
+    }
+    /* the same through a snapshot */
+    store *snap = NULL;
+    store_feed *sf = NULL;
+    sl_error_clear(&e);
+    REQUIRE(store_snapshot_open(s, &snap, &e) == SL_OK);
+    REQUIRE(store_feed_open_filtered(snap, "snapped", &skip, &sf, &e) == SL_OK);
+    static seen_event sev[64];
+    CHECK_INT(drain_filtered(snap, sf, sev, 64), 7);
+    store_feed_close(&sf);
+    store_close(&snap);
+    /* the position is past the skipped events, up to the head */
+    char head[STORE_TOKEN_MAX];
+    feed_head(s, head);
+    store_feed_pos pos;
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_position(f, &pos, &e), SL_OK);
+    CHECK_STR(pos.token, head);
+    CHECK_INT(pos.skipped, skipped_frames);
+    /* committed, it leaves the consumer caught up; the last event's token would not */
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_commit(s, "filtered", "", pos.token, NULL, 0, &e), SL_OK);
+    store_feed_stats st;
+    CHECK_INT(store_feed_stats_get(s, "filtered", &st, &e), SL_OK);
+    CHECK_INT(st.behind_events, 0);
+    store_feed_close(&f);
+    /* reopened at that position: nothing new; a new matching event comes through */
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open_filtered(s, "filtered", &skip, &f, &e) == SL_OK);
+    CHECK_INT(drain_filtered(s, f, ev, 64), 0);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "FRAME#999999999", 1, cond_none(), NULL) == SL_OK);
+    REQUIRE(put_n(s, STORE_ITEMS, "SURG", "META", 3, cond_none(), NULL) == SL_OK);
+    n = drain_filtered(s, f, ev, 64);
+    CHECK_INT(n, 1);
+    if (n == 1)
+        CHECK(strcmp(ev[0].sk, "META") == 0 && ev[0].old_n == -1 && ev[0].new_n == 3);
+    store_feed_close(&f);
+
+    /* keep lists: any of them; with a skip list as well */
+    static const char *const keep_two[] = {"TOOL#", "META"};
+    store_feed_filter keep = {.keep = keep_two, .nkeep = 2};
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open_filtered(s, "keeper", &keep, &f, &e) == SL_OK);
+    n = drain_filtered(s, f, ev, 64);
+    CHECK_INT(n, 5);
+    if (n == 5) {
+        static const char *const want[] = {"META", "META", "TOOL#a#0001", "META", "META"};
+        for (size_t i = 0; i < n; i++)
+            CHECK_STR(ev[i].sk, want[i]);
+    }
+    store_feed_close(&f);
+    static const char *const keep_frame[] = {"FRAME"};
+    store_feed_filter both = {.skip = frame_prefix, .nskip = 1, .keep = keep_frame, .nkeep = 1};
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open_filtered(s, "both", &both, &f, &e) == SL_OK);
+    n = drain_filtered(s, f, ev, 64);
+    CHECK_INT(n, 2);
+    if (n == 2)
+        CHECK(strcmp(ev[0].sk, "FRAME") == 0 && strcmp(ev[1].sk, "FRAMEX") == 0);
+    store_feed_close(&f);
+    /* an empty filter is no filter */
+    store_feed_filter none = {0};
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open_filtered(s, "all", &none, &f, &e) == SL_OK);
+    CHECK_INT(drain_filtered(s, f, ev, 64), 7 + skipped_frames + 2);
+    CHECK_INT(store_feed_position(f, &pos, &e), SL_OK);
+    CHECK_INT(pos.skipped, 0);
+    store_feed_close(&f);
+
+    /* bad filters are refused with the list and index at fault */
+    static const char *const empty[] = {"FRAME#", ""};
+    store_feed_filter bad = {.skip = empty, .nskip = 2};
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_open_filtered(s, "bad", &bad, &f, &e), SL_EINVAL);
+    CHECK_STR(e.field, "filter.skip[1]");
+    CHECK(f == NULL);
+    const char *many[STORE_FEED_FILTER_MAX + 1];
+    for (size_t i = 0; i <= STORE_FEED_FILTER_MAX; i++)
+        many[i] = "X";
+    bad = (store_feed_filter){.keep = many, .nkeep = STORE_FEED_FILTER_MAX + 1};
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_open_filtered(s, "bad", &bad, &f, &e), SL_EINVAL);
+    bad = (store_feed_filter){.keep = NULL, .nkeep = 1};
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_open_filtered(s, "bad", &bad, &f, &e), SL_EINVAL);
+    static char huge[STORE_KEY_MAX + 2];
+    memset(huge, 'F', STORE_KEY_MAX + 1);
+    const char *const too_long[] = {huge};
+    bad = (store_feed_filter){.skip = too_long, .nskip = 1};
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_open_filtered(s, "bad", &bad, &f, &e), SL_EINVAL);
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_position(NULL, &pos, &e), SL_EINVAL);
+    store_close(&s);
+}
+
+/* A dropped consumer no longer holds events back, and is unknown after. */
+static void test_consumer_drop(const adapter *a)
+{
+    store *s = open_fresh(a, 0, NULL);
+    sl_error e;
+    store_feed *f = NULL;
+    const store_event *ev = NULL;
+    size_t n = 0;
+    char sk[16], tok[STORE_TOKEN_MAX], head[STORE_TOKEN_MAX];
+    static seen_event seen[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(sk, sizeof sk, "d%02d", i);
+        REQUIRE(put_n(s, STORE_ITEMS, "D", sk, i, cond_none(), NULL) == SL_OK);
+    }
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open(s, "stuck", &f, &e) == SL_OK);
+    REQUIRE(store_feed_read(f, 1, 0, &ev, &n, &e) == SL_OK && n == 1);
+    CHECK_INT(store_consumer_commit(s, "stuck", "", ev[0].token, NULL, 0, &e), SL_OK);
+    store_feed_close(&f);
+    feed_head(s, head);
+    CHECK_INT(store_consumer_commit(s, "live", "", head, NULL, 0, &e), SL_OK);
+    /* "stuck" holds 9 events */
+    REQUIRE(store_feed_open(s, "probe", &f, &e) == SL_OK);
+    CHECK(drain(f, 16, seen, 64) >= 9);
+    store_feed_close(&f);
+
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_drop(s, "stuck", &e), SL_OK);
+    CHECK_INT(store_consumer_token(s, "stuck", tok, &e), SL_ENOTFOUND);
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_drop(s, "stuck", &e), SL_ENOTFOUND);
+    CHECK(strstr(e.message, "stuck") != NULL);
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_drop(s, "never", &e), SL_ENOTFOUND);
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_drop(s, "", &e), SL_EINVAL);
+    /* with only "live" left, what it applied may go */
+    sl_error_clear(&e);
+    REQUIRE(store_feed_open(s, "probe", &f, &e) == SL_OK);
+    CHECK(drain(f, 16, seen, 64) < 9);
+    store_feed_close(&f);
+    /* "stuck" can come back as a new consumer, from the oldest event kept */
+    sl_error_clear(&e);
+    CHECK_INT(store_feed_open(s, "stuck", &f, &e), SL_OK);
+    store_feed_close(&f);
+    /* a snapshot cannot drop */
+    store *snap = NULL;
+    REQUIRE(store_snapshot_open(s, &snap, &e) == SL_OK);
+    sl_error_clear(&e);
+    CHECK_INT(store_consumer_drop(snap, "live", &e), SL_EINVAL);
+    store_close(&snap);
+    CHECK_INT(store_consumer_token(s, "live", tok, &e), SL_OK);
+    store_close(&s);
+}
+
 /* ---------------------------------------------------------------------------
  * Snapshots.
  * ------------------------------------------------------------------------- */
@@ -1706,6 +1975,7 @@ static void run_adapter(const adapter *a)
     test_index_and_scan(a);
     test_tokens(a);
     test_page_bounds(a);
+    test_page_tokens_long_keys(a);
     test_pagination_concurrent(a);
     test_batches(a);
     test_feed_events(a);
@@ -1713,6 +1983,8 @@ static void run_adapter(const adapter *a)
     test_feed_wait(a);
     test_consumer_commit(a);
     test_pruning(a);
+    test_feed_filter(a);
+    test_consumer_drop(a);
     test_snapshot(a);
     test_threads(a);
     test_kill9_exactly_once(a);

@@ -183,7 +183,7 @@ static inline sl_status collect(store *s, int kind, store_table t, const char *k
             keylist_add(out, buf);
         }
         if (p.next_token) {
-            CHECK(strlen(p.next_token) < STORE_TOKEN_MAX);
+            CHECK(strlen(p.next_token) < STORE_PAGE_TOKEN_MAX);
             tok = strdup(p.next_token);
         }
         store_page_free(&p);

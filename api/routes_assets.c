@@ -1,0 +1,147 @@
+/* routes_assets.c -- brand asset scores: PUT, GET and DELETE one asset (moving
+ * it to another brand is an ordinary PUT), and POST /v1/assets:batch: NDJSON
+ * spooled while it arrives, then stored as one atomic batch. */
+#include "api_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/ingest.h"
+
+/* The asset as clients send it (the PUT body plus "asset") and "version"
+ * (the document's own when version < 0); keys and the exact micro-unit
+ * copies of the scores stay inside. */
+static void asset_json(yajl_gen g, const bson_t *doc, int64_t version)
+{
+    static const char *const hidden[] = {SCHEMA_F_PK,          SCHEMA_F_SK,      SCHEMA_F_GSI1PK,
+                                         SCHEMA_F_GSI1SK,      SCHEMA_F_GSI2PK,  SCHEMA_F_GSI2SK,
+                                         SCHEMA_F_TYPE,        SCHEMA_F_VERSION, "tenant",
+                                         "memorability_micro", "saliency_micro"};
+    yajl_gen_map_open(g);
+    api_json_bson_fields(g, doc, hidden, sizeof hidden / sizeof hidden[0]);
+    api_json_kv_version(g, doc, version);
+    yajl_gen_map_close(g);
+}
+
+static sl_status asset_put(api_request *req, sl_error *err)
+{
+    bson_t *doc = NULL;
+    size_t len = 0;
+    const char *body = api_body(req, &len), *id = api_param(req, "id");
+    char location[32 + SCHEMA_COMPONENT_MAX];
+    sl_status rc =
+        ingest_asset_doc(api_auth_of(req)->tenant, id, body ? body : "", len, NULL, &doc, err);
+    /* Written here so the answer is the very document stored; equal content
+     * is no write (no version bump, no feed event). */
+    snprintf(location, sizeof location, "/v1/assets/%s", id);
+    if (rc == SL_OK)
+        rc = api_put_doc(req, doc, asset_json, location, err);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
+}
+
+static sl_status asset_get(api_request *req, sl_error *err)
+{
+    bson_t *doc = NULL;
+    schema_key pk;
+    const char *id = api_param(req, "id");
+    sl_status rc = schema_pk_asset(pk, api_auth_of(req)->tenant, id, err);
+    if (rc == SL_OK)
+        rc = api_get_doc(api_store(req), STORE_ITEMS, pk, SCHEMA_SK_META, &doc, err, "id",
+                         "no asset \"%s\"", id);
+    if (rc == SL_OK)
+        rc = api_reply_doc(req, NULL, doc, asset_json, NULL, err);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
+}
+
+static sl_status asset_delete(api_request *req, sl_error *err)
+{
+    int deleted = 0;
+    const char *id = api_param(req, "id");
+    sl_status rc = ingest_asset_delete(api_store(req), api_auth_of(req)->tenant, id, &deleted, err);
+    if (rc == SL_OK && !deleted)
+        rc = sl_error_set_at(err, SL_ENOTFOUND, "id", -1, "no asset \"%s\"", id);
+    if (rc == SL_OK)
+        rc = api_reply_empty(req, 204, err);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * POST /v1/assets:batch: NDJSON asset lines, all stored or none.
+ * ------------------------------------------------------------------------- */
+typedef struct batch_upload {
+    ingest_upload *up;
+    ingest_limits lim;
+} batch_upload;
+
+static void batch_upload_free(void *p)
+{
+    batch_upload *b = p;
+    if (b) {
+        ingest_upload_free(&b->up);
+        free(b);
+    }
+}
+
+/* The head hook: the spool file is opened before the body is read (a
+ * missing upload directory is answered at once); the server frees the state
+ * with batch_upload_free when the request ends. */
+static sl_status batch_head(api_request *req, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    batch_upload *b = calloc(1, sizeof *b);
+    if (!b) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory starting an upload");
+        goto out;
+    }
+    api_state_set(req, b, batch_upload_free);
+    rc = api_upload_start(req, &b->lim, &b->up, err);
+out:
+    return rc;
+}
+
+static sl_status batch_chunk(api_request *req, const char *data, size_t len, sl_error *err)
+{
+    batch_upload *b = api_state(req); /* made by batch_head, which succeeded */
+    return ingest_upload_write(b->up, data, len, err);
+}
+
+/* On a job thread: the spooled NDJSON as one atomic batch. */
+static sl_status batch_done(api_request *req, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    batch_upload *b = api_state(req);
+    ingest_summary sum;
+    yajl_gen g = NULL;
+    ingest_request rq = {
+        .tenant = api_auth_of(req)->tenant, .format = INGEST_FORMAT_ASSETS, .limits = &b->lim};
+    if ((rc = ingest_upload_ingest(b->up, api_store(req), &rq, &sum, err)) != SL_OK ||
+        (rc = api_json_start(&g, err)) != SL_OK)
+        goto out;
+    yajl_gen_map_open(g);
+    api_json_kv_int(g, "assets", (int64_t)sum.assets);
+    api_json_kv_int(g, "changed", (int64_t)sum.changed);
+    api_json_kv_int(g, "bytes", (int64_t)sum.bytes);
+    yajl_gen_map_close(g);
+    rc = api_reply_json(req, 200, g, err);
+out:
+    if (g)
+        yajl_gen_free(g);
+    return rc;
+}
+
+static const api_route routes[] = {
+    {"PUT", "/v1/assets/{id}", API_ROLE_INGEST, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
+     asset_put},
+    {"GET", "/v1/assets/{id}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
+     asset_get},
+    {"DELETE", "/v1/assets/{id}", API_ROLE_INGEST, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
+     asset_delete},
+    {"POST", "/v1/assets:batch", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB, batch_head,
+     batch_chunk, batch_done},
+};
+
+API_AREA(assets, routes);

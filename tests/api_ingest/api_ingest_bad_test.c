@@ -1,0 +1,271 @@
+/* api_ingest_bad_test.c -- each bad-input class of issue 4 through HTTP gets a
+ * problem naming offset or path and rule, stores nothing, leaves the server
+ * up; a streamed 100 MB string does not grow the server's peak RSS. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+#include "../check.h"
+#include "ingest_http.h"
+
+#define TENANT "t1"
+
+static th_server srv;
+static ih_keys keys;
+
+/* A darknet object with the given confidence and centre x (as written). */
+#define OBJ(conf, cx)                                                                              \
+    "{\"class_id\":1, \"name\":\"scalpel\", \"relative_coordinates\":{\"center_x\":" cx            \
+    ", \"center_y\":0.5, \"width\":0.1, \"height\":0.1}, \"confidence\":" conf "}"
+#define FRAME(id, objs) "{\"frame_id\":" id ", \"filename\":\"f.jpg\", \"objects\": [" objs "]}"
+
+typedef struct bad_case {
+    const char *name;
+    const char *query; /* after ?, "format=darknet" when NULL */
+    const char *body;
+    int status;
+    const char *slug;
+    const char *field;  /* substring of the problem's field, NULL: not checked */
+    const char *detail; /* substring of the problem's detail: the rule */
+    int offset;         /* the problem must name a byte offset */
+} bad_case;
+
+static const bad_case cases[] = {
+    {"truncated JSON", NULL, "[" FRAME("1", OBJ("0.9", "0.5")) ", {\"frame_id\":2, \"obj", 400,
+     "invalid-input", NULL, "cut off", 1},
+    {"wrong type", NULL, "[" FRAME("1", OBJ("\"high\"", "0.5")) "]", 400, "invalid-input",
+     "[0].objects[0].confidence", "number", 1},
+    {"NaN", NULL, "[" FRAME("1", OBJ("NaN", "0.5")) "]", 400, "invalid-input", "[0].objects[0]",
+     "JSON", 1},
+    {"Infinity", NULL, "[" FRAME("1", OBJ("0.9", "Infinity")) "]", 400, "invalid-input",
+     "[0].objects[0]", "JSON", 1},
+    {"huge number", NULL, "[" FRAME("1", OBJ("0.9", "1e400")) "]", 400, "invalid-input", "center_x",
+     NULL, 1},
+    {"centre outside the image", NULL, "[" FRAME("1", OBJ("0.9", "1.5")) "]", 400, "invalid-input",
+     "[0].objects[0].relative_coordinates.center_x", "outside", 1},
+    {"negative box", NULL,
+     "[{\"frame_id\":1, \"objects\": [{\"name\":\"a\", \"relative_coordinates\":{\"center_x\":0.5, "
+     "\"center_y\":0.5, \"width\":-0.1, \"height\":0.1}, \"confidence\":0.5}]}]",
+     400, "invalid-input", "width", NULL, 1},
+    {"NDJSON box past the edge", "format=ndjson",
+     "{\"frame\": 1, \"detections\": []}\n{\"frame\": 2, \"detections\": [{\"label\": \"a\", "
+     "\"confidence\": 0.5, \"box\": {\"x\": 0.9, \"y\": 0.1, \"w\": 0.2, \"h\": 0.1}}]}\n",
+     400, "invalid-input", "line 2", NULL, 1},
+    {"confidence above 1", NULL, "[" FRAME("1", OBJ("1.5", "0.5")) "]", 400, "invalid-input",
+     "[0].objects[0].confidence", "[0, 1]", 1},
+    {"confidence below 0", NULL, "[" FRAME("1", OBJ("-0.01", "0.5")) "]", 400, "invalid-input",
+     "[0].objects[0].confidence", "[0, 1]", 1},
+    {"duplicate key", NULL,
+     "[{\"frame_id\":1, \"frame_id\":2, \"objects\": [" OBJ("0.9", "0.5") "]}]", 400,
+     "invalid-input", "frame_id", "duplicate", 1},
+    {"bad frame id (text)", NULL, "[" FRAME("\"x\"", OBJ("0.9", "0.5")) "]", 400, "invalid-input",
+     "[0].frame_id", NULL, 1},
+    {"bad frame id (fraction)", NULL, "[" FRAME("1.5", OBJ("0.9", "0.5")) "]", 400, "invalid-input",
+     "[0].frame_id", NULL, 1},
+    {"bad frame id (negative)", NULL, "[" FRAME("-3", OBJ("0.9", "0.5")) "]", 400, "invalid-input",
+     "[0]", "frame_id -3", 1},
+    {"bad frame id (too large)", NULL, "[" FRAME("1000000000", OBJ("0.9", "0.5")) "]", 400,
+     "invalid-input", "[0]", "frame_id 1000000000", 1},
+    {"invalid UTF-8", NULL,
+     "[{\"frame_id\":1, \"objects\": [{\"name\":\"sc\xff\xfel\", \"relative_coordinates\":"
+     "{\"center_x\":0.5, \"center_y\":0.5, \"width\":0.1, \"height\":0.1}, \"confidence\":0.5}]}]",
+     400, "invalid-input", "[0].objects[0].name", "UTF8", 1},
+    {"trailing garbage", NULL, "[" FRAME("1", OBJ("0.9", "0.5")) "] x", 400, "invalid-input", NULL,
+     NULL, 1},
+    {"frame named twice", NULL, "[" FRAME("1", OBJ("0.9", "0.5")) ", " FRAME("1", "") "]", 400,
+     "invalid-input", NULL, "twice", 1},
+    {"unknown format", "format=yolo", "[]", 400, "invalid-input", "format", "darknet", 0},
+    {"assets to detections", "format=assets", "[]", 400, "invalid-input", "format", "assets", 0},
+    {"no format", "", "[]", 400, "invalid-input", "format", "required", 0},
+    {"bad frame_offset", "format=darknet&frame_offset=abc", "[]", 400, "invalid-input",
+     "frame_offset", NULL, 0},
+    {"half an image size", "format=coco&image_width=640", "[]", 400, "invalid-input",
+     "image_height", NULL, 0},
+    {"bad categories", "format=coco&categories=%5B1", "[]", 400, "invalid-input", "categories",
+     NULL, 0},
+    {"empty body", NULL, "", 400, "invalid-input", NULL, NULL, 1},
+};
+
+/* Problem member `key` as text (strings) or number text; "" when absent. */
+static void member(const char *body, const char *key, char *out, size_t cap)
+{
+    char err[128];
+    yajl_val root = yajl_tree_parse(body, err, sizeof err);
+    const char *p[] = {key, NULL};
+    yajl_val v = root ? yajl_tree_get(root, p, yajl_t_any) : NULL;
+    out[0] = '\0';
+    if (v && YAJL_IS_STRING(v))
+        snprintf(out, cap, "%s", YAJL_GET_STRING(v));
+    else if (v && YAJL_IS_INTEGER(v))
+        snprintf(out, cap, "%lld", YAJL_GET_INTEGER(v));
+    if (root)
+        yajl_tree_free(root);
+}
+
+static void expect_nothing_stored(const ih_dump *before, const char *what)
+{
+    ih_dump now;
+    th_resp r;
+    REQUIRE(ih_dump_store(srv.store, &now) == 0);
+    if (now.len != before->len || memcmp(now.bytes, before->bytes, now.len) != 0 ||
+        strcmp(now.head, before->head) != 0) {
+        fprintf(stderr, "%s: the store changed\n", what);
+        CHECK(0);
+    }
+    ih_dump_free(&now);
+    CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
+    th_resp_free(&r);
+}
+
+static void test_cases(const ih_dump *before)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bad_case *c = &cases[i];
+        char url[512], field[256], detail[1024], offset[32];
+        th_resp r;
+        snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?%s", srv.url,
+                 c->query ? c->query : "format=darknet");
+        CHECK(th_http("POST", url, keys.ingest, c->body, strlen(c->body), NULL, &r) == 0);
+        member(r.body, "field", field, sizeof field);
+        member(r.body, "detail", detail, sizeof detail);
+        member(r.body, "offset", offset, sizeof offset);
+        int ok =
+            th_is_problem(&r, c->status, c->slug) == 0 && (!c->field || strstr(field, c->field)) &&
+            (!c->detail || strstr(detail, c->detail)) && (!c->offset || offset[0]) && detail[0];
+        if (!ok)
+            fprintf(stderr, "case \"%s\": %ld %s\n", c->name, r.status, r.body);
+        CHECK(ok);
+        th_resp_free(&r);
+        expect_nothing_stored(before, c->name);
+    }
+}
+
+/* 10^6 nested arrays, streamed chunked: refused at the depth limit. */
+typedef struct repeat_gen {
+    const char *head, *tail;
+    char fill;
+    uint64_t fill_len, pos;
+} repeat_gen;
+
+static size_t gen_repeat(void *ctx, char *buf, size_t cap)
+{
+    repeat_gen *g = ctx;
+    size_t n = 0, hl = strlen(g->head), tl = strlen(g->tail);
+    uint64_t total = hl + g->fill_len + tl;
+    while (n < cap && g->pos < total) {
+        uint64_t p = g->pos;
+        if (p < hl) {
+            buf[n++] = g->head[p];
+            g->pos++;
+        } else if (p < hl + g->fill_len) {
+            uint64_t run = hl + g->fill_len - p;
+            size_t k = run < cap - n ? (size_t)run : cap - n;
+            memset(buf + n, g->fill, k);
+            n += k;
+            g->pos += k;
+        } else {
+            buf[n++] = g->tail[p - hl - g->fill_len];
+            g->pos++;
+        }
+    }
+    return n;
+}
+
+/* An unknown surgery (also the key's own tenant has none of that name). */
+static void test_unknown_surgery(const ih_dump *before)
+{
+    char url[512];
+    th_resp r;
+    const char *body = "[" FRAME("1", OBJ("0.9", "0.5")) "]";
+    snprintf(url, sizeof url, "%s/v1/surgeries/nope/detections?format=darknet", srv.url);
+    CHECK(th_http("POST", url, keys.ingest, body, strlen(body), NULL, &r) == 0);
+    CHECK(th_is_problem(&r, 404, "not-found") == 0);
+    CHECK(strstr(r.body, "nope") != NULL);
+    th_resp_free(&r);
+    /* Refused at its first bytes, a large body is dropped, not spooled, and
+     * the answer still comes once it is in. */
+    repeat_gen g = {"[", "]", ' ', 8u << 20, 0};
+    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
+    CHECK(th_is_problem(&r, 404, "not-found") == 0);
+    th_resp_free(&r);
+    expect_nothing_stored(before, "unknown surgery");
+}
+
+static void test_deep_nesting(const ih_dump *before)
+{
+    char url[512], field[256], offset[32];
+    th_resp r;
+    /* Inside a member detectors may add (unknown members are skipped, yet
+     * bounded), so the depth rule is what refuses it. */
+    repeat_gen g = {"[{\"frame_id\":1, \"objects\": [], \"extra\": ", "", '[', 1000000, 0};
+    snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
+    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
+    CHECK(r.status == 400 || r.status == 413);
+    CHECK(th_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") == 0);
+    member(r.body, "offset", offset, sizeof offset);
+    member(r.body, "field", field, sizeof field);
+    CHECK(offset[0] && atol(offset) < 100); /* refused where the depth passed the limit */
+    CHECK(strstr(field, "[0].extra") != NULL);
+    CHECK(strstr(r.body, "nest") != NULL);
+    fprintf(stderr, "deep nesting: %ld %s\n", r.status, r.body);
+    th_resp_free(&r);
+    expect_nothing_stored(before, "deep nesting");
+}
+
+/* A 100 MB file name, streamed with a Content-Length: refused naming the
+ * place, and the server's memory does not grow with the string. */
+static void test_huge_string(const ih_dump *before)
+{
+    char url[512], offset[32];
+    th_resp r;
+    long rss_before = ih_proc_kb(srv.pid, "VmRSS:");
+    repeat_gen g = {"[{\"frame_id\":1, \"filename\":\"", "\", \"objects\": []}]", 'A', 100ull << 20,
+                    0};
+    uint64_t total = strlen(g.head) + g.fill_len + strlen(g.tail);
+    snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
+    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, total, &r) == 0);
+    CHECK(r.status == 400 || r.status == 413);
+    CHECK(th_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") == 0);
+    member(r.body, "offset", offset, sizeof offset);
+    CHECK(offset[0] != '\0');
+    CHECK(strstr(r.body, "[0].filename") != NULL);
+    fprintf(stderr, "huge string: %ld %s\n", r.status, r.body);
+    th_resp_free(&r);
+    long hwm_after = ih_proc_kb(srv.pid, "VmHWM:");
+    fprintf(stderr, "server RSS before %ld kB, peak after the 100 MB string %ld kB\n", rss_before,
+            hwm_after);
+    CHECK(rss_before > 0 && hwm_after > 0);
+    CHECK(hwm_after - rss_before < 32 * 1024); /* far below the 100 MB it was sent */
+    expect_nothing_stored(before, "100 MB string");
+}
+
+int main(void)
+{
+    ih_dump before;
+    REQUIRE(th_server_init(&srv) == 0);
+    REQUIRE(th_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
+    REQUIRE(ih_tenant(&srv, TENANT, &keys) == 0);
+    REQUIRE(ih_put_surgery(&srv, keys.ingest, "s1") == 0);
+    CHECK(ih_wait_listener(srv.store) == 0);
+    REQUIRE(ih_dump_store(&srv.store[0], &before) == 0);
+
+    test_huge_string(&before); /* first: the peak RSS is still the start-up one */
+    test_deep_nesting(&before);
+    test_cases(&before);
+    test_unknown_surgery(&before);
+
+    /* After all that, a good batch still goes in. */
+    const char *good = "[" FRAME("1", OBJ("0.9", "0.5")) "]";
+    char url[512];
+    th_resp r;
+    snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
+    CHECK(th_http("POST", url, keys.ingest, good, strlen(good), NULL, &r) == 0);
+    CHECK_INT(r.status, 200);
+    th_resp_free(&r);
+
+    ih_dump_free(&before);
+    CHECK_INT(th_server_stop(&srv), 0);
+    th_server_cleanup(&srv);
+    return check_finish();
+}

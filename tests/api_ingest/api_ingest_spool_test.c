@@ -1,0 +1,123 @@
+/* api_ingest_spool_test.c -- `serve --spool DIR --upload-dir DIR2`: a file
+ * dropped while serving is ingested and moved to done/ (a bad one to failed/),
+ * uploads leave nothing in DIR2, a missing DIR2 is a 503, clean stop. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "ingest_http.h"
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Copies src to dir/.name, then renames it to dir/name (a complete file
+ * appears at once, as the spool expects). */
+static int drop(const char *src, const char *dir, const char *name)
+{
+    size_t len = 0;
+    char tmp[1024], dst[1024];
+    char *data = ih_read_file(src, &len);
+    snprintf(tmp, sizeof tmp, "%s/.%s", dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    FILE *f = data ? fopen(tmp, "wb") : NULL;
+    int rc = f && fwrite(data, 1, len, f) == len ? 0 : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    free(data);
+    return rc == 0 ? rename(tmp, dst) : -1;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static int entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    return d ? n : -1;
+}
+
+int main(void)
+{
+    th_server srv;
+    ih_keys k;
+    char spool[256], uploads[256], sdir[512], path[1024];
+    REQUIRE(th_server_init(&srv) == 0);
+    snprintf(spool, sizeof spool, "%s/spool", srv.dir);
+    snprintf(uploads, sizeof uploads, "%s/uploads", srv.dir);
+    REQUIRE(mkdir(uploads, 0700) == 0);
+    REQUIRE(th_server_start(&srv, "--access-log", "off", "--spool", spool, "--upload-dir", uploads,
+                            (char *)NULL) == 0);
+    REQUIRE(ih_tenant(&srv, "t1", &k) == 0);
+    REQUIRE(ih_put_surgery(&srv, k.ingest, "s1") == 0);
+    REQUIRE(ih_put_surgery(&srv, k.ingest, "s2") == 0);
+
+    /* A file dropped while serving is picked up. */
+    snprintf(sdir, sizeof sdir, "%s/t1/s1", spool);
+    REQUIRE(mkdir(spool, 0700) == 0 || exists(spool));
+    snprintf(path, sizeof path, "%s/t1", spool);
+    REQUIRE(mkdir(path, 0700) == 0 || exists(path));
+    REQUIRE(mkdir(sdir, 0700) == 0);
+    REQUIRE(drop(SL_FIXTURES "/darknet/result.json", sdir, "run1.json") == 0);
+    ih_frames fr = {0};
+    for (int i = 0; i < 200 && fr.n == 0; i++) {
+        sleep_ms(50);
+        ih_frames_free(&fr);
+        CHECK(ih_get_frames(&srv, k.staff, "s1", 100, NULL, &fr) == 0);
+    }
+    ih_frames want;
+    ingest_parse_options po = {.format = INGEST_FORMAT_DARKNET};
+    REQUIRE(ih_parse_file(SL_FIXTURES "/darknet/result.json", &po, NULL, &want) == 0);
+    CHECK(fr.n > 0);
+    CHECK(ih_frames_equal(&fr, &want, "spooled darknet file") == 0);
+    ih_frames_free(&fr);
+    ih_frames_free(&want);
+    snprintf(path, sizeof path, "%s/done/run1.json", sdir);
+    for (int i = 0; i < 100 && !exists(path); i++)
+        sleep_ms(50);
+    CHECK(exists(path));
+
+    /* A refused file goes to failed/ with its reason. */
+    REQUIRE(drop(SL_REALDATA "/darknet/tsai-result-console-text.json", sdir, "bad.json") == 0 ||
+            drop(SL_FIXTURES "/coco/categories.json", sdir, "bad.json") == 0);
+    snprintf(path, sizeof path, "%s/failed/bad.json.error.json", sdir);
+    for (int i = 0; i < 200 && !exists(path); i++)
+        sleep_ms(50);
+    CHECK(exists(path));
+
+    /* Uploads are spooled in --upload-dir and leave nothing behind. */
+    char url[512];
+    th_resp r;
+    snprintf(url, sizeof url, "%s/v1/surgeries/s2/detections?format=darknet", srv.url);
+    CHECK(ih_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 1, &r) == 0);
+    CHECK_INT(r.status, 200);
+    th_resp_free(&r);
+    CHECK_INT(entries(uploads), 0);
+    /* The directory gone: a problem answer naming it, and the server goes on. */
+    REQUIRE(rmdir(uploads) == 0);
+    CHECK(ih_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 0, &r) == 0);
+    CHECK(th_is_problem(&r, 503, "storage-unavailable") == 0);
+    th_resp_free(&r);
+    CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
+    th_resp_free(&r);
+
+    CHECK_INT(th_server_stop(&srv), 0);
+    th_server_cleanup(&srv);
+    return check_finish();
+}

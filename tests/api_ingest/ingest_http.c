@@ -1,0 +1,519 @@
+/* ingest_http.c -- helpers of the ingest-route tests (see ingest_http.h):
+ * streamed uploads, frames read back and parsed, store dumps, /proc. */
+#include "ingest_http.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_tree.h>
+
+#include "engine/engine.h"
+#include "store/store.h"
+
+#ifndef SL_FIXTURES
+#error "SL_FIXTURES must name the fixtures folder"
+#endif
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- uploads ---- */
+
+typedef struct sink {
+    char *buf;
+    size_t len;
+} sink;
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    sink *s = ud;
+    size_t add = size * n;
+    char *grown = realloc(s->buf, s->len + add + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + s->len, p, add);
+    s->buf = grown;
+    s->len += add;
+    s->buf[s->len] = '\0';
+    return add;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    th_resp *r = ud;
+    size_t add = size * n, have = strlen(r->headers);
+    if (add >= 5 && !strncmp(p, "HTTP/", 5))
+        have = r->headers[0] = '\0';
+    if (have + add < sizeof r->headers) {
+        memcpy(r->headers + have, p, add);
+        r->headers[have + add] = '\0';
+    }
+    return add;
+}
+
+typedef struct source {
+    FILE *f;
+    ih_gen_fn gen;
+    void *ctx;
+} source;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *ud)
+{
+    source *s = ud;
+    return s->f ? fread(buf, 1, size * n, s->f) : s->gen(s->ctx, buf, size * n);
+}
+
+static int post_stream(const char *url, const char *key, source *src, int64_t len, th_resp *r)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    sink data = {NULL, 0};
+    char auth[256];
+    memset(r, 0, sizeof *r);
+    if (!c)
+        return -1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, src);
+    if (len >= 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    else
+        h = curl_slist_append(h, "Transfer-Encoding: chunked");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &data);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, auth);
+    }
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    r->body = data.buf ? data.buf : calloc(1, 1);
+    r->len = data.len;
+    if (rc != CURLE_OK)
+        fprintf(stderr, "curl POST %s: %s\n", url, curl_easy_strerror(rc));
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+int ih_post_file(const char *url, const char *key, const char *path, int chunked, th_resp *r)
+{
+    source src = {fopen(path, "rb"), NULL, NULL};
+    int rc = -1;
+    if (!src.f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        memset(r, 0, sizeof *r);
+        r->body = calloc(1, 1);
+        return -1;
+    }
+    fseek(src.f, 0, SEEK_END);
+    long size = ftell(src.f);
+    fseek(src.f, 0, SEEK_SET);
+    rc = post_stream(url, key, &src, chunked ? -1 : size, r);
+    fclose(src.f);
+    return rc;
+}
+
+int ih_post_gen(const char *url, const char *key, ih_gen_fn gen, void *ctx, uint64_t len,
+                th_resp *r)
+{
+    source src = {NULL, gen, ctx};
+    return post_stream(url, key, &src, len ? (int64_t)len : -1, r);
+}
+
+int ih_req(const th_server *s, const char *method, const char *path, const char *key,
+           const char *body, th_resp *r)
+{
+    char url[2048];
+    snprintf(url, sizeof url, "%s%s", s->url, path);
+    return th_http(method, url, key, body, body ? strlen(body) : 0, NULL, r);
+}
+
+/* ---- frames ---- */
+
+void ih_frames_free(ih_frames *fr)
+{
+    for (size_t i = 0; i < fr->n; i++)
+        free(fr->f[i].d);
+    free(fr->f);
+    memset(fr, 0, sizeof *fr);
+}
+
+static ih_frame *frames_add(ih_frames *fr, int64_t frame, size_t n)
+{
+    if (fr->n == fr->cap) {
+        size_t cap = fr->cap ? fr->cap * 2 : 64;
+        ih_frame *f = realloc(fr->f, cap * sizeof *f);
+        if (!f)
+            return NULL;
+        fr->f = f;
+        fr->cap = cap;
+    }
+    ih_frame *f = &fr->f[fr->n++];
+    f->frame = frame;
+    f->n = n;
+    f->d = calloc(n ? n : 1, sizeof *f->d);
+    return f->d ? f : NULL;
+}
+
+static double num_of(yajl_val v, const char *key, int *ok)
+{
+    const char *path[] = {key, NULL};
+    yajl_val n = yajl_tree_get(v, path, yajl_t_number);
+    if (!n) {
+        *ok = 0;
+        return 0;
+    }
+    return YAJL_GET_DOUBLE(n);
+}
+
+/* One page's frames into out; 0 when the page has the contract's shape. */
+static int page_frames(yajl_val root, ih_frames *out)
+{
+    const char *fp[] = {"frames", NULL};
+    yajl_val frames = yajl_tree_get(root, fp, yajl_t_array);
+    if (!frames)
+        return -1;
+    for (size_t i = 0; i < frames->u.array.len; i++) {
+        yajl_val f = frames->u.array.values[i];
+        const char *np[] = {"frame", NULL}, *dp[] = {"detections", NULL};
+        yajl_val num = yajl_tree_get(f, np, yajl_t_number);
+        yajl_val dets = yajl_tree_get(f, dp, yajl_t_array);
+        if (!num || !YAJL_IS_INTEGER(num) || !dets || f->u.object.len != 2)
+            return -1;
+        ih_frame *fr = frames_add(out, YAJL_GET_INTEGER(num), dets->u.array.len);
+        if (!fr)
+            return -1;
+        for (size_t k = 0; k < dets->u.array.len; k++) {
+            yajl_val d = dets->u.array.values[k];
+            const char *lp[] = {"label", NULL}, *sp[] = {"sku", NULL}, *bp[] = {"box", NULL};
+            yajl_val label = yajl_tree_get(d, lp, yajl_t_string);
+            yajl_val sku = yajl_tree_get(d, sp, yajl_t_any);
+            yajl_val box = yajl_tree_get(d, bp, yajl_t_object);
+            int ok = label && sku && box && (YAJL_IS_STRING(sku) || YAJL_IS_NULL(sku)) &&
+                     d->u.object.len == 4 && box->u.object.len == 4;
+            if (!ok)
+                return -1;
+            ih_det *x = &fr->d[k];
+            snprintf(x->label, sizeof x->label, "%s", YAJL_GET_STRING(label));
+            x->has_sku = YAJL_IS_STRING(sku);
+            snprintf(x->sku, sizeof x->sku, "%s", x->has_sku ? YAJL_GET_STRING(sku) : "");
+            x->conf = num_of(d, "confidence", &ok);
+            x->x = num_of(box, "x", &ok);
+            x->y = num_of(box, "y", &ok);
+            x->w = num_of(box, "w", &ok);
+            x->h = num_of(box, "h", &ok);
+            if (!ok)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int ih_get_frames(const th_server *s, const char *key, const char *surgery, int limit,
+                  const char *extra, ih_frames *out)
+{
+    char cursor[1100] = "", path[2048];
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    for (int guard = 0; guard < 100000; guard++) {
+        th_resp r;
+        snprintf(path, sizeof path, "/v1/surgeries/%s/frames?limit=%d%s%s%s%s", surgery, limit,
+                 extra ? "&" : "", extra ? extra : "", cursor[0] ? "&cursor=" : "", cursor);
+        if (ih_req(s, "GET", path, key, NULL, &r) != 0 || r.status != 200) {
+            fprintf(stderr, "GET %s: %ld %s\n", path, r.status, r.body ? r.body : "");
+            th_resp_free(&r);
+            return -1;
+        }
+        char err[128];
+        yajl_val root = yajl_tree_parse(r.body, err, sizeof err);
+        const char *np[] = {"next", NULL};
+        yajl_val next = root ? yajl_tree_get(root, np, yajl_t_any) : NULL;
+        if (!root || !next || root->u.object.len != 2 || page_frames(root, out) != 0 ||
+            !(YAJL_IS_NULL(next) || YAJL_IS_STRING(next))) {
+            fprintf(stderr, "GET %s: not the contract's shape: %.300s\n", path, r.body);
+            rc = -1;
+        }
+        out->pages++;
+        int more = rc == 0 && YAJL_IS_STRING(next);
+        if (more)
+            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+        if (root)
+            yajl_tree_free(root);
+        th_resp_free(&r);
+        if (!more)
+            break;
+    }
+    return rc;
+}
+
+typedef struct parse_ctx {
+    ih_frames *out;
+    const ingest_catalog *cat;
+    ingest_parser *p;
+} parse_ctx;
+
+static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
+{
+    parse_ctx *pc = ctx;
+    ih_frame *fr = frames_add(pc->out, f->frame, f->count);
+    if (!fr)
+        return sl_error_set(err, SL_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < f->count; i++) {
+        const ingest_detection *d = &f->detections[i];
+        ih_det *x = &fr->d[i];
+        snprintf(x->label, sizeof x->label, "%s", d->label);
+        const char *sku =
+            pc->cat ? ingest_catalog_match(pc->cat, d->label, strlen(d->label)) : NULL;
+        x->has_sku = sku != NULL;
+        snprintf(x->sku, sizeof x->sku, "%s", sku ? sku : "");
+        x->conf = d->confidence;
+        x->x = d->x;
+        x->y = d->y;
+        x->w = d->w;
+        x->h = d->h;
+    }
+    return SL_OK;
+}
+
+int ih_parse_file(const char *path, const ingest_parse_options *opt, const ingest_catalog *cat,
+                  ih_frames *out)
+{
+    size_t len = 0;
+    char *text = ih_read_file(path, &len);
+    parse_ctx pc = {out, cat, NULL};
+    sl_error err;
+    sl_error_clear(&err);
+    memset(out, 0, sizeof *out);
+    int rc = text && ingest_parser_new(opt, on_frame, &pc, &pc.p, &err) == SL_OK &&
+                     ingest_parser_feed(pc.p, text, len, &err) == SL_OK &&
+                     ingest_parser_finish(pc.p, &err) == SL_OK
+                 ? 0
+                 : -1;
+    if (rc)
+        fprintf(stderr, "parsing %s: %s\n", path, err.message);
+    ingest_parser_free(&pc.p);
+    free(text);
+    return rc;
+}
+
+/* Values compare in micro-units, as they are stored. */
+static int micro_eq(double a, double b)
+{
+    return llround(a * 1e6) == llround(b * 1e6);
+}
+
+int ih_frames_equal(const ih_frames *a, const ih_frames *b, const char *what)
+{
+    if (a->n != b->n) {
+        fprintf(stderr, "%s: %zu frames, expected %zu\n", what, a->n, b->n);
+        return -1;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const ih_frame *x = &a->f[i], *y = &b->f[i];
+        if (x->frame != y->frame || x->n != y->n) {
+            fprintf(stderr, "%s: frame #%zu is %lld with %zu detections, expected %lld with %zu\n",
+                    what, i, (long long)x->frame, x->n, (long long)y->frame, y->n);
+            return -1;
+        }
+        for (size_t k = 0; k < x->n; k++) {
+            const ih_det *p = &x->d[k], *q = &y->d[k];
+            if (strcmp(p->label, q->label) || p->has_sku != q->has_sku || strcmp(p->sku, q->sku) ||
+                !micro_eq(p->conf, q->conf) || !micro_eq(p->x, q->x) || !micro_eq(p->y, q->y) ||
+                !micro_eq(p->w, q->w) || !micro_eq(p->h, q->h)) {
+                fprintf(stderr,
+                        "%s: frame %lld detection %zu is %s/%s %.6f [%.6f %.6f %.6f %.6f], "
+                        "expected %s/%s %.6f [%.6f %.6f %.6f %.6f]\n",
+                        what, (long long)x->frame, k, p->label, p->sku, p->conf, p->x, p->y, p->w,
+                        p->h, q->label, q->sku, q->conf, q->x, q->y, q->w, q->h);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- the store ---- */
+
+static int dump_table(store *st, store_table t, const char *prefix, ih_dump *d)
+{
+    char token[STORE_PAGE_TOKEN_MAX] = "";
+    sl_error err;
+    for (;;) {
+        store_page page = {0};
+        store_query_opts q = {.limit = STORE_PAGE_MAX, .page_token = token};
+        sl_error_clear(&err);
+        if (store_scan(st, t, prefix, &q, &page, &err) != SL_OK) {
+            fprintf(stderr, "scan: %s\n", err.message);
+            return -1;
+        }
+        for (size_t i = 0; i < page.count; i++) {
+            char *grown = realloc(d->bytes, d->len + page.docs[i].len + 1);
+            if (!grown) {
+                store_page_free(&page);
+                return -1;
+            }
+            d->bytes = grown;
+            memcpy(d->bytes + d->len, page.docs[i].data, page.docs[i].len);
+            d->len += page.docs[i].len;
+            d->docs++;
+        }
+        int more = page.next_token != NULL;
+        if (more)
+            snprintf(token, sizeof token, "%s", page.next_token);
+        store_page_free(&page);
+        if (!more)
+            break;
+    }
+    return 0;
+}
+
+int ih_dump_store(const char *store_uri, ih_dump *out)
+{
+    store *st = NULL;
+    store_options o = {.no_create = 1, .read_only = 1};
+    store_feed_stats fs;
+    sl_error err;
+    sl_error_clear(&err);
+    memset(out, 0, sizeof *out);
+    int rc = store_open(store_uri, &o, &st, &err) == SL_OK ? 0 : -1;
+    if (rc == 0)
+        rc = dump_table(st, STORE_ITEMS, "", out);
+    if (rc == 0)
+        rc = dump_table(st, STORE_AGGREGATES, "T#", out);
+    if (rc == 0 && store_feed_stats_get(st, NULL, &fs, &err) == SL_OK)
+        snprintf(out->head, sizeof out->head, "%s", fs.head_token);
+    else
+        rc = -1;
+    store_close(&st);
+    return rc;
+}
+
+void ih_dump_free(ih_dump *d)
+{
+    free(d->bytes);
+    memset(d, 0, sizeof *d);
+}
+
+int ih_wait_listener(const char *store_uri)
+{
+    store *st = NULL;
+    store_options o = {.no_create = 1, .read_only = 1};
+    store_feed_stats fs;
+    sl_error err;
+    sl_error_clear(&err);
+    int rc = store_open(store_uri, &o, &st, &err) == SL_OK ? -1 : -2;
+    for (int i = 0; rc == -1 && i < 400; i++) {
+        sl_error_clear(&err);
+        if (store_feed_stats_get(st, ENGINE_CONSUMER, &fs, &err) == SL_OK && fs.behind_events == 0)
+            rc = 0;
+        else
+            sleep_ms(50);
+    }
+    store_close(&st);
+    return rc;
+}
+
+long ih_proc_kb(int pid, const char *field)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, strlen(field)))
+            kb = strtol(line + strlen(field), NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+char *ih_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size >= 0 && (buf = malloc((size_t)size + 1)) != NULL) {
+        *len = fread(buf, 1, (size_t)size, f);
+        buf[*len] = '\0';
+    }
+    fclose(f);
+    return buf;
+}
+
+/* ---- set-up ---- */
+
+int ih_tenant(const th_server *s, const char *tenant, ih_keys *k)
+{
+    char out[256];
+    if (th_cli(out, sizeof out, "tenants", "create", tenant, "--kind", "hospital", "--store",
+               s->store, (char *)NULL) != 0)
+        return -1;
+    struct {
+        const char *role;
+        char *key;
+    } roles[] = {
+        {"admin", k->admin}, {"ingest", k->ingest}, {"staff", k->staff}, {"viewer", k->viewer}};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (th_cli(roles[i].key, 128, "keys", "create", "--tenant", tenant, "--role", roles[i].role,
+                   "--store", s->store, (char *)NULL) != 0 ||
+            strncmp(roles[i].key, "sl_", 3) != 0)
+            return -1;
+    return 0;
+}
+
+int ih_put_surgery(const th_server *s, const char *key, const char *surgery)
+{
+    size_t len = 0;
+    char path[256];
+    char *body = ih_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
+    th_resp r;
+    snprintf(path, sizeof path, "/v1/surgeries/%s", surgery);
+    int rc =
+        body && ih_req(s, "PUT", path, key, body, &r) == 0 && (r.status == 201 || r.status == 200)
+            ? 0
+            : -1;
+    if (body)
+        th_resp_free(&r);
+    free(body);
+    return rc;
+}
+
+int ih_put_catalog(const th_server *s, const char *key)
+{
+    static const char *const entries[][2] = {
+        {"FORCEPS-1", "forceps"}, {"SC-10", "scalpel"}, {"SPONGE-18", "sponge"}};
+    for (size_t i = 0; i < 3; i++) {
+        char file[512], path[256];
+        size_t len = 0;
+        snprintf(file, sizeof file, SL_FIXTURES "/catalog/%s.json", entries[i][1]);
+        snprintf(path, sizeof path, "/v1/catalog/%s", entries[i][0]);
+        char *body = ih_read_file(file, &len);
+        th_resp r;
+        int ok = body && ih_req(s, "PUT", path, key, body, &r) == 0 &&
+                 (r.status == 201 || r.status == 200);
+        if (body)
+            th_resp_free(&r);
+        free(body);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}

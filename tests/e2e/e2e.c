@@ -1,0 +1,1182 @@
+/* e2e.c -- processes, the keep-alive HTTP client, JSON helpers, the asset
+ * model with its expected aggregates, the random workload and the full check
+ * of a tenant's dashboard (see e2e.h).  The binary under test comes from
+ * CMake (SIGHTLINE_BIN). */
+#include "e2e.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SIGHTLINE_BIN
+#error "SIGHTLINE_BIN must name the sightline binary"
+#endif
+
+#define ARGS_MAX   48
+#define LEFT_MAX   32
+#define TMP_PREFIX "/tmp/sl-e2e-"
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * What a test that stops early (a failed REQUIRE exits) would leave behind:
+ * killed and removed at exit.
+ * ------------------------------------------------------------------------- */
+static pid_t left_pids[LEFT_MAX];
+static char left_dirs[LEFT_MAX][128];
+
+static void cleanup_at_exit(void)
+{
+    for (int i = 0; i < LEFT_MAX; i++) {
+        if (left_pids[i] > 0) {
+            kill(left_pids[i], SIGKILL);
+            waitpid(left_pids[i], NULL, 0);
+            left_pids[i] = 0;
+        }
+    }
+    for (int i = 0; i < LEFT_MAX; i++)
+        if (left_dirs[i][0])
+            e2e_rmrf(left_dirs[i]);
+}
+
+static void register_cleanup(void)
+{
+    static int done;
+    if (!done++)
+        atexit(cleanup_at_exit);
+}
+
+static void track_pid(pid_t pid, int add)
+{
+    for (int i = 0; i < LEFT_MAX; i++)
+        if (add ? left_pids[i] == 0 : left_pids[i] == pid) {
+            left_pids[i] = add ? pid : 0;
+            break;
+        }
+}
+
+int e2e_tmpdir(char out[128])
+{
+    register_cleanup();
+    snprintf(out, 128, TMP_PREFIX "XXXXXX");
+    if (!mkdtemp(out))
+        return -1;
+    for (int i = 0; i < LEFT_MAX; i++)
+        if (!left_dirs[i][0]) {
+            snprintf(left_dirs[i], sizeof left_dirs[i], "%s", out);
+            break;
+        }
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void e2e_rmrf(const char *dir)
+{
+    if (dir && !strncmp(dir, TMP_PREFIX, strlen(TMP_PREFIX))) {
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        for (int i = 0; i < LEFT_MAX; i++)
+            if (!strcmp(left_dirs[i], dir))
+                left_dirs[i][0] = '\0';
+    }
+}
+
+pid_t e2e_spawn(const char *out_path, const char *err_path, const char *const *args)
+{
+    const char *argv[ARGS_MAX];
+    int n = 0;
+    register_cleanup();
+    argv[n++] = "sightline";
+    for (; args && args[n - 1] && n < ARGS_MAX - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        int o = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int e = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        unsetenv("SIGHTLINE_STORE");
+        execv(SIGHTLINE_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    if (pid > 0)
+        track_pid(pid, 1);
+    return pid;
+}
+
+int e2e_wait(pid_t pid, int timeout_ms)
+{
+    long until = now_ms() + timeout_ms;
+    int status = 0, code = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            track_pid(pid, 0);
+            break;
+        }
+        if ((r < 0 && errno != EINTR) || now_ms() >= until)
+            break;
+        sleep_ms(5);
+    }
+    return code;
+}
+
+void e2e_kill(pid_t pid, int sig)
+{
+    if (pid > 0) {
+        kill(pid, sig);
+        if (sig == SIGKILL) {
+            waitpid(pid, NULL, 0);
+            track_pid(pid, 0);
+        }
+    }
+}
+
+int e2e_run(char *out, size_t cap, const char *const *args)
+{
+    const char *argv[ARGS_MAX];
+    int n = 0, fds[2];
+    argv[n++] = "sightline";
+    for (; args && args[n - 1] && n < ARGS_MAX - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        unsetenv("SIGHTLINE_STORE");
+        execv(SIGHTLINE_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    track_pid(pid, 1);
+    size_t got = 0;
+    for (;;) {
+        char buf[4096];
+        ssize_t r = read(fds[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        for (ssize_t i = 0; i < r; i++)
+            if (out && got + 1 < cap)
+                out[got++] = buf[i];
+    }
+    close(fds[0]);
+    if (out && cap) {
+        out[got] = '\0';
+        if (got && out[got - 1] == '\n')
+            out[got - 1] = '\0';
+    }
+    int code = e2e_wait(pid, 60000);
+    if (code == -1)
+        e2e_kill(pid, SIGKILL);
+    return code;
+}
+
+int e2e_server_start(e2e_server *s, const char *dir, const char *store, const char *const *extra)
+{
+    const char *args[ARGS_MAX];
+    int n = 0;
+    memset(s, 0, sizeof *s);
+    snprintf(s->store, sizeof s->store, "%s", store);
+    snprintf(s->out_path, sizeof s->out_path, "%s/access.log", dir);
+    snprintf(s->err_path, sizeof s->err_path, "%s/serve.err", dir);
+    unlink(s->err_path);
+    args[n++] = "serve";
+    args[n++] = "--store";
+    args[n++] = s->store;
+    args[n++] = "--listen";
+    args[n++] = "127.0.0.1:0";
+    for (int i = 0; extra && extra[i] && n < ARGS_MAX - 1; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    s->pid = e2e_spawn(s->out_path, s->err_path, args);
+    if (s->pid < 0)
+        return -1;
+    long until = now_ms() + 30000;
+    while (now_ms() < until) {
+        char buf[4096] = "";
+        FILE *f = fopen(s->err_path, "r");
+        if (f) {
+            buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+            fclose(f);
+        }
+        const char *at = strstr(buf, "listening on ");
+        if (at && strchr(at, '\n')) {
+            sscanf(at + 13, "%95s", s->url);
+            return 0;
+        }
+        if (e2e_wait(s->pid, 0) != -1) {
+            fprintf(stderr, "e2e: server exited early:\n%s\n", buf);
+            s->pid = -1;
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    return -1;
+}
+
+int e2e_server_stop(e2e_server *s)
+{
+    int code = -1;
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        code = e2e_wait(s->pid, 20000);
+        if (code == -1)
+            e2e_kill(s->pid, SIGKILL);
+        s->pid = -1;
+    }
+    return code;
+}
+
+int e2e_tenant(const char *store, const char *tenant)
+{
+    const char *args[] = {"tenants",      "create",  tenant, "--kind",
+                          "brand-client", "--store", store,  NULL};
+    return e2e_run(NULL, 0, args) == 0 ? 0 : -1;
+}
+
+int e2e_key(const char *store, const char *tenant, const char *role, char key[128])
+{
+    const char *args[] = {"keys", "create",  "--tenant", tenant, "--role",
+                          role,   "--store", store,      NULL};
+    return e2e_run(key, 128, args) == 0 && !strncmp(key, "sl_", 3) ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * HTTP.
+ * ------------------------------------------------------------------------- */
+struct e2e_client {
+    CURL *curl;
+    char base[128];
+    char auth[192];
+    char *body;
+    size_t len, cap;
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    e2e_client *c = ud;
+    size_t add = size * n;
+    if (c->len + add + 1 > c->cap) {
+        size_t cap = (c->len + add + 1) * 2;
+        char *grown = realloc(c->body, cap);
+        if (!grown)
+            return 0;
+        c->body = grown;
+        c->cap = cap;
+    }
+    memcpy(c->body + c->len, p, add);
+    c->len += add;
+    c->body[c->len] = '\0';
+    return add;
+}
+
+e2e_client *e2e_client_new(const char *base_url, const char *key)
+{
+    static int global;
+    if (!global++)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+    e2e_client *c = calloc(1, sizeof *c);
+    if (c && !(c->curl = curl_easy_init())) {
+        free(c);
+        c = NULL;
+    }
+    if (c) {
+        snprintf(c->base, sizeof c->base, "%s", base_url);
+        e2e_client_set_key(c, key);
+    }
+    return c;
+}
+
+void e2e_client_free(e2e_client **c)
+{
+    if (c && *c) {
+        curl_easy_cleanup((*c)->curl);
+        free((*c)->body);
+        free(*c);
+        *c = NULL;
+    }
+}
+
+void e2e_client_set_key(e2e_client *c, const char *key)
+{
+    if (key)
+        snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", key);
+    else
+        c->auth[0] = '\0';
+}
+
+long e2e_req(e2e_client *c, const char *method, const char *path, const char *body, size_t len)
+{
+    char url[2048];
+    struct curl_slist *h = NULL;
+    long status = -1;
+    snprintf(url, sizeof url, "%s%s", c->base, path);
+    /* Resetting options keeps the open connection: keep-alive holds. */
+    curl_easy_reset(c->curl);
+    c->len = 0;
+    if (c->body)
+        c->body[0] = '\0';
+    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
+    if (c->auth[0])
+        h = curl_slist_append(h, c->auth);
+    if (body) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        h = curl_slist_append(h, strstr(path, ":batch") ? "Content-Type: application/x-ndjson"
+                                                        : "Content-Type: application/json");
+    }
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c->curl);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    else
+        fprintf(stderr, "e2e: %s %s: %s\n", method, url, curl_easy_strerror(rc));
+    curl_slist_free_all(h);
+    if (!c->body && (c->body = malloc(1)))
+        c->body[0] = '\0', c->cap = 1;
+    return status;
+}
+
+const char *e2e_body(const e2e_client *c)
+{
+    return c->body ? c->body : "";
+}
+
+void e2e_escape(const char *s, char *out, size_t cap)
+{
+    static const char keep[] = "-._~";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr(keep, *p))
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
+}
+
+int e2e_metric(const char *metrics, const char *name, double *out)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = metrics; line && *line;) {
+        if (!strncmp(line, name, nlen) && line[nlen] == ' ') {
+            *out = strtod(line + nlen + 1, NULL);
+            return 0;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    return -1;
+}
+
+int e2e_wait_caught_up(e2e_client *c, int timeout_ms)
+{
+    long until = now_ms() + timeout_ms;
+    double behind = -1;
+    do {
+        if (e2e_req(c, "GET", "/metrics", NULL, 0) == 200 &&
+            e2e_metric(e2e_body(c), "sightline_feed_behind_events", &behind) == 0 && behind == 0)
+            return 0;
+        sleep_ms(50);
+    } while (now_ms() < until);
+    fprintf(stderr, "e2e: the listener is still %.0f events behind after %d ms\n", behind,
+            timeout_ms);
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * JSON.
+ * ------------------------------------------------------------------------- */
+yajl_val e2e_json(const char *text)
+{
+    char why[256] = "";
+    yajl_val v = yajl_tree_parse(text, why, sizeof why);
+    if (!v)
+        fprintf(stderr, "e2e: not JSON (%s): %.300s\n", why, text);
+    return v;
+}
+
+yajl_val e2e_get(yajl_val v, const char *key)
+{
+    if (!YAJL_IS_OBJECT(v))
+        return NULL;
+    for (size_t i = 0; i < v->u.object.len; i++)
+        if (!strcmp(v->u.object.keys[i], key))
+            return v->u.object.values[i];
+    return NULL;
+}
+
+const char *e2e_get_str(yajl_val v, const char *key)
+{
+    yajl_val x = e2e_get(v, key);
+    return YAJL_IS_STRING(x) ? YAJL_GET_STRING(x) : NULL;
+}
+
+int64_t e2e_get_int(yajl_val v, const char *key, int64_t fallback)
+{
+    yajl_val x = e2e_get(v, key);
+    return YAJL_IS_INTEGER(x) ? (int64_t)YAJL_GET_INTEGER(x) : fallback;
+}
+
+double e2e_get_num(yajl_val v, const char *key, double fallback)
+{
+    yajl_val x = e2e_get(v, key);
+    /* The text of the number, read back exactly (yajl's double is the same). */
+    return YAJL_IS_NUMBER(x) ? strtod(YAJL_GET_NUMBER(x), NULL) : fallback;
+}
+
+/* ---------------------------------------------------------------------------
+ * The model.
+ * ------------------------------------------------------------------------- */
+const char *const m_tenants[M_TENANTS] = {"acme", "globex"};
+/* Names with spaces, '&', '\'' and '+' go through URLs percent-encoded. */
+const char *const m_brands[M_BRANDS] = {"Nike",     "Adidas",  "Puma",   "H&M",
+                                        "Blue Sky", "Reebok",  "asics",  "Zara",
+                                        "Uniqlo",   "L'Oreal", "Levi's", "Coca-Cola"};
+const char *const m_campaigns[M_CAMPAIGNS] = {"spring", "summer 26", "fall", "c+1"};
+const char *const m_sectors[M_SECTORS] = {"apparel", "shoes",  "beauty & care",
+                                          "drinks",  "retail", "sport"};
+const char *const m_metric_names[M_METRICS] = {"memorability", "face", "logo", "product", "text"};
+
+int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->nassets = nassets;
+    m->rng = seed ? seed : 1;
+    for (int t = 0; t < M_TENANTS; t++)
+        if (!(m->assets[t] = calloc(nassets, sizeof *m->assets[t])))
+            return -1;
+    return 0;
+}
+
+void e2e_model_free(e2e_model *m)
+{
+    for (int t = 0; t < M_TENANTS; t++) {
+        free(m->assets[t]);
+        m->assets[t] = NULL;
+    }
+}
+
+uint32_t e2e_below(e2e_model *m, uint32_t n)
+{
+    /* xorshift64*: quick, seeded, good enough to pick operations. */
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    return (uint32_t)(((m->rng * 2685821657736338717ull) >> 32) % n);
+}
+
+/* round(score * 1e6) as the contract says, computed here. */
+static int64_t micro_of(const char *s)
+{
+    return (int64_t)llround(strtod(s, NULL) * 1e6);
+}
+
+/* A score as a client would send it: mostly nine decimals (never a tie at
+ * half a micro-unit, so no rounding rule is assumed), sometimes 0 or 1. */
+static void random_score(e2e_model *m, char out[24])
+{
+    uint32_t r = e2e_below(m, 100);
+    if (r < 3) {
+        snprintf(out, 24, "0");
+    } else if (r < 6) {
+        snprintf(out, 24, "1");
+    } else {
+        uint32_t micro = e2e_below(m, 1000000), rest = e2e_below(m, 999);
+        snprintf(out, 24, "0.%06u%03u", micro, rest >= 500 ? rest + 1 : rest);
+    }
+}
+
+void e2e_random_scores(e2e_model *m, m_asset *a)
+{
+    random_score(m, a->score[0]);
+    for (int k = 1; k < M_METRICS; k++) {
+        if (e2e_below(m, 2))
+            random_score(m, a->score[k]);
+        else
+            a->score[k][0] = '\0';
+    }
+    for (int k = 0; k < M_METRICS; k++)
+        a->micro[k] = a->score[k][0] ? micro_of(a->score[k]) : 0;
+}
+
+void e2e_asset_id(size_t i, char out[16])
+{
+    snprintf(out, 16, "as-%06zu", i);
+}
+
+size_t e2e_asset_json(const m_asset *a, const char *id, int with_id, char *out, size_t cap)
+{
+    size_t n = 0;
+#define PUT(...) n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    PUT("{");
+    if (with_id)
+        PUT("\"asset\":\"%s\",", id);
+    PUT("\"client\":\"cl-1\",\"brand\":\"%s\",\"campaign\":\"%s\",\"sector\":\"%s\","
+        "\"media_type\":\"%s\",\"memorability\":%s,\"saliency\":{",
+        m_brands[a->brand], m_campaigns[a->campaign], m_sectors[a->sector],
+        a->video ? "video" : "image", a->score[0]);
+    int first = 1;
+    for (int k = 1; k < M_METRICS; k++)
+        if (a->score[k][0]) {
+            PUT("%s\"%s\":%s", first ? "" : ",", m_metric_names[k], a->score[k]);
+            first = 0;
+        }
+    PUT("}}");
+#undef PUT
+    return n < cap ? n : cap - 1;
+}
+
+static void agg_add(m_agg *g, const m_asset *a)
+{
+    g->count++;
+    for (int k = 0; k < M_METRICS; k++) {
+        if (!a->score[k][0])
+            continue;
+        m_metric *x = &g->m[k];
+        int64_t v = a->micro[k];
+        x->n++;
+        x->sum += v;
+        x->sumsq += (__int128)v * v;
+        x->hist[v >= 1000000 ? M_BINS - 1 : v / 10000]++;
+    }
+}
+
+void e2e_expect(const e2e_model *m, int t, m_expect *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < m->nassets; i++) {
+        const m_asset *a = &m->assets[t][i];
+        if (!a->present)
+            continue;
+        agg_add(&out->brand[a->brand], a);
+        agg_add(&out->campaign[a->brand][a->campaign], a);
+        agg_add(&out->sector[a->sector], a);
+    }
+}
+
+/* docs/dashboard.md, "Numbers": the mean and stddev from the integer sums. */
+double e2e_mean(const m_metric *m)
+{
+    return (double)((long double)m->sum / (long double)m->n / 1000000);
+}
+
+double e2e_stddev(const m_metric *m)
+{
+    __int128 num = (__int128)m->n * m->sumsq - (__int128)m->sum * m->sum;
+    long double var = (long double)(num < 0 ? 0 : num) / ((long double)m->n * (long double)m->n);
+    return (double)(sqrtl(var) / 1000000);
+}
+
+/* The documented interpolation: in the bin i where the cumulative count
+ * before it, c, satisfies c < q*n <= c + hist[i],
+ * x = (i * 10000 + (q*n - c) / hist[i] * 10000) / 1e6; for q*n == 0 the
+ * lower edge of the first non-empty bin. */
+double e2e_percentile(const m_metric *m, double q)
+{
+    long double rank = (long double)q * (long double)m->n, c = 0;
+    for (int i = 0; i < M_BINS; i++) {
+        if (m->hist[i] == 0)
+            continue;
+        long double h = (long double)m->hist[i];
+        if (rank <= c + h) {
+            long double within = rank > c ? (rank - c) / h * 10000 : 0;
+            return (double)(((long double)i * 10000 + within) / 1000000);
+        }
+        c += h;
+    }
+    return NAN;
+}
+
+static int close_to(double a, double b)
+{
+    return fabs(a - b) <= 1e-12;
+}
+
+static int metric_index(const char *name)
+{
+    for (int k = 0; k < M_METRICS; k++)
+        if (!strcmp(m_metric_names[k], name))
+            return k;
+    return -1;
+}
+
+int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want)
+{
+    int diffs = 0;
+#define DIFF(...)                                                                                  \
+    do {                                                                                           \
+        diffs++;                                                                                   \
+        fprintf(stderr, "e2e: %s: ", what);                                                        \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+    } while (0)
+    int64_t count = e2e_get_int(obj, "count", -1);
+    if (count != want->count)
+        DIFF("count %lld, expected %lld", (long long)count, (long long)want->count);
+    yajl_val metrics = e2e_get(obj, "metrics");
+    if (!YAJL_IS_OBJECT(metrics)) {
+        DIFF("no metrics object");
+        goto out;
+    }
+    for (size_t i = 0; i < metrics->u.object.len; i++) {
+        int k = metric_index(metrics->u.object.keys[i]);
+        if (k < 0 || want->m[k].n == 0)
+            DIFF("metric %s is listed but no asset carries it", metrics->u.object.keys[i]);
+    }
+    for (int k = 0; k < M_METRICS; k++) {
+        const m_metric *w = &want->m[k];
+        const char *name = m_metric_names[k];
+        yajl_val got = e2e_get(metrics, name);
+        if (w->n == 0)
+            continue;
+        if (!YAJL_IS_OBJECT(got)) {
+            DIFF("metric %s is missing (expected n %lld)", name, (long long)w->n);
+            continue;
+        }
+        int64_t n = e2e_get_int(got, "n", -1), sum = e2e_get_int(got, "sum_micro", -1);
+        if (n != w->n)
+            DIFF("%s.n %lld, expected %lld", name, (long long)n, (long long)w->n);
+        if (sum != w->sum)
+            DIFF("%s.sum_micro %lld, expected %lld", name, (long long)sum, (long long)w->sum);
+        double mean = e2e_get_num(got, "mean", NAN), sd = e2e_get_num(got, "stddev", NAN);
+        if (mean != e2e_mean(w))
+            DIFF("%s.mean %.17g, expected %.17g", name, mean, e2e_mean(w));
+        if (sd != e2e_stddev(w))
+            DIFF("%s.stddev %.17g, expected %.17g", name, sd, e2e_stddev(w));
+        static const char *const pn[] = {"p10", "median", "p90"};
+        static const double pq[] = {0.10, 0.50, 0.90};
+        for (int p = 0; p < 3; p++) {
+            double x = e2e_get_num(got, pn[p], NAN), e = e2e_percentile(w, pq[p]);
+            if (!close_to(x, e))
+                DIFF("%s.%s %.17g, expected %.17g", name, pn[p], x, e);
+        }
+        int lo = -1, hi = -1;
+        for (int b = 0; b < M_BINS; b++)
+            if (w->hist[b]) {
+                hi = b;
+                if (lo < 0)
+                    lo = b;
+            }
+        double mn = e2e_get_num(got, "min", NAN), mx = e2e_get_num(got, "max", NAN);
+        if (!close_to(mn, lo / 100.0) || !close_to(mx, (hi + 1) / 100.0))
+            DIFF("%s min/max %.17g/%.17g, expected %.2f/%.2f", name, mn, mx, lo / 100.0,
+                 (hi + 1) / 100.0);
+        yajl_val hist = e2e_get(got, "histogram");
+        if (hist) {
+            if (!YAJL_IS_ARRAY(hist) || hist->u.array.len != M_BINS) {
+                DIFF("%s.histogram is not an array of %d counts", name, M_BINS);
+            } else {
+                for (int b = 0; b < M_BINS; b++) {
+                    yajl_val v = hist->u.array.values[b];
+                    long long c = YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : -1;
+                    if (c != w->hist[b])
+                        DIFF("%s.histogram[%d] %lld, expected %lld", name, b, c,
+                             (long long)w->hist[b]);
+                }
+            }
+        }
+    }
+out:
+#undef DIFF
+    return diffs;
+}
+
+/* ---------------------------------------------------------------------------
+ * The workload.
+ * ------------------------------------------------------------------------- */
+enum { OP_INSERT = 1, OP_RESCORE, OP_REASSIGN, OP_RESEND };
+
+typedef struct pending_line {
+    size_t idx;
+    int kind;
+    m_asset next;
+} pending_line;
+
+#define BATCH_MAX  256
+#define LINE_MAX_B 768
+
+typedef struct tenant_work {
+    pending_line lines[BATCH_MAX];
+    size_t n, target;
+    char *busy; /* ids in the pending batch */
+} tenant_work;
+
+static int present_free(const e2e_model *m, const tenant_work *w, int t, size_t i, int want_present)
+{
+    return m->assets[t][i].present == want_present && !w->busy[i];
+}
+
+/* A random id that is (not) present and not in the pending batch; -1 when
+ * a few tries found none. */
+static long pick(e2e_model *m, const tenant_work *w, int t, int want_present)
+{
+    for (int tries = 0; tries < 32; tries++) {
+        size_t i = e2e_below(m, (uint32_t)m->nassets);
+        if (present_free(m, w, t, i, want_present))
+            return (long)i;
+    }
+    return -1;
+}
+
+/* After a batch answered other counts than expected: prints the lines whose
+ * content the model thinks changes but is equal to the stored one, or the
+ * other way round (ingest keys cannot read assets back). */
+static void diagnose(e2e_model *m, const tenant_work *w, int t)
+{
+    char id[16], before[LINE_MAX_B], after[LINE_MAX_B];
+    for (size_t i = 0; i < w->n; i++) {
+        const pending_line *l = &w->lines[i];
+        const m_asset *cur = &m->assets[t][l->idx];
+        e2e_asset_id(l->idx, id);
+        e2e_asset_json(cur, id, 0, before, sizeof before);
+        e2e_asset_json(&l->next, id, 0, after, sizeof after);
+        int same = cur->present && !strcmp(before, after);
+        if (same != (l->kind == OP_RESEND))
+            fprintf(stderr, "e2e:   line %zu (%s, kind %d): before %s (present %d), after %s\n", i,
+                    id, l->kind, before, cur->present, after);
+    }
+}
+
+/* Sends the pending batch of tenant t; on 200 the model takes its lines.
+ * Sometimes a bad line is appended first: the whole batch must be refused
+ * (400) and nothing of it stored, then it is sent again without it. */
+static int flush(e2e_model *m, tenant_work *w, int t, e2e_client *c, e2e_workload_stats *st)
+{
+    int bad = 0;
+    if (!w->n)
+        return 0;
+    char *body = malloc(w->n * LINE_MAX_B + LINE_MAX_B);
+    size_t len = 0;
+    int expect_changed = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        char id[16];
+        e2e_asset_id(w->lines[i].idx, id);
+        len += e2e_asset_json(&w->lines[i].next, id, 1, body + len, LINE_MAX_B);
+        body[len++] = '\n';
+        expect_changed += w->lines[i].kind != OP_RESEND;
+    }
+    if (e2e_below(m, 100) < 3) {
+        size_t with_bad = len + (size_t)snprintf(body + len, LINE_MAX_B,
+                                                 "{\"asset\":\"bad-1\",\"client\":\"cl-1\","
+                                                 "\"brand\":\"Nike\",\"campaign\":\"x\",\"sector\":"
+                                                 "\"y\",\"media_type\":\"image\",\"memorability\":"
+                                                 "1.5,\"saliency\":{}}\n");
+        long s = e2e_req(c, "POST", "/v1/assets:batch", body, with_bad);
+        st->batch_requests++;
+        st->refused++;
+        if (s != 400) {
+            bad++;
+            fprintf(stderr, "e2e: a batch with a bad last line answered %ld: %.300s\n", s,
+                    e2e_body(c));
+        }
+    }
+    long s = e2e_req(c, "POST", "/v1/assets:batch", body, len);
+    st->batch_requests++;
+    yajl_val v = s == 200 ? e2e_json(e2e_body(c)) : NULL;
+    if (!v || e2e_get_int(v, "assets", -1) != (int64_t)w->n ||
+        e2e_get_int(v, "changed", -1) != expect_changed) {
+        bad++;
+        fprintf(stderr, "e2e: batch of %zu lines (%d changing) answered %ld: %.300s\n", w->n,
+                expect_changed, s, e2e_body(c));
+    }
+    if (s == 200 && bad)
+        diagnose(m, w, t);
+    if (s == 200)
+        for (size_t i = 0; i < w->n; i++)
+            m->assets[t][w->lines[i].idx] = w->lines[i].next;
+    for (size_t i = 0; i < w->n; i++)
+        w->busy[w->lines[i].idx] = 0;
+    w->n = 0;
+    w->target = 16 + e2e_below(m, BATCH_MAX - 16);
+    if (v)
+        yajl_tree_free(v);
+    free(body);
+    return bad;
+}
+
+/* The next state of an upsert of kind on asset idx into *next. */
+static void upsert_state(e2e_model *m, int t, size_t idx, int kind, m_asset *next)
+{
+    const m_asset *cur = &m->assets[t][idx];
+    *next = *cur;
+    next->present = 1;
+    next->version = kind == OP_INSERT ? 1 : cur->version + (kind != OP_RESEND);
+    if (kind == OP_INSERT) {
+        next->brand = (int)e2e_below(m, M_BRANDS);
+        next->campaign = (int)e2e_below(m, M_CAMPAIGNS);
+        next->sector = (int)e2e_below(m, M_SECTORS);
+        next->video = (int)e2e_below(m, 4) == 0;
+        e2e_random_scores(m, next);
+    } else if (kind == OP_RESCORE) {
+        /* New scores, never all equal to the old ones (a 1 with no saliency
+         * comes round again often enough to matter): a rescore changes. */
+        do
+            e2e_random_scores(m, next);
+        while (!memcmp(next->score, cur->score, sizeof cur->score));
+    } else if (kind == OP_REASSIGN) {
+        uint32_t what = 1 + e2e_below(m, 7); /* any non-empty subset of brand, campaign, sector */
+        if (what & 1)
+            next->brand = (cur->brand + 1 + (int)e2e_below(m, M_BRANDS - 1)) % M_BRANDS;
+        if (what & 2)
+            next->campaign = (cur->campaign + 1 + (int)e2e_below(m, M_CAMPAIGNS - 1)) % M_CAMPAIGNS;
+        if (what & 4)
+            next->sector = (cur->sector + 1 + (int)e2e_below(m, M_SECTORS - 1)) % M_SECTORS;
+        if (e2e_below(m, 3) == 0)
+            e2e_random_scores(m, next);
+    }
+}
+
+int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
+                 void (*hook)(void *ctx, int64_t done), void *ctx, e2e_workload_stats *st)
+{
+    int bad = 0;
+    tenant_work *w = calloc(M_TENANTS, sizeof *w);
+    char body[LINE_MAX_B], path[128], id[16];
+    memset(st, 0, sizeof *st);
+    for (int t = 0; t < M_TENANTS; t++) {
+        w[t].busy = calloc(m->nassets, 1);
+        w[t].target = 16 + e2e_below(m, BATCH_MAX - 16);
+    }
+    for (int64_t done = 0; done < ops; done++) {
+        int t = (int)e2e_below(m, M_TENANTS);
+        tenant_work *tw = &w[t];
+        uint32_t r = e2e_below(m, 100);
+        long idx = -1;
+        if (r < 9 && (idx = pick(m, tw, t, 1)) >= 0) { /* delete */
+            e2e_asset_id((size_t)idx, id);
+            snprintf(path, sizeof path, "/v1/assets/%s", id);
+            long s = e2e_req(ingest[t], "DELETE", path, NULL, 0);
+            st->single_requests++;
+            st->deletes++;
+            if (s == 204) {
+                m->assets[t][idx].present = 0;
+            } else {
+                bad++;
+                fprintf(stderr, "e2e: DELETE %s answered %ld: %.300s\n", path, s,
+                        e2e_body(ingest[t]));
+            }
+        } else if (r < 10) { /* refused: a score outside [0, 1] */
+            m_asset a;
+            memset(&a, 0, sizeof a);
+            snprintf(a.score[0], sizeof a.score[0], "1.5");
+            e2e_asset_json(&a, "x", 0, body, sizeof body);
+            idx = (long)e2e_below(m, (uint32_t)m->nassets);
+            e2e_asset_id((size_t)idx, id);
+            snprintf(path, sizeof path, "/v1/assets/%s", id);
+            long s = e2e_req(ingest[t], "PUT", path, body, strlen(body));
+            st->single_requests++;
+            st->refused++;
+            if (s != 400) {
+                bad++;
+                fprintf(stderr, "e2e: a PUT with memorability 1.5 answered %ld\n", s);
+            }
+        } else {
+            uint32_t k = e2e_below(m, 90);
+            int kind = k < 35 ? OP_INSERT : k < 55 ? OP_RESCORE : k < 75 ? OP_REASSIGN : OP_RESEND;
+            idx = pick(m, tw, t, kind == OP_INSERT ? 0 : 1);
+            if (idx < 0) { /* none free of that kind: the other kind */
+                kind = kind == OP_INSERT ? OP_RESCORE : OP_INSERT;
+                idx = pick(m, tw, t, kind == OP_INSERT ? 0 : 1);
+            }
+            if (idx < 0) { /* everything is in the pending batch */
+                bad += flush(m, tw, t, ingest[t], st);
+                done--;
+                continue;
+            }
+            st->inserts += kind == OP_INSERT;
+            st->rescores += kind == OP_RESCORE;
+            st->reassigns += kind == OP_REASSIGN;
+            st->resends += kind == OP_RESEND;
+            m_asset next;
+            upsert_state(m, t, (size_t)idx, kind, &next);
+            if (e2e_below(m, 100) < 12) { /* a single PUT */
+                e2e_asset_id((size_t)idx, id);
+                snprintf(path, sizeof path, "/v1/assets/%s", id);
+                e2e_asset_json(&next, id, 0, body, sizeof body);
+                long s = e2e_req(ingest[t], "PUT", path, body, strlen(body));
+                st->single_requests++;
+                yajl_val v = s == 200 || s == 201 ? e2e_json(e2e_body(ingest[t])) : NULL;
+                int64_t version = e2e_get_int(v, "version", -1);
+                if (v)
+                    yajl_tree_free(v);
+                if (s == (kind == OP_INSERT ? 201 : 200) && version == next.version) {
+                    m->assets[t][idx] = next;
+                } else {
+                    bad++;
+                    fprintf(stderr, "e2e: PUT %s (kind %d) answered %ld: %.300s\n", path, kind, s,
+                            e2e_body(ingest[t]));
+                }
+            } else {
+                tw->lines[tw->n++] = (pending_line){(size_t)idx, kind, next};
+                tw->busy[idx] = 1;
+                if (tw->n >= tw->target)
+                    bad += flush(m, tw, t, ingest[t], st);
+            }
+        }
+        if (hook)
+            hook(ctx, done + 1);
+    }
+    for (int t = 0; t < M_TENANTS; t++) {
+        bad += flush(m, &w[t], t, ingest[t], st);
+        free(w[t].busy);
+    }
+    free(w);
+    return bad;
+}
+
+/* ---------------------------------------------------------------------------
+ * The full check of a tenant's dashboard.
+ * ------------------------------------------------------------------------- */
+
+/* GETs every page of path (which has a '?') holding array `array`; calls
+ * fn for each item.  Returns differences (bad pages), counting items. */
+static int each_item(e2e_client *c, const char *path, const char *array,
+                     int (*fn)(void *ctx, yajl_val item), void *ctx, int *items)
+{
+    int diffs = 0;
+    char cursor[1100] = "", url[1600];
+    *items = 0;
+    for (int pages = 0; pages < 10000; pages++) {
+        snprintf(url, sizeof url, "%s%s%s", path, cursor[0] ? "&cursor=" : "", cursor);
+        long s = e2e_req(c, "GET", url, NULL, 0);
+        yajl_val v = s == 200 ? e2e_json(e2e_body(c)) : NULL;
+        yajl_val arr = e2e_get(v, array), next = e2e_get(v, "next");
+        if (!YAJL_IS_ARRAY(arr) || !(YAJL_IS_NULL(next) || YAJL_IS_STRING(next))) {
+            fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", url, s, e2e_body(c));
+            diffs++;
+            if (v)
+                yajl_tree_free(v);
+            break;
+        }
+        for (size_t i = 0; i < arr->u.array.len; i++, (*items)++)
+            diffs += fn(ctx, arr->u.array.values[i]);
+        int last = YAJL_IS_NULL(next);
+        if (!last)
+            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+        yajl_tree_free(v);
+        if (last)
+            break;
+    }
+    return diffs;
+}
+
+typedef struct list_ctx {
+    const m_expect *x;
+    int brand; /* campaigns: of this brand */
+    int seen[M_BRANDS > M_SECTORS ? M_BRANDS : M_SECTORS];
+    char last[160]; /* names must come in ascending byte order */
+} list_ctx;
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (!strcmp(names[i], s))
+            return i;
+    return -1;
+}
+
+static int check_order(list_ctx *lc, const char *name)
+{
+    int bad = lc->last[0] && strcmp(lc->last, name) >= 0;
+    if (bad)
+        fprintf(stderr, "e2e: \"%s\" listed after \"%s\"\n", name, lc->last);
+    snprintf(lc->last, sizeof lc->last, "%s", name);
+    return bad;
+}
+
+static int on_brand(void *ctx, yajl_val item)
+{
+    list_ctx *lc = ctx;
+    const char *name = e2e_get_str(item, "brand");
+    int b = name_index(m_brands, M_BRANDS, name), diffs = 0;
+    char what[200];
+    if (b < 0 || lc->seen[b]++ || lc->x->brand[b].count == 0) {
+        fprintf(stderr, "e2e: brand \"%s\" listed wrongly (unknown, twice, or has no asset)\n",
+                name ? name : "(none)");
+        return 1;
+    }
+    diffs += check_order(lc, name);
+    snprintf(what, sizeof what, "listed brand %s", name);
+    return diffs + e2e_compare_agg(what, item, &lc->x->brand[b]);
+}
+
+static int on_campaign(void *ctx, yajl_val item)
+{
+    list_ctx *lc = ctx;
+    const char *name = e2e_get_str(item, "campaign"), *brand = e2e_get_str(item, "brand");
+    int c = name_index(m_campaigns, M_CAMPAIGNS, name), diffs = 0;
+    char what[200];
+    if (c < 0 || !brand || strcmp(brand, m_brands[lc->brand]) || lc->seen[c]++ ||
+        lc->x->campaign[lc->brand][c].count == 0) {
+        fprintf(stderr, "e2e: campaign \"%s\" of %s listed wrongly\n", name ? name : "(none)",
+                m_brands[lc->brand]);
+        return 1;
+    }
+    diffs += check_order(lc, name);
+    snprintf(what, sizeof what, "listed campaign %s / %s", m_brands[lc->brand], name);
+    return diffs + e2e_compare_agg(what, item, &lc->x->campaign[lc->brand][c]);
+}
+
+static int on_sector(void *ctx, yajl_val item)
+{
+    list_ctx *lc = ctx;
+    const char *name = e2e_get_str(item, "sector");
+    int s = name_index(m_sectors, M_SECTORS, name), diffs = 0;
+    char what[200];
+    if (s < 0 || lc->seen[s]++ || lc->x->sector[s].count == 0) {
+        fprintf(stderr, "e2e: sector \"%s\" listed wrongly\n", name ? name : "(none)");
+        return 1;
+    }
+    diffs += check_order(lc, name);
+    snprintf(what, sizeof what, "listed sector %s", name);
+    return diffs + e2e_compare_agg(what, item, &lc->x->sector[s]);
+}
+
+/* GET path: 200 compared with want (histogram included), or 404 when want
+ * counts nothing. */
+static int check_one(e2e_client *c, const char *path, const char *what, const m_agg *want)
+{
+    char url[700];
+    snprintf(url, sizeof url, "%s?histogram=true", path);
+    long s = e2e_req(c, "GET", url, NULL, 0);
+    int diffs = 0;
+    if (want->count == 0) {
+        if (s != 404) {
+            fprintf(stderr, "e2e: %s has no asset but GET %s answered %ld\n", what, path, s);
+            diffs++;
+        }
+    } else if (s != 200) {
+        fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", path, s, e2e_body(c));
+        diffs++;
+    } else {
+        yajl_val v = e2e_json(e2e_body(c));
+        diffs += v ? e2e_compare_agg(what, v, want) : 1;
+        yajl_val ms = e2e_get(v, "metrics");
+        for (size_t i = 0; YAJL_IS_OBJECT(ms) && i < ms->u.object.len; i++)
+            if (!e2e_get(ms->u.object.values[i], "histogram")) {
+                fprintf(stderr, "e2e: %s: metric %s has no histogram\n", what,
+                        ms->u.object.keys[i]);
+                diffs++;
+            }
+        if (v)
+            yajl_tree_free(v);
+    }
+    return diffs;
+}
+
+int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit)
+{
+    int diffs = 0, items = 0, want = 0;
+    m_expect *x = malloc(sizeof *x);
+    char path[600], eb[200], ec[200], what[300];
+    e2e_expect(m, t, x);
+    /* Every brand, by name, page by page. */
+    list_ctx lc = {.x = x};
+    snprintf(path, sizeof path, "/v1/brands?limit=%d", page_limit);
+    diffs += each_item(viewer, path, "brands", on_brand, &lc, &items);
+    for (int b = 0; b < M_BRANDS; b++)
+        want += x->brand[b].count > 0;
+    if (items != want) {
+        fprintf(stderr, "e2e: %s: %d brands listed, expected %d\n", m_tenants[t], items, want);
+        diffs++;
+    }
+    for (int b = 0; b < M_BRANDS; b++) {
+        e2e_escape(m_brands[b], eb, sizeof eb);
+        snprintf(path, sizeof path, "/v1/brands/%s", eb);
+        snprintf(what, sizeof what, "%s brand %s", m_tenants[t], m_brands[b]);
+        diffs += check_one(viewer, path, what, &x->brand[b]);
+        list_ctx cc = {.x = x, .brand = b};
+        snprintf(path, sizeof path, "/v1/brands/%s/campaigns?limit=%d", eb, page_limit);
+        if (x->brand[b].count == 0) {
+            long s = e2e_req(viewer, "GET", path, NULL, 0);
+            if (s != 404) {
+                fprintf(stderr, "e2e: GET %s answered %ld for a brand with no asset\n", path, s);
+                diffs++;
+            }
+            continue;
+        }
+        diffs += each_item(viewer, path, "campaigns", on_campaign, &cc, &items);
+        want = 0;
+        for (int c = 0; c < M_CAMPAIGNS; c++) {
+            want += x->campaign[b][c].count > 0;
+            e2e_escape(m_campaigns[c], ec, sizeof ec);
+            snprintf(path, sizeof path, "/v1/brands/%s/campaigns/%s", eb, ec);
+            snprintf(what, sizeof what, "%s campaign %s / %s", m_tenants[t], m_brands[b],
+                     m_campaigns[c]);
+            diffs += check_one(viewer, path, what, &x->campaign[b][c]);
+        }
+        if (items != want) {
+            fprintf(stderr, "e2e: %d campaigns of %s listed, expected %d\n", items, m_brands[b],
+                    want);
+            diffs++;
+        }
+    }
+    list_ctx sc = {.x = x};
+    snprintf(path, sizeof path, "/v1/sectors?limit=%d", page_limit);
+    diffs += each_item(viewer, path, "sectors", on_sector, &sc, &items);
+    want = 0;
+    for (int s = 0; s < M_SECTORS; s++) {
+        want += x->sector[s].count > 0;
+        e2e_escape(m_sectors[s], eb, sizeof eb);
+        snprintf(path, sizeof path, "/v1/sectors/%s", eb);
+        snprintf(what, sizeof what, "%s sector %s", m_tenants[t], m_sectors[s]);
+        diffs += check_one(viewer, path, what, &x->sector[s]);
+    }
+    if (items != want) {
+        fprintf(stderr, "e2e: %d sectors listed, expected %d\n", items, want);
+        diffs++;
+    }
+    free(x);
+    return diffs;
+}

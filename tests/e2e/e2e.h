@@ -1,0 +1,210 @@
+/* e2e.h -- what the end-to-end tests share: temporary directories, the real
+ * `sightline` binary as processes (serve, listen, CLI), one keep-alive HTTP
+ * client (libcurl), JSON helpers (yajl), and an independent model of brand
+ * assets that computes the expected aggregates with plain loops (no engine
+ * code).  Functions report failures by their return value and a line on
+ * stderr; the tests turn them into CHECKs. */
+#ifndef SIGHTLINE_TESTS_E2E_H
+#define SIGHTLINE_TESTS_E2E_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <yajl/yajl_tree.h>
+
+/* ---------------------------------------------------------------------------
+ * Processes and files.
+ * ------------------------------------------------------------------------- */
+
+/* A fresh directory /tmp/sl-e2e-XXXXXX, removed at exit if the test stops
+ * early; 0 on success. */
+int e2e_tmpdir(char out[128]);
+
+/* Removes a directory made by e2e_tmpdir (and nothing else). */
+void e2e_rmrf(const char *dir);
+
+/* Starts `sightline ARGS` (args NULL-terminated, without the binary) with
+ * stdout appended to out_path and stderr to err_path (NULL: /dev/null).  The
+ * child dies with the test (PR_SET_PDEATHSIG) and is killed at exit if still
+ * running.  Returns its pid, -1 on failure. */
+pid_t e2e_spawn(const char *out_path, const char *err_path, const char *const *args);
+
+/* Waits for pid up to timeout_ms: its exit code, 128 + signal when killed,
+ * -1 on timeout (then it still runs). */
+int e2e_wait(pid_t pid, int timeout_ms);
+
+/* Sends sig to pid (one the test spawned) and, for SIGKILL, reaps it. */
+void e2e_kill(pid_t pid, int sig);
+
+/* Runs `sightline ARGS` to completion (60 s at most) with stdout into out
+ * (cap bytes, NUL-terminated, final newline trimmed; out may be NULL) and
+ * stderr to the test's stderr.  Returns the exit code. */
+int e2e_run(char *out, size_t cap, const char *const *args);
+
+typedef struct e2e_server {
+    pid_t pid;
+    char url[96];
+    char store[200];
+    char out_path[200]; /* access log (stdout) */
+    char err_path[200];
+} e2e_server;
+
+/* Starts `sightline serve --store STORE --listen 127.0.0.1:0 EXTRA...` with
+ * its logs in dir and waits until it prints its URL.  0 on success. */
+int e2e_server_start(e2e_server *s, const char *dir, const char *store, const char *const *extra);
+
+/* SIGTERM, then waits (20 s, then SIGKILL): the exit code (-1 when killed). */
+int e2e_server_stop(e2e_server *s);
+
+/* Creates a tenant (kind brand-client) and a key of role; 0 on success. */
+int e2e_tenant(const char *store, const char *tenant);
+int e2e_key(const char *store, const char *tenant, const char *role, char key[128]);
+
+/* ---------------------------------------------------------------------------
+ * HTTP: one connection kept alive across requests.
+ * ------------------------------------------------------------------------- */
+typedef struct e2e_client e2e_client;
+
+/* A client for base_url with bearer key (NULL: none); free it with
+ * e2e_client_free().  NULL on failure. */
+e2e_client *e2e_client_new(const char *base_url, const char *key);
+void e2e_client_free(e2e_client **c);
+void e2e_client_set_key(e2e_client *c, const char *key);
+
+/* METHOD base_url+path (path already percent-encoded) with an optional body.
+ * Returns the HTTP status, -1 when no answer came.  The body stays readable
+ * through e2e_body() until the next request. */
+long e2e_req(e2e_client *c, const char *method, const char *path, const char *body, size_t len);
+const char *e2e_body(const e2e_client *c);
+
+/* Percent-encodes a path segment into out (cap bytes). */
+void e2e_escape(const char *s, char *out, size_t cap);
+
+/* Waits until /metrics says the aggregates listener applied every event
+ * (sightline_feed_behind_events 0); 0 when it did within timeout_ms. */
+int e2e_wait_caught_up(e2e_client *c, int timeout_ms);
+
+/* The value of a metric line "name value" in the last /metrics body read by
+ * e2e_req; 0 when found. */
+int e2e_metric(const char *metrics, const char *name, double *out);
+
+/* ---------------------------------------------------------------------------
+ * JSON.
+ * ------------------------------------------------------------------------- */
+
+/* Parses text into a tree the caller frees with yajl_tree_free(); NULL (and
+ * a line on stderr) when it is not JSON. */
+yajl_val e2e_json(const char *text);
+
+/* Member `key` of an object, NULL when absent or v is no object. */
+yajl_val e2e_get(yajl_val v, const char *key);
+
+/* A string / integer / number member; the fallback when absent or mistyped. */
+const char *e2e_get_str(yajl_val v, const char *key);
+int64_t e2e_get_int(yajl_val v, const char *key, int64_t fallback);
+double e2e_get_num(yajl_val v, const char *key, double fallback);
+
+/* ---------------------------------------------------------------------------
+ * The model: assets of several tenants, and the aggregates they imply.
+ * ------------------------------------------------------------------------- */
+#define M_TENANTS   2
+#define M_BRANDS    12
+#define M_CAMPAIGNS 4
+#define M_SECTORS   6
+#define M_SAL       4 /* saliency measures an asset may carry */
+#define M_METRICS   (1 + M_SAL)
+#define M_BINS      100
+
+extern const char *const m_tenants[M_TENANTS];
+extern const char *const m_brands[M_BRANDS];
+extern const char *const m_campaigns[M_CAMPAIGNS];
+extern const char *const m_sectors[M_SECTORS];
+extern const char *const m_metric_names[M_METRICS]; /* memorability, then saliency names */
+
+typedef struct m_asset {
+    int present;
+    int brand, campaign, sector;
+    int video;
+    char score[M_METRICS][24]; /* as sent; "" = metric absent (saliency only) */
+    int64_t micro[M_METRICS];
+    int64_t version; /* the document's `v` the store should hold */
+} m_asset;
+
+typedef struct m_metric {
+    int64_t n, sum;
+    __int128 sumsq;
+    int64_t hist[M_BINS];
+} m_metric;
+
+typedef struct m_agg {
+    int64_t count;
+    m_metric m[M_METRICS];
+} m_agg;
+
+typedef struct m_expect {
+    m_agg brand[M_BRANDS];
+    m_agg campaign[M_BRANDS][M_CAMPAIGNS];
+    m_agg sector[M_SECTORS];
+} m_expect;
+
+typedef struct e2e_model {
+    size_t nassets; /* ids per tenant */
+    m_asset *assets[M_TENANTS];
+    uint64_t rng;
+} e2e_model;
+
+/* A model with nassets ids per tenant ("as-000000" ...), all absent; free
+ * its arrays with e2e_model_free(). */
+int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed);
+void e2e_model_free(e2e_model *m);
+
+/* A pseudo-random number below n (n > 0), from the model's generator. */
+uint32_t e2e_below(e2e_model *m, uint32_t n);
+
+/* Fresh random scores for a (keeps names). */
+void e2e_random_scores(e2e_model *m, m_asset *a);
+
+/* The JSON body of a's PUT; with_id adds "asset": id (a batch line).
+ * Returns the length written (< cap). */
+size_t e2e_asset_json(const m_asset *a, const char *id, int with_id, char *out, size_t cap);
+
+/* The asset id of index i ("as-000042"). */
+void e2e_asset_id(size_t i, char out[16]);
+
+/* The aggregates tenant t's present assets imply, by plain loops. */
+void e2e_expect(const e2e_model *m, int t, m_expect *out);
+
+/* Compares an aggregate object of the API ({"count", "metrics": {...}}) with
+ * the expected one: count, the set of metrics, each metric's n, sum_micro,
+ * mean and stddev exactly (recomputed here from the integer sums by the
+ * formulas of docs/dashboard.md), p10/median/p90/min/max from the histogram
+ * by the documented interpolation, and the histogram itself when the object
+ * carries it.  Prints each difference naming what; returns their number. */
+int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want);
+
+/* The expected numbers, exposed for the tests' own checks. */
+double e2e_mean(const m_metric *m);
+double e2e_stddev(const m_metric *m);
+double e2e_percentile(const m_metric *m, double q);
+
+/* One random operation mix through HTTP (see e2e.c): inserts, rescores,
+ * reassignments across brands, campaigns and sectors, deletes, identical
+ * re-sends and refused bodies, as single PUT/DELETE and NDJSON batches.
+ * `ops` operations in all; each tenant's ingest client is ingest[t].  After
+ * every operation, hook (may be NULL) is called with the count so far.
+ * Returns the number of unexpected answers (each printed). */
+typedef struct e2e_workload_stats {
+    int64_t inserts, rescores, reassigns, deletes, resends, refused;
+    int64_t single_requests, batch_requests;
+} e2e_workload_stats;
+
+int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
+                 void (*hook)(void *ctx, int64_t done), void *ctx, e2e_workload_stats *st);
+
+/* Checks every brand, campaign and sector aggregate of tenant t through the
+ * API (the viewer client) against the model: lists (paginated, limit
+ * page_limit), single GETs, 404s for those with no asset.  Returns the
+ * number of differences (each printed). */
+int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit);
+
+#endif

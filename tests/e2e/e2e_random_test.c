@@ -1,0 +1,107 @@
+/* e2e_random_test.c -- issue 5, "Done when" (1): random operations through
+ * HTTP (inserts, rescores, reassignments across brands, campaigns and
+ * sectors, deletes, identical re-sends, refused bodies; single PUT/DELETE and
+ * NDJSON batches) against the real `sightline serve` with its listener
+ * thread; once the listener has caught up, every brand, campaign and sector
+ * aggregate the API answers equals the model's, and `sightline recompute`
+ * exits 0 with zero drift.  Argument: operations (default 100000); the seed
+ * comes from $E2E_SEED or the clock and is printed, to replay a failure. */
+#include "tests/check.h"
+#include "tests/e2e/e2e.h"
+
+#include <time.h>
+
+static double secs(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    int64_t ops = argc > 1 ? atoll(argv[1]) : 100000;
+    const char *seed_env = getenv("E2E_SEED");
+    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL);
+    char dir[128], store[200], ingest_key[M_TENANTS][128], viewer_key[M_TENANTS][128];
+    char out[4096];
+    e2e_server srv;
+    e2e_model m;
+    e2e_client *ingest[M_TENANTS], *viewer[M_TENANTS];
+    fprintf(stderr, "e2e_random_test: %lld operations, seed %llu\n", (long long)ops,
+            (unsigned long long)seed);
+    REQUIRE(ops > 0);
+    REQUIRE(e2e_tmpdir(dir) == 0);
+    snprintf(store, sizeof store, "sqlite:%s/sl.db", dir);
+    for (int t = 0; t < M_TENANTS; t++) {
+        REQUIRE(e2e_tenant(store, m_tenants[t]) == 0);
+        REQUIRE(e2e_key(store, m_tenants[t], "ingest", ingest_key[t]) == 0);
+        REQUIRE(e2e_key(store, m_tenants[t], "viewer", viewer_key[t]) == 0);
+    }
+    REQUIRE(e2e_server_start(&srv, dir, store, NULL) == 0);
+    for (int t = 0; t < M_TENANTS; t++) {
+        REQUIRE((ingest[t] = e2e_client_new(srv.url, ingest_key[t])) != NULL);
+        REQUIRE((viewer[t] = e2e_client_new(srv.url, viewer_key[t])) != NULL);
+    }
+    /* Few enough ids that assets are rewritten, moved and deleted many times. */
+    REQUIRE(e2e_model_init(&m, ops / 16 + 64, seed) == 0);
+
+    double t0 = secs();
+    e2e_workload_stats st;
+    CHECK_INT(e2e_workload(&m, ingest, ops, NULL, NULL, &st), 0);
+    double t1 = secs();
+    REQUIRE(e2e_wait_caught_up(viewer[0], 120000) == 0);
+    double t2 = secs();
+    for (int t = 0; t < M_TENANTS; t++)
+        CHECK_INT(e2e_check_all(&m, t, viewer[t], 5), 0);
+    /* The check can fail: one micro-unit more on one asset of the model is
+     * seen (in its brand, campaign and sector). */
+    for (size_t i = 0; i < m.nassets; i++) {
+        m_asset *a = &m.assets[0][i];
+        if (a->present && a->micro[0] < 1000000) {
+            fprintf(stderr, "e2e_random_test: differences expected below (model altered):\n");
+            a->micro[0]++;
+            CHECK(e2e_check_all(&m, 0, viewer[0], 5) >= 3);
+            a->micro[0]--;
+            break;
+        }
+    }
+    double t3 = secs();
+    /* The listener's own counters are on /metrics. */
+    double applied = 0, held = 0;
+    REQUIRE(e2e_req(viewer[0], "GET", "/metrics", NULL, 0) == 200);
+    CHECK(e2e_metric(e2e_body(viewer[0]), "sightline_listener_events_applied_total", &applied) ==
+          0);
+    CHECK(applied >= (double)(st.inserts / 2));
+    CHECK(e2e_metric(e2e_body(viewer[0]), "sightline_listener_lease_held", &held) == 0 &&
+          held == 1);
+
+    const char *rargs[] = {"recompute", "--store", store, "--json", NULL};
+    CHECK_INT(e2e_run(out, sizeof out, rargs), 0);
+    yajl_val rep = e2e_json(out);
+    CHECK(rep != NULL);
+    CHECK_INT(e2e_get_int(rep, "drift_fields", -1), 0);
+    CHECK_INT(e2e_get_int(rep, "malformed", -1), 0);
+    CHECK(e2e_get_int(rep, "aggregates_checked", 0) > 0);
+    if (rep)
+        yajl_tree_free(rep);
+    double t4 = secs();
+    fprintf(stderr,
+            "e2e_random_test: %lld operations in %.1f s (%.0f/s): %lld inserts, %lld rescores, "
+            "%lld reassignments, %lld deletes, %lld identical re-sends, %lld refused; %lld "
+            "single requests, %lld batches; listener caught up %.2f s later; check %.1f s; "
+            "recompute %.1f s\n",
+            (long long)ops, t1 - t0, (double)ops / (t1 - t0), (long long)st.inserts,
+            (long long)st.rescores, (long long)st.reassigns, (long long)st.deletes,
+            (long long)st.resends, (long long)st.refused, (long long)st.single_requests,
+            (long long)st.batch_requests, t2 - t1, t3 - t2, t4 - t3);
+
+    for (int t = 0; t < M_TENANTS; t++) {
+        e2e_client_free(&ingest[t]);
+        e2e_client_free(&viewer[t]);
+    }
+    CHECK_INT(e2e_server_stop(&srv), 0);
+    e2e_model_free(&m);
+    e2e_rmrf(dir);
+    return check_finish();
+}
