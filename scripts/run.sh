@@ -1,14 +1,14 @@
 #!/bin/sh
-# What `make run` calls: builds nothing.  On first run creates the demo tenant
-# and an admin key (kept in <data dir>/demo-admin.key, mode 600, because a key
-# is shown only once), prints the service URL and the demo key, then becomes
-# `sightline serve`.  Later capabilities load their demo data here.
+# What `make run` calls: builds nothing.  Loads the demo data
+# (scripts/demo-data.sh: a hospital tenant and a brand-client tenant), creates
+# an admin key for each on first run (kept in <data dir>/<tenant>.key, mode
+# 600, because a key is shown only once), prints the service URL and the demo
+# keys, then becomes `sightline serve`.
 # Usage: scripts/run.sh BINARY STORE_URI HOST:PORT
 set -eu
 bin=${1:?usage: scripts/run.sh BINARY STORE_URI HOST:PORT}
 store=${2:?usage: scripts/run.sh BINARY STORE_URI HOST:PORT}
 listen=${3:?usage: scripts/run.sh BINARY STORE_URI HOST:PORT}
-tenant=demo
 
 [ -x "$bin" ] || { echo "run: $bin is not built (run 'make build')" >&2; exit 1; }
 
@@ -19,24 +19,30 @@ case "$store" in
     *) datadir=$(dirname "$store") ;;
 esac
 mkdir -p "$datadir"
-keyfile="$datadir/demo-admin.key"
+"$(dirname "$0")/demo-data.sh" "$bin" "$store" \
+    || { echo "run: loading the demo data failed (see above)" >&2; exit 1; }
 
-# A saved key is reused only while the store still knows it and it is live.
-key=""
-if [ -s "$keyfile" ]; then
-    key=$(cat "$keyfile")
-    id=$(printf '%s' "$key" | cut -d_ -f2)
-    if ! "$bin" keys list --tenant "$tenant" --store "$store" 2>/dev/null \
-        | awk -v id="$id" '$1 == id && $4 == "-" { found = 1 } END { exit !found }'; then
-        key=""
+# An admin key per demo tenant.  A saved key is reused only while the store
+# still knows it and it is live.
+demo_key() { # TENANT -> prints the key
+    keyfile="$datadir/$1.key"
+    key=""
+    if [ -s "$keyfile" ]; then
+        key=$(cat "$keyfile")
+        id=$(printf '%s' "$key" | cut -d_ -f2)
+        if ! "$bin" keys list --tenant "$1" --store "$store" 2>/dev/null \
+            | awk -v id="$id" '$1 == id && $4 == "-" { found = 1 } END { exit !found }'; then
+            key=""
+        fi
     fi
-fi
-if [ -z "$key" ]; then
-    "$bin" tenants show "$tenant" --store "$store" >/dev/null 2>&1 \
-        || "$bin" tenants create "$tenant" --kind hospital --store "$store"
-    key=$("$bin" keys create --tenant "$tenant" --role admin --name demo-admin --store "$store")
-    (umask 077 && printf '%s\n' "$key" > "$keyfile")
-fi
+    if [ -z "$key" ]; then
+        key=$("$bin" keys create --tenant "$1" --role admin --name demo-admin --store "$store")
+        (umask 077 && printf '%s\n' "$key" > "$keyfile")
+    fi
+    printf '%s' "$key"
+}
+hkey=$(demo_key demo-hospital)
+bkey=$(demo_key demo-brands)
 
 case "$listen" in
     0.0.0.0:*) url="http://127.0.0.1:${listen#*:}" ;;
@@ -44,10 +50,12 @@ case "$listen" in
 esac
 cat <<MSG
 Sightline is starting on $url (store $store)
-  demo tenant:  $tenant
-  demo API key: $key   (admin; also in $keyfile)
-  try:          curl -H 'Authorization: Bearer $key' $url/v1/tenant
-  health:       curl $url/healthz
+  hospital tenant demo-hospital, admin key: $hkey
+      curl -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s1/frames
+  brand tenant demo-brands, admin key: $bkey
+      curl -H 'Authorization: Bearer $bkey' '$url/v1/brands?sort=mean&order=desc'
+  (keys also in $datadir/demo-hospital.key and $datadir/demo-brands.key)
+  health: curl $url/healthz     metrics: curl $url/metrics
 Stop with Ctrl-C.
 MSG
 exec "$bin" serve --store "$store" --listen "$listen"
