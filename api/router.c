@@ -336,9 +336,9 @@ sl_status api__query_parse(const char *raw, size_t len, api__query *out, sl_erro
     }
     size_t at = 0, o = 0;
     while (at < len) {
-        size_t n = strcspn(raw + at, "&");
-        if (at + n > len)
-            n = len - at;
+        /* memchr, not strcspn: raw[0..len) need not be NUL-terminated */
+        const char *amp = memchr(raw + at, '&', len - at);
+        size_t n = amp ? (size_t)(amp - (raw + at)) : len - at;
         if (n == 0) { /* "a=1&&b=2": tolerate empty pieces */
             at++;
             continue;

@@ -233,6 +233,24 @@ static void test_path_refusals(void)
     CHECK(strstr(e.message, "segments") != NULL);
 }
 
+/* Regression (found by fuzz_http): the query parser read past raw[len) with
+ * strcspn when the bytes were not NUL-terminated; ASan flags the overread. */
+static void test_query_unterminated(void)
+{
+    char *raw = malloc(5);
+    REQUIRE(raw);
+    memcpy(raw, "a=1&b", 5); /* no NUL */
+    api__query q;
+    sl_error e;
+    sl_error_clear(&e);
+    REQUIRE(api__query_parse(raw, 5, &q, &e) == SL_OK);
+    CHECK_INT(q.n, 2);
+    CHECK_STR(q.value[0], "1");
+    CHECK_STR(q.name[1], "b");
+    free(q.buf);
+    free(raw);
+}
+
 static void test_query(void)
 {
     api__query q;
@@ -672,6 +690,7 @@ int main(void)
     test_router_match();
     test_path_refusals();
     test_query();
+    test_query_unterminated();
     test_json_out();
     test_json_in();
     test_problem_body();
