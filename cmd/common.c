@@ -7,7 +7,8 @@
 
 int cmd_report_error(const char *sub, const sl_error *err)
 {
-    fprintf(stderr, "sightline %s: %s", sub, err->message[0] ? err->message : sl_status_title(err->status));
+    fprintf(stderr, "sightline %s: %s", sub,
+            err->message[0] ? err->message : sl_status_title(err->status));
     if (err->field[0])
         fprintf(stderr, " (at %s", err->field);
     if (err->field[0] && err->offset >= 0)

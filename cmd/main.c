@@ -8,13 +8,11 @@
 
 static const cmd_entry commands[] = {
     {"serve", "run the HTTP service (and the change-feed listener)", cmd_serve},
-    {"ingest", "store detector outputs and asset scores from files or a spool folder",
-     cmd_ingest},
+    {"ingest", "store detector outputs and asset scores from files or a spool folder", cmd_ingest},
     {"keys", "create, list and revoke API keys of a tenant", cmd_keys},
     {"tenants", "create and show tenants", cmd_tenants},
     {"listen", "apply the change feed to the aggregates (standalone listener)", cmd_listen},
-    {"recompute", "rebuild aggregates from base documents, report and repair drift",
-     cmd_recompute},
+    {"recompute", "rebuild aggregates from base documents, report and repair drift", cmd_recompute},
 };
 
 static void print_help(FILE *out)
@@ -24,8 +22,9 @@ static void print_help(FILE *out)
                  "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nEvery command takes --store URI (default %s, or $SIGHTLINE_STORE)\n"
-                 "and --help.  Exit codes: 0 ok, 1 failure, 2 bad usage, 3 drift found.\n",
+    fprintf(out,
+            "\nEvery command takes --store URI (default %s, or $SIGHTLINE_STORE)\n"
+            "and --help.  Exit codes: 0 ok, 1 failure, 2 bad usage, 3 drift found.\n",
             CMD_DEFAULT_STORE);
 }
 

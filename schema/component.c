@@ -10,8 +10,7 @@
 #include <string.h>
 
 /* The whole rule.  \z, not $: $ would accept a trailing newline. */
-static const char accept_pattern[] =
-    "^[\\p{L}\\p{N}][\\p{L}\\p{N}\\p{M}._:'&+ -]*(?<! )\\z";
+static const char accept_pattern[] = "^[\\p{L}\\p{N}][\\p{L}\\p{N}\\p{M}._:'&+ -]*(?<! )\\z";
 /* One character that no component may hold: used to point at the culprit. */
 static const char reject_pattern[] = "[^\\p{L}\\p{N}\\p{M}._:'&+ -]";
 
@@ -100,8 +99,8 @@ sl_status schema_component_check_n(const char *what, const char *value, size_t l
         rc = sl_error_set_at(err, SL_EINVAL, what, (int64_t)(len - 1),
                              "%s \"%s\" ends with a space", what, shown);
     } else {
-        rc = sl_error_set_at(err, SL_EINVAL, what, 0,
-                             "%s \"%s\" must start with a letter or digit", what, shown);
+        rc = sl_error_set_at(err, SL_EINVAL, what, 0, "%s \"%s\" must start with a letter or digit",
+                             what, shown);
     }
 out:
     pcre2_match_data_free(md);

@@ -41,9 +41,9 @@ static sl_status check(schema_key out, sl_error *err, const char *w1, const char
     return SL_OK;
 }
 
-#define CHECK1(a, va) check(out, err, a, va, NULL, NULL, NULL, NULL, NULL, NULL)
-#define CHECK2(a, va, b, vb) check(out, err, a, va, b, vb, NULL, NULL, NULL, NULL)
-#define CHECK3(a, va, b, vb, c, vc) check(out, err, a, va, b, vb, c, vc, NULL, NULL)
+#define CHECK1(a, va)                      check(out, err, a, va, NULL, NULL, NULL, NULL, NULL, NULL)
+#define CHECK2(a, va, b, vb)               check(out, err, a, va, b, vb, NULL, NULL, NULL, NULL)
+#define CHECK3(a, va, b, vb, c, vc)        check(out, err, a, va, b, vb, c, vc, NULL, NULL)
 #define CHECK4(a, va, b, vb, c, vc, d, vd) check(out, err, a, va, b, vb, c, vc, d, vd)
 
 sl_status schema_pk_tenant(schema_key out, const char *tenant, sl_error *err)
@@ -112,8 +112,8 @@ sl_status schema_sk_frame(schema_key out, uint32_t frame, sl_error *err)
 {
     out[0] = '\0';
     if (frame > SCHEMA_FRAME_MAX)
-        return sl_error_set_at(err, SL_EINVAL, "frame", -1, "frame %u is above the limit %u",
-                               frame, SCHEMA_FRAME_MAX);
+        return sl_error_set_at(err, SL_EINVAL, "frame", -1, "frame %u is above the limit %u", frame,
+                               SCHEMA_FRAME_MAX);
     return key_printf(out, err, "FRAME#%09u", frame);
 }
 
@@ -183,8 +183,7 @@ sl_status schema_sk_tool_aggregate(schema_key out, const char *hospital, const c
                                    const char *sku, sl_error *err)
 {
     sl_status rc = CHECK3("hospital", hospital, "procedure", procedure, "sku", sku);
-    return rc ? rc
-              : key_printf(out, err, "HOSPITAL#%s#PROC#%s#TOOL#%s", hospital, procedure, sku);
+    return rc ? rc : key_printf(out, err, "HOSPITAL#%s#PROC#%s#TOOL#%s", hospital, procedure, sku);
 }
 
 sl_status schema_sk_frame_parse(const char *sk, uint32_t *frame, sl_error *err)

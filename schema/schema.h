@@ -15,22 +15,22 @@
  * Status codes.  One list for the whole project; it only grows (never reuse or
  * renumber a value).  Columns: name, value, HTTP status, title.
  * ------------------------------------------------------------------------- */
-#define SL_STATUS_MAP(X)                                                                      \
-    X(SL_OK, 0, 200, "ok")                                                                    \
-    X(SL_EINVAL, 1, 400, "invalid input")                                                     \
-    X(SL_ENOTFOUND, 2, 404, "not found")                                                      \
-    X(SL_ECONDITION, 3, 409, "condition failed")                                              \
-    X(SL_ETOOLARGE, 4, 413, "too large")                                                      \
-    X(SL_ENOMEM, 5, 500, "out of memory")                                                     \
-    X(SL_EIO, 6, 503, "storage unavailable")                                                  \
-    X(SL_EBUSY, 7, 503, "busy")                                                               \
-    X(SL_ECORRUPT, 8, 500, "corrupt data")                                                    \
-    X(SL_EAUTH, 9, 401, "unauthorized")                                                       \
-    X(SL_EFORBIDDEN, 10, 403, "forbidden")                                                    \
-    X(SL_EFEEDGONE, 11, 410, "change feed position no longer retained")                       \
-    X(SL_EUNSUPPORTED, 12, 415, "unsupported")                                                \
-    X(SL_EINTERNAL, 13, 500, "internal error")                                                \
-    X(SL_ECONFLICT, 14, 409, "conflict")                                                      \
+#define SL_STATUS_MAP(X)                                                                           \
+    X(SL_OK, 0, 200, "ok")                                                                         \
+    X(SL_EINVAL, 1, 400, "invalid input")                                                          \
+    X(SL_ENOTFOUND, 2, 404, "not found")                                                           \
+    X(SL_ECONDITION, 3, 409, "condition failed")                                                   \
+    X(SL_ETOOLARGE, 4, 413, "too large")                                                           \
+    X(SL_ENOMEM, 5, 500, "out of memory")                                                          \
+    X(SL_EIO, 6, 503, "storage unavailable")                                                       \
+    X(SL_EBUSY, 7, 503, "busy")                                                                    \
+    X(SL_ECORRUPT, 8, 500, "corrupt data")                                                         \
+    X(SL_EAUTH, 9, 401, "unauthorized")                                                            \
+    X(SL_EFORBIDDEN, 10, 403, "forbidden")                                                         \
+    X(SL_EFEEDGONE, 11, 410, "change feed position no longer retained")                            \
+    X(SL_EUNSUPPORTED, 12, 415, "unsupported")                                                     \
+    X(SL_EINTERNAL, 13, 500, "internal error")                                                     \
+    X(SL_ECONFLICT, 14, 409, "conflict")                                                           \
     X(SL_ETIMEOUT, 15, 504, "timed out")
 
 typedef enum sl_status {
@@ -81,15 +81,14 @@ void sl_error_prefix(sl_error *err, const char *fmt, ...) __attribute__((format(
  * '%', control bytes and invalid UTF-8 are refused.
  * ------------------------------------------------------------------------- */
 #define SCHEMA_COMPONENT_MAX 128
-#define SCHEMA_KEY_MAX 640 /* any key built here fits, with its NUL */
+#define SCHEMA_KEY_MAX       640 /* any key built here fits, with its NUL */
 
 /* Checks one component.  `what` names it in the message ("surgery id").
  * Thread-safe; the pattern is compiled (and JIT-compiled) once per process. */
 sl_status schema_component_check(const char *what, const char *value, sl_error *err);
 
 /* As above for a value of known length that may not be NUL-terminated. */
-sl_status schema_component_check_n(const char *what, const char *value, size_t len,
-                                   sl_error *err);
+sl_status schema_component_check_n(const char *what, const char *value, size_t len, sl_error *err);
 
 /* ---------------------------------------------------------------------------
  * Keys.  Each builder validates its components and writes a NUL-terminated key
@@ -98,35 +97,36 @@ sl_status schema_component_check_n(const char *what, const char *value, size_t l
 typedef char schema_key[SCHEMA_KEY_MAX];
 
 /* Sort keys that are constants. */
-#define SCHEMA_SK_TENANT "TENANT"
-#define SCHEMA_SK_META "META"
-#define SCHEMA_SK_SUMMARY "SUMMARY"
-#define SCHEMA_SK_FRAME_PREFIX "FRAME#"
-#define SCHEMA_SK_TOOL_PREFIX "TOOL#"
-#define SCHEMA_SK_KEY_PREFIX "KEY#"
-#define SCHEMA_SK_BRAND_PREFIX "BRAND#"
-#define SCHEMA_SK_SECTOR_PREFIX "SECTOR#"
+#define SCHEMA_SK_TENANT          "TENANT"
+#define SCHEMA_SK_META            "META"
+#define SCHEMA_SK_SUMMARY         "SUMMARY"
+#define SCHEMA_SK_FRAME_PREFIX    "FRAME#"
+#define SCHEMA_SK_TOOL_PREFIX     "TOOL#"
+#define SCHEMA_SK_KEY_PREFIX      "KEY#"
+#define SCHEMA_SK_BRAND_PREFIX    "BRAND#"
+#define SCHEMA_SK_SECTOR_PREFIX   "SECTOR#"
 #define SCHEMA_SK_HOSPITAL_PREFIX "HOSPITAL#"
-#define SCHEMA_FRAME_MAX 999999999u /* frames are 9 digits in sort keys */
-#define SCHEMA_INSTANCE_MAX 9999u   /* tool instances are 4 digits */
+#define SCHEMA_FRAME_MAX          999999999u /* frames are 9 digits in sort keys */
+#define SCHEMA_INSTANCE_MAX       9999u      /* tool instances are 4 digits */
 
-sl_status schema_pk_tenant(schema_key out, const char *tenant, sl_error *err);      /* T#t */
-sl_status schema_pk_catalog(schema_key out, const char *tenant, sl_error *err);     /* T#t#CATALOG */
+sl_status schema_pk_tenant(schema_key out, const char *tenant, sl_error *err);  /* T#t */
+sl_status schema_pk_catalog(schema_key out, const char *tenant, sl_error *err); /* T#t#CATALOG */
 sl_status schema_pk_surgery(schema_key out, const char *tenant, const char *surgery,
-                            sl_error *err);                                         /* T#t#SURGERY#id */
+                            sl_error *err); /* T#t#SURGERY#id */
 sl_status schema_pk_asset(schema_key out, const char *tenant, const char *asset,
-                          sl_error *err);                                           /* T#t#ASSET#id */
-sl_status schema_pk_assets_index(schema_key out, const char *tenant, sl_error *err); /* T#t#ASSETS */
-sl_status schema_pk_aggregates(schema_key out, const char *tenant, sl_error *err);   /* T#t#AGG */
+                          sl_error *err); /* T#t#ASSET#id */
+sl_status schema_pk_assets_index(schema_key out, const char *tenant,
+                                 sl_error *err);                                   /* T#t#ASSETS */
+sl_status schema_pk_aggregates(schema_key out, const char *tenant, sl_error *err); /* T#t#AGG */
 sl_status schema_pk_hospital(schema_key out, const char *tenant, const char *hospital,
                              sl_error *err); /* T#t#HOSPITAL#h */
 sl_status schema_pk_hospital_procedure(schema_key out, const char *tenant, const char *hospital,
                                        const char *procedure,
                                        sl_error *err); /* T#t#HOSPITAL#h#PROC#p */
 
-sl_status schema_sk_key(schema_key out, const char *key_id, sl_error *err);      /* KEY#id */
+sl_status schema_sk_key(schema_key out, const char *key_id, sl_error *err);       /* KEY#id */
 sl_status schema_sk_catalog_tool(schema_key out, const char *sku, sl_error *err); /* TOOL#sku */
-sl_status schema_sk_frame(schema_key out, uint32_t frame, sl_error *err);      /* FRAME#000000123 */
+sl_status schema_sk_frame(schema_key out, uint32_t frame, sl_error *err); /* FRAME#000000123 */
 sl_status schema_sk_tool_instance(schema_key out, const char *sku, uint32_t n,
                                   sl_error *err); /* TOOL#sku#0001 */
 sl_status schema_sk_surgery_date(schema_key out, const char *date_yyyy_mm_dd, const char *surgery,
@@ -139,8 +139,7 @@ sl_status schema_sk_brand_campaign(schema_key out, const char *brand, const char
                                    sl_error *err); /* BRAND#b#CAMPAIGN#c */
 sl_status schema_sk_sector(schema_key out, const char *sector, sl_error *err); /* SECTOR#s */
 sl_status schema_sk_tool_aggregate(schema_key out, const char *hospital, const char *procedure,
-                                   const char *sku,
-                                   sl_error *err); /* HOSPITAL#h#PROC#p#TOOL#sku */
+                                   const char *sku, sl_error *err); /* HOSPITAL#h#PROC#p#TOOL#sku */
 
 /* Parses the frame number out of a FRAME#... sort key; SL_EINVAL if malformed. */
 sl_status schema_sk_frame_parse(const char *sk, uint32_t *frame, sl_error *err);
@@ -149,28 +148,28 @@ sl_status schema_sk_frame_parse(const char *sk, uint32_t *frame, sl_error *err);
  * Document fields.  Every document has string pk and sk, optional gsi pairs,
  * an int64 version v kept by the store, and a string type.
  * ------------------------------------------------------------------------- */
-#define SCHEMA_F_PK "pk"
-#define SCHEMA_F_SK "sk"
-#define SCHEMA_F_GSI1PK "gsi1pk"
-#define SCHEMA_F_GSI1SK "gsi1sk"
-#define SCHEMA_F_GSI2PK "gsi2pk"
-#define SCHEMA_F_GSI2SK "gsi2sk"
+#define SCHEMA_F_PK      "pk"
+#define SCHEMA_F_SK      "sk"
+#define SCHEMA_F_GSI1PK  "gsi1pk"
+#define SCHEMA_F_GSI1SK  "gsi1sk"
+#define SCHEMA_F_GSI2PK  "gsi2pk"
+#define SCHEMA_F_GSI2SK  "gsi2sk"
 #define SCHEMA_F_VERSION "v"
-#define SCHEMA_F_TYPE "type"
+#define SCHEMA_F_TYPE    "type"
 
 /* Values of the type field. */
-#define SCHEMA_TYPE_TENANT "tenant"
-#define SCHEMA_TYPE_KEY "key"
+#define SCHEMA_TYPE_TENANT       "tenant"
+#define SCHEMA_TYPE_KEY          "key"
 #define SCHEMA_TYPE_CATALOG_TOOL "catalog_tool"
-#define SCHEMA_TYPE_SURGERY "surgery"
-#define SCHEMA_TYPE_FRAME "frame"
-#define SCHEMA_TYPE_TOOL_RESULT "tool_result"
-#define SCHEMA_TYPE_SUMMARY "surgery_summary"
-#define SCHEMA_TYPE_ASSET "asset"
-#define SCHEMA_TYPE_BRAND_AGG "brand_agg"
+#define SCHEMA_TYPE_SURGERY      "surgery"
+#define SCHEMA_TYPE_FRAME        "frame"
+#define SCHEMA_TYPE_TOOL_RESULT  "tool_result"
+#define SCHEMA_TYPE_SUMMARY      "surgery_summary"
+#define SCHEMA_TYPE_ASSET        "asset"
+#define SCHEMA_TYPE_BRAND_AGG    "brand_agg"
 #define SCHEMA_TYPE_CAMPAIGN_AGG "campaign_agg"
-#define SCHEMA_TYPE_SECTOR_AGG "sector_agg"
-#define SCHEMA_TYPE_TOOL_AGG "tool_agg"
+#define SCHEMA_TYPE_SECTOR_AGG   "sector_agg"
+#define SCHEMA_TYPE_TOOL_AGG     "tool_agg"
 
 /* ---------------------------------------------------------------------------
  * Numbers and times.
@@ -192,16 +191,16 @@ void schema_time_format(int64_t ms, char out[25]);
  * tenant's partition (T#t / KEY#<id>) and is also indexed by gsi1
  * (KEYID#<id> / KEY) so a bearer key can be found without knowing its tenant.
  * ------------------------------------------------------------------------- */
-#define SCHEMA_GSI1SK_KEY "KEY"
-#define SCHEMA_F_TENANT "tenant"
-#define SCHEMA_F_KIND "kind"
-#define SCHEMA_F_CREATED_MS "created_ms"
-#define SCHEMA_F_KEY_ID "key_id"
-#define SCHEMA_F_NAME "name"
-#define SCHEMA_F_ROLE "role"
-#define SCHEMA_F_HASH "hash"
-#define SCHEMA_F_REVOKED_MS "revoked_ms"
-#define SCHEMA_KIND_HOSPITAL "hospital"
+#define SCHEMA_GSI1SK_KEY        "KEY"
+#define SCHEMA_F_TENANT          "tenant"
+#define SCHEMA_F_KIND            "kind"
+#define SCHEMA_F_CREATED_MS      "created_ms"
+#define SCHEMA_F_KEY_ID          "key_id"
+#define SCHEMA_F_NAME            "name"
+#define SCHEMA_F_ROLE            "role"
+#define SCHEMA_F_HASH            "hash"
+#define SCHEMA_F_REVOKED_MS      "revoked_ms"
+#define SCHEMA_KIND_HOSPITAL     "hospital"
 #define SCHEMA_KIND_BRAND_CLIENT "brand-client"
 
 sl_status schema_gsi1pk_key_id(schema_key out, const char *key_id, sl_error *err); /* KEYID#id */
@@ -225,12 +224,12 @@ sl_status schema_text_check(const char *what, const char *s, size_t len, sl_erro
  * then confidence, x, y, w, h as int32 micro-units (round(v * 1e6), 0..1e6;
  * box normalized, top-left origin).
  * ------------------------------------------------------------------------- */
-#define SCHEMA_F_FRAME "frame"
-#define SCHEMA_F_FRAME_N "n"
-#define SCHEMA_F_FRAME_LABELS "labels"
-#define SCHEMA_F_FRAME_SKUS "skus"
-#define SCHEMA_F_FRAME_DET "det"
-#define SCHEMA_FRAME_DET_SIZE 22u
+#define SCHEMA_F_FRAME          "frame"
+#define SCHEMA_F_FRAME_N        "n"
+#define SCHEMA_F_FRAME_LABELS   "labels"
+#define SCHEMA_F_FRAME_SKUS     "skus"
+#define SCHEMA_F_FRAME_DET      "det"
+#define SCHEMA_FRAME_DET_SIZE   22u
 #define SCHEMA_FRAME_LABELS_MAX 65535u /* distinct labels in one frame */
 
 typedef struct schema_frame_det {

@@ -343,8 +343,8 @@ static inline int md_compare(model *m, store *s, const char *tenant)
     for (;;) {
         store_page page = {0};
         store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL},
-                         .limit = 200,
-                         .page_token = token[0] ? token : NULL};
+                              .limit = 200,
+                              .page_token = token[0] ? token : NULL};
         sl_error e;
         sl_error_clear(&e);
         REQUIRE(store_query(s, STORE_AGGREGATES, pk, &q, &page, &e) == SL_OK);

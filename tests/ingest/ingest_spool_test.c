@@ -64,7 +64,8 @@ static size_t frames_of(const char *surgery)
     sl_error e;
     sl_error_clear(&e);
     REQUIRE(schema_pk_surgery(pk, "acme", surgery, &e) == SL_OK);
-    store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#", NULL}, .limit = STORE_PAGE_MAX};
+    store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, "FRAME#", NULL},
+                          .limit = STORE_PAGE_MAX};
     store_page page = {0};
     REQUIRE(store_query(st, STORE_ITEMS, pk, &q, &page, &e) == SL_OK);
     size_t n = page.count;

@@ -40,8 +40,8 @@ static char *dump(size_t *len)
         char token[STORE_TOKEN_MAX] = "";
         for (;;) {
             store_query_opts q = {.range = {STORE_RANGE_ALL, NULL, NULL},
-                             .limit = STORE_PAGE_MAX,
-                             .page_token = token[0] ? token : NULL};
+                                  .limit = STORE_PAGE_MAX,
+                                  .page_token = token[0] ? token : NULL};
             store_page page = {0};
             sl_error e;
             sl_error_clear(&e);
@@ -195,8 +195,8 @@ static void read_frames(const char *surgery, frames *out)
     char token[STORE_TOKEN_MAX] = "";
     for (;;) {
         store_query_opts q = {.range = {STORE_RANGE_BETWEEN, "FRAME#000000000", "FRAME#999999999"},
-                         .limit = 7, /* several pages */
-                         .page_token = token[0] ? token : NULL};
+                              .limit = 7, /* several pages */
+                              .page_token = token[0] ? token : NULL};
         store_page page = {0};
         REQUIRE(store_query(st, STORE_ITEMS, pk, &q, &page, &e) == SL_OK);
         for (size_t i = 0; i < page.count; i++) {

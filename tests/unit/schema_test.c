@@ -16,8 +16,7 @@ static void test_error_first_wins(void)
     sl_error e;
     sl_error_clear(&e);
     CHECK_INT(e.status, SL_OK);
-    CHECK_INT(sl_error_set_at(&e, SL_EINVAL, "frames[3].confidence", 120, "bad %d", 7),
-              SL_EINVAL);
+    CHECK_INT(sl_error_set_at(&e, SL_EINVAL, "frames[3].confidence", 120, "bad %d", 7), SL_EINVAL);
     sl_error_set(&e, SL_EIO, "later");
     CHECK_INT(e.status, SL_EINVAL);
     CHECK_STR(e.message, "bad 7");
