@@ -158,6 +158,17 @@ const char *api_upload_dir(const api_request *req);
 sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_upload **out,
                            sl_error *err);
 
+/* What a streamed ingest route keeps at the start of its request state: the
+ * spool file and the limits api_upload_start() gave it. */
+typedef struct api_upload {
+    ingest_upload *up;
+    ingest_limits lim;
+} api_upload;
+
+/* The on_chunk hook of a streamed ingest route whose request state starts
+ * with an api_upload that its head hook opened: the bytes go to the spool. */
+sl_status api_upload_chunk(api_request *req, const char *data, size_t len, sl_error *err);
+
 /* The tenant and role of the key; NULL on API_PUBLIC routes. */
 const api_auth *api_auth_of(const api_request *req);
 
@@ -256,6 +267,15 @@ yajl_gen_status api_json_kv_version(yajl_gen g, const bson_t *doc, int64_t versi
 /* *g = api_json_new(), or SL_ENOMEM in err. */
 sl_status api_json_start(yajl_gen *g, sl_error *err);
 
+/* Writes one whole JSON value of ctx into g; SL_OK, or the error it set in
+ * err (then nothing is sent). */
+typedef sl_status (*api_json_fn)(yajl_gen g, const void *ctx, sl_error *err);
+
+/* A JSON reply written by write(g, ctx): the generator is made, filled, sent
+ * with http_status and freed here. */
+sl_status api_reply_json_with(api_request *req, int http_status, api_json_fn write, const void *ctx,
+                              sl_error *err);
+
 /* ---- answering with one document ---- */
 
 /* Writes a stored document as the JSON clients see; version is the one to
@@ -274,6 +294,19 @@ sl_status api_reply_doc(api_request *req, const store_put_result *res, const bso
  * answers it as api_reply_doc does. */
 sl_status api_put_doc(api_request *req, const bson_t *doc, api_doc_json_fn emit,
                       const char *location, sl_error *err);
+
+/* Builds a document from the tenant, an id and a buffered JSON body (on
+ * success *out is the caller's to bson_destroy()), as ingest's body codecs
+ * do (ingest_asset_doc, ingest_catalog_doc). */
+typedef sl_status (*api_body_doc_fn)(const char *tenant, const char *id, const void *json,
+                                     size_t len, const ingest_limits *lim, bson_t **out,
+                                     sl_error *err);
+
+/* PUT of a buffered body: build makes the document of the path parameter
+ * param's id, which is written and answered as api_put_doc does (the very
+ * document stored, Location: location_prefix + id when it was created). */
+sl_status api_put_body(api_request *req, const char *param, api_body_doc_fn build,
+                       api_doc_json_fn emit, const char *location_prefix, sl_error *err);
 
 /* store_get of (pk, sk) into *out (bson_destroy()); a missing document is
  * SL_ENOTFOUND naming `field` with the printf-style message, other failures

@@ -58,6 +58,12 @@ sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_up
     return ingest_upload_open(api_upload_dir(req), lim->max_input_bytes, out, err);
 }
 
+sl_status api_upload_chunk(api_request *req, const char *data, size_t len, sl_error *err)
+{
+    api_upload *u = api_state(req); /* made by the head hook, which succeeded */
+    return ingest_upload_write(u->up, data, len, err);
+}
+
 const api_auth *api_auth_of(const api_request *req)
 {
     return req->authed ? &req->auth : NULL;
@@ -255,22 +261,41 @@ out:
     return rc;
 }
 
+sl_status api_reply_json_with(api_request *req, int http_status, api_json_fn write, const void *ctx,
+                              sl_error *err)
+{
+    yajl_gen g = NULL;
+    sl_status rc = api_json_start(&g, err);
+    if (rc == SL_OK)
+        rc = write(g, ctx, err);
+    if (rc == SL_OK)
+        rc = api_reply_json(req, http_status, g, err);
+    if (g)
+        yajl_gen_free(g);
+    return rc;
+}
+
+typedef struct doc_answer {
+    api_doc_json_fn emit;
+    const bson_t *doc;
+    int64_t version;
+} doc_answer;
+
+static sl_status doc_answer_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const doc_answer *a = ctx;
+    a->emit(g, a->doc, a->version);
+    return SL_OK;
+}
+
 sl_status api_reply_doc(api_request *req, const store_put_result *res, const bson_t *doc,
                         api_doc_json_fn emit, const char *location, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    yajl_gen g = NULL;
     int created = res && res->changed && res->version == 1;
-    if ((rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    emit(g, doc, res ? res->version : -1);
-    if ((rc = api_reply_json(req, created ? 201 : 200, g, err)) != SL_OK)
-        goto out;
-    if (created)
+    doc_answer a = {emit, doc, res ? res->version : -1};
+    sl_status rc = api_reply_json_with(req, created ? 201 : 200, doc_answer_json, &a, err);
+    if (rc == SL_OK && created)
         rc = api_reply_header(req, "Location", location, err);
-out:
-    if (g)
-        yajl_gen_free(g);
     return rc;
 }
 
@@ -281,6 +306,25 @@ sl_status api_put_doc(api_request *req, const bson_t *doc, api_doc_json_fn emit,
     sl_status rc =
         store_put(api_store(req), STORE_ITEMS, doc, (store_cond){STORE_COND_NONE, 0}, &res, err);
     return rc == SL_OK ? api_reply_doc(req, &res, doc, emit, location, err) : rc;
+}
+
+sl_status api_put_body(api_request *req, const char *param, api_body_doc_fn build,
+                       api_doc_json_fn emit, const char *location_prefix, sl_error *err)
+{
+    bson_t *doc = NULL;
+    size_t len = 0;
+    const char *body = api_body(req, &len), *id = api_param(req, param);
+    char location[64 + SCHEMA_COMPONENT_MAX];
+    /* Written here rather than by ingest's put so the answer is the very
+     * document stored, with the version the store gave it; equal content is
+     * no write (no version bump, no feed event). */
+    sl_status rc = build(api_auth_of(req)->tenant, id, body ? body : "", len, NULL, &doc, err);
+    snprintf(location, sizeof location, "%s%s", location_prefix, id);
+    if (rc == SL_OK)
+        rc = api_put_doc(req, doc, emit, location, err);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
 }
 
 sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, bson_t **out,

@@ -25,20 +25,7 @@ static void asset_json(yajl_gen g, const bson_t *doc, int64_t version)
 
 static sl_status asset_put(api_request *req, sl_error *err)
 {
-    bson_t *doc = NULL;
-    size_t len = 0;
-    const char *body = api_body(req, &len), *id = api_param(req, "id");
-    char location[32 + SCHEMA_COMPONENT_MAX];
-    sl_status rc =
-        ingest_asset_doc(api_auth_of(req)->tenant, id, body ? body : "", len, NULL, &doc, err);
-    /* Written here so the answer is the very document stored; equal content
-     * is no write (no version bump, no feed event). */
-    snprintf(location, sizeof location, "/v1/assets/%s", id);
-    if (rc == SL_OK)
-        rc = api_put_doc(req, doc, asset_json, location, err);
-    if (doc)
-        bson_destroy(doc);
-    return rc;
+    return api_put_body(req, "id", ingest_asset_doc, asset_json, "/v1/assets/", err);
 }
 
 static sl_status asset_get(api_request *req, sl_error *err)
@@ -72,14 +59,9 @@ static sl_status asset_delete(api_request *req, sl_error *err)
 /* ---------------------------------------------------------------------------
  * POST /v1/assets:batch: NDJSON asset lines, all stored or none.
  * ------------------------------------------------------------------------- */
-typedef struct batch_upload {
-    ingest_upload *up;
-    ingest_limits lim;
-} batch_upload;
-
 static void batch_upload_free(void *p)
 {
-    batch_upload *b = p;
+    api_upload *b = p;
     if (b) {
         ingest_upload_free(&b->up);
         free(b);
@@ -92,7 +74,7 @@ static void batch_upload_free(void *p)
 static sl_status batch_head(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
-    batch_upload *b = calloc(1, sizeof *b);
+    api_upload *b = calloc(1, sizeof *b);
     if (!b) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory starting an upload");
         goto out;
@@ -103,34 +85,26 @@ out:
     return rc;
 }
 
-static sl_status batch_chunk(api_request *req, const char *data, size_t len, sl_error *err)
+static sl_status batch_json(yajl_gen g, const void *ctx, sl_error *err)
 {
-    batch_upload *b = api_state(req); /* made by batch_head, which succeeded */
-    return ingest_upload_write(b->up, data, len, err);
+    const ingest_summary *sum = ctx;
+    yajl_gen_map_open(g);
+    api_json_kv_int(g, "assets", (int64_t)sum->assets);
+    api_json_kv_int(g, "changed", (int64_t)sum->changed);
+    api_json_kv_int(g, "bytes", (int64_t)sum->bytes);
+    yajl_gen_map_close(g);
+    return SL_OK;
 }
 
 /* On a job thread: the spooled NDJSON as one atomic batch. */
 static sl_status batch_done(api_request *req, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    batch_upload *b = api_state(req);
+    api_upload *b = api_state(req);
     ingest_summary sum;
-    yajl_gen g = NULL;
     ingest_request rq = {
         .tenant = api_auth_of(req)->tenant, .format = INGEST_FORMAT_ASSETS, .limits = &b->lim};
-    if ((rc = ingest_upload_ingest(b->up, api_store(req), &rq, &sum, err)) != SL_OK ||
-        (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_kv_int(g, "assets", (int64_t)sum.assets);
-    api_json_kv_int(g, "changed", (int64_t)sum.changed);
-    api_json_kv_int(g, "bytes", (int64_t)sum.bytes);
-    yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    sl_status rc = ingest_upload_ingest(b->up, api_store(req), &rq, &sum, err);
+    return rc == SL_OK ? api_reply_json_with(req, 200, batch_json, &sum, err) : rc;
 }
 
 static const api_route routes[] = {
@@ -141,7 +115,7 @@ static const api_route routes[] = {
     {"DELETE", "/v1/assets/{id}", API_ROLE_INGEST, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
      asset_delete},
     {"POST", "/v1/assets:batch", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB, batch_head,
-     batch_chunk, batch_done},
+     api_upload_chunk, batch_done},
 };
 
 API_AREA(assets, routes);

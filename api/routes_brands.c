@@ -280,34 +280,37 @@ static sl_status order_param(api_request *req, int def_desc, int *descending, sl
     return rc;
 }
 
-/* Runs a listing whose items make one JSON answer {"<array>": [...], "next"}.
- * not_found (may be NULL): the message of a 404 when the first page is
- * empty (a brand with nothing to list does not exist). */
+/* One listing's answer: {"<array>": [...], "next"}; not_found (may be
+ * NULL): the message of a 404 when the first page is empty (a brand with
+ * nothing to list does not exist). */
+typedef struct list_answer {
+    api_request *req;
+    const listing *ls;
+    const char *array, *not_found;
+    size_t limit;
+} list_answer;
+
+static sl_status list_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const list_answer *a = ctx;
+    size_t n = 0;
+    const char *c = api_query(a->req, "cursor");
+    yajl_gen_map_open(g);
+    sl_status rc = listing_run(a->req, a->ls, a->array, a->limit, g, &n, err);
+    yajl_gen_map_close(g);
+    if (rc == SL_OK && a->not_found && n == 0 && (!c || !c[0]))
+        rc = sl_error_set_at(err, SL_ENOTFOUND, "brand", -1, "%s", a->not_found);
+    return rc;
+}
+
+/* Runs a listing and answers it (see list_answer). */
 static sl_status list_reply(api_request *req, const listing *ls, const char *array,
                             const char *not_found, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    yajl_gen g = NULL;
     int64_t limit = 0;
-    size_t n = 0;
-    if ((rc = api_query_int(req, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit, err)) != SL_OK)
-        goto out;
-    if ((rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    if ((rc = listing_run(req, ls, array, (size_t)limit, g, &n, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_close(g);
-    const char *c = api_query(req, "cursor");
-    if (not_found && n == 0 && (!c || !c[0])) {
-        rc = sl_error_set_at(err, SL_ENOTFOUND, "brand", -1, "%s", not_found);
-        goto out;
-    }
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    sl_status rc = api_query_int(req, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit, err);
+    list_answer a = {req, ls, array, not_found, (size_t)limit};
+    return rc == SL_OK ? api_reply_json_with(req, 200, list_json, &a, err) : rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -447,6 +450,18 @@ static sl_status histogram_param(api_request *req, int *on, sl_error *err)
     return rc;
 }
 
+typedef struct agg_answer {
+    const engine_agg *a;
+    int hist;
+} agg_answer;
+
+static sl_status agg_answer_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const agg_answer *ans = ctx;
+    agg_json(g, ans->a, ans->hist);
+    return SL_OK;
+}
+
 /* Reads one aggregate (pk T#t#AGG, sort key sk) and answers it, with its
  * histograms when asked (?histogram=true: 100 counts per metric make the
  * answer several times larger); 404 (naming `what`) when it does not exist
@@ -457,7 +472,6 @@ static sl_status agg_get(api_request *req, const char *sk, engine_agg_kind kind,
     sl_status rc = SL_OK;
     schema_key pk;
     bson_t *doc = NULL;
-    yajl_gen g = NULL;
     int hist = 0;
     engine_agg a;
     engine_agg_init(&a);
@@ -471,13 +485,11 @@ static sl_status agg_get(api_request *req, const char *sk, engine_agg_kind kind,
     if (rc == SL_OK && a.count <= 0) /* counts nothing: as good as absent */
         rc = sl_error_set_at(err, SL_ENOTFOUND, what, -1, "no %s \"%s\" (no asset has it)", what,
                              name);
-    if (rc != SL_OK || (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    agg_json(g, &a, hist);
-    rc = api_reply_json(req, 200, g, err);
+    if (rc == SL_OK) {
+        agg_answer ans = {&a, hist};
+        rc = api_reply_json_with(req, 200, agg_answer_json, &ans, err);
+    }
 out:
-    if (g)
-        yajl_gen_free(g);
     if (doc)
         bson_destroy(doc);
     engine_agg_free(&a);

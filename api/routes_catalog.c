@@ -36,20 +36,7 @@ static void entry_json(yajl_gen g, const bson_t *doc, int64_t version)
 
 static sl_status catalog_put(api_request *req, sl_error *err)
 {
-    bson_t *doc = NULL;
-    size_t len = 0;
-    const char *body = api_body(req, &len), *sku = api_param(req, "sku");
-    char location[32 + SCHEMA_COMPONENT_MAX];
-    sl_status rc =
-        ingest_catalog_doc(api_auth_of(req)->tenant, sku, body ? body : "", len, NULL, &doc, err);
-    /* Written here rather than by ingest_catalog_put so the answer is the
-     * very document stored, with the version the store gave it. */
-    snprintf(location, sizeof location, "/v1/catalog/%s", sku);
-    if (rc == SL_OK)
-        rc = api_put_doc(req, doc, entry_json, location, err);
-    if (doc)
-        bson_destroy(doc);
-    return rc;
+    return api_put_body(req, "sku", ingest_catalog_doc, entry_json, "/v1/catalog/", err);
 }
 
 static sl_status catalog_get(api_request *req, sl_error *err)
@@ -70,12 +57,33 @@ static sl_status catalog_get(api_request *req, sl_error *err)
     return rc;
 }
 
-/* ?limit=N&cursor=C -> {"entries": [...], "next": cursor or null}. */
+/* {"entries": [...], "next": cursor or null} of one page. */
+static sl_status page_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const store_page *page = ctx;
+    sl_status rc = SL_OK;
+    yajl_gen_map_open(g);
+    api_json_str(g, "entries");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; rc == SL_OK && i < page->count; i++) {
+        bson_t view;
+        if (store_page_view(page, i, &view))
+            entry_json(g, &view, -1);
+        else
+            rc = sl_error_set(err, SL_ECORRUPT, "catalog document %zu of the page is not BSON", i);
+    }
+    yajl_gen_array_close(g);
+    if (rc == SL_OK)
+        rc = api_json_cursor(g, "next", page->next_token, err);
+    yajl_gen_map_close(g);
+    return rc;
+}
+
+/* ?limit=N&cursor=C, in SKU order. */
 static sl_status catalog_list(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     store_page page = {0};
-    yajl_gen g = NULL;
     schema_key pk;
     char token[API_CURSOR_MAX];
     int64_t limit = 0;
@@ -87,28 +95,9 @@ static sl_status catalog_list(api_request *req, sl_error *err)
     store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
                           .limit = (size_t)limit,
                           .page_token = token};
-    if ((rc = api_page_query(api_store(req), STORE_ITEMS, 0, pk, &q, &page, err)) != SL_OK ||
-        (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_str(g, "entries");
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < page.count; i++) {
-        bson_t view;
-        if (!store_page_view(&page, i, &view)) {
-            rc = sl_error_set(err, SL_ECORRUPT, "catalog document %zu of the page is not BSON", i);
-            goto out;
-        }
-        entry_json(g, &view, -1);
-    }
-    yajl_gen_array_close(g);
-    if ((rc = api_json_cursor(g, "next", page.next_token, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
+    if ((rc = api_page_query(api_store(req), STORE_ITEMS, 0, pk, &q, &page, err)) == SL_OK)
+        rc = api_reply_json_with(req, 200, page_json, &page, err);
 out:
-    if (g)
-        yajl_gen_free(g);
     store_page_free(&page);
     return rc;
 }

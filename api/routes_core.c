@@ -4,21 +4,19 @@
 
 #include <stdlib.h>
 
-static sl_status healthz(api_request *req, sl_error *err)
+static sl_status healthz_json(yajl_gen g, const void *ctx, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    yajl_gen g = NULL;
-    if ((rc = api_json_start(&g, err)) != SL_OK || (rc = store_ping(api_store(req), err)) != SL_OK)
-        goto out;
     yajl_gen_map_open(g);
     api_json_kv_str(g, "status", "ok");
-    api_json_kv_str(g, "store", store_backend(api_store(req)));
+    api_json_kv_str(g, "store", store_backend((const store *)ctx));
     yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    return SL_OK;
+}
+
+static sl_status healthz(api_request *req, sl_error *err)
+{
+    sl_status rc = store_ping(api_store(req), err);
+    return rc == SL_OK ? api_reply_json_with(req, 200, healthz_json, api_store(req), err) : rc;
 }
 
 static sl_status metrics(api_request *req, sl_error *err)
@@ -44,13 +42,9 @@ out:
     return rc;
 }
 
-static sl_status tenant(api_request *req, sl_error *err)
+static sl_status tenant_json(yajl_gen g, const void *ctx, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    const api_auth *a = api_auth_of(req);
-    yajl_gen g = NULL;
-    if ((rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
+    const api_auth *a = ctx;
     yajl_gen_map_open(g);
     api_json_kv_str(g, "tenant", a->tenant);
     api_json_kv_str(g, "kind", a->tenant_kind);
@@ -58,11 +52,12 @@ static sl_status tenant(api_request *req, sl_error *err)
     api_json_kv_str(g, "key_id", a->key_id);
     api_json_kv_str(g, "key_name", a->key_name);
     yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    return SL_OK;
+}
+
+static sl_status tenant(api_request *req, sl_error *err)
+{
+    return api_reply_json_with(req, 200, tenant_json, api_auth_of(req), err);
 }
 
 static const api_route routes[] = {

@@ -22,51 +22,80 @@ static void key_json(yajl_gen g, const api_key_info *k)
     yajl_gen_map_close(g);
 }
 
+/* key_json as an api_json_fn. */
+static sl_status info_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    key_json(g, ctx);
+    return SL_OK;
+}
+
+typedef struct key_page {
+    const api_key_info *keys;
+    size_t n;
+    const char *next; /* page token, "" at the end */
+} key_page;
+
+static sl_status key_page_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const key_page *kp = ctx;
+    yajl_gen_map_open(g);
+    api_json_str(g, "keys");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < kp->n; i++)
+        key_json(g, &kp->keys[i]);
+    yajl_gen_array_close(g);
+    sl_status rc = api_json_cursor(g, "next_cursor", kp->next, err);
+    yajl_gen_map_close(g);
+    return rc;
+}
+
 static sl_status keys_list(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
-    yajl_gen g = NULL;
     api_key_info keys[LIST_MAX];
     /* Key ids are 16 hex digits, so a key listing's page tokens are short:
      * STORE_TOKEN_MAX holds them (api_key_list's contract). */
     char token[API_CURSOR_MAX], next[STORE_TOKEN_MAX];
-    size_t n = 0;
+    key_page kp = {keys, 0, next};
     int64_t limit = 0;
     sl_error e;
     sl_error_clear(&e);
     if ((rc = api_query_int(req, "limit", 1, LIST_MAX, 50, &limit, err)) != SL_OK ||
         (rc = api_cursor_param(req, token, err)) != SL_OK)
         goto out;
-    rc = api_key_list(api_store(req), api_auth_of(req)->tenant, token, keys, (size_t)limit, &n,
+    rc = api_key_list(api_store(req), api_auth_of(req)->tenant, token, keys, (size_t)limit, &kp.n,
                       next, &e);
-    if (api_cursor_blame(rc, &e, err) != SL_OK || (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_str(g, "keys");
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++)
-        key_json(g, &keys[i]);
-    yajl_gen_array_close(g);
-    if ((rc = api_json_cursor(g, "next_cursor", next, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
+    if (api_cursor_blame(rc, &e, err) == SL_OK)
+        rc = api_reply_json_with(req, 200, key_page_json, &kp, err);
 out:
-    if (g)
-        yajl_gen_free(g);
     return rc;
 }
 
 /* {"role": "viewer", "name": "dashboard"}: role required, name optional,
  * nothing else. */
+typedef struct key_created {
+    char key[API_KEY_LEN + 1];
+    api_key_info info;
+} key_created;
+
+static sl_status created_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const key_created *c = ctx;
+    yajl_gen_map_open(g);
+    api_json_kv_str(g, "key", c->key);
+    api_json_str(g, "info");
+    key_json(g, &c->info);
+    yajl_gen_map_close(g);
+    return SL_OK;
+}
+
 static sl_status keys_create(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     yajl_val body = NULL;
-    yajl_gen g = NULL;
     api_role role;
-    api_key_info info;
-    char key[API_KEY_LEN + 1] = "", location[64];
+    key_created created = {.key = ""};
+    char location[64];
     const char *role_s = NULL, *name = NULL;
     if ((rc = api_body_json(req, &body, err)) != SL_OK)
         goto out;
@@ -94,24 +123,16 @@ static sl_status keys_create(api_request *req, sl_error *err)
     }
     if ((rc = api_role_parse(role_s, &role, err)) != SL_OK)
         goto out;
-    rc = api_key_create(api_store(req), api_auth_of(req)->tenant, role, name, key, &info, err);
+    rc = api_key_create(api_store(req), api_auth_of(req)->tenant, role, name, created.key,
+                        &created.info, err);
     if (rc != SL_OK)
         goto out;
-    if ((rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_kv_str(g, "key", key);
-    api_json_str(g, "info");
-    key_json(g, &info);
-    yajl_gen_map_close(g);
-    snprintf(location, sizeof location, "/v1/keys/%s", info.key_id);
-    if ((rc = api_reply_json(req, 201, g, err)) != SL_OK ||
+    snprintf(location, sizeof location, "/v1/keys/%s", created.info.key_id);
+    if ((rc = api_reply_json_with(req, 201, created_json, &created, err)) != SL_OK ||
         (rc = api_reply_header(req, "Location", location, err)) != SL_OK)
         goto out;
 out:
-    memset(key, 0, sizeof key);
-    if (g)
-        yajl_gen_free(g);
+    memset(created.key, 0, sizeof created.key);
     if (body)
         yajl_tree_free(body);
     return rc;
@@ -119,21 +140,10 @@ out:
 
 static sl_status keys_get(api_request *req, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    yajl_gen g = NULL;
     api_key_info info;
-    rc =
+    sl_status rc =
         api_key_get(api_store(req), api_auth_of(req)->tenant, api_param(req, "key_id"), &info, err);
-    if (rc != SL_OK)
-        goto out;
-    if ((rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    key_json(g, &info);
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    return rc == SL_OK ? api_reply_json_with(req, 200, info_json, &info, err) : rc;
 }
 
 static sl_status keys_revoke(api_request *req, sl_error *err)

@@ -113,9 +113,8 @@ static sl_status surgery_get(api_request *req, sl_error *err)
  * the store's write lock, and a long job never holds a libmicrohttpd thread.
  * ------------------------------------------------------------------------- */
 typedef struct det_upload {
-    ingest_upload *up;
+    api_upload u; /* first: api_upload_chunk reads it */
     ingest_categories *cats;
-    ingest_limits lim;
     ingest_request rq;
     char tenant[SCHEMA_COMPONENT_MAX + 1];
     char surgery[SCHEMA_COMPONENT_MAX + 1];
@@ -125,7 +124,7 @@ static void det_upload_free(void *p)
 {
     det_upload *d = p;
     if (d) {
-        ingest_upload_free(&d->up);
+        ingest_upload_free(&d->u.up);
         ingest_categories_free(&d->cats);
         free(d);
     }
@@ -177,7 +176,7 @@ static sl_status det_params(api_request *req, det_upload *d, sl_error *err)
     if (cats) {
         sl_error ce;
         sl_error_clear(&ce);
-        if (ingest_categories_parse(cats, strlen(cats), &d->lim, &d->cats, &ce) != SL_OK) {
+        if (ingest_categories_parse(cats, strlen(cats), &d->u.lim, &d->cats, &ce) != SL_OK) {
             rc = sl_error_set_at(err, ce.status, "categories", ce.offset,
                                  "query parameter categories: %s", ce.message);
             goto out;
@@ -191,7 +190,7 @@ static sl_status det_params(api_request *req, det_upload *d, sl_error *err)
     d->rq.categories = d->cats;
     d->rq.image_width = (uint32_t)w;
     d->rq.image_height = (uint32_t)h;
-    d->rq.limits = &d->lim;
+    d->rq.limits = &d->u.lim;
     d->rq.spill_dir = api_upload_dir(req);
     d->rq.catalogs = api_catalogs(req);
 out:
@@ -216,7 +215,7 @@ static sl_status detections_head(api_request *req, sl_error *err)
     const char *tenant = api_auth_of(req)->tenant, *id = api_param(req, "id");
     snprintf(d->tenant, sizeof d->tenant, "%s", tenant);
     snprintf(d->surgery, sizeof d->surgery, "%s", id);
-    ingest_limits_default(&d->lim); /* det_params reads categories with them */
+    ingest_limits_default(&d->u.lim); /* det_params reads categories with them */
     if ((rc = det_params(req, d, err)) != SL_OK)
         goto out;
     /* The job checks again under its batch: the surgery may change meanwhile. */
@@ -229,63 +228,60 @@ static sl_status detections_head(api_request *req, sl_error *err)
                              "surgery \"%s\" is closed: its detections can no longer change", id);
         goto out;
     }
-    rc = api_upload_start(req, &d->lim, &d->up, err);
+    rc = api_upload_start(req, &d->u.lim, &d->u.up, err);
 out:
     if (doc)
         bson_destroy(doc);
     return rc;
 }
 
-static sl_status detections_chunk(api_request *req, const char *data, size_t len, sl_error *err)
+typedef struct det_answer {
+    const det_upload *d;
+    ingest_summary sum;
+} det_answer;
+
+static sl_status det_answer_json(yajl_gen g, const void *ctx, sl_error *err)
 {
-    det_upload *d = api_state(req); /* made by detections_head, which succeeded */
-    return ingest_upload_write(d->up, data, len, err);
+    const det_answer *a = ctx;
+    const ingest_summary *sum = &a->sum;
+    yajl_gen_map_open(g);
+    api_json_kv_str(g, "surgery", a->d->surgery);
+    api_json_kv_str(g, "format", ingest_format_name(a->d->rq.format));
+    api_json_kv_int(g, "bytes", (int64_t)sum->bytes);
+    api_json_kv_int(g, "frames", (int64_t)sum->frames);
+    api_json_kv_int(g, "empty_frames", (int64_t)sum->empty_frames);
+    api_json_kv_int(g, "detections", (int64_t)sum->detections);
+    api_json_str(g, "first_frame");
+    if (sum->first_frame < 0)
+        yajl_gen_null(g);
+    else
+        api_json_int(g, sum->first_frame);
+    api_json_str(g, "last_frame");
+    if (sum->last_frame < 0)
+        yajl_gen_null(g);
+    else
+        api_json_int(g, sum->last_frame);
+    api_json_str(g, "unmapped");
+    yajl_gen_map_open(g);
+    api_json_kv_int(g, "detections", (int64_t)sum->unmapped);
+    api_json_kv_int(g, "labels", sum->unmapped_labels);
+    api_json_str(g, "names"); /* the first few */
+    yajl_gen_array_open(g);
+    for (uint32_t i = 0; i < sum->unmapped_labels && i < INGEST_UNMAPPED_SHOWN; i++)
+        api_json_str(g, sum->unmapped_names[i]);
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    api_json_kv_int(g, "changed", (int64_t)sum->changed);
+    yajl_gen_map_close(g);
+    return SL_OK;
 }
 
 /* On a job thread: the spooled body as one ingest job, then its summary. */
 static sl_status detections_done(api_request *req, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    det_upload *d = api_state(req);
-    ingest_summary sum;
-    yajl_gen g = NULL;
-    if ((rc = ingest_upload_ingest(d->up, api_store(req), &d->rq, &sum, err)) != SL_OK ||
-        (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_kv_str(g, "surgery", d->surgery);
-    api_json_kv_str(g, "format", ingest_format_name(d->rq.format));
-    api_json_kv_int(g, "bytes", (int64_t)sum.bytes);
-    api_json_kv_int(g, "frames", (int64_t)sum.frames);
-    api_json_kv_int(g, "empty_frames", (int64_t)sum.empty_frames);
-    api_json_kv_int(g, "detections", (int64_t)sum.detections);
-    api_json_str(g, "first_frame");
-    if (sum.first_frame < 0)
-        yajl_gen_null(g);
-    else
-        api_json_int(g, sum.first_frame);
-    api_json_str(g, "last_frame");
-    if (sum.last_frame < 0)
-        yajl_gen_null(g);
-    else
-        api_json_int(g, sum.last_frame);
-    api_json_str(g, "unmapped");
-    yajl_gen_map_open(g);
-    api_json_kv_int(g, "detections", (int64_t)sum.unmapped);
-    api_json_kv_int(g, "labels", sum.unmapped_labels);
-    api_json_str(g, "names"); /* the first few */
-    yajl_gen_array_open(g);
-    for (uint32_t i = 0; i < sum.unmapped_labels && i < INGEST_UNMAPPED_SHOWN; i++)
-        api_json_str(g, sum.unmapped_names[i]);
-    yajl_gen_array_close(g);
-    yajl_gen_map_close(g);
-    api_json_kv_int(g, "changed", (int64_t)sum.changed);
-    yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
-out:
-    if (g)
-        yajl_gen_free(g);
-    return rc;
+    det_answer a = {.d = api_state(req)};
+    sl_status rc = ingest_upload_ingest(a.d->u.up, api_store(req), &a.d->rq, &a.sum, err);
+    return rc == SL_OK ? api_reply_json_with(req, 200, det_answer_json, &a, err) : rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -388,6 +384,50 @@ out:
     return rc;
 }
 
+/* A page of frame documents and what resumes after the frames shown. */
+typedef struct frames_page {
+    store *st;
+    const char *pk;
+    store_query_opts *q;
+    store_page *page;
+    store_page *cut; /* the same query cut to the frames shown, when the budget cut it */
+} frames_page;
+
+/* {"frames": [...], "next": cursor or null}: the page's frames up to the
+ * detection budget. */
+static sl_status frames_json(yajl_gen g, const void *ctx, sl_error *err)
+{
+    const frames_page *f = ctx;
+    sl_status rc = SL_OK;
+    size_t shown = 0;
+    uint64_t dets = 0;
+    yajl_gen_map_open(g);
+    api_json_str(g, "frames");
+    yajl_gen_array_open(g);
+    for (; rc == SL_OK && shown < f->page->count && dets < FRAMES_DET_BUDGET; shown++) {
+        bson_t view;
+        uint32_t n = 0;
+        if (!store_page_view(f->page, shown, &view))
+            rc =
+                sl_error_set(err, SL_ECORRUPT, "frame document %zu of the page is not BSON", shown);
+        else if ((rc = frame_json(g, &view, &n, err)) == SL_OK)
+            dets += n;
+    }
+    yajl_gen_array_close(g);
+    const char *next_token = f->page->next_token;
+    if (rc == SL_OK && shown < f->page->count) {
+        /* The budget cut the page short: the same query limited to the frames
+         * shown gives the token that resumes right after them. */
+        f->q->limit = shown;
+        rc = api_page_query(f->st, STORE_ITEMS, 0, f->pk, f->q, f->cut, err);
+        next_token = f->cut->next_token;
+    }
+    if (rc == SL_OK)
+        rc = api_json_cursor(g, "next", next_token, err);
+    yajl_gen_map_close(g);
+    return rc;
+}
+
 static sl_status frames_get(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -398,7 +438,6 @@ static sl_status frames_get(api_request *req, sl_error *err)
     char token[API_CURSOR_MAX];
     store_page page = {0}, cut = {0};
     bson_t *meta = NULL;
-    yajl_gen g = NULL;
     if ((rc = api_query_int(req, "from", 0, SCHEMA_FRAME_MAX, 0, &from, err)) != SL_OK ||
         (rc = api_query_int(req, "to", 0, SCHEMA_FRAME_MAX, SCHEMA_FRAME_MAX, &to, err)) != SL_OK ||
         (rc = api_query_int(req, "limit", 1, STORE_PAGE_MAX, FRAMES_LIMIT_DEF, &limit, err)) !=
@@ -421,43 +460,10 @@ static sl_status frames_get(api_request *req, sl_error *err)
         goto out;
     store_query_opts q = {
         .range = {STORE_RANGE_BETWEEN, lo, hi}, .limit = (size_t)limit, .page_token = token};
-    if ((rc = api_page_query(st, STORE_ITEMS, 0, pk, &q, &page, err)) != SL_OK ||
-        (rc = api_json_start(&g, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_open(g);
-    api_json_str(g, "frames");
-    yajl_gen_array_open(g);
-    size_t shown = 0;
-    uint64_t dets = 0;
-    for (; shown < page.count && dets < FRAMES_DET_BUDGET; shown++) {
-        bson_t view;
-        uint32_t n = 0;
-        if (!store_page_view(&page, shown, &view)) {
-            rc =
-                sl_error_set(err, SL_ECORRUPT, "frame document %zu of the page is not BSON", shown);
-            goto out;
-        }
-        if ((rc = frame_json(g, &view, &n, err)) != SL_OK)
-            goto out;
-        dets += n;
-    }
-    yajl_gen_array_close(g);
-    const char *next_token = page.next_token;
-    if (shown < page.count) {
-        /* The budget cut the page short: the same query limited to the frames
-         * shown gives the token that resumes right after them. */
-        q.limit = shown;
-        if ((rc = api_page_query(st, STORE_ITEMS, 0, pk, &q, &cut, err)) != SL_OK)
-            goto out;
-        next_token = cut.next_token;
-    }
-    if ((rc = api_json_cursor(g, "next", next_token, err)) != SL_OK)
-        goto out;
-    yajl_gen_map_close(g);
-    rc = api_reply_json(req, 200, g, err);
+    frames_page f = {st, pk, &q, &page, &cut};
+    if ((rc = api_page_query(st, STORE_ITEMS, 0, pk, &q, &page, err)) == SL_OK)
+        rc = api_reply_json_with(req, 200, frames_json, &f, err);
 out:
-    if (g)
-        yajl_gen_free(g);
     if (meta)
         bson_destroy(meta);
     store_page_free(&page);
@@ -471,7 +477,7 @@ static const api_route routes[] = {
     {"GET", "/v1/surgeries/{id}", API_ROLE_STAFF | API_ROLE_INGEST, API_BODY_NONE, 0,
      API_RUN_INLINE, NULL, NULL, surgery_get},
     {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB,
-     detections_head, detections_chunk, detections_done},
+     detections_head, api_upload_chunk, detections_done},
     {"GET", "/v1/surgeries/{id}/frames", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
      NULL, frames_get},
 };

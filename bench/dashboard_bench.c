@@ -7,143 +7,45 @@
  * Usage: dashboard_bench [big_assets (10000000)] [requests_per_size (20000)]
  * The store lives in a temporary directory under $TMPDIR (/tmp), removed at
  * the end: about 600 bytes per asset. */
+#include "bench/bench.h"
 #include "store/store.h"
+#include "tests/support/support.h"
 
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#ifndef SL_BINARY
-#error "SL_BINARY must name the sightline binary"
-#endif
+#define SMALL     1000
+#define BATCH     50000 /* documents per store batch */
+#define CAMPAIGNS 10
+#define SECTORS   5
+#define WARMUP    2000        /* requests per size before measuring */
+#define BLOCK     500         /* requests to one brand before switching to the other */
+#define BACKLOG   (4 * BATCH) /* events the listener may lag behind the load */
 
-#define SMALL      1000
-#define BATCH      50000 /* documents per store batch */
-#define CAMPAIGNS  10
-#define SECTORS    5
-#define WARMUP     2000 /* requests per size before measuring */
-#define BLOCK      500  /* requests to one brand before switching to the other */
-#define SERVE_WAIT 30000
-#define BACKLOG    (4 * BATCH) /* events the listener may lag behind the load */
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t rng_state = 88172645463325252ULL;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-/* An asset document shaped as ingest writes it (docs/documents.md). */
+/* Asset n of brand: random campaign, sector and scores. */
 static void asset_doc(bson_t *d, const char *brand, uint64_t n)
 {
-    char id[32], pk[64], gsk[160], campaign[16], sector[16];
+    char id[32], campaign[16], sector[16];
     snprintf(id, sizeof id, "%s-%09" PRIu64, brand, n);
-    snprintf(campaign, sizeof campaign, "c%d", (int)(rnd() % CAMPAIGNS));
-    snprintf(sector, sizeof sector, "sector%d", (int)(rnd() % SECTORS));
-    snprintf(pk, sizeof pk, "T#bench#ASSET#%s", id);
-    snprintf(gsk, sizeof gsk, "BRAND#%s#CAMPAIGN#%s#ASSET#%s", brand, campaign, id);
-    int64_t mem = (int64_t)(rnd() % 1000001), logo = (int64_t)(rnd() % 1000001),
-            product = (int64_t)(rnd() % 1000001);
-    BSON_APPEND_UTF8(d, "pk", pk);
-    BSON_APPEND_UTF8(d, "sk", "META");
-    BSON_APPEND_UTF8(d, "gsi1pk", "T#bench#ASSETS");
-    BSON_APPEND_UTF8(d, "gsi1sk", gsk);
-    BSON_APPEND_UTF8(d, "type", "asset");
-    BSON_APPEND_UTF8(d, "tenant", "bench");
-    BSON_APPEND_UTF8(d, "asset", id);
-    BSON_APPEND_UTF8(d, "client", "client");
-    BSON_APPEND_UTF8(d, "brand", brand);
-    BSON_APPEND_UTF8(d, "brand_id", "");
-    BSON_APPEND_UTF8(d, "sector", sector);
-    BSON_APPEND_UTF8(d, "campaign", campaign);
-    BSON_APPEND_UTF8(d, "media_type", "image");
-    BSON_APPEND_DOUBLE(d, "memorability", (double)mem / 1e6);
-    BSON_APPEND_INT64(d, "memorability_micro", mem);
-    bson_t s;
-    BSON_APPEND_DOCUMENT_BEGIN(d, "saliency", &s);
-    BSON_APPEND_DOUBLE(&s, "logo", (double)logo / 1e6);
-    BSON_APPEND_DOUBLE(&s, "product", (double)product / 1e6);
-    bson_append_document_end(d, &s);
-    BSON_APPEND_DOCUMENT_BEGIN(d, "saliency_micro", &s);
-    BSON_APPEND_INT64(&s, "logo", logo);
-    BSON_APPEND_INT64(&s, "product", product);
-    bson_append_document_end(d, &s);
-    BSON_APPEND_UTF8(d, "model_version", "m-1");
-}
-
-/* ---- processes ---- */
-static pid_t spawn(const char *out, const char *err, const char *const *argv)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int o = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int e = open(err, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(SL_BINARY, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int run(char *out, size_t cap, const char *const *argv)
-{
-    int fds[2], status = 0;
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(SL_BINARY, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    char buf[512];
-    while ((r = read(fds[0], buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
-        for (ssize_t i = 0; i < r; i++)
-            if (out && n + 1 < cap)
-                out[n++] = buf[i];
-    close(fds[0]);
-    if (out) {
-        out[n] = '\0';
-        if (n && out[n - 1] == '\n')
-            out[n - 1] = '\0';
-    }
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
+    snprintf(campaign, sizeof campaign, "c%d", (int)(bench_rnd() % CAMPAIGNS));
+    snprintf(sector, sizeof sector, "sector%d", (int)(bench_rnd() % SECTORS));
+    bench_asset a = {.tenant = "bench",
+                     .id = id,
+                     .client = "client",
+                     .brand = brand,
+                     .brand_id = "",
+                     .campaign = campaign,
+                     .sector = sector,
+                     .saliency = {"logo", "product"}};
+    a.memorability = (int64_t)(bench_rnd() % 1000001);
+    a.saliency_micro[0] = (int64_t)(bench_rnd() % 1000001);
+    a.saliency_micro[1] = (int64_t)(bench_rnd() % 1000001);
+    bench_asset_doc(d, &a);
 }
 
 static int64_t dir_bytes;
@@ -161,44 +63,21 @@ static size_t sink(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static char metrics_buf[1 << 16];
-static size_t metrics_len;
-static size_t keep(char *p, size_t size, size_t n, void *ud)
-{
-    (void)ud;
-    size_t add = size * n;
-    if (metrics_len + add < sizeof metrics_buf) {
-        memcpy(metrics_buf + metrics_len, p, add);
-        metrics_len += add;
-        metrics_buf[metrics_len] = '\0';
-    }
-    return add;
-}
-
 /* sightline_feed_behind_events from /metrics; -1 when unknown. */
-static double behind(CURL *c, const char *url)
+static double behind(support_client *c)
 {
-    char u[256];
     double v = -1;
-    snprintf(u, sizeof u, "%s/metrics", url);
-    metrics_len = 0;
-    metrics_buf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, u);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    if (curl_easy_perform(c) == CURLE_OK) {
-        const char *at = strstr(metrics_buf, "\nsightline_feed_behind_events ");
-        if (at)
-            v = strtod(at + 30, NULL);
-    }
+    if (support_req(c, "GET", "/metrics", NULL, 0) != 200 ||
+        support_metric(support_body(c), "sightline_feed_behind_events", &v) != 0)
+        v = -1;
     return v;
 }
 
 /* Writes n assets of brand through the store port, BATCH per transaction.
- * Between batches it lets the listener (of the server at url) catch up to
+ * Between batches it lets the listener (of the server c talks to) catch up to
  * BACKLOG events: a writer that never pauses starves the listener of the
  * write lock, and the store prunes unapplied events past its retention. */
-static int load(store *st, const char *brand, uint64_t n, CURL *c, const char *url)
+static int load(store *st, const char *brand, uint64_t n, support_client *c)
 {
     sl_error e;
     sl_error_clear(&e);
@@ -219,7 +98,7 @@ static int load(store *st, const char *brand, uint64_t n, CURL *c, const char *u
         }
         if (store_batch_commit(&b, &e) != SL_OK)
             goto fail;
-        for (double lag; (lag = behind(c, url)) < 0 || lag > BACKLOG;)
+        for (double lag; (lag = behind(c)) < 0 || lag > BACKLOG;)
             usleep(20000);
         if (isatty(2))
             fprintf(stderr, "\rdashboard_bench: %s %" PRIu64 "/%" PRIu64, brand, done, n);
@@ -269,9 +148,10 @@ int main(int argc, char **argv)
     uint64_t big = argc > 1 ? strtoull(argv[1], NULL, 10) : 10000000ull;
     size_t reqs = argc > 2 ? strtoull(argv[2], NULL, 10) : 20000;
     const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
-    char dir[512], uri[600], log[600], err[600], key[128], auth[200], url[128] = "";
+    char dir[512], uri[600], key[128], auth[200];
     int status = 1;
-    pid_t server = -1;
+    support_server srv = {.pid = -1};
+    support_client *mc = NULL; /* /metrics and the checks, beside the timed handle */
     store *st = NULL;
     CURL *c = NULL;
     struct curl_slist *h = NULL;
@@ -287,42 +167,22 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(uri, sizeof uri, "sqlite:%s/sl.db", dir);
-    snprintf(log, sizeof log, "%s/access.log", dir);
-    snprintf(err, sizeof err, "%s/serve.err", dir);
-    const char *tenant_args[] = {"sightline",    "tenants", "create", "bench", "--kind",
-                                 "brand-client", "--store", uri,      NULL};
-    const char *key_args[] = {"sightline", "keys",   "create",  "--tenant", "bench",
-                              "--role",    "viewer", "--store", uri,        NULL};
-    if (run(NULL, 0, tenant_args) != 0 || run(key, sizeof key, key_args) != 0) {
+    if (support_tenant(uri, "bench", "brand-client") != 0 ||
+        support_key(uri, "bench", "viewer", key) != 0) {
         fprintf(stderr, "dashboard_bench: cannot create the tenant and key\n");
         goto out;
     }
 
-    /* 1. The server; its listener builds the aggregates from the feed while
-     * the assets are loaded (a backlog of ten million events would pass the
-     * store's default feed retention). */
-    const char *serve_args[] = {"sightline",   "serve",        "--store", uri, "--listen",
-                                "127.0.0.1:0", "--access-log", log,       NULL};
-    if ((server = spawn("/dev/null", err, serve_args)) < 0)
-        goto out;
-    for (int i = 0; i < SERVE_WAIT / 20 && !url[0]; i++) {
-        char buf[2048] = "";
-        FILE *f = fopen(err, "r");
-        if (f) {
-            buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
-            fclose(f);
-        }
-        const char *at = strstr(buf, "listening on ");
-        if (at && strchr(at, '\n'))
-            sscanf(at + 13, "%127s", url);
-        usleep(20000);
-    }
-    if (!url[0]) {
-        fprintf(stderr, "dashboard_bench: the server did not start (see %s)\n", err);
+    /* 1. The server (access log: its stdout, srv.log_path); its listener
+     * builds the aggregates from the feed while the assets are loaded (a
+     * backlog of ten million events would pass the store's default feed
+     * retention). */
+    if (support_server_init(&srv, dir, uri) != 0 || support_server_startv(&srv, NULL) != 0) {
+        fprintf(stderr, "dashboard_bench: the server did not start (see %s)\n", srv.err_path);
         goto out;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    c = curl_easy_init();
+    if (!(mc = support_client_new(srv.url, key)) || !(c = curl_easy_init()))
+        goto out;
 
     /* 2. Assets through the store port, in big batches. */
     store_options so = {.cache_bytes = 256ll << 20};
@@ -332,15 +192,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "dashboard_bench: %s\n", e.message);
         goto out;
     }
-    int64_t t0 = mono_us();
-    if (load(st, "small", SMALL, c, url) != 0 || load(st, "big", big, c, url) != 0)
+    int64_t t0 = bench_mono_us();
+    if (load(st, "small", SMALL, mc) != 0 || load(st, "big", big, mc) != 0)
         goto out;
-    int64_t t1 = mono_us();
+    int64_t t1 = bench_mono_us();
     store_close(&st);
-    double left = behind(c, url);
-    while (behind(c, url) != 0)
+    double left = behind(mc);
+    while (behind(mc) != 0)
         usleep(100000);
-    int64_t t2 = mono_us();
+    int64_t t2 = bench_mono_us();
     nftw(dir, add_size, 16, FTW_PHYS);
     printf("dashboard_bench: load through the store port: %" PRIu64 " assets in %.1f s (%.0f "
            "docs/s, batches of %d), store %.2f GB\n",
@@ -353,6 +213,24 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     /* 3. Latency: one keep-alive connection, blocks alternating between brands. */
+    const char *brands[2] = {"small", "big"};
+    char urls[2][256];
+    for (int b = 0; b < 2; b++)
+        snprintf(urls[b], sizeof urls[b], "%s/v1/brands/%s", srv.url, brands[b]);
+    /* The aggregates must be whole before their latency means anything. */
+    for (int b = 0; b < 2; b++) {
+        uint64_t want = b ? big : SMALL;
+        char path[64];
+        snprintf(path, sizeof path, "/v1/brands/%s", brands[b]);
+        const char *at = support_req(mc, "GET", path, NULL, 0) == 200
+                             ? strstr(support_body(mc), "\"count\":")
+                             : NULL;
+        if (!at || strtoull(at + 8, NULL, 10) != want) {
+            fprintf(stderr, "dashboard_bench: brand %s should count %" PRIu64 " assets: %.200s\n",
+                    brands[b], want, support_body(mc));
+            goto out;
+        }
+    }
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     h = curl_slist_append(NULL, auth);
     cl[0] = calloc(reqs, sizeof *cl[0]);
@@ -363,34 +241,14 @@ int main(int argc, char **argv)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    const char *brands[2] = {"small", "big"};
-    char urls[2][256];
-    for (int b = 0; b < 2; b++)
-        snprintf(urls[b], sizeof urls[b], "%s/v1/brands/%s", url, brands[b]);
-    /* The aggregates must be whole before their latency means anything. */
-    for (int b = 0; b < 2; b++) {
-        uint64_t want = b ? big : SMALL;
-        metrics_len = 0;
-        metrics_buf[0] = '\0';
-        curl_easy_setopt(c, CURLOPT_URL, urls[b]);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
-        const char *at =
-            curl_easy_perform(c) == CURLE_OK ? strstr(metrics_buf, "\"count\":") : NULL;
-        if (!at || strtoull(at + 8, NULL, 10) != want) {
-            fprintf(stderr, "dashboard_bench: brand %s should count %" PRIu64 " assets: %.200s\n",
-                    brands[b], want, metrics_buf);
-            goto out;
-        }
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
     for (size_t i = 0; i < 2 * (WARMUP + reqs); i++) {
         int b = (int)((i / BLOCK) % 2);
         size_t k = i / (2 * BLOCK) * BLOCK + i % BLOCK; /* index within brand b */
         long code = 0;
         curl_easy_setopt(c, CURLOPT_URL, urls[b]);
-        int64_t a = mono_us();
+        int64_t a = bench_mono_us();
         CURLcode rc = curl_easy_perform(c);
-        int64_t d = mono_us() - a;
+        int64_t d = bench_mono_us() - a;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         if (rc != CURLE_OK || code != 200) {
             fprintf(stderr, "dashboard_bench: GET %s: %s %ld\n", urls[b], curl_easy_strerror(rc),
@@ -400,9 +258,7 @@ int main(int argc, char **argv)
         if (k >= WARMUP && k - WARMUP < reqs)
             cl[b][k - WARMUP] = d;
     }
-    kill(server, SIGTERM); /* flushes the access log */
-    waitpid(server, NULL, 0);
-    server = -1;
+    support_server_stop(&srv); /* flushes the access log */
 
     printf("dashboard_bench: GET /v1/brands/{b}, %zu requests per brand after %d warm-up, one "
            "keep-alive connection (client: round trip; server: access-log duration_us)\n",
@@ -411,7 +267,7 @@ int main(int argc, char **argv)
     for (int b = 0; b < 2; b++) {
         char path[64];
         snprintf(path, sizeof path, "/v1/brands/%s", brands[b]);
-        size_t ns = server_durations(log, path, WARMUP, sv, reqs);
+        size_t ns = server_durations(srv.log_path, path, WARMUP, sv, reqs);
         int64_t c50 = pct(cl[b], reqs, 0.5), c99 = pct(cl[b], reqs, 0.99);
         int64_t s50 = pct(sv, ns, 0.5), s99 = pct(sv, ns, 0.99);
         p99c[b] = c99;
@@ -424,10 +280,8 @@ int main(int argc, char **argv)
            SMALL, (double)p99c[1] / (double)p99c[0], (double)p99s[1] / (double)p99s[0]);
     status = 0;
 out:
-    if (server > 0) {
-        kill(server, SIGTERM);
-        waitpid(server, NULL, 0);
-    }
+    support_server_stop(&srv);
+    support_client_free(&mc);
     store_close(&st);
     if (h)
         curl_slist_free_all(h);
@@ -436,6 +290,6 @@ out:
     free(cl[0]);
     free(cl[1]);
     free(sv);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    support_rmrf(dir);
     return status;
 }

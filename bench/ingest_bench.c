@@ -1,11 +1,11 @@
 /* ingest_bench.c -- ingest speed and memory through the CLI and through HTTP
  * (POST /v1/surgeries/{id}/detections to a `sightline serve` it starts) on a
  * generated 3-hour surgery in darknet format: detections/s, MB/s, peak RSS. */
+#include "tests/support/support.h"
+
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,9 +127,15 @@ typedef struct figures {
     long maxrss_kb; /* the child's peak RSS */
 } figures;
 
-/* Runs the binary; returns its exit code and fills *fig. */
-static int run(const char *const *argv, figures *fig)
+/* Runs `<binary> ARGS` (NULL-terminated) with its output dropped; returns
+ * its exit code and fills *fig. */
+static int run(const char *const *args, figures *fig)
 {
+    const char *argv[16] = {support_binary()};
+    int n = 1;
+    for (int i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
     double t0 = now_s();
     pid_t pid = fork();
     if (pid == 0) {
@@ -141,115 +147,15 @@ static int run(const char *const *argv, figures *fig)
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    int status = 0;
+    int status = 0, code = -1;
     struct rusage ru;
-    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
-        return -1;
-    fig->seconds = now_s() - t0;
-    fig->maxrss_kb = ru.ru_maxrss;
-    fig->cpu = cpu_of(&ru);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* Runs the binary with stdout into out (trimmed); returns its exit code. */
-static int run_capture(const char *const *argv, char *out, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
+    if (pid > 0 && wait4(pid, &status, 0, &ru) == pid) {
+        fig->seconds = now_s() - t0;
+        fig->maxrss_kb = ru.ru_maxrss;
+        fig->cpu = cpu_of(&ru);
+        code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while ((r = read(fds[0], out + n, cap - 1 - n)) > 0 && n + 1 < cap)
-        n += (size_t)r;
-    close(fds[0]);
-    out[n] = '\0';
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        out[--n] = '\0';
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* ---- the HTTP path ---- */
-
-typedef struct server {
-    pid_t pid;
-    char url[128];
-} server;
-
-/* Starts `sightline serve` on a free loopback port; its stderr goes to
- * err_path, where the URL is read from.  0 on success. */
-static int server_start(const char *binary, const char *store, const char *err_path, server *s)
-{
-    const char *argv[] = {binary,        "serve",        "--store", store, "--listen",
-                          "127.0.0.1:0", "--access-log", "off",     NULL};
-    s->pid = fork();
-    if (s->pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (null >= 0)
-            dup2(null, STDOUT_FILENO);
-        if (e >= 0)
-            dup2(e, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    if (s->pid < 0)
-        return -1;
-    for (int i = 0; i < 400; i++) {
-        char buf[4096] = "";
-        FILE *f = fopen(err_path, "r");
-        if (f) {
-            buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
-            fclose(f);
-        }
-        const char *at = strstr(buf, "listening on ");
-        if (at && strchr(at, '\n') && sscanf(at + 13, "%127s", s->url) == 1)
-            return 0;
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            s->pid = -1;
-            return -1;
-        }
-        usleep(50000);
-    }
-    return -1;
-}
-
-static void server_stop(server *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-        s->pid = -1;
-    }
-}
-
-/* A /proc/<pid>/status line in kB ("VmHWM:"), -1 when absent. */
-static long proc_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, strlen(field)))
-            kb = strtol(line + strlen(field), NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
+    return code;
 }
 
 /* User + system CPU seconds of a running process (/proc/<pid>/stat). */
@@ -306,32 +212,38 @@ out:
     return status;
 }
 
+/* Describes surgery s1 and catalog entry BENCH-1 of tenant bench in store
+ * by the CLI; 0 on success. */
+static int describe(const char *store, const char *surgery, const char *catalog)
+{
+    const char *put_surgery[] = {"ingest", "--store",  store,     "--tenant", "bench", "--surgery",
+                                 "s1",     "--format", "surgery", surgery,    NULL};
+    const char *put_catalog[] = {"ingest",  "--store",  store,     "--tenant", "bench", "--sku",
+                                 "BENCH-1", "--format", "catalog", catalog,    NULL};
+    char out[256];
+    return support_run(out, sizeof out, SUPPORT_QUIET, put_surgery) == 0 &&
+                   support_run(out, sizeof out, SUPPORT_QUIET, put_catalog) == 0
+               ? 0
+               : -1;
+}
+
 /* The HTTP path on its own store: tenant, ingest key, surgery and catalog by
  * the CLI, then two POSTs of the file to a server.  0 on success. */
-static int bench_http(const char *binary, const char *dir, const char *data, uint64_t bytes,
-                      uint64_t total, const char *surgery, const char *catalog)
+static int bench_http(const char *dir, const char *data, uint64_t bytes, uint64_t total,
+                      const char *surgery, const char *catalog)
 {
-    char store[200], err_path[200], key[200], url[300], out[256];
-    server srv = {-1, ""};
+    char store[200], key[200], url[300];
+    support_server srv = {.pid = -1};
     int rc = -1;
     snprintf(store, sizeof store, "sqlite:%s/http.db", dir);
-    snprintf(err_path, sizeof err_path, "%s/serve.err", dir);
-    const char *tenant[] = {binary,     "tenants", "create", "bench", "--kind",
-                            "hospital", "--store", store,    NULL};
-    const char *mkkey[] = {binary,   "keys",   "create",  "--tenant", "bench",
-                           "--role", "ingest", "--store", store,      NULL};
-    const char *put_surgery[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
-                                 "--surgery", "s1",     "--format", "surgery", surgery,    NULL};
-    const char *put_catalog[] = {binary,  "ingest",  "--store",  store,     "--tenant", "bench",
-                                 "--sku", "BENCH-1", "--format", "catalog", catalog,    NULL};
-    if (run_capture(tenant, out, sizeof out) != 0 || run_capture(mkkey, key, sizeof key) != 0 ||
-        strncmp(key, "sl_", 3) != 0 || run_capture(put_surgery, out, sizeof out) != 0 ||
-        run_capture(put_catalog, out, sizeof out) != 0) {
+    if (support_tenant(store, "bench", "hospital") != 0 ||
+        support_key(store, "bench", "ingest", key) != 0 || describe(store, surgery, catalog) != 0) {
         fprintf(stderr, "ingest_bench: could not prepare the HTTP store\n");
         goto out;
     }
-    if (server_start(binary, store, err_path, &srv) != 0) {
-        fprintf(stderr, "ingest_bench: sightline serve did not start (see %s)\n", err_path);
+    if (support_server_init(&srv, dir, store) != 0 ||
+        support_server_start(&srv, "--access-log", "off", (char *)NULL) != 0) {
+        fprintf(stderr, "ingest_bench: sightline serve did not start (see %s)\n", srv.err_path);
         goto out;
     }
     snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
@@ -347,12 +259,12 @@ static int bench_http(const char *binary, const char *dir, const char *data, uin
         printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, server peak RSS %.1f MB "
                "(%.2f s server CPU)\n",
                pass[i], seconds, (double)total / seconds, (double)bytes / 1e6 / seconds,
-               (double)proc_kb(srv.pid, "VmHWM:") / 1024.0, cpu);
+               (double)support_proc_kb(srv.pid, "VmHWM:") / 1024.0, cpu);
         fflush(stdout);
     }
     rc = 0;
 out:
-    server_stop(&srv);
+    support_server_stop(&srv);
     return rc;
 }
 
@@ -365,30 +277,11 @@ static void write_text(const char *path, const char *text)
     }
 }
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        rm_tree(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 int main(int argc, char **argv)
 {
     double minutes = 180, fps = 30;
     unsigned dets = 25;
-    const char *binary = SL_BINARY;
+    const char *binary = support_binary();
     int keep = 0, opt;
     while ((opt = getopt(argc, argv, "m:f:d:b:k")) != -1) {
         switch (opt) {
@@ -413,6 +306,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    support_set_binary(binary);
     uint64_t frames = (uint64_t)(minutes * 60 * fps);
     char dir[] = "/tmp/sl-ingest-bench-XXXXXX";
     if (!mkdtemp(dir)) {
@@ -436,18 +330,14 @@ int main(int argc, char **argv)
                         "\"sponge\", \"(?i)needle.*\"], \"unit_cost_cents\": 100, "
                         "\"single_use\": true}");
     figures fig;
-    const char *put_surgery[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
-                                 "--surgery", "s1",     "--format", "surgery", surgery,    NULL};
-    const char *put_catalog[] = {binary,  "ingest",  "--store",  store,     "--tenant", "bench",
-                                 "--sku", "BENCH-1", "--format", "catalog", catalog,    NULL};
-    if (run(put_surgery, &fig) != 0 || run(put_catalog, &fig) != 0) {
+    if (describe(store, surgery, catalog) != 0) {
         fprintf(stderr, "ingest_bench: %s could not describe the surgery\n", binary);
         if (!keep)
-            rm_tree(dir);
+            support_rmrf(dir);
         return 1;
     }
-    const char *ingest[] = {binary,      "ingest", "--store",  store,     "--tenant", "bench",
-                            "--surgery", "s1",     "--format", "darknet", data,       NULL};
+    const char *ingest[] = {"ingest", "--store",  store,     "--tenant", "bench", "--surgery",
+                            "s1",     "--format", "darknet", data,       NULL};
     uint64_t total = frames * dets;
     printf("ingest_bench: darknet, %.0f min at %.0f frames/s, %u detections/frame: %llu frames, "
            "%llu detections, %.1f MB (generated in %.1f s)\n",
@@ -459,7 +349,7 @@ int main(int argc, char **argv)
         if (code != 0) {
             fprintf(stderr, "ingest_bench: sightline ingest exited with %d\n", code);
             if (!keep)
-                rm_tree(dir);
+                support_rmrf(dir);
             return 1;
         }
         printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, peak RSS %.1f MB "
@@ -467,9 +357,9 @@ int main(int argc, char **argv)
                pass[i], fig.seconds, (double)total / fig.seconds, (double)bytes / 1e6 / fig.seconds,
                (double)fig.maxrss_kb / 1024.0, fig.cpu);
     }
-    if (bench_http(binary, dir, data, bytes, total, surgery, catalog) != 0) {
+    if (bench_http(dir, data, bytes, total, surgery, catalog) != 0) {
         if (!keep)
-            rm_tree(dir);
+            support_rmrf(dir);
         return 1;
     }
     struct stat st;
@@ -481,6 +371,6 @@ int main(int argc, char **argv)
     if (keep)
         printf("ingest_bench: kept %s\n", dir);
     else
-        rm_tree(dir);
+        support_rmrf(dir);
     return 0;
 }

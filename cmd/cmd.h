@@ -5,6 +5,9 @@
 
 #include "schema/schema.h"
 
+#include <stdbool.h>
+#include <stdio.h>
+
 /* Exit codes scripts can trust. */
 enum {
     CMD_EXIT_OK = 0,
@@ -38,5 +41,22 @@ int cmd_usage_error(const char *sub, const char *fmt, ...) __attribute__((format
 
 /* The --store value: the option if given, else $SIGHTLINE_STORE, else the default. */
 const char *cmd_store_uri(const char *option);
+
+/* When --help or -h is among argv[1..argc): prints help to stdout and
+ * returns true (the subcommand then exits 0). */
+bool cmd_help(int argc, char **argv, void (*help)(FILE *out));
+
+/* A decimal integer in [lo, hi] into *out; false (and *out untouched) when
+ * s is not one. */
+bool cmd_parse_int(const char *s, long long lo, long long hi, long long *out);
+
+struct option;
+
+/* getopt_long over argv with the long options longs and -h (opterr off),
+ * for a subcommand that takes no operands; set optind to 1 before the first
+ * call.  Returns the next option's val, or -1 at the end: then *rc holds
+ * CMD_EXIT_OK, or the usage error for an unknown option, a missing value or
+ * an argument left over. */
+int cmd_getopt(const char *sub, int argc, char **argv, const struct option *longs, int *rc);
 
 #endif

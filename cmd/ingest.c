@@ -311,17 +311,6 @@ out:
 /* ---------------------------------------------------------------------------
  * Entry.
  * ------------------------------------------------------------------------- */
-static bool parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    bool ok = !errno && end != s && !*end && v >= lo && v <= hi;
-    if (ok)
-        *out = v;
-    return ok;
-}
-
 int cmd_ingest(int argc, char **argv)
 {
     int rc = CMD_EXIT_OK;
@@ -330,12 +319,7 @@ int cmd_ingest(int argc, char **argv)
     ingest_categories *cats = NULL;
     sl_error err;
     sl_error_clear(&err);
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            goto out;
-        }
-    if ((rc = parse(argc, argv, &a)) != CMD_EXIT_OK)
+    if (cmd_help(argc, argv, help) || (rc = parse(argc, argv, &a)) != CMD_EXIT_OK)
         goto out;
     ingest_request rq = {.tenant = a.tenant, .surgery = a.surgery};
     bool surgery_put = a.format && !strcmp(a.format, "surgery");
@@ -375,7 +359,7 @@ int cmd_ingest(int argc, char **argv)
         }
         long long v;
         if (a.offset) {
-            if (!parse_int(a.offset, -(long long)SCHEMA_FRAME_MAX, SCHEMA_FRAME_MAX, &v)) {
+            if (!cmd_parse_int(a.offset, -(long long)SCHEMA_FRAME_MAX, SCHEMA_FRAME_MAX, &v)) {
                 rc = cmd_usage_error(SUB, "--frame-offset wants a whole number within +-%u",
                                      SCHEMA_FRAME_MAX);
                 goto out;

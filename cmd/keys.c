@@ -116,12 +116,7 @@ int cmd_keys(int argc, char **argv)
     store *st = NULL;
     sl_error err;
     sl_error_clear(&err);
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            goto out;
-        }
-    if ((rc = parse(argc, argv, &a)) != CMD_EXIT_OK)
+    if (cmd_help(argc, argv, help) || (rc = parse(argc, argv, &a)) != CMD_EXIT_OK)
         goto out;
     if (!a.action) {
         rc = cmd_usage_error(SUB, "missing action: create, list or revoke");

@@ -33,18 +33,6 @@ static void usage(FILE *out)
             CMD_DEFAULT_STORE);
 }
 
-/* Parses a decimal integer in [lo, hi]; 0 when it is not one. */
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    int ok = !errno && end != s && !*end && v >= lo && v <= hi;
-    if (ok)
-        *out = v;
-    return ok;
-}
-
 static void print_stats(engine_listener *l)
 {
     engine_listener_stats st;
@@ -79,20 +67,19 @@ int cmd_listen(int argc, char **argv)
     sl_error err;
     sl_error_clear(&err);
     optind = 1;
-    opterr = 0; /* the message below names the option */
-    while (rc == CMD_EXIT_OK && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    while (rc == CMD_EXIT_OK && (c = cmd_getopt("listen", argc, argv, longs, &rc)) != -1) {
         switch (c) {
         case 's':
             uri = optarg;
             break;
         case 'l':
-            if (parse_int(optarg, 50, 600000, &v))
+            if (cmd_parse_int(optarg, 50, 600000, &v))
                 opt.lease_ms = v;
             else
                 rc = cmd_usage_error("listen", "--lease-ms wants 50..600000, not '%s'", optarg);
             break;
         case 'b':
-            if (parse_int(optarg, 1, 65536, &v))
+            if (cmd_parse_int(optarg, 1, 65536, &v))
                 opt.batch_max = (size_t)v;
             else
                 rc = cmd_usage_error("listen", "--batch wants 1..65536, not '%s'", optarg);
@@ -103,20 +90,14 @@ int cmd_listen(int argc, char **argv)
             opt.holder = optarg;
             break;
         case 'e':
-            if (!parse_int(optarg, 0, 86400, &stats_every))
+            if (!cmd_parse_int(optarg, 0, 86400, &stats_every))
                 rc = cmd_usage_error("listen", "--stats-every wants 0..86400, not '%s'", optarg);
             break;
         case 'h':
             usage(stdout);
             goto out;
-        default:
-            rc = cmd_usage_error("listen", "unknown option or missing value: '%s'",
-                                 argv[optind - 1]);
-            break;
         }
     }
-    if (rc == CMD_EXIT_OK && optind < argc)
-        rc = cmd_usage_error("listen", "unexpected argument '%s'", argv[optind]);
     if (rc != CMD_EXIT_OK)
         goto out;
 

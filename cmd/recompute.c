@@ -5,7 +5,6 @@
 #include "engine/engine.h"
 #include "store/store.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -229,8 +228,7 @@ int cmd_recompute(int argc, char **argv)
     sl_error err;
     sl_error_clear(&err);
     optind = 1;
-    opterr = 0; /* the message below names the option */
-    while (rc == CMD_EXIT_OK && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    while (rc == CMD_EXIT_OK && (c = cmd_getopt("recompute", argc, argv, longs, &rc)) != -1) {
         switch (c) {
         case 's':
             uri = optarg;
@@ -250,10 +248,8 @@ int cmd_recompute(int argc, char **argv)
             opt.fresh = 1;
             break;
         case 'm': {
-            char *end;
-            errno = 0;
-            long long v = strtoll(optarg, &end, 10);
-            if (errno || *end || end == optarg || v < 1000 || v > 100000000)
+            long long v = 0;
+            if (!cmd_parse_int(optarg, 1000, 100000000, &v))
                 rc = cmd_usage_error("recompute", "--max-aggregates wants 1000..100000000");
             opt.max_aggregates = (size_t)v;
             break;
@@ -261,14 +257,8 @@ int cmd_recompute(int argc, char **argv)
         case 'h':
             usage(stdout);
             goto out;
-        default:
-            rc = cmd_usage_error("recompute", "unknown option or missing value: '%s'",
-                                 argv[optind - 1]);
-            break;
         }
     }
-    if (rc == CMD_EXIT_OK && optind < argc)
-        rc = cmd_usage_error("recompute", "unexpected argument '%s'", argv[optind]);
     if (rc != CMD_EXIT_OK)
         goto out;
 

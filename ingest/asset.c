@@ -43,8 +43,6 @@ static sl_status encode(bson_t *doc, const char *tenant, const char *id, const c
                         sl_error *err)
 {
     bson_t sub;
-    char idx[16];
-    const char *key;
     bool ok =
         BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
         BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
@@ -65,17 +63,8 @@ static sl_status encode(bson_t *doc, const char *tenant, const char *id, const c
     for (size_t i = 0; ok && i < nsal; i++)
         ok = bson_append_int64(&sub, sal[i].name, -1, sal[i].micro);
     ok = ok && bson_append_document_end(doc, &sub) && BSON_APPEND_UTF8(doc, "model_version", model);
-    if (ok && progression) {
-        ok = BSON_APPEND_ARRAY_BEGIN(doc, "progression", &sub);
-        uint32_t i = 0;
-        for (const ingest__jnode *n = progression->first; ok && n; n = n->next, i++) {
-            double v = 0;
-            (void)ingest__number(n->s, n->len, &v); /* checked by the caller */
-            bson_uint32_to_string(i, &key, idx, sizeof idx);
-            ok = bson_append_double(&sub, key, -1, v);
-        }
-        ok = ok && bson_append_array_end(doc, &sub);
-    }
+    if (ok && progression)
+        ok = ingest__bson_numbers(doc, "progression", progression);
     return ok ? SL_OK : sl_error_set(err, SL_ETOOLARGE, "asset %s does not fit in a document", id);
 }
 
@@ -93,12 +82,8 @@ sl_status ingest__asset_doc_node(const char *tenant, const char *asset, const in
     double mem = 0;
     int64_t mem_micro = 0;
     bool video = false;
-    if (root->type != INGEST__T_OBJECT) {
-        rc = ingest__tree_fail(t, root, err, SL_EINVAL, "an asset is a JSON object, not %s",
-                               ingest__jtype_name(root->type));
-        goto out;
-    }
-    if ((rc = ingest__tree_component(t, root, "asset", asset == NULL, &id, err)))
+    if ((rc = ingest__body_object(t, root, "an asset", err)) ||
+        (rc = ingest__tree_component(t, root, "asset", asset == NULL, &id, err)))
         goto out;
     if (asset && id && strcmp(id, asset) != 0) {
         rc = ingest__tree_fail(t, ingest__tree_get(root, "asset"), err, SL_EINVAL,
@@ -194,12 +179,7 @@ sl_status ingest_asset_doc(const char *tenant, const char *asset, const void *js
     doc = bson_new();
     rc = ingest__asset_doc_node(tenant, asset, t, ingest__tree_root(t), doc, NULL, err);
 out:
-    ingest__tree_free(&t);
-    if (rc != SL_OK && doc)
-        bson_destroy(doc);
-    else if (rc == SL_OK)
-        *out = doc;
-    return rc;
+    return ingest__body_done(rc, &t, doc, out);
 }
 
 sl_status ingest_asset_put(store *s, const char *tenant, const char *asset, const void *json,
@@ -207,11 +187,7 @@ sl_status ingest_asset_put(store *s, const char *tenant, const char *asset, cons
 {
     bson_t *doc = NULL;
     sl_status rc = ingest_asset_doc(tenant, asset, json, len, NULL, &doc, err);
-    if (rc == SL_OK)
-        rc = store_put(s, STORE_ITEMS, doc, (store_cond){STORE_COND_NONE, 0}, res, err);
-    if (doc)
-        bson_destroy(doc);
-    return rc;
+    return rc == SL_OK ? ingest__body_put(s, doc, res, err) : rc;
 }
 
 sl_status ingest_asset_delete(store *s, const char *tenant, const char *asset, int *deleted,

@@ -55,15 +55,11 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
     if ((rc = ingest__tree_parse(json, len, lim, &t, err)) != SL_OK)
         goto out;
     const ingest__jnode *root = ingest__tree_root(t), *labels = NULL;
-    if (root->type != INGEST__T_OBJECT) {
-        rc = ingest__tree_fail(t, root, err, SL_EINVAL, "a catalog entry is a JSON object, not %s",
-                               ingest__jtype_name(root->type));
-        goto out;
-    }
     const char *name = NULL;
     int64_t cost = 0;
     bool single_use = false;
-    if ((rc = ingest__tree_string(t, root, "name", true, CATALOG_NAME_MAX, &name, err)) ||
+    if ((rc = ingest__body_object(t, root, "a catalog entry", err)) ||
+        (rc = ingest__tree_string(t, root, "name", true, CATALOG_NAME_MAX, &name, err)) ||
         (rc = ingest__tree_typed(t, root, "labels", true, INGEST__T_ARRAY, &labels, err)) ||
         (rc =
              ingest__tree_int(t, root, "unit_cost_cents", true, 0, CATALOG_COST_MAX, &cost, err)) ||
@@ -104,12 +100,7 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
     if (!ok)
         rc = sl_error_set(err, SL_ETOOLARGE, "catalog entry does not fit in a document");
 out:
-    ingest__tree_free(&t);
-    if (rc != SL_OK && doc)
-        bson_destroy(doc);
-    else if (rc == SL_OK)
-        *out = doc;
-    return rc;
+    return ingest__body_done(rc, &t, doc, out);
 }
 
 sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, const void *json,
@@ -117,11 +108,7 @@ sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, cons
 {
     bson_t *doc = NULL;
     sl_status rc = ingest_catalog_doc(tenant, sku, json, len, NULL, &doc, err);
-    if (rc == SL_OK)
-        rc = store_put(s, STORE_ITEMS, doc, (store_cond){STORE_COND_NONE, 0}, res, err);
-    if (doc)
-        bson_destroy(doc);
-    return rc;
+    return rc == SL_OK ? ingest__body_put(s, doc, res, err) : rc;
 }
 
 /* ---------------------------------------------------------------------------

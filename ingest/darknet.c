@@ -2,7 +2,6 @@
  * its video demo stream (the same objects without filename, never closed). */
 #include "ingest_int.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* Shape, from darknet's src/network.c detection_to_json():
@@ -41,10 +40,10 @@ enum {
 
 typedef struct dk_state {
     ingest__skip skip;
-    dk_key key;
+    int key; /* dk_key */
     /* the frame being read */
-    bool have_id, have_objects, have_file_no;
-    int64_t frame_id, file_no;
+    ingest__frame_ref ref; /* frame_id, filename */
+    bool have_objects;
     /* the detection being read */
     unsigned have;
     uint32_t label_id;
@@ -53,11 +52,10 @@ typedef struct dk_state {
 
 static sl_status dk_init(ingest_parser *p, sl_error *err)
 {
-    p->fs = calloc(1, sizeof(dk_state));
-    return p->fs ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+    return ingest__state_new(p, sizeof(dk_state), err);
 }
 
-static dk_key key_of(int depth, const char *s, size_t n)
+static int key_of(int depth, const char *s, size_t n)
 {
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
     if (depth == 2)
@@ -81,47 +79,31 @@ static dk_key key_of(int depth, const char *s, size_t n)
     return K_OTHER;
 }
 
-static bool frame_end(ingest_parser *p, dk_state *s)
+static bool frame_end(ingest_parser *p)
 {
-    ingest__json *j = p->json;
+    dk_state *s = p->fs;
     int64_t raw;
     const char *what;
-    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
-        if (!s->have_file_no)
-            return ingest__json_fail(j, SL_EINVAL,
-                                     "frame has no filename with a number, and frame numbers "
-                                     "were asked from file names");
-        raw = s->file_no;
-        what = "number in filename";
-    } else {
-        if (!s->have_id)
-            return ingest__json_fail(j, SL_EINVAL, "frame has no frame_id");
-        raw = s->frame_id;
-        what = "frame_id";
-    }
-    if (!s->have_objects)
-        return ingest__json_fail(j, SL_EINVAL, "frame has no objects array");
-    uint32_t frame;
-    if (!ingest__frame_number(p, raw, what, &frame))
-        return false;
-    return ingest__emit(p, frame, ingest__json_offset(j), p->err) == SL_OK;
+    return ingest__frame_pick(p, &s->ref, "frame", "frame_id", "frame has no frame_id", &raw,
+                              &what) &&
+           (s->have_objects ||
+            ingest__json_fail(p->json, SL_EINVAL, "frame has no objects array")) &&
+           ingest__frame_emit(p, raw, what);
 }
 
-static bool det_end(ingest_parser *p, dk_state *s)
+static bool det_end(ingest_parser *p)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } required[] = {{HAVE_NAME, "name"},
-                    {HAVE_REL, "relative_coordinates"},
-                    {HAVE_CONF, "confidence"},
-                    {HAVE_CX, "relative_coordinates.center_x"},
-                    {HAVE_CY, "relative_coordinates.center_y"},
-                    {HAVE_W, "relative_coordinates.width"},
-                    {HAVE_H, "relative_coordinates.height"}};
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
-        if (!(s->have & required[i].bit))
-            return ingest__json_fail(p->json, SL_EINVAL, "object has no %s", required[i].name);
+    dk_state *s = p->fs;
+    static const ingest__member required[] = {{HAVE_NAME, "name"},
+                                              {HAVE_REL, "relative_coordinates"},
+                                              {HAVE_CONF, "confidence"},
+                                              {HAVE_CX, "relative_coordinates.center_x"},
+                                              {HAVE_CY, "relative_coordinates.center_y"},
+                                              {HAVE_W, "relative_coordinates.width"},
+                                              {HAVE_H, "relative_coordinates.height"}};
+    if (!ingest__members_present(p, s->have, required, sizeof required / sizeof required[0],
+                                 "object"))
+        return false;
     ingest_detection d = {
         .label_id = s->label_id, .label = p->labels[s->label_id].name, .confidence = s->conf};
     return ingest__box_set(p, "relative_coordinates", &d, s->cx - s->w / 2, s->cy - s->h / 2, s->w,
@@ -139,8 +121,9 @@ static bool expect(ingest_parser *p, ingest__jev ev, ingest__jev want, const cha
 }
 
 /* A value at container depth cd (the depth before it opens, if it does). */
-static bool value(ingest_parser *p, dk_state *s, int cd, ingest__jev ev, const ingest__jval *v)
+static bool value(ingest_parser *p, int cd, ingest__jev ev, const ingest__jval *v)
 {
+    dk_state *s = p->fs;
     ingest__json *j = p->json;
     switch (cd) {
     case 0:
@@ -152,7 +135,8 @@ static bool value(ingest_parser *p, dk_state *s, int cd, ingest__jev ev, const i
         if (ev != INGEST__J_MAP)
             return ingest__json_fail(j, SL_EINVAL, "each frame must be an object, not %s",
                                      ingest__jev_name(ev));
-        s->have_id = s->have_objects = s->have_file_no = false;
+        s->ref = (ingest__frame_ref){0};
+        s->have_objects = false;
         p->ndets = 0;
         return true;
     case 2:
@@ -160,16 +144,13 @@ static bool value(ingest_parser *p, dk_state *s, int cd, ingest__jev ev, const i
         case K_FRAME_ID:
             if (!expect(p, ev, INGEST__J_NUMBER, "frame_id", "a whole number"))
                 return false;
-            if (!ingest__number_int(v->s, v->len, &s->frame_id))
+            if (!ingest__number_int(v->s, v->len, &s->ref.id))
                 return ingest__json_fail(j, SL_EINVAL, "frame_id %.*s is not a whole number",
                                          (int)v->len, v->s);
-            s->have_id = true;
+            s->ref.have_id = true;
             return true;
         case K_FILENAME:
-            if (!expect(p, ev, INGEST__J_STRING, "filename", "a string"))
-                return false;
-            s->have_file_no = ingest__filename_number(v->s, v->len, &s->file_no);
-            return true;
+            return ingest__frame_ref_filename(p, &s->ref, ev, v);
         case K_OBJECTS:
             s->have_objects = true;
             return expect(p, ev, INGEST__J_ARRAY, "objects", "an array");
@@ -245,27 +226,14 @@ static bool value(ingest_parser *p, dk_state *s, int cd, ingest__jev ev, const i
     }
 }
 
+/* Frames are objects at depth 2, detections at depth 4. */
+static const ingest__objects dk_shape = {2, 4, key_of, frame_end, det_end, value};
+
 static bool dk_event(void *ctx, ingest__jev ev, const ingest__jval *v)
 {
     ingest_parser *p = ctx;
     dk_state *s = p->fs;
-    if (ingest__skipping(&s->skip, ev))
-        return true;
-    int d = ingest__json_depth(p->json);
-    switch (ev) {
-    case INGEST__J_KEY:
-        s->key = key_of(d, v->s, v->len);
-        return true;
-    case INGEST__J_END_MAP:
-        return d == 2 ? frame_end(p, s) : d == 4 ? det_end(p, s) : true;
-    case INGEST__J_END_ARRAY:
-        return true;
-    case INGEST__J_MAP:
-    case INGEST__J_ARRAY:
-        return value(p, s, d - 1, ev, v);
-    default:
-        return value(p, s, d, ev, v);
-    }
+    return ingest__objects_event(p, &dk_shape, &s->skip, &s->key, ev, v);
 }
 
 const ingest__format ingest__fmt_darknet = {

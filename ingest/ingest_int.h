@@ -232,6 +232,48 @@ bool ingest__frame_number(ingest_parser *p, int64_t raw, const char *what, uint3
  * -> 42); false when there is none or it does not fit. */
 bool ingest__filename_number(const char *s, size_t len, int64_t *out);
 
+/* For a format's init: p->fs = a zeroed state of size bytes (the parser
+ * frees it); SL_ENOMEM otherwise. */
+sl_status ingest__state_new(ingest_parser *p, size_t size, sl_error *err);
+
+/* A member an object must have, as a bit of the format's "have" mask. */
+typedef struct ingest__member {
+    unsigned bit;
+    const char *name;
+} ingest__member;
+
+/* True when have holds the bit of each of required[0..n); else the error
+ * "<thing> has no <name>" for the first missing one. */
+bool ingest__members_present(ingest_parser *p, unsigned have, const ingest__member *required,
+                             size_t n, const char *thing);
+
+/* A frame's number as an input gives it (darknet, NDJSON, TF-OD): an id
+ * member, and the number in its file name.  Cleared per frame. */
+typedef struct ingest__frame_ref {
+    bool have_id, have_file_no;
+    int64_t id, file_no;
+} ingest__frame_ref;
+
+/* The current value as a frame's "frame" member: a whole number, into r. */
+bool ingest__frame_ref_id(ingest_parser *p, ingest__frame_ref *r, ingest__jev ev,
+                          const ingest__jval *v);
+
+/* The current value as a frame's "filename" member: a string, whose number
+ * (if it has one) r keeps. */
+bool ingest__frame_ref_filename(ingest_parser *p, ingest__frame_ref *r, ingest__jev ev,
+                                const ingest__jval *v);
+
+/* The raw frame number opt.frame_source asks for: the number in the file
+ * name, else the id (id_name names it in messages; no_id is the error when
+ * it is missing).  thing ("frame", "dict") names the object in the error
+ * when the file name has no number.  *what names the source for
+ * ingest__frame_emit. */
+bool ingest__frame_pick(ingest_parser *p, const ingest__frame_ref *r, const char *thing,
+                        const char *id_name, const char *no_id, int64_t *raw, const char **what);
+
+/* ingest__frame_number of raw, then ingest__emit at the current offset. */
+bool ingest__frame_emit(ingest_parser *p, int64_t raw, const char *what);
+
 /* Emits the frame being built (dets[0..ndets)) and clears it.  Refuses a
  * frame number already emitted by this input. */
 sl_status ingest__emit(ingest_parser *p, uint32_t frame, int64_t offset, sl_error *err);
@@ -281,6 +323,70 @@ static inline void ingest__skip_value(ingest__skip *sk, ingest__jev ev)
     if (ev == INGEST__J_MAP || ev == INGEST__J_ARRAY)
         sk->depth = 1;
 }
+
+/* The event loop of a format whose frames and detections are objects at
+ * fixed depths (darknet, NDJSON): a skipped value is consumed, a key is
+ * classified by key_of into the format's key, the end of the object at
+ * frame_depth or det_depth is reported, and every other event goes to value
+ * with the depth of its container.  The format's state is p->fs.  Inline,
+ * so that with a constant shape the calls stay direct. */
+typedef struct ingest__objects {
+    int frame_depth, det_depth;
+    int (*key_of)(int depth, const char *s, size_t n);
+    bool (*frame_end)(ingest_parser *p);
+    bool (*det_end)(ingest_parser *p);
+    bool (*value)(ingest_parser *p, int cd, ingest__jev ev, const ingest__jval *v);
+} ingest__objects;
+
+static inline bool ingest__objects_event(ingest_parser *p, const ingest__objects *o,
+                                         ingest__skip *skip, int *key, ingest__jev ev,
+                                         const ingest__jval *v)
+{
+    bool ok = true;
+    if (!ingest__skipping(skip, ev)) {
+        int d = ingest__json_depth(p->json);
+        switch (ev) {
+        case INGEST__J_KEY:
+            *key = o->key_of(d, v->s, v->len);
+            break;
+        case INGEST__J_END_MAP:
+            ok = d == o->frame_depth ? o->frame_end(p) : d == o->det_depth ? o->det_end(p) : true;
+            break;
+        case INGEST__J_END_ARRAY:
+            break;
+        case INGEST__J_MAP:
+        case INGEST__J_ARRAY:
+            ok = o->value(p, d - 1, ev, v);
+            break;
+        default:
+            ok = o->value(p, d, ev, v);
+            break;
+        }
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------------------------
+ * What the PUT body codecs share (body.c).
+ * ------------------------------------------------------------------------- */
+
+/* SL_OK when n is an object, else the error "<what> is a JSON object, not
+ * <its type>" at n. */
+sl_status ingest__body_object(const ingest__tree *t, const ingest__jnode *n, const char *what,
+                              sl_error *err);
+
+/* Appends member key: an array of the numbers of arr's elements (checked
+ * before); false when the document is full. */
+bool ingest__bson_numbers(bson_t *parent, const char *key, const ingest__jnode *arr);
+
+/* The end of a codec: frees the tree; on SL_OK hands doc to *out (the
+ * caller's to bson_destroy()), else destroys it (doc may be NULL).
+ * Returns rc. */
+sl_status ingest__body_done(sl_status rc, ingest__tree **t, bson_t *doc, bson_t **out);
+
+/* Puts doc into items unconditionally (equal content is no write) and
+ * destroys it, whatever the outcome. */
+sl_status ingest__body_put(store *s, bson_t *doc, store_put_result *res, sl_error *err);
 
 /* Builds the asset document of one parsed body (asset.c) into doc (which the
  * caller initialized).  asset NULL: the id is the body's "asset" member,

@@ -2,7 +2,6 @@
  * answers: {"frame", "detections": [{"label", "confidence", "box"}]}. */
 #include "ingest_int.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* A "sku" member is accepted and ignored (the catalog decides); boxes are
@@ -36,9 +35,8 @@ enum {
 
 typedef struct nd_state {
     ingest__skip skip;
-    nd_key key;
-    bool have_frame, have_file_no;
-    int64_t frame, file_no;
+    int key;               /* nd_key */
+    ingest__frame_ref ref; /* frame, filename */
     unsigned have;
     uint32_t label_id;
     double conf, x, y, w, h;
@@ -46,11 +44,10 @@ typedef struct nd_state {
 
 static sl_status nd_init(ingest_parser *p, sl_error *err)
 {
-    p->fs = calloc(1, sizeof(nd_state));
-    return p->fs ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+    return ingest__state_new(p, sizeof(nd_state), err);
 }
 
-static nd_key key_of(int depth, const char *s, size_t n)
+static int key_of(int depth, const char *s, size_t n)
 {
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
     if (depth == 1)
@@ -66,40 +63,25 @@ static nd_key key_of(int depth, const char *s, size_t n)
     return K_OTHER;
 }
 
-static bool frame_end(ingest_parser *p, nd_state *s)
+static bool frame_end(ingest_parser *p)
 {
+    nd_state *s = p->fs;
     int64_t raw;
     const char *what;
-    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
-        if (!s->have_file_no)
-            return ingest__json_fail(p->json, SL_EINVAL,
-                                     "frame has no filename with a number, and frame numbers "
-                                     "were asked from file names");
-        raw = s->file_no;
-        what = "number in filename";
-    } else {
-        if (!s->have_frame)
-            return ingest__json_fail(p->json, SL_EINVAL, "frame has no \"frame\" number");
-        raw = s->frame;
-        what = "frame";
-    }
-    uint32_t frame;
-    if (!ingest__frame_number(p, raw, what, &frame))
-        return false;
-    return ingest__emit(p, frame, ingest__json_offset(p->json), p->err) == SL_OK;
+    return ingest__frame_pick(p, &s->ref, "frame", "frame", "frame has no \"frame\" number", &raw,
+                              &what) &&
+           ingest__frame_emit(p, raw, what);
 }
 
-static bool det_end(ingest_parser *p, nd_state *s)
+static bool det_end(ingest_parser *p)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } required[] = {{HAVE_LABEL, "label"}, {HAVE_CONF, "confidence"}, {HAVE_BOX, "box"},
-                    {HAVE_X, "box.x"},     {HAVE_Y, "box.y"},         {HAVE_W, "box.w"},
-                    {HAVE_H, "box.h"}};
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
-        if (!(s->have & required[i].bit))
-            return ingest__json_fail(p->json, SL_EINVAL, "detection has no %s", required[i].name);
+    nd_state *s = p->fs;
+    static const ingest__member required[] = {
+        {HAVE_LABEL, "label"}, {HAVE_CONF, "confidence"}, {HAVE_BOX, "box"}, {HAVE_X, "box.x"},
+        {HAVE_Y, "box.y"},     {HAVE_W, "box.w"},         {HAVE_H, "box.h"}};
+    if (!ingest__members_present(p, s->have, required, sizeof required / sizeof required[0],
+                                 "detection"))
+        return false;
     if (s->x + s->w > 1 + BOX_SLACK)
         return ingest__json_fail_at(p->json, "box", SL_EINVAL,
                                     "box.x + box.w = %.9g passes the image's right edge (1)",
@@ -113,8 +95,9 @@ static bool det_end(ingest_parser *p, nd_state *s)
     return ingest__box_set(p, "box", &d, s->x, s->y, s->w, s->h) && ingest__det_push(p, &d);
 }
 
-static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const ingest__jval *v)
+static bool value(ingest_parser *p, int cd, ingest__jev ev, const ingest__jval *v)
 {
+    nd_state *s = p->fs;
     ingest__json *j = p->json;
     if (cd == 0) {
         if (ev != INGEST__J_MAP)
@@ -122,7 +105,7 @@ static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const i
                                      "each line must be a frame object {\"frame\": n, "
                                      "\"detections\": [...]}, not %s",
                                      ingest__jev_name(ev));
-        s->have_frame = s->have_file_no = false;
+        s->ref = (ingest__frame_ref){0};
         p->ndets = 0;
         return true;
     }
@@ -135,18 +118,9 @@ static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const i
     }
     switch (cd == 1 || cd == 3 || cd == 4 ? s->key : K_OTHER) {
     case K_FRAME:
-        if (ev != INGEST__J_NUMBER || !ingest__number_int(v->s, v->len, &s->frame))
-            return ingest__json_fail(j, SL_EINVAL, "frame must be a whole number, not %.*s",
-                                     ev == INGEST__J_NUMBER ? (int)v->len : 32,
-                                     ev == INGEST__J_NUMBER ? v->s : ingest__jev_name(ev));
-        s->have_frame = true;
-        return true;
+        return ingest__frame_ref_id(p, &s->ref, ev, v);
     case K_FILENAME:
-        if (ev != INGEST__J_STRING)
-            return ingest__json_fail(j, SL_EINVAL, "filename must be a string, not %s",
-                                     ingest__jev_name(ev));
-        s->have_file_no = ingest__filename_number(v->s, v->len, &s->file_no);
-        return true;
+        return ingest__frame_ref_filename(p, &s->ref, ev, v);
     case K_DETECTIONS:
         return ev == INGEST__J_ARRAY ||
                ingest__json_fail(j, SL_EINVAL, "detections must be an array, not %s",
@@ -188,27 +162,14 @@ static bool value(ingest_parser *p, nd_state *s, int cd, ingest__jev ev, const i
     }
 }
 
+/* Frames are objects at depth 1 (one a line), detections at depth 3. */
+static const ingest__objects nd_shape = {1, 3, key_of, frame_end, det_end, value};
+
 static bool nd_event(void *ctx, ingest__jev ev, const ingest__jval *v)
 {
     ingest_parser *p = ctx;
     nd_state *s = p->fs;
-    if (ingest__skipping(&s->skip, ev))
-        return true;
-    int d = ingest__json_depth(p->json);
-    switch (ev) {
-    case INGEST__J_KEY:
-        s->key = key_of(d, v->s, v->len);
-        return true;
-    case INGEST__J_END_MAP:
-        return d == 1 ? frame_end(p, s) : d == 3 ? det_end(p, s) : true;
-    case INGEST__J_END_ARRAY:
-        return true;
-    case INGEST__J_MAP:
-    case INGEST__J_ARRAY:
-        return value(p, s, d - 1, ev, v);
-    default:
-        return value(p, s, d, ev, v);
-    }
+    return ingest__objects_event(p, &nd_shape, &s->skip, &s->key, ev, v);
 }
 
 const ingest__format ingest__fmt_ndjson = {.init = nd_init, .event = nd_event, .multi = true};

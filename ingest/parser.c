@@ -183,6 +183,68 @@ bool ingest__filename_number(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+sl_status ingest__state_new(ingest_parser *p, size_t size, sl_error *err)
+{
+    p->fs = calloc(1, size);
+    return p->fs ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+}
+
+bool ingest__members_present(ingest_parser *p, unsigned have, const ingest__member *required,
+                             size_t n, const char *thing)
+{
+    size_t i = 0;
+    while (i < n && (have & required[i].bit))
+        i++;
+    return i == n || ingest__json_fail(p->json, SL_EINVAL, "%s has no %s", thing, required[i].name);
+}
+
+bool ingest__frame_ref_id(ingest_parser *p, ingest__frame_ref *r, ingest__jev ev,
+                          const ingest__jval *v)
+{
+    bool number = ev == INGEST__J_NUMBER;
+    r->have_id = number && ingest__number_int(v->s, v->len, &r->id);
+    return r->have_id ||
+           ingest__json_fail(p->json, SL_EINVAL, "frame must be a whole number, not %.*s",
+                             number ? (int)v->len : 32, number ? v->s : ingest__jev_name(ev));
+}
+
+bool ingest__frame_ref_filename(ingest_parser *p, ingest__frame_ref *r, ingest__jev ev,
+                                const ingest__jval *v)
+{
+    bool ok = ev == INGEST__J_STRING;
+    if (ok)
+        r->have_file_no = ingest__filename_number(v->s, v->len, &r->file_no);
+    return ok || ingest__json_fail(p->json, SL_EINVAL, "filename must be a string, not %s",
+                                   ingest__jev_name(ev));
+}
+
+bool ingest__frame_pick(ingest_parser *p, const ingest__frame_ref *r, const char *thing,
+                        const char *id_name, const char *no_id, int64_t *raw, const char **what)
+{
+    bool ok;
+    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
+        ok = r->have_file_no ||
+             ingest__json_fail(p->json, SL_EINVAL,
+                               "%s has no filename with a number, and frame numbers were asked "
+                               "from file names",
+                               thing);
+        *raw = r->file_no;
+        *what = "number in filename";
+    } else {
+        ok = r->have_id || ingest__json_fail(p->json, SL_EINVAL, "%s", no_id);
+        *raw = r->id;
+        *what = id_name;
+    }
+    return ok;
+}
+
+bool ingest__frame_emit(ingest_parser *p, int64_t raw, const char *what)
+{
+    uint32_t frame = 0;
+    return ingest__frame_number(p, raw, what, &frame) &&
+           ingest__emit(p, frame, ingest__json_offset(p->json), p->err) == SL_OK;
+}
+
 /* Marks frame f as seen; false when it already was. */
 static sl_status frameset_claim(ingest__frameset *fs, uint32_t f, bool *fresh, sl_error *err)
 {

@@ -27,16 +27,12 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
     if ((rc = ingest__tree_parse(json, len, lim, &t, err)) != SL_OK)
         goto out;
     const ingest__jnode *root = ingest__tree_root(t), *table = NULL;
-    if (root->type != INGEST__T_OBJECT) {
-        rc = ingest__tree_fail(t, root, err, SL_EINVAL, "a surgery is a JSON object, not %s",
-                               ingest__jtype_name(root->type));
-        goto out;
-    }
     const char *hospital = NULL, *room = NULL, *procedure = NULL, *surgeon = NULL,
                *started_at = NULL;
     double fps = 0;
     int64_t width = 0, height = 0, started_ms = 0;
-    if ((rc = ingest__tree_component(t, root, "hospital", true, &hospital, err)) ||
+    if ((rc = ingest__body_object(t, root, "a surgery", err)) ||
+        (rc = ingest__tree_component(t, root, "hospital", true, &hospital, err)) ||
         (rc = ingest__tree_string(t, root, "room", true, TEXT_MAX, &room, err)) ||
         (rc = ingest__tree_component(t, root, "procedure", true, &procedure, err)) ||
         (rc = ingest__tree_string(t, root, "surgeon", true, TEXT_MAX, &surgeon, err)) ||
@@ -93,9 +89,9 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
         closed_ms = bson_iter_int64(&it);
 
     doc = bson_new();
-    bson_t arr, pt;
-    char idx[16], idx2[16];
-    const char *key, *key2;
+    bson_t arr;
+    char idx[16];
+    const char *key;
     bool ok =
         BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) &&
         BSON_APPEND_UTF8(doc, SCHEMA_F_SK, SCHEMA_SK_META) &&
@@ -113,27 +109,14 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
     uint32_t i = 0;
     for (const ingest__jnode *p = table->first; ok && p; p = p->next, i++) {
         bson_uint32_to_string(i, &key, idx, sizeof idx);
-        ok = bson_append_array_begin(&arr, key, -1, &pt);
-        uint32_t k = 0;
-        for (const ingest__jnode *c = p->first; ok && c; c = c->next, k++) {
-            double v = 0;
-            (void)ingest__number(c->s, c->len, &v); /* checked above */
-            bson_uint32_to_string(k, &key2, idx2, sizeof idx2);
-            ok = bson_append_double(&pt, key2, -1, v);
-        }
-        ok = ok && bson_append_array_end(&arr, &pt);
+        ok = ingest__bson_numbers(&arr, key, p);
     }
     ok = ok && bson_append_array_end(doc, &arr) && BSON_APPEND_UTF8(doc, "status", status) &&
          BSON_APPEND_INT64(doc, "closed_ms", closed_ms);
     if (!ok)
         rc = sl_error_set(err, SL_ETOOLARGE, "surgery does not fit in a document");
 out:
-    ingest__tree_free(&t);
-    if (rc != SL_OK && doc)
-        bson_destroy(doc);
-    else if (rc == SL_OK)
-        *out = doc;
-    return rc;
+    return ingest__body_done(rc, &t, doc, out);
 }
 
 sl_status ingest_surgery_write(store *s, const char *tenant, const char *surgery, const void *json,

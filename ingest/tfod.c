@@ -33,24 +33,21 @@ typedef enum tf_key { K_OTHER = -1, K_FRAME = C_COUNT, K_FILENAME } tf_key;
 
 typedef struct tf_state {
     ingest__skip skip;
-    int wrap;         /* 1 when the dicts are elements of a top-level array */
-    int key;          /* tf_col, tf_key */
-    int cur;          /* the column being read, -1 none */
-    int64_t position; /* dicts read so far */
-    bool have_frame, have_file_no;
-    int64_t frame, file_no;
+    int wrap;              /* 1 when the dicts are elements of a top-level array */
+    int key;               /* tf_col, tf_key */
+    int cur;               /* the column being read, -1 none */
+    int64_t position;      /* dicts read so far */
+    ingest__frame_ref ref; /* frame (or image_id), filename */
     column col[C_COUNT];
 } tf_state;
 
 /* On success p->fs holds the state (freed by the parser with tf_free). */
 static sl_status tf_init(ingest_parser *p, sl_error *err)
 {
-    tf_state *s = calloc(1, sizeof *s);
-    if (s) {
-        s->cur = -1;
-        p->fs = s;
-    }
-    return s ? SL_OK : sl_error_set(err, SL_ENOMEM, "out of memory");
+    sl_status rc = ingest__state_new(p, sizeof(tf_state), err);
+    if (rc == SL_OK)
+        ((tf_state *)p->fs)->cur = -1;
+    return rc;
 }
 
 static void tf_free(ingest_parser *p)
@@ -83,7 +80,7 @@ static void dict_start(ingest_parser *p, tf_state *s)
         c->rel = 0;
         c->outer = c->inner = c->n = 0;
     }
-    s->have_frame = s->have_file_no = false;
+    s->ref = (ingest__frame_ref){0};
     s->cur = -1;
     p->ndets = 0;
 }
@@ -249,23 +246,16 @@ static bool dict_end(ingest_parser *p, tf_state *s)
             !ingest__det_push(p, &d))
             return false;
     }
+    /* Without a frame member, the dict's position numbers it. */
+    ingest__frame_ref ref = s->ref;
+    const char *id_name = ref.have_id ? "frame" : "position of the dict", *what;
     int64_t raw;
-    const char *what;
-    if (p->opt.frame_source == INGEST_FRAME_FROM_FILENAME) {
-        if (!s->have_file_no)
-            return ingest__json_fail(j, SL_EINVAL,
-                                     "dict has no filename with a number, and frame numbers "
-                                     "were asked from file names");
-        raw = s->file_no;
-        what = "number in filename";
-    } else {
-        raw = s->have_frame ? s->frame : pos;
-        what = s->have_frame ? "frame" : "position of the dict";
+    if (!ref.have_id) {
+        ref.have_id = true;
+        ref.id = pos;
     }
-    uint32_t frame;
-    if (!ingest__frame_number(p, raw, what, &frame))
-        return false;
-    return ingest__emit(p, frame, ingest__json_offset(j), p->err) == SL_OK;
+    return ingest__frame_pick(p, &ref, "dict", id_name, NULL, &raw, &what) &&
+           ingest__frame_emit(p, raw, what);
 }
 
 static bool tf_event(void *ctx, ingest__jev ev, const ingest__jval *v)
@@ -313,21 +303,10 @@ static bool tf_event(void *ctx, ingest__jev ev, const ingest__jval *v)
         ingest__skip_value(&s->skip, ev);
         return true;
     }
-    if (s->key == K_FRAME) {
-        if (ev != INGEST__J_NUMBER || !ingest__number_int(v->s, v->len, &s->frame))
-            return ingest__json_fail(j, SL_EINVAL, "frame must be a whole number, not %.*s",
-                                     ev == INGEST__J_NUMBER ? (int)v->len : 32,
-                                     ev == INGEST__J_NUMBER ? v->s : ingest__jev_name(ev));
-        s->have_frame = true;
-        return true;
-    }
-    if (s->key == K_FILENAME) {
-        if (ev != INGEST__J_STRING)
-            return ingest__json_fail(j, SL_EINVAL, "filename must be a string, not %s",
-                                     ingest__jev_name(ev));
-        s->have_file_no = ingest__filename_number(v->s, v->len, &s->file_no);
-        return true;
-    }
+    if (s->key == K_FRAME)
+        return ingest__frame_ref_id(p, &s->ref, ev, v);
+    if (s->key == K_FILENAME)
+        return ingest__frame_ref_filename(p, &s->ref, ev, v);
     if (s->key < 0 || s->key >= C_COUNT) {
         ingest__skip_value(&s->skip, ev); /* timing and other members */
         return true;

@@ -1,30 +1,23 @@
 /* api_auth_test.c -- tenants, keys and roles against the real server: 401 with
  * WWW-Authenticate, 403, 404-not-403 across tenants, tenant isolation, the CLI
  * beside a running server, revocation within the key cache's lifetime. */
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <yajl/yajl_tree.h>
 
 #define CACHE_MS 300
 
-static th_server srv;
+static support_server srv;
 static char url[4096];
 
 static const char *u(const char *path)
 {
     snprintf(url, sizeof url, "%s%s", srv.url, path);
     return url;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static void key_id_of(const char *key, char id[17])
@@ -35,27 +28,27 @@ static void key_id_of(const char *key, char id[17])
 /* GET /v1/tenant with key: the HTTP status, and the tenant and role seen. */
 static long whoami(const char *key, char tenant[64], char role[16])
 {
-    th_resp r;
+    support_resp r;
     long status = -1;
     tenant[0] = role[0] = '\0';
-    if (th_http("GET", u("/v1/tenant"), key, NULL, 0, NULL, &r) == 0) {
+    if (support_http("GET", u("/v1/tenant"), key, NULL, 0, NULL, &r) == 0) {
         status = r.status;
-        th_json_str(r.body, "tenant", tenant, 64);
-        th_json_str(r.body, "role", role, 16);
+        support_json_str(r.body, "tenant", tenant, 64);
+        support_json_str(r.body, "role", role, 16);
     }
-    th_resp_free(&r);
+    support_resp_free(&r);
     return status;
 }
 
 static void test_401(const char *good)
 {
-    th_resp r;
+    support_resp r;
     char www[128] = "", detail[256] = "";
-    REQUIRE(th_http("GET", u("/v1/tenant"), NULL, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 401, "missing-key"), 0);
-    CHECK_INT(th_header(&r, "WWW-Authenticate", www, sizeof www), 0);
+    REQUIRE(support_http("GET", u("/v1/tenant"), NULL, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 401, "missing-key"), 0);
+    CHECK_INT(support_header(&r, "WWW-Authenticate", www, sizeof www), 0);
     CHECK_STR(www, "Bearer realm=\"sightline\"");
-    th_resp_free(&r);
+    support_resp_free(&r);
 
     /* Wrong scheme, wrong shape, unknown id, wrong secret: all 401 invalid_token. */
     char unknown[128], wrong[128];
@@ -69,40 +62,41 @@ static void test_401(const char *good)
     headers[2] = h3;
     headers[3] = h4;
     for (int i = 0; i < 4; i++) {
-        REQUIRE(th_http("GET", u("/v1/tenant"), NULL, NULL, 0, headers[i], &r) == 0);
-        CHECK_INT(th_is_problem(&r, 401, "invalid-key"), 0);
-        CHECK_INT(th_header(&r, "WWW-Authenticate", www, sizeof www), 0);
+        REQUIRE(support_http("GET", u("/v1/tenant"), NULL, NULL, 0, headers[i], &r) == 0);
+        CHECK_INT(support_is_problem(&r, 401, "invalid-key"), 0);
+        CHECK_INT(support_header(&r, "WWW-Authenticate", www, sizeof www), 0);
         CHECK(strstr(www, "error=\"invalid_token\"") != NULL);
-        th_json_str(r.body, "detail", detail, sizeof detail);
+        support_json_str(r.body, "detail", detail, sizeof detail);
         CHECK(strstr(detail, good + 20) == NULL); /* no secret echoed */
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
     /* The public routes need no key. */
-    REQUIRE(th_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static void test_roles(const char *admin)
 {
-    th_resp r;
+    support_resp r;
     char tenant[64], role[16];
     const char *roles[] = {"ingest", "staff", "viewer"};
     for (int i = 0; i < 3; i++) {
         char key[128];
-        REQUIRE(th_cli(key, sizeof key, "keys", "create", "--tenant", "acme", "--role", roles[i],
-                       "--store", srv.store, (char *)NULL) == 0);
+        REQUIRE(support_cli(key, sizeof key, "keys", "create", "--tenant", "acme", "--role",
+                            roles[i], "--store", srv.store, (char *)NULL) == 0);
         /* Every role may ask who it is... */
         CHECK_INT(whoami(key, tenant, role), 200);
         CHECK_STR(tenant, "acme");
         CHECK_STR(role, roles[i]);
         /* ...none but admin may manage keys. */
-        REQUIRE(th_http("GET", u("/v1/keys"), key, NULL, 0, NULL, &r) == 0);
-        CHECK_INT(th_is_problem(&r, 403, "role-forbidden"), 0);
-        th_resp_free(&r);
-        REQUIRE(th_http("POST", u("/v1/keys"), key, "{\"role\":\"admin\"}", 16, NULL, &r) == 0);
-        CHECK_INT(th_is_problem(&r, 403, "role-forbidden"), 0);
-        th_resp_free(&r);
+        REQUIRE(support_http("GET", u("/v1/keys"), key, NULL, 0, NULL, &r) == 0);
+        CHECK_INT(support_is_problem(&r, 403, "role-forbidden"), 0);
+        support_resp_free(&r);
+        REQUIRE(support_http("POST", u("/v1/keys"), key, "{\"role\":\"admin\"}", 16, NULL, &r) ==
+                0);
+        CHECK_INT(support_is_problem(&r, 403, "role-forbidden"), 0);
+        support_resp_free(&r);
     }
     CHECK_INT(whoami(admin, tenant, role), 200);
     CHECK_STR(role, "admin");
@@ -110,32 +104,32 @@ static void test_roles(const char *admin)
 
 static void test_admin_keys(const char *admin)
 {
-    th_resp r;
+    support_resp r;
     char location[128] = "", newkey[128] = "", field[64] = "";
     const char *body = "{\"role\":\"viewer\",\"name\":\"dashboard 1\"}";
-    REQUIRE(th_http("POST", u("/v1/keys"), admin, body, strlen(body), NULL, &r) == 0);
+    REQUIRE(support_http("POST", u("/v1/keys"), admin, body, strlen(body), NULL, &r) == 0);
     CHECK_INT(r.status, 201);
-    CHECK_INT(th_json_str(r.body, "key", newkey, sizeof newkey), 0);
-    CHECK_INT(th_header(&r, "Location", location, sizeof location), 0);
+    CHECK_INT(support_json_str(r.body, "key", newkey, sizeof newkey), 0);
+    CHECK_INT(support_header(&r, "Location", location, sizeof location), 0);
     CHECK(!strncmp(location, "/v1/keys/", 9) && !strncmp(location + 9, newkey + 3, 16));
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* The new key works at once (a missing key is never cached). */
     char tenant[64], role[16];
     CHECK_INT(whoami(newkey, tenant, role), 200);
     CHECK_STR(role, "viewer");
 
     /* Listing shows keys, never hashes or secrets; paging with a cursor. */
-    REQUIRE(th_http("GET", u("/v1/keys?limit=2"), admin, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", u("/v1/keys?limit=2"), admin, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK(strstr(r.body, "\"hash\"") == NULL && strstr(r.body, newkey + 20) == NULL);
     char cursor[2048] = "";
-    CHECK_INT(th_json_str(r.body, "next_cursor", cursor, sizeof cursor), 0);
-    th_resp_free(&r);
+    CHECK_INT(support_json_str(r.body, "next_cursor", cursor, sizeof cursor), 0);
+    support_resp_free(&r);
     char next[2200];
     snprintf(next, sizeof next, "/v1/keys?limit=2&cursor=%s", cursor);
-    REQUIRE(th_http("GET", u(next), admin, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", u(next), admin, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 
     /* Bad bodies: each a 400 naming the fault, nothing created. */
     struct {
@@ -149,26 +143,26 @@ static void test_admin_keys(const char *admin)
         {"{\"role\":\"viewer\",\"name\":\"a#b\"}", "key name"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        REQUIRE(th_http("POST", u("/v1/keys"), admin, bad[i].body, strlen(bad[i].body), NULL, &r) ==
-                0);
-        CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
+        REQUIRE(support_http("POST", u("/v1/keys"), admin, bad[i].body, strlen(bad[i].body), NULL,
+                             &r) == 0);
+        CHECK_INT(support_is_problem(&r, 400, "invalid-input"), 0);
         field[0] = '\0';
-        th_json_str(r.body, "field", field, sizeof field);
+        support_json_str(r.body, "field", field, sizeof field);
         CHECK_STR(field, bad[i].field);
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
-    REQUIRE(th_http("POST", u("/v1/keys"), admin, "{\"role\":\"viewer\"", 16, NULL, &r) == 0);
+    REQUIRE(support_http("POST", u("/v1/keys"), admin, "{\"role\":\"viewer\"", 16, NULL, &r) == 0);
     CHECK(strstr(r.body, "\"offset\":") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* Over the route's 4 KiB. */
     char *big = malloc(5000);
     memset(big, ' ', 4999);
     big[0] = '{';
     big[4998] = '}';
     big[4999] = '\0';
-    REQUIRE(th_http("POST", u("/v1/keys"), admin, big, 4999, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 413, "body-too-large"), 0);
-    th_resp_free(&r);
+    REQUIRE(support_http("POST", u("/v1/keys"), admin, big, 4999, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 413, "body-too-large"), 0);
+    support_resp_free(&r);
     free(big);
 }
 
@@ -177,10 +171,11 @@ static void test_admin_keys(const char *admin)
 static void test_isolation(const char *acme_admin)
 {
     char globex_admin[128], globex_viewer[128], gid[17], tenant[64], role[16];
-    th_resp r1, r2;
-    REQUIRE(th_tenant_with_key(&srv, "globex", "admin", globex_admin) == 0);
-    REQUIRE(th_cli(globex_viewer, sizeof globex_viewer, "keys", "create", "--tenant", "globex",
-                   "--role", "viewer", "--store", srv.store, (char *)NULL) == 0);
+    support_resp r1, r2;
+    REQUIRE(support_tenant(srv.store, "globex", "hospital") == 0 &&
+            support_key(srv.store, "globex", "admin", globex_admin) == 0);
+    REQUIRE(support_cli(globex_viewer, sizeof globex_viewer, "keys", "create", "--tenant", "globex",
+                        "--role", "viewer", "--store", srv.store, (char *)NULL) == 0);
     key_id_of(globex_viewer, gid);
 
     CHECK_INT(whoami(acme_admin, tenant, role), 200);
@@ -188,158 +183,161 @@ static void test_isolation(const char *acme_admin)
     CHECK_INT(whoami(globex_admin, tenant, role), 200);
     CHECK_STR(tenant, "globex");
     /* The request cannot choose the tenant. */
-    REQUIRE(th_http("GET", u("/v1/tenant?tenant=globex"), acme_admin, NULL, 0, "X-Tenant: globex",
-                    &r1) == 0);
+    REQUIRE(support_http("GET", u("/v1/tenant?tenant=globex"), acme_admin, NULL, 0,
+                         "X-Tenant: globex", &r1) == 0);
     CHECK(strstr(r1.body, "\"tenant\":\"acme\"") != NULL);
-    th_resp_free(&r1);
+    support_resp_free(&r1);
 
     /* acme's admin asks for globex's key, and for a key that does not exist. */
     char path[64], missing[64];
     snprintf(path, sizeof path, "/v1/keys/%s", gid);
     snprintf(missing, sizeof missing, "/v1/keys/%.*s", 16, "0000000000000000");
-    REQUIRE(th_http("GET", u(path), acme_admin, NULL, 0, NULL, &r1) == 0);
-    REQUIRE(th_http("GET", u(missing), acme_admin, NULL, 0, NULL, &r2) == 0);
-    CHECK_INT(th_is_problem(&r1, 404, "not-found"), 0);
-    CHECK_INT(th_is_problem(&r2, 404, "not-found"), 0);
+    REQUIRE(support_http("GET", u(path), acme_admin, NULL, 0, NULL, &r1) == 0);
+    REQUIRE(support_http("GET", u(missing), acme_admin, NULL, 0, NULL, &r2) == 0);
+    CHECK_INT(support_is_problem(&r1, 404, "not-found"), 0);
+    CHECK_INT(support_is_problem(&r2, 404, "not-found"), 0);
     char d1[256] = "", d2[256] = "", t1[64] = "", t2[64] = "";
-    th_json_str(r1.body, "detail", d1, sizeof d1);
-    th_json_str(r2.body, "detail", d2, sizeof d2);
-    th_json_str(r1.body, "title", t1, sizeof t1);
-    th_json_str(r2.body, "title", t2, sizeof t2);
+    support_json_str(r1.body, "detail", d1, sizeof d1);
+    support_json_str(r2.body, "detail", d2, sizeof d2);
+    support_json_str(r1.body, "title", t1, sizeof t1);
+    support_json_str(r2.body, "title", t2, sizeof t2);
     CHECK_STR(t1, t2);
     /* Same words, only the id differs. */
     char *at = strstr(d1, gid);
     REQUIRE(at != NULL);
     memcpy(at, "0000000000000000", 16);
     CHECK_STR(d1, d2);
-    th_resp_free(&r1);
-    th_resp_free(&r2);
+    support_resp_free(&r1);
+    support_resp_free(&r2);
 
     /* Deleting it from acme is also a 404, and globex's key still works. */
-    REQUIRE(th_http("DELETE", u(path), acme_admin, NULL, 0, NULL, &r1) == 0);
-    CHECK_INT(th_is_problem(&r1, 404, "not-found"), 0);
-    th_resp_free(&r1);
+    REQUIRE(support_http("DELETE", u(path), acme_admin, NULL, 0, NULL, &r1) == 0);
+    CHECK_INT(support_is_problem(&r1, 404, "not-found"), 0);
+    support_resp_free(&r1);
     CHECK_INT(whoami(globex_viewer, tenant, role), 200);
     CHECK_STR(tenant, "globex");
 
     /* Listing acme's keys shows none of globex's, and the reverse. */
-    REQUIRE(th_http("GET", u("/v1/keys?limit=100"), acme_admin, NULL, 0, NULL, &r1) == 0);
+    REQUIRE(support_http("GET", u("/v1/keys?limit=100"), acme_admin, NULL, 0, NULL, &r1) == 0);
     CHECK_INT(r1.status, 200);
     CHECK(strstr(r1.body, gid) == NULL);
-    th_resp_free(&r1);
-    REQUIRE(th_http("GET", u("/v1/keys?limit=100"), globex_admin, NULL, 0, NULL, &r1) == 0);
+    support_resp_free(&r1);
+    REQUIRE(support_http("GET", u("/v1/keys?limit=100"), globex_admin, NULL, 0, NULL, &r1) == 0);
     CHECK(strstr(r1.body, gid) != NULL);
     char aid[17];
     key_id_of(acme_admin, aid);
     CHECK(strstr(r1.body, aid) == NULL);
-    th_resp_free(&r1);
+    support_resp_free(&r1);
 }
 
 /* The CLI revokes while the server runs; the key stops within the cache time. */
 static void test_revocation(void)
 {
     char key[128], id[17], tenant[64], role[16], out[4096];
-    REQUIRE(th_cli(key, sizeof key, "keys", "create", "--tenant", "acme", "--role", "staff",
-                   "--name", "to revoke", "--store", srv.store, (char *)NULL) == 0);
+    REQUIRE(support_cli(key, sizeof key, "keys", "create", "--tenant", "acme", "--role", "staff",
+                        "--name", "to revoke", "--store", srv.store, (char *)NULL) == 0);
     key_id_of(key, id);
     CHECK_INT(whoami(key, tenant, role), 200); /* now cached */
-    CHECK_INT(th_cli(out, sizeof out, "keys", "revoke", id, "--store", srv.store, (char *)NULL), 0);
-    sleep_ms(CACHE_MS + 400);
+    CHECK_INT(
+        support_cli(out, sizeof out, "keys", "revoke", id, "--store", srv.store, (char *)NULL), 0);
+    support_sleep_ms(CACHE_MS + 400);
     CHECK_INT(whoami(key, tenant, role), 401);
-    th_resp r;
-    REQUIRE(th_http("GET", u("/v1/tenant"), key, NULL, 0, NULL, &r) == 0);
+    support_resp r;
+    REQUIRE(support_http("GET", u("/v1/tenant"), key, NULL, 0, NULL, &r) == 0);
     CHECK(strstr(r.body, "revoked") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* Revoking again is fine; the listing shows when. */
-    CHECK_INT(th_cli(out, sizeof out, "keys", "revoke", id, "--tenant", "acme", "--store",
-                     srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "revoke", id, "--tenant", "acme", "--store",
+                          srv.store, (char *)NULL),
               0);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "list", "--tenant", "acme", "--store", srv.store,
-                     (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "list", "--tenant", "acme", "--store", srv.store,
+                          (char *)NULL),
               0);
     const char *line = strstr(out, id);
     REQUIRE(line != NULL);
     CHECK(strstr(line, "staff") != NULL && strstr(line, "to revoke") != NULL);
     CHECK(strncmp(strchr(line, 'Z') + 3, "-", 1) != 0); /* a revocation time, not "-" */
     /* Another tenant's id through --tenant is not found. */
-    CHECK_INT(th_cli(out, sizeof out, "keys", "revoke", id, "--tenant", "globex", "--store",
-                     srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "revoke", id, "--tenant", "globex", "--store",
+                          srv.store, (char *)NULL),
               1);
 
     /* An admin revokes through the API: 204, then the key stops. */
     char admin[128], victim[128], path[64];
-    REQUIRE(th_cli(admin, sizeof admin, "keys", "create", "--tenant", "acme", "--role", "admin",
-                   "--store", srv.store, (char *)NULL) == 0);
-    REQUIRE(th_cli(victim, sizeof victim, "keys", "create", "--tenant", "acme", "--role", "ingest",
-                   "--store", srv.store, (char *)NULL) == 0);
+    REQUIRE(support_cli(admin, sizeof admin, "keys", "create", "--tenant", "acme", "--role",
+                        "admin", "--store", srv.store, (char *)NULL) == 0);
+    REQUIRE(support_cli(victim, sizeof victim, "keys", "create", "--tenant", "acme", "--role",
+                        "ingest", "--store", srv.store, (char *)NULL) == 0);
     key_id_of(victim, id);
     CHECK_INT(whoami(victim, tenant, role), 200);
     snprintf(path, sizeof path, "/v1/keys/%s", id);
-    REQUIRE(th_http("DELETE", u(path), admin, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("DELETE", u(path), admin, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 204);
-    th_resp_free(&r);
-    sleep_ms(CACHE_MS + 400);
+    support_resp_free(&r);
+    support_sleep_ms(CACHE_MS + 400);
     CHECK_INT(whoami(victim, tenant, role), 401);
-    REQUIRE(th_http("GET", u(path), admin, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", u(path), admin, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK(strstr(r.body, "\"revoked_at\":\"") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static void test_cli(void)
 {
     char out[8192];
     /* The key alone on stdout: one line, the key. */
-    CHECK_INT(th_cli(out, sizeof out, "keys", "create", "--tenant", "acme", "--role", "viewer",
-                     "--store", srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "acme", "--role", "viewer",
+                          "--store", srv.store, (char *)NULL),
               0);
     CHECK_INT(strlen(out), 84);
     CHECK(strchr(out, '\n') == NULL && !strncmp(out, "sl_", 3));
-    CHECK_INT(th_cli(out, sizeof out, "tenants", "create", "acme", "--kind", "hospital", "--store",
-                     srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "acme", "--kind", "hospital",
+                          "--store", srv.store, (char *)NULL),
               1); /* exists */
-    CHECK_INT(th_cli(out, sizeof out, "tenants", "create", "x1", "--kind", "zoo", "--store",
-                     srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "x1", "--kind", "zoo", "--store",
+                          srv.store, (char *)NULL),
               1);
-    CHECK_INT(th_cli(out, sizeof out, "tenants", "create", "a/b", "--kind", "hospital", "--store",
-                     srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "a/b", "--kind", "hospital",
+                          "--store", srv.store, (char *)NULL),
               1);
     CHECK_INT(
-        th_cli(out, sizeof out, "tenants", "show", "acme", "--store", srv.store, (char *)NULL), 0);
+        support_cli(out, sizeof out, "tenants", "show", "acme", "--store", srv.store, (char *)NULL),
+        0);
     CHECK_STR(out, "acme\thospital");
-    CHECK_INT(
-        th_cli(out, sizeof out, "tenants", "show", "nobody", "--store", srv.store, (char *)NULL),
-        1);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "create", "--tenant", "nobody", "--role", "admin",
-                     "--store", srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "tenants", "show", "nobody", "--store", srv.store,
+                          (char *)NULL),
               1);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "create", "--tenant", "acme", "--role", "root",
-                     "--store", srv.store, (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "nobody", "--role",
+                          "admin", "--store", srv.store, (char *)NULL),
+              1);
+    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "acme", "--role", "root",
+                          "--store", srv.store, (char *)NULL),
               2);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "create", "--tenant", "acme", (char *)NULL), 2);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "frob", (char *)NULL), 2);
-    CHECK_INT(th_cli(out, sizeof out, "keys", "--help", (char *)NULL), 0);
+    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "acme", (char *)NULL), 2);
+    CHECK_INT(support_cli(out, sizeof out, "keys", "frob", (char *)NULL), 2);
+    CHECK_INT(support_cli(out, sizeof out, "keys", "--help", (char *)NULL), 0);
     CHECK(strstr(out, "usage: sightline keys create") != NULL);
-    CHECK_INT(th_cli(out, sizeof out, "serve", "--help", (char *)NULL), 0);
+    CHECK_INT(support_cli(out, sizeof out, "serve", "--help", (char *)NULL), 0);
     CHECK(strstr(out, "--max-connections") != NULL && strstr(out, "--tls-cert") != NULL);
-    CHECK_INT(th_cli(out, sizeof out, "serve", "--threads", "999", (char *)NULL), 2);
-    CHECK_INT(th_cli(out, sizeof out, "serve", "--bogus", "1", (char *)NULL), 2);
+    CHECK_INT(support_cli(out, sizeof out, "serve", "--threads", "999", (char *)NULL), 2);
+    CHECK_INT(support_cli(out, sizeof out, "serve", "--bogus", "1", (char *)NULL), 2);
 }
 
 int main(void)
 {
     char admin[128], cache[16];
     snprintf(cache, sizeof cache, "%d", CACHE_MS);
-    REQUIRE(th_server_init(&srv) == 0);
-    REQUIRE(th_server_start(&srv, "--key-cache-ms", cache, (char *)NULL) == 0);
-    REQUIRE(th_tenant_with_key(&srv, "acme", "admin", admin) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--key-cache-ms", cache, (char *)NULL) == 0);
+    REQUIRE(support_tenant(srv.store, "acme", "hospital") == 0 &&
+            support_key(srv.store, "acme", "admin", admin) == 0);
     test_401(admin);
     test_roles(admin);
     test_admin_keys(admin);
     test_isolation(admin);
     test_revocation();
     test_cli();
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

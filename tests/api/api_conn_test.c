@@ -1,7 +1,7 @@
 /* api_conn_test.c -- connections against the real server: 10,000 idle ones
  * (the limit holds, others answered), slow-loris heads and silent connections
  * cut, graceful shutdown finishing an in-flight request, TLS. */
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <curl/curl.h>
@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IDLE  10000
@@ -22,23 +21,10 @@
 
 static char url[256];
 
-static const char *u(const th_server *s, const char *path)
+static const char *u(const support_server *s, const char *path)
 {
     snprintf(url, sizeof url, "%s%s", s->url, path);
     return url;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* One GET on an open keep-alive connection; returns the status. */
@@ -46,9 +32,9 @@ static int get_on(int fd, const char *path)
 {
     char req[256], reply[4096];
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
-    if (th_write_all(fd, req, strlen(req)) != 0)
+    if (support_write_all(fd, req, strlen(req)) != 0)
         return -1;
-    return th_read_response(fd, reply, sizeof reply, 10000);
+    return support_read_response(fd, reply, sizeof reply, 10000);
 }
 
 /* Whether the server closed fd within ms (EOF or reset). */
@@ -67,8 +53,8 @@ static long open_connections(int fd)
 {
     static char reply[1 << 16];
     const char *req = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
-    if (th_write_all(fd, req, strlen(req)) != 0 ||
-        th_read_response(fd, reply, sizeof reply, 10000) != 200)
+    if (support_write_all(fd, req, strlen(req)) != 0 ||
+        support_read_response(fd, reply, sizeof reply, 10000) != 200)
         return -1;
     const char *g = strstr(reply, "\nsightline_http_open_connections ");
     return g ? atol(g + 33) : -1;
@@ -82,13 +68,13 @@ static int answered_within(const int *fds, int n, int ms, char *answered_flags)
     struct pollfd *p = calloc((size_t)n, sizeof *p);
     int answered = 0;
     for (int i = 0; i < n; i++) {
-        th_write_all(fds[i], req, strlen(req));
+        support_write_all(fds[i], req, strlen(req));
         p[i].fd = fds[i];
         p[i].events = POLLIN;
     }
-    long until = now_ms() + ms;
-    while (answered < n && now_ms() < until) {
-        if (poll(p, (nfds_t)n, (int)(until - now_ms())) <= 0)
+    long until = support_now_ms() + ms;
+    while (answered < n && support_now_ms() < until) {
+        if (poll(p, (nfds_t)n, (int)(until - support_now_ms())) <= 0)
             break;
         for (int i = 0; i < n; i++)
             if (p[i].revents) {
@@ -106,7 +92,7 @@ static int answered_within(const int *fds, int n, int ms, char *answered_flags)
 
 static void test_many_idle(void)
 {
-    th_server s;
+    support_server s;
     struct rlimit rl;
     char limit[16];
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -118,20 +104,20 @@ static void test_many_idle(void)
     rl.rlim_cur = IDLE + EXTRA + 200;
     REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
     snprintf(limit, sizeof limit, "%d", LIMIT);
-    REQUIRE(th_server_init(&s) == 0);
+    REQUIRE(support_server_init(&s, NULL, NULL) == 0);
     /* Generous deadlines: this test is about the limit, not the timeouts. */
-    REQUIRE(th_server_start(&s, "--max-connections", limit, "--header-timeout", "600",
-                            "--idle-timeout", "600", (char *)NULL) == 0);
-    long t0 = now_ms();
+    REQUIRE(support_server_start(&s, "--max-connections", limit, "--header-timeout", "600",
+                                 "--idle-timeout", "600", (char *)NULL) == 0);
+    long t0 = support_now_ms();
 
-    int keep = th_connect(s.port);
+    int keep = support_connect(s.port);
     REQUIRE(keep >= 0);
     CHECK_INT(get_on(keep, "/healthz"), 200);
 
     int *fds = malloc(sizeof(int) * (IDLE + EXTRA));
     int opened = 0;
     for (int i = 0; i < IDLE; i++) {
-        fds[i] = th_connect(s.port);
+        fds[i] = support_connect(s.port);
         opened += fds[i] >= 0;
     }
     REQUIRE(opened == IDLE);
@@ -141,14 +127,14 @@ static void test_many_idle(void)
     for (int i = 0; i < 200 && seen < IDLE + 1; i++) {
         seen = open_connections(keep);
         if (seen < IDLE + 1)
-            sleep_ms(100);
+            support_sleep_ms(100);
     }
     CHECK_INT(seen, IDLE + 1);
-    fprintf(stderr, "%d idle connections open after %ld ms\n", IDLE, now_ms() - t0);
+    fprintf(stderr, "%d idle connections open after %ld ms\n", IDLE, support_now_ms() - t0);
     /* With 10,000 idle connections open, others are answered: the busy one
      * and a new one. */
     CHECK_INT(get_on(keep, "/healthz"), 200);
-    int fresh = th_connect(s.port);
+    int fresh = support_connect(s.port);
     CHECK(fresh >= 0 && get_on(fresh, "/healthz") == 200);
     if (fresh >= 0)
         close(fresh);
@@ -156,14 +142,14 @@ static void test_many_idle(void)
     /* Past the limit: the server holds it (connections wait unaccepted in the
      * kernel's queue) and keeps answering the ones it has. */
     for (int i = IDLE; i < IDLE + EXTRA; i++) {
-        fds[i] = th_connect(s.port);
+        fds[i] = support_connect(s.port);
         REQUIRE(fds[i] >= 0);
     }
     char served_flags[EXTRA] = {0};
     int served = answered_within(fds + IDLE, EXTRA, 1500, served_flags);
     long open = open_connections(keep);
     fprintf(stderr, "at the limit: %ld open, %d of %d late connections served (%ld ms in)\n", open,
-            served, EXTRA, now_ms() - t0);
+            served, EXTRA, support_now_ms() - t0);
     CHECK(open > 0 && open <= LIMIT);
     CHECK(served <= LIMIT - IDLE - 1);
     CHECK_INT(get_on(keep, "/healthz"), 200);
@@ -174,120 +160,122 @@ static void test_many_idle(void)
     int late = 0;
     for (int i = IDLE; i < IDLE + EXTRA; i++) {
         char reply[1024];
-        late +=
-            !served_flags[i - IDLE] && th_read_response(fds[i], reply, sizeof reply, 10000) == 200;
+        late += !served_flags[i - IDLE] &&
+                support_read_response(fds[i], reply, sizeof reply, 10000) == 200;
     }
     CHECK_INT(late + served, EXTRA);
     for (int i = IDLE / 2; i < IDLE + EXTRA; i++)
         close(fds[i]);
     free(fds);
     close(keep);
-    CHECK_INT(th_server_stop(&s), 0);
-    th_server_cleanup(&s);
+    CHECK_INT(support_server_stop(&s), 0);
+    support_server_cleanup(&s);
 }
 
 static void test_slow_heads(void)
 {
-    th_server s;
-    REQUIRE(th_server_init(&s) == 0);
-    REQUIRE(th_server_start(&s, "--header-timeout", "2", "--idle-timeout", "2", (char *)NULL) == 0);
+    support_server s;
+    REQUIRE(support_server_init(&s, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&s, "--header-timeout", "2", "--idle-timeout", "2",
+                                 (char *)NULL) == 0);
     /* Slow-loris: a byte every 250 ms keeps the idle timer young, but the head
      * must be whole within 2 s of connecting. */
     const char *head =
         "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    int fd = th_connect(s.port);
+    int fd = support_connect(s.port);
     REQUIRE(fd >= 0);
-    long start = now_ms(), cut = -1;
+    long start = support_now_ms(), cut = -1;
     for (size_t i = 0; i < strlen(head) && cut < 0; i++) {
-        if (th_write_all(fd, head + i, 1) != 0 || closed_within(fd, 250))
-            cut = now_ms() - start;
+        if (support_write_all(fd, head + i, 1) != 0 || closed_within(fd, 250))
+            cut = support_now_ms() - start;
     }
     CHECK(cut > 0); /* cut before the head was complete (it would take ~30 s) */
     CHECK(cut >= 1500 && cut < 8000);
     close(fd);
 
     /* A silent connection is closed by the idle timeout. */
-    fd = th_connect(s.port);
+    fd = support_connect(s.port);
     REQUIRE(fd >= 0);
-    start = now_ms();
+    start = support_now_ms();
     CHECK(closed_within(fd, 8000));
-    CHECK(now_ms() - start >= 1500);
+    CHECK(support_now_ms() - start >= 1500);
     close(fd);
 
     /* A keep-alive connection between requests counts from its last answer. */
-    fd = th_connect(s.port);
+    fd = support_connect(s.port);
     REQUIRE(fd >= 0);
     for (int i = 0; i < 3; i++) {
         CHECK_INT(get_on(fd, "/healthz"), 200);
-        sleep_ms(1000); /* under the 2 s limits each time, 3 s in all */
+        support_sleep_ms(1000); /* under the 2 s limits each time, 3 s in all */
     }
     CHECK_INT(get_on(fd, "/healthz"), 200);
     close(fd);
-    CHECK_INT(th_server_stop(&s), 0);
-    th_server_cleanup(&s);
+    CHECK_INT(support_server_stop(&s), 0);
+    support_server_cleanup(&s);
 }
 
 /* SIGTERM while a request is half uploaded: the listener closes, the request
  * still completes with its 201, then the process exits 0. */
 static void test_graceful_shutdown(void)
 {
-    th_server s;
+    support_server s;
     char admin[128], head[512], reply[4096], out[4096];
     const char *body = "{\"role\":\"viewer\",\"name\":\"made during shutdown\"}";
-    REQUIRE(th_server_init(&s) == 0);
-    REQUIRE(th_server_start(&s, "--shutdown-grace", "20", (char *)NULL) == 0);
-    REQUIRE(th_tenant_with_key(&s, "acme", "admin", admin) == 0);
+    REQUIRE(support_server_init(&s, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&s, "--shutdown-grace", "20", (char *)NULL) == 0);
+    REQUIRE(support_tenant(s.store, "acme", "hospital") == 0 &&
+            support_key(s.store, "acme", "admin", admin) == 0);
     snprintf(head, sizeof head,
              "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
              admin, strlen(body));
-    int fd = th_connect(s.port);
+    int fd = support_connect(s.port);
     REQUIRE(fd >= 0);
-    CHECK_INT(th_write_all(fd, head, strlen(head)), 0);
-    CHECK_INT(th_write_all(fd, body, 10), 0);
+    CHECK_INT(support_write_all(fd, head, strlen(head)), 0);
+    CHECK_INT(support_write_all(fd, body, 10), 0);
     /* Wait until the server counts it in flight (the scrape itself is one). */
-    int probe = th_connect(s.port);
+    int probe = support_connect(s.port);
     REQUIRE(probe >= 0);
     long in_flight = 0;
     for (int i = 0; i < 100 && in_flight < 2; i++) {
         static char page[1 << 16];
         const char *req = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
-        th_write_all(probe, req, strlen(req));
-        if (th_read_response(probe, page, sizeof page, 10000) == 200) {
+        support_write_all(probe, req, strlen(req));
+        if (support_read_response(probe, page, sizeof page, 10000) == 200) {
             const char *g = strstr(page, "\nsightline_http_in_flight_requests ");
             in_flight = g ? atol(g + 35) : 0;
         }
         if (in_flight < 2)
-            sleep_ms(50);
+            support_sleep_ms(50);
     }
     close(probe);
     CHECK_INT(in_flight, 2);
     kill(s.pid, SIGTERM);
-    sleep_ms(500);
+    support_sleep_ms(500);
     /* No new connection is accepted. */
-    int late = th_connect(s.port);
+    int late = support_connect(s.port);
     CHECK(late < 0 || closed_within(late, 1000));
     if (late >= 0)
         close(late);
-    CHECK_INT(th_write_all(fd, body + 10, strlen(body) - 10), 0);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, 10000), 201);
+    CHECK_INT(support_write_all(fd, body + 10, strlen(body) - 10), 0);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, 10000), 201);
     CHECK(strcasestr(reply, "Connection: close") != NULL);
     close(fd);
-    CHECK_INT(th_server_stop(&s), 0); /* already stopping: waits for its exit */
+    CHECK_INT(support_server_stop(&s), 0); /* already stopping: waits for its exit */
     /* The key made during shutdown was committed. */
-    CHECK_INT(th_cli(out, sizeof out, "keys", "list", "--tenant", "acme", "--store", s.store,
-                     (char *)NULL),
+    CHECK_INT(support_cli(out, sizeof out, "keys", "list", "--tenant", "acme", "--store", s.store,
+                          (char *)NULL),
               0);
     CHECK(strstr(out, "made during shutdown") != NULL);
-    th_server_cleanup(&s);
+    support_server_cleanup(&s);
 }
 
 static void test_tls(void)
 {
-    th_server s;
+    support_server s;
     char cmd[1024], cert[256], key[256], reply[512];
-    REQUIRE(th_server_init(&s) == 0);
+    REQUIRE(support_server_init(&s, NULL, NULL) == 0);
     snprintf(cert, sizeof cert, "%s/cert.pem", s.dir);
     snprintf(key, sizeof key, "%s/key.pem", s.dir);
     snprintf(cmd, sizeof cmd,
@@ -296,7 +284,7 @@ static void test_tls(void)
              ">/dev/null 2>&1",
              key, cert);
     REQUIRE(system(cmd) == 0);
-    REQUIRE(th_server_start(&s, "--tls-cert", cert, "--tls-key", key, (char *)NULL) == 0);
+    REQUIRE(support_server_start(&s, "--tls-cert", cert, "--tls-key", key, (char *)NULL) == 0);
     CHECK(!strncmp(s.url, "https://", 8));
 
     CURL *c = curl_easy_init();
@@ -316,17 +304,17 @@ static void test_tls(void)
     curl_easy_cleanup(c);
     /* Plain HTTP on the TLS port gets no HTTP answer. */
     const char *plain = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
-    CHECK(th_raw(s.port, plain, strlen(plain), reply, sizeof reply, 2000) >= 0);
+    CHECK(support_raw(s.port, plain, strlen(plain), reply, sizeof reply, 2000) >= 0);
     CHECK(strncmp(reply, "HTTP/1.1 200", 12) != 0);
 
     /* A key without its certificate is refused at start. */
-    th_server bad;
-    REQUIRE(th_server_init(&bad) == 0);
-    CHECK(th_server_start(&bad, "--tls-key", key, (char *)NULL) != 0);
-    th_server_cleanup(&bad);
+    support_server bad;
+    REQUIRE(support_server_init(&bad, NULL, NULL) == 0);
+    CHECK(support_server_start(&bad, "--tls-key", key, (char *)NULL) != 0);
+    support_server_cleanup(&bad);
 
-    CHECK_INT(th_server_stop(&s), 0);
-    th_server_cleanup(&s);
+    CHECK_INT(support_server_stop(&s), 0);
+    support_server_cleanup(&s);
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 /* api_http_test.c -- the real server against every kind of bad input of issue 3
  * (malformed and oversized heads and bodies, path bytes, dot segments, %2F,
  * ambiguous lengths, unknown methods), problems, request ids, keep-alive. */
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
-static th_server srv;
+static support_server srv;
 static char admin[128];
 static char url[256];
 
@@ -25,10 +25,10 @@ static const char *u(const char *path)
 /* The server still answers after whatever came before. */
 static void check_alive(void)
 {
-    th_resp r;
-    CHECK_INT(th_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r), 0);
+    support_resp r;
+    CHECK_INT(support_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r), 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static int starts_with_status(const char *reply, int status)
@@ -47,47 +47,47 @@ static const char *raw_body(const char *reply)
 
 static void test_healthz_and_request_id(void)
 {
-    th_resp r;
+    support_resp r;
     char rid[128] = "", store[64] = "";
-    REQUIRE(th_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", u("/healthz"), NULL, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    CHECK_INT(th_json_str(r.body, "store", store, sizeof store), 0);
+    CHECK_INT(support_json_str(r.body, "store", store, sizeof store), 0);
     CHECK_STR(store, "sqlite");
-    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    CHECK_INT(support_header(&r, "X-Request-Id", rid, sizeof rid), 0);
     CHECK(strlen(rid) > 8);
-    th_resp_free(&r);
+    support_resp_free(&r);
 
     /* A caller's plain request id is kept; a hostile one is replaced. */
-    REQUIRE(th_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: trace-42.a", &r) == 0);
-    CHECK_INT(th_is_problem(&r, 404, "no-route"), 0);
-    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    REQUIRE(support_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: trace-42.a", &r) == 0);
+    CHECK_INT(support_is_problem(&r, 404, "no-route"), 0);
+    CHECK_INT(support_header(&r, "X-Request-Id", rid, sizeof rid), 0);
     CHECK_STR(rid, "trace-42.a");
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: a\"b{}", &r) == 0);
-    CHECK_INT(th_header(&r, "X-Request-Id", rid, sizeof rid), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/nope"), NULL, NULL, 0, "X-Request-Id: a\"b{}", &r) == 0);
+    CHECK_INT(support_header(&r, "X-Request-Id", rid, sizeof rid), 0);
     CHECK(strcmp(rid, "a\"b{}") != 0 && strlen(rid) > 8);
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* The same id is in the access log line of that request. */
-    CHECK_INT(th_log_count(&srv, "\"request_id\":\"trace-42.a\"", 1), 1);
-    CHECK(th_log_count(&srv, "\"status\":404", 2) >= 2);
+    CHECK_INT(support_log_count(&srv, "\"request_id\":\"trace-42.a\"", 1), 1);
+    CHECK(support_log_count(&srv, "\"status\":404", 2) >= 2);
 }
 
 static void test_404_405_501(void)
 {
-    th_resp r;
+    support_resp r;
     char allow[64] = "", reply[4096];
-    REQUIRE(th_http("GET", u("/v1/nothing/here"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 404, "no-route"), 0);
-    th_resp_free(&r);
-    REQUIRE(th_http("DELETE", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 405, "method-not-allowed"), 0);
-    CHECK_INT(th_header(&r, "Allow", allow, sizeof allow), 0);
+    REQUIRE(support_http("GET", u("/v1/nothing/here"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 404, "no-route"), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("DELETE", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 405, "method-not-allowed"), 0);
+    CHECK_INT(support_header(&r, "Allow", allow, sizeof allow), 0);
     CHECK_STR(allow, "GET, HEAD");
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* An unknown method: 501, and the connection stays usable. */
     const char *frob = "FROB /v1/tenant HTTP/1.1\r\nHost: t\r\n\r\n"
                        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    CHECK(th_raw(srv.port, frob, strlen(frob), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(srv.port, frob, strlen(frob), reply, sizeof reply, 3000) > 0);
     CHECK(starts_with_status(reply, 501));
     CHECK(strstr(reply, "unknown-method") != NULL);
     CHECK(strstr(reply + 10, "HTTP/1.1 200 ") != NULL);
@@ -106,7 +106,7 @@ static void test_malformed_heads(void)
         "GET /healthz HTTP/1.1\r\n\r\n", /* HTTP/1.1 without Host */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        long n = th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000);
+        long n = support_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000);
         CHECK(n >= 0);
         int refused =
             n == 0 || (!strncmp(reply, "HTTP/1.1 4", 10) || !strncmp(reply, "HTTP/1.1 5", 10));
@@ -126,7 +126,7 @@ static void test_oversized_heads(void)
     int n = snprintf(req, 256, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(req + n, 'a', big);
     memcpy(req + n + big, "\r\n\r\n", 5);
-    CHECK(th_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) > 0);
     CHECK(starts_with_status(reply, 431));
     CHECK(strstr(reply, "application/problem+json") != NULL);
     CHECK(strstr(raw_body(reply), "headers-too-large") != NULL);
@@ -137,7 +137,7 @@ static void test_oversized_heads(void)
     n = snprintf(req, 256, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(req + n, 'a', big);
     memcpy(req + n + big, "\r\n\r\n", 5);
-    CHECK(th_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) >= 0);
+    CHECK(support_raw(srv.port, req, strlen(req), reply, sizeof reply, 3000) >= 0);
     CHECK(!strncmp(reply, "HTTP/1.1 4", 10) || reply[0] == '\0');
     free(req);
     check_alive();
@@ -151,7 +151,7 @@ static void test_body_too_large_before_read(void)
              "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
              "Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
              admin);
-    CHECK(th_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
     CHECK(starts_with_status(reply, 413));
     CHECK(strstr(raw_body(reply), "body-too-large") != NULL);
     CHECK(strstr(raw_body(reply), "100000000") != NULL);
@@ -160,7 +160,7 @@ static void test_body_too_large_before_read(void)
              "GET /v1/tenant HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
              "Content-Length: 5\r\n\r\nhello",
              admin);
-    CHECK(th_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(srv.port, head, strlen(head), reply, sizeof reply, 3000) > 0);
     CHECK(starts_with_status(reply, 413));
     CHECK(strstr(raw_body(reply), "takes no request body") != NULL);
 }
@@ -173,30 +173,30 @@ static void test_chunked_too_large(void)
              "POST /v1/keys HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
              "Transfer-Encoding: chunked\r\n\r\n",
              admin);
-    int fd = th_connect(srv.port);
+    int fd = support_connect(srv.port);
     REQUIRE(fd >= 0);
-    CHECK_INT(th_write_all(fd, head, strlen(head)), 0);
+    CHECK_INT(support_write_all(fd, head, strlen(head)), 0);
     int n = snprintf(chunk, sizeof chunk, "3e8\r\n");
     memset(chunk + n, ' ', 1000);
     memcpy(chunk + n + 1000, "\r\n", 2);
     for (int i = 0; i < 8; i++)
-        th_write_all(fd, chunk, (size_t)n + 1002);
-    th_write_all(fd, "0\r\n\r\n", 5);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, 3000), 413);
+        support_write_all(fd, chunk, (size_t)n + 1002);
+    support_write_all(fd, "0\r\n\r\n", 5);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, 3000), 413);
     CHECK(strstr(raw_body(reply), "body-too-large") != NULL);
     close(fd);
 
     /* A chunked body that never ends: dropped past the drain allowance and the
      * connection is closed, never read whole. */
-    fd = th_connect(srv.port);
+    fd = support_connect(srv.port);
     REQUIRE(fd >= 0);
-    th_write_all(fd, head, strlen(head));
+    support_write_all(fd, head, strlen(head));
     int closed = 0;
     for (int i = 0; i < 2000 && !closed; i++) /* up to 2 MB, the allowance is 64 KiB */
-        closed = th_write_all(fd, chunk, (size_t)n + 1002) != 0;
+        closed = support_write_all(fd, chunk, (size_t)n + 1002) != 0;
     if (!closed) {
         char buf[256];
-        closed = th_read_response(fd, buf, sizeof buf, 3000) != 0;
+        closed = support_read_response(fd, buf, sizeof buf, 3000) != 0;
     }
     CHECK(closed);
     close(fd);
@@ -217,14 +217,14 @@ static void test_ambiguous_length(void)
         "chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CHECK(th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
+        CHECK(support_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
         CHECK(starts_with_status(reply, 400));
         CHECK(strstr(raw_body(reply), "ambiguous-body-length") != NULL);
         /* Nothing after the refusal was taken as a request. */
         CHECK(strstr(reply + 8, "HTTP/1.1") == NULL);
     }
     const char *gzip = "POST /v1/keys HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
-    CHECK(th_raw(srv.port, gzip, strlen(gzip), reply, sizeof reply, 2000) >= 0);
+    CHECK(support_raw(srv.port, gzip, strlen(gzip), reply, sizeof reply, 2000) >= 0);
     CHECK(!strncmp(reply, "HTTP/1.1 4", 10) || !strncmp(reply, "HTTP/1.1 501", 12) ||
           reply[0] == '\0');
 }
@@ -242,7 +242,7 @@ static void test_path_bytes(void)
         "GET /v1/%2e%2e/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CHECK(th_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
+        CHECK(support_raw(srv.port, cases[i], strlen(cases[i]), reply, sizeof reply, 2000) > 0);
         int ok = starts_with_status(reply, 400) && strstr(raw_body(reply), "invalid-path");
         if (!ok)
             fprintf(stderr, "path case %zu: %.200s\n", i, reply);
@@ -252,63 +252,63 @@ static void test_path_bytes(void)
 
 static void test_path_params(void)
 {
-    th_resp r;
+    support_resp r;
     char field[64] = "";
     /* %2F decodes inside the parameter and is refused there. */
-    REQUIRE(th_http("GET", u("/v1/keys/a%2Fb"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
-    CHECK_INT(th_json_str(r.body, "field", field, sizeof field), 0);
+    REQUIRE(support_http("GET", u("/v1/keys/a%2Fb"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    CHECK_INT(support_json_str(r.body, "field", field, sizeof field), 0);
     CHECK_STR(field, "key_id");
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/keys/..%2F..%2Fx"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/keys/a%23b"), admin, NULL, 0, NULL, &r) == 0); /* '#' */
-    CHECK_INT(th_is_problem(&r, 400, "invalid-path-parameter"), 0);
-    th_resp_free(&r);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys/..%2F..%2Fx"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys/a%23b"), admin, NULL, 0, NULL, &r) == 0); /* '#' */
+    CHECK_INT(support_is_problem(&r, 400, "invalid-path-parameter"), 0);
+    support_resp_free(&r);
     /* Well-formed but absent: 404 from the handler. */
-    REQUIRE(th_http("GET", u("/v1/keys/0000000000000000"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 404, "not-found"), 0);
-    th_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys/0000000000000000"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 404, "not-found"), 0);
+    support_resp_free(&r);
 }
 
 static void test_query_errors(void)
 {
-    th_resp r;
+    support_resp r;
     char field[64] = "";
-    REQUIRE(th_http("GET", u("/v1/keys?limit=abc"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
-    CHECK_INT(th_json_str(r.body, "field", field, sizeof field), 0);
+    REQUIRE(support_http("GET", u("/v1/keys?limit=abc"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-input"), 0);
+    CHECK_INT(support_json_str(r.body, "field", field, sizeof field), 0);
     CHECK_STR(field, "limit");
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/keys?limit=1000"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/keys?cursor=%ZZ"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-query"), 0);
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/keys?cursor=notacursor"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
-    th_resp_free(&r);
-    REQUIRE(th_http("GET", u("/v1/tenant?x=%01"), admin, NULL, 0, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-query"), 0);
-    th_resp_free(&r);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys?limit=1000"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-input"), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys?cursor=%ZZ"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-query"), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/keys?cursor=notacursor"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-input"), 0);
+    support_resp_free(&r);
+    REQUIRE(support_http("GET", u("/v1/tenant?x=%01"), admin, NULL, 0, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-query"), 0);
+    support_resp_free(&r);
 }
 
 /* One connection answers many requests, pipelined or not, without closing. */
 static void test_keep_alive(void)
 {
     char req[512], reply[8192];
-    int fd = th_connect(srv.port);
+    int fd = support_connect(srv.port);
     REQUIRE(fd >= 0);
     int answered = 0;
     for (int i = 0; i < 60; i++) {
         const char *path = i % 3 == 0 ? "/healthz" : i % 3 == 1 ? "/v1/tenant" : "/missing";
         snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n",
                  path, admin);
-        if (th_write_all(fd, req, strlen(req)) != 0)
+        if (support_write_all(fd, req, strlen(req)) != 0)
             break;
-        int status = th_read_response(fd, reply, sizeof reply, 3000);
+        int status = support_read_response(fd, reply, sizeof reply, 3000);
         if (status != (i % 3 == 2 ? 404 : 200))
             break;
         if (strcasestr(reply, "Connection: close"))
@@ -320,7 +320,7 @@ static void test_keep_alive(void)
     snprintf(req, sizeof req,
              "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
              "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
-    CHECK_INT(th_write_all(fd, req, strlen(req)), 0);
+    CHECK_INT(support_write_all(fd, req, strlen(req)), 0);
     size_t n = 0;
     reply[0] = '\0';
     while (n + 1 < sizeof reply) {
@@ -348,11 +348,11 @@ static void test_keep_alive(void)
 
 static void test_head(void)
 {
-    th_resp r;
-    REQUIRE(th_http("HEAD", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
+    support_resp r;
+    REQUIRE(support_http("HEAD", u("/v1/tenant"), admin, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_INT(r.len, 0);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static void test_problem_bytes_escaped(void)
@@ -360,7 +360,7 @@ static void test_problem_bytes_escaped(void)
     char reply[4096], err[128];
     /* A method of raw high bytes: echoed in the detail, as valid JSON. */
     const char *m = "G\xc3\x28T /v1/tenant HTTP/1.1\r\nHost: t\r\n\r\n";
-    CHECK(th_raw(srv.port, m, strlen(m), reply, sizeof reply, 2000) >= 0);
+    CHECK(support_raw(srv.port, m, strlen(m), reply, sizeof reply, 2000) >= 0);
     if (starts_with_status(reply, 501)) {
         const char *body = raw_body(reply);
         yajl_val v = yajl_tree_parse(body, err, sizeof err);
@@ -371,7 +371,7 @@ static void test_problem_bytes_escaped(void)
         CHECK(reply[0] == '\0' || !strncmp(reply, "HTTP/1.1 400", 12));
     }
     /* The access log stays valid JSON line by line, whatever was sent. */
-    th_log_count(&srv, "\"path\":\"/v1/tenant\"", 20); /* flushed */
+    support_log_count(&srv, "\"path\":\"/v1/tenant\"", 20); /* flushed */
     FILE *f = fopen(srv.log_path, "r");
     REQUIRE(f != NULL);
     char *line = NULL;
@@ -394,8 +394,8 @@ static void test_problem_bytes_escaped(void)
 
 static void test_metrics(void)
 {
-    th_resp r;
-    REQUIRE(th_http("GET", u("/metrics"), NULL, NULL, 0, NULL, &r) == 0);
+    support_resp r;
+    REQUIRE(support_http("GET", u("/metrics"), NULL, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK(strstr(r.body, "sightline_http_requests_total{method=\"GET\",route=\"/healthz\","
                          "status=\"200\"}") != NULL);
@@ -406,15 +406,16 @@ static void test_metrics(void)
     CHECK(strstr(r.body, "sightline_store_errors_total{status=\"SL_EIO\"} 0") != NULL);
     /* The feed lag comes through the metrics hook (cmd/serve.c). */
     CHECK(strstr(r.body, "\nsightline_feed_lag_seconds ") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 int main(void)
 {
-    REQUIRE(th_server_init(&srv) == 0);
-    REQUIRE(th_server_start(&srv, "--max-header-bytes", "4096", "--drain-bytes", "65536",
-                            (char *)NULL) == 0);
-    REQUIRE(th_tenant_with_key(&srv, "acme", "admin", admin) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--max-header-bytes", "4096", "--drain-bytes", "65536",
+                                 (char *)NULL) == 0);
+    REQUIRE(support_tenant(srv.store, "acme", "hospital") == 0 &&
+            support_key(srv.store, "acme", "admin", admin) == 0);
     test_healthz_and_request_id();
     test_404_405_501();
     test_malformed_heads();
@@ -429,7 +430,7 @@ int main(void)
     test_head();
     test_problem_bytes_escaped();
     test_metrics();
-    CHECK_INT(th_server_stop(&srv), 0); /* graceful, and clean under the sanitizers */
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0); /* graceful, and clean under the sanitizers */
+    support_server_cleanup(&srv);
     return check_finish();
 }

@@ -2,7 +2,7 @@
  * jobs (gates the test opens, never timed) stall nobody, a full pool is 503 +
  * Retry-After, keep-alive holds, on_head answers before the body, stop waits. */
 #include "api/api_int.h"
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <pthread.h>
@@ -153,10 +153,10 @@ static void *call_main(void *arg)
 {
     call *c = arg;
     char head[256];
-    int fd = th_connect(c->port);
+    int fd = support_connect(c->port);
     snprintf(head, sizeof head, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", c->path);
-    c->status = fd >= 0 && th_write_all(fd, head, strlen(head)) == 0
-                    ? th_read_response(fd, c->reply, sizeof c->reply, WAIT_MS)
+    c->status = fd >= 0 && support_write_all(fd, head, strlen(head)) == 0
+                    ? support_read_response(fd, c->reply, sizeof c->reply, WAIT_MS)
                     : -1;
     if (fd >= 0)
         close(fd);
@@ -250,15 +250,15 @@ static void test_keep_alive_after_job(void)
 {
     api_server *srv = start(4, 30);
     char reply[4096];
-    int fd = th_connect(api_server_port(srv));
+    int fd = support_connect(api_server_port(srv));
     REQUIRE(fd >= 0);
     const char *r1 = "GET /t/job/free HTTP/1.1\r\nHost: t\r\n\r\n";
     const char *r2 = "GET /t/quick HTTP/1.1\r\nHost: t\r\n\r\n";
-    CHECK(th_write_all(fd, r1, strlen(r1)) == 0);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
+    CHECK(support_write_all(fd, r1, strlen(r1)) == 0);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
     CHECK(strcasestr(reply, "Connection: close") == NULL);
-    CHECK(th_write_all(fd, r2, strlen(r2)) == 0);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
+    CHECK(support_write_all(fd, r2, strlen(r2)) == 0);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
     CHECK(strstr(reply, "\r\n\r\nquick") != NULL);
     close(fd);
     api_server_stop(srv);
@@ -273,21 +273,21 @@ static void test_on_head(void)
     int port = api_server_port(srv);
     char reply[4096];
     int calls = atomic_load(&head_calls);
-    int fd = th_connect(port);
+    int fd = support_connect(port);
     REQUIRE(fd >= 0);
     const char *h =
         "POST /t/head/missing HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n";
-    CHECK(th_write_all(fd, h, strlen(h)) == 0);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, WAIT_MS), 404);
+    CHECK(support_write_all(fd, h, strlen(h)) == 0);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, WAIT_MS), 404);
     CHECK(strstr(reply, "no such thing") != NULL);
     close(fd);
     CHECK_INT(atomic_load(&head_calls), calls + 1);
 
-    fd = th_connect(port);
+    fd = support_connect(port);
     REQUIRE(fd >= 0);
     const char *ok = "POST /t/head/ok HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789";
-    CHECK(th_write_all(fd, ok, strlen(ok)) == 0);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
+    CHECK(support_write_all(fd, ok, strlen(ok)) == 0);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, WAIT_MS), 200);
     CHECK(strstr(reply, "\r\n\r\n0 10") != NULL); /* no byte before the hook; all 10 after */
     close(fd);
     CHECK_INT(atomic_load(&head_calls), calls + 2);
@@ -348,7 +348,7 @@ int main(void)
     char uri[256];
     sl_error e;
     sl_error_clear(&e);
-    REQUIRE(th_tmpdir(dir) == 0);
+    REQUIRE(support_tmpdir(dir, "api") == 0);
     snprintf(uri, sizeof uri, "sqlite:%s/sl.db", dir);
     REQUIRE(store_open(uri, NULL, &st, &e) == SL_OK);
 
@@ -358,6 +358,6 @@ int main(void)
     test_stop_waits_for_jobs();
 
     store_close(&st);
-    th_rmrf(dir);
+    support_rmrf(dir);
     return check_finish();
 }

@@ -2,7 +2,7 @@
  * streamed bodies arrive in pieces, never whole; per-route limits give 413;
  * errors mid-stream carry their offset; state is freed when a client hangs up. */
 #include "api/api_int.h"
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <gnutls/crypto.h>
@@ -134,18 +134,18 @@ static void test_streamed(void)
 {
     size_t len = 6 << 20; /* 6 MiB */
     char *body = malloc(len), want[65], got[65] = "", url[256];
-    th_resp r;
+    support_resp r;
     for (size_t i = 0; i < len; i++)
         body[i] = (char)('a' + i % 26);
     sha_hex(body, len, want);
     snprintf(url, sizeof url, "%s/t/s-1/stream?format=darknet", base);
-    REQUIRE(th_http("POST", url, NULL, body, len, NULL, &r) == 0);
+    REQUIRE(support_http("POST", url, NULL, body, len, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_json_str(r.body, "sha256", got, sizeof got);
+    support_json_str(r.body, "sha256", got, sizeof got);
     CHECK_STR(got, want);
     char fmt[32] = "", id[32] = "";
-    th_json_str(r.body, "format", fmt, sizeof fmt);
-    th_json_str(r.body, "id", id, sizeof id);
+    support_json_str(r.body, "format", fmt, sizeof fmt);
+    support_json_str(r.body, "id", id, sizeof id);
     CHECK_STR(fmt, "darknet");
     CHECK_STR(id, "s-1");
     /* Pieces, never the whole: each piece is bounded by the connection's buffer. */
@@ -153,7 +153,7 @@ static void test_streamed(void)
     const char *c = strstr(r.body, "\"chunks\":");
     CHECK(b && atol(b + 10) > 0 && atol(b + 10) <= 256 * 1024);
     CHECK(c && atol(c + 9) >= 24);
-    th_resp_free(&r);
+    support_resp_free(&r);
     free(body);
 }
 
@@ -164,7 +164,7 @@ static void test_streamed_chunked_and_limits(void)
     snprintf(head, sizeof head,
              "POST /t/c/stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
              "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
-    CHECK(th_raw(port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(port, head, strlen(head), reply, sizeof reply, 3000) > 0);
     char want[65];
     sha_hex("hello world", 11, want);
     CHECK(strstr(reply, want) != NULL);
@@ -172,27 +172,27 @@ static void test_streamed_chunked_and_limits(void)
     /* Declared over the route's 8 MiB: 413 from the head alone. */
     snprintf(head, sizeof head,
              "POST /t/c/stream HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", STREAM_MAX + 1);
-    CHECK(th_raw(port, head, strlen(head), reply, sizeof reply, 3000) > 0);
+    CHECK(support_raw(port, head, strlen(head), reply, sizeof reply, 3000) > 0);
     CHECK(!strncmp(reply, "HTTP/1.1 413 ", 13));
     CHECK(strstr(reply, "body-too-large") != NULL);
 
     /* Buffered: whole in the handler within 1 KiB, 413 past it when chunked. */
     snprintf(head, sizeof head,
              "POST /t/buffered HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789");
-    CHECK(th_raw(port, head, strlen(head), reply, sizeof reply, 2000) > 0);
+    CHECK(support_raw(port, head, strlen(head), reply, sizeof reply, 2000) > 0);
     CHECK(strstr(reply, "\r\n\r\n10 whole") != NULL);
-    int fd = th_connect(port);
+    int fd = support_connect(port);
     REQUIRE(fd >= 0);
     const char *h2 = "POST /t/buffered HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
-    th_write_all(fd, h2, strlen(h2));
+    support_write_all(fd, h2, strlen(h2));
     char chunk[600];
     int n = snprintf(chunk, sizeof chunk, "200\r\n");
     memset(chunk + n, 'x', 512);
     memcpy(chunk + n + 512, "\r\n", 2);
     for (int i = 0; i < 3; i++)
-        th_write_all(fd, chunk, (size_t)n + 514);
-    th_write_all(fd, "0\r\n\r\n", 5);
-    CHECK_INT(th_read_response(fd, reply, sizeof reply, 3000), 413);
+        support_write_all(fd, chunk, (size_t)n + 514);
+    support_write_all(fd, "0\r\n\r\n", 5);
+    CHECK_INT(support_read_response(fd, reply, sizeof reply, 3000), 413);
     close(fd);
 }
 
@@ -200,16 +200,16 @@ static void test_handler_error_mid_stream(void)
 {
     size_t len = 1 << 20;
     char *body = malloc(len), url[256], field[32] = "";
-    th_resp r;
+    support_resp r;
     memset(body, 'z', len);
     body[700000] = '!';
     snprintf(url, sizeof url, "%s/t/e/stream", base);
-    REQUIRE(th_http("POST", url, NULL, body, len, NULL, &r) == 0);
-    CHECK_INT(th_is_problem(&r, 400, "invalid-input"), 0);
+    REQUIRE(support_http("POST", url, NULL, body, len, NULL, &r) == 0);
+    CHECK_INT(support_is_problem(&r, 400, "invalid-input"), 0);
     CHECK(strstr(r.body, "\"offset\":700000") != NULL);
-    th_json_str(r.body, "field", field, sizeof field);
+    support_json_str(r.body, "field", field, sizeof field);
     CHECK_STR(field, "body");
-    th_resp_free(&r);
+    support_resp_free(&r);
     free(body);
 }
 
@@ -219,11 +219,11 @@ static void test_state_freed_on_abort(void)
     int made = atomic_load(&states_made);
     snprintf(head, sizeof head,
              "POST /t/a/stream HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
-    int fd = th_connect(port);
+    int fd = support_connect(port);
     REQUIRE(fd >= 0);
     memset(data, 'q', sizeof data);
-    th_write_all(fd, head, strlen(head));
-    th_write_all(fd, data, sizeof data);
+    support_write_all(fd, head, strlen(head));
+    support_write_all(fd, data, sizeof data);
     for (int i = 0; i < 250 && atomic_load(&states_made) == made; i++) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
@@ -241,19 +241,19 @@ static void test_state_freed_on_abort(void)
 
 static void test_file_reply(void)
 {
-    th_resp r;
+    support_resp r;
     char url[256], cd[128] = "", etag[32] = "", cc[64] = "";
     snprintf(url, sizeof url, "%s/t/report.pdf", base);
-    REQUIRE(th_http("GET", url, NULL, NULL, 0, NULL, &r) == 0);
+    REQUIRE(support_http("GET", url, NULL, NULL, 0, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(r.body, "%PDF-1.7 fake");
-    th_header(&r, "Content-Disposition", cd, sizeof cd);
-    th_header(&r, "ETag", etag, sizeof etag);
-    th_header(&r, "Cache-Control", cc, sizeof cc);
+    support_header(&r, "Content-Disposition", cd, sizeof cd);
+    support_header(&r, "ETag", etag, sizeof etag);
+    support_header(&r, "Cache-Control", cc, sizeof cc);
     CHECK_STR(cd, "attachment; filename=\"report.pdf\"");
     CHECK_STR(etag, "\"v1\"");
     CHECK_STR(cc, "private, max-age=60"); /* the handler's, not the default no-store */
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 int main(void)
@@ -264,7 +264,7 @@ int main(void)
     api_config cfg;
     sl_error e;
     sl_error_clear(&e);
-    REQUIRE(th_tmpdir(dir) == 0);
+    REQUIRE(support_tmpdir(dir, "api") == 0);
     snprintf(uri, sizeof uri, "sqlite:%s/sl.db", dir);
     REQUIRE(store_open(uri, NULL, &st, &e) == SL_OK);
     api_config_defaults(&cfg);
@@ -288,6 +288,6 @@ int main(void)
     /* Every state made was freed. */
     CHECK_INT(atomic_load(&states_freed), atomic_load(&states_made));
     store_close(&st);
-    th_rmrf(dir);
+    support_rmrf(dir);
     return check_finish();
 }

@@ -3,7 +3,7 @@
  * with hostile bytes, doubles and stored BSON, problem bodies, key shape and
  * hash, cursors (with a real multi-KB page token), the job pool, metrics. */
 #include "api/api_int.h"
-#include "harness.h"
+#include "tests/support/support.h"
 #include "tests/check.h"
 
 #include <math.h>
@@ -439,7 +439,7 @@ static void test_cursor_long_page_token(void)
     store_page page = {0}, next = {0};
     sl_error e;
     sl_error_clear(&e);
-    REQUIRE(th_tmpdir(dir) == 0);
+    REQUIRE(support_tmpdir(dir, "api") == 0);
     snprintf(uri, sizeof uri, "sqlite:%s/sl.db", dir);
     REQUIRE(store_open(uri, NULL, &st, &e) == SL_OK);
     for (int i = 0; i < 3; i++) {
@@ -480,7 +480,7 @@ static void test_cursor_long_page_token(void)
     CHECK_STR(e.field, "cursor");
     store_page_free(&page);
     store_close(&st);
-    th_rmrf(dir);
+    support_rmrf(dir);
 }
 
 /* The shared JSON writers: doubles in their shortest exact form, stored BSON

@@ -13,7 +13,7 @@
 
 #define RACE_PUTS 500 /* per writer */
 
-static th_server srv;
+static support_server srv;
 static ih_keys k;
 static char fixture[4096];
 
@@ -51,7 +51,7 @@ static void *writer_main(void *arg)
     REQUIRE(at != NULL);
     memcpy(at + 1, w->room, 4); /* "OR 3" -> the writer's own room, same length */
     for (int i = 0; i < RACE_PUTS; i++) {
-        th_resp r;
+        support_resp r;
         char v[32];
         w->version[i] = -1;
         if (ih_req(&srv, "PUT", "/v1/surgeries/race", k.ingest, body, &r) == 0 &&
@@ -62,7 +62,7 @@ static void *writer_main(void *arg)
             w->version[i] = atol(v);
             w->mismatched += strcmp(w->shown[i], w->room) != 0;
         }
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
     return NULL;
 }
@@ -109,7 +109,7 @@ static void test_long_keys_page_through(void)
 {
     ih_keys t2;
     char sku[SCHEMA_COMPONENT_MAX + 1], path[4400], cursor[4200] = "";
-    th_resp r;
+    support_resp r;
     REQUIRE(ih_tenant(&srv, "t2", &t2) == 0);
     for (int i = 0; i < 7; i++) {
         long_id(sku, "SKU", i);
@@ -119,7 +119,7 @@ static void test_long_keys_page_through(void)
                      "\"single_use\": true}",
                      &r) == 0);
         CHECK_INT(r.status, 201);
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
     int seen = 0, pages = 0;
     for (;;) {
@@ -148,7 +148,7 @@ static void test_long_keys_page_through(void)
                   strlen(cursor));
         }
         yajl_tree_free(root);
-        th_resp_free(&r);
+        support_resp_free(&r);
         if (!more || pages > 10)
             break;
     }
@@ -165,7 +165,7 @@ static void test_long_keys_page_through(void)
     snprintf(path, sizeof path, "/v1/surgeries/%s/detections?format=ndjson", id);
     CHECK(ih_req(&srv, "POST", path, t2.ingest, body, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     ih_frames fr;
     CHECK(ih_get_frames(&srv, t2.staff, id, 2, NULL, &fr) == 0);
     CHECK_INT(fr.n, 5);
@@ -174,9 +174,9 @@ static void test_long_keys_page_through(void)
 
     /* A cursor that is not one: 400 naming it. */
     CHECK(ih_req(&srv, "GET", "/v1/catalog?cursor=AAAA", t2.staff, NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(r.body, "\"field\":\"cursor\"") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 /* Regression: serve passed the upload directory to the routes through
@@ -187,13 +187,13 @@ static void test_long_keys_page_through(void)
 static void test_upload_dir_not_from_environment(const char *stray)
 {
     char path[256];
-    th_resp r;
+    support_resp r;
     struct stat sb;
     REQUIRE(ih_put_surgery(&srv, k.ingest, "env") == 0);
     snprintf(path, sizeof path, "/v1/surgeries/env/detections?format=ndjson");
     CHECK(ih_req(&srv, "POST", path, k.ingest, "{\"frame\": 1, \"detections\": []}\n", &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(stat(stray, &sb) != 0);
 }
 
@@ -201,14 +201,14 @@ int main(void)
 {
     char stray[256];
     size_t len = 0;
-    char *fx = ih_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
+    char *fx = support_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
     REQUIRE(fx != NULL && len < sizeof fixture);
     memcpy(fixture, fx, len + 1);
     free(fx);
-    REQUIRE(th_server_init(&srv) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
     snprintf(stray, sizeof stray, "%s/no-such-dir", srv.dir);
     setenv("SIGHTLINE_UPLOAD_DIR", stray, 1); /* inherited by the server */
-    REQUIRE(th_server_start(&srv, "--access-log", "off", "--no-listener", (char *)NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", "--no-listener", (char *)NULL) == 0);
     unsetenv("SIGHTLINE_UPLOAD_DIR");
     REQUIRE(ih_tenant(&srv, "t1", &k) == 0);
 
@@ -216,7 +216,7 @@ int main(void)
     test_long_keys_page_through();
     test_upload_dir_not_from_environment(stray);
 
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

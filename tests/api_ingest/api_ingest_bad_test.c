@@ -11,7 +11,7 @@
 
 #define TENANT "t1"
 
-static th_server srv;
+static support_server srv;
 static ih_keys keys;
 
 /* A darknet object with the given confidence and centre x (as written). */
@@ -106,7 +106,7 @@ static void member(const char *body, const char *key, char *out, size_t cap)
 static void expect_nothing_stored(const ih_dump *before, const char *what)
 {
     ih_dump now;
-    th_resp r;
+    support_resp r;
     REQUIRE(ih_dump_store(srv.store, &now) == 0);
     if (now.len != before->len || memcmp(now.bytes, before->bytes, now.len) != 0 ||
         strcmp(now.head, before->head) != 0) {
@@ -115,7 +115,7 @@ static void expect_nothing_stored(const ih_dump *before, const char *what)
     }
     ih_dump_free(&now);
     CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static void test_cases(const ih_dump *before)
@@ -123,20 +123,21 @@ static void test_cases(const ih_dump *before)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case *c = &cases[i];
         char url[512], field[256], detail[1024], offset[32];
-        th_resp r;
+        support_resp r;
         snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?%s", srv.url,
                  c->query ? c->query : "format=darknet");
-        CHECK(th_http("POST", url, keys.ingest, c->body, strlen(c->body), NULL, &r) == 0);
+        CHECK(support_http("POST", url, keys.ingest, c->body, strlen(c->body), NULL, &r) == 0);
         member(r.body, "field", field, sizeof field);
         member(r.body, "detail", detail, sizeof detail);
         member(r.body, "offset", offset, sizeof offset);
-        int ok =
-            th_is_problem(&r, c->status, c->slug) == 0 && (!c->field || strstr(field, c->field)) &&
-            (!c->detail || strstr(detail, c->detail)) && (!c->offset || offset[0]) && detail[0];
+        int ok = support_is_problem(&r, c->status, c->slug) == 0 &&
+                 (!c->field || strstr(field, c->field)) &&
+                 (!c->detail || strstr(detail, c->detail)) && (!c->offset || offset[0]) &&
+                 detail[0];
         if (!ok)
             fprintf(stderr, "case \"%s\": %ld %s\n", c->name, r.status, r.body);
         CHECK(ok);
-        th_resp_free(&r);
+        support_resp_free(&r);
         expect_nothing_stored(before, c->name);
     }
 }
@@ -176,40 +177,41 @@ static size_t gen_repeat(void *ctx, char *buf, size_t cap)
 static void test_unknown_surgery(const ih_dump *before)
 {
     char url[512];
-    th_resp r;
+    support_resp r;
     const char *body = "[" FRAME("1", OBJ("0.9", "0.5")) "]";
     snprintf(url, sizeof url, "%s/v1/surgeries/nope/detections?format=darknet", srv.url);
-    CHECK(th_http("POST", url, keys.ingest, body, strlen(body), NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 404, "not-found") == 0);
+    CHECK(support_http("POST", url, keys.ingest, body, strlen(body), NULL, &r) == 0);
+    CHECK(support_is_problem(&r, 404, "not-found") == 0);
     CHECK(strstr(r.body, "nope") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* Refused at its first bytes, a large body is dropped, not spooled, and
      * the answer still comes once it is in. */
     repeat_gen g = {"[", "]", ' ', 8u << 20, 0};
-    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
-    CHECK(th_is_problem(&r, 404, "not-found") == 0);
-    th_resp_free(&r);
+    CHECK(support_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
+    CHECK(support_is_problem(&r, 404, "not-found") == 0);
+    support_resp_free(&r);
     expect_nothing_stored(before, "unknown surgery");
 }
 
 static void test_deep_nesting(const ih_dump *before)
 {
     char url[512], field[256], offset[32];
-    th_resp r;
+    support_resp r;
     /* Inside a member detectors may add (unknown members are skipped, yet
      * bounded), so the depth rule is what refuses it. */
     repeat_gen g = {"[{\"frame_id\":1, \"objects\": [], \"extra\": ", "", '[', 1000000, 0};
     snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
-    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
+    CHECK(support_post_gen(url, keys.ingest, gen_repeat, &g, 0, &r) == 0);
     CHECK(r.status == 400 || r.status == 413);
-    CHECK(th_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") == 0);
+    CHECK(support_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") ==
+          0);
     member(r.body, "offset", offset, sizeof offset);
     member(r.body, "field", field, sizeof field);
     CHECK(offset[0] && atol(offset) < 100); /* refused where the depth passed the limit */
     CHECK(strstr(field, "[0].extra") != NULL);
     CHECK(strstr(r.body, "nest") != NULL);
     fprintf(stderr, "deep nesting: %ld %s\n", r.status, r.body);
-    th_resp_free(&r);
+    support_resp_free(&r);
     expect_nothing_stored(before, "deep nesting");
 }
 
@@ -218,21 +220,22 @@ static void test_deep_nesting(const ih_dump *before)
 static void test_huge_string(const ih_dump *before)
 {
     char url[512], offset[32];
-    th_resp r;
-    long rss_before = ih_proc_kb(srv.pid, "VmRSS:");
+    support_resp r;
+    long rss_before = support_proc_kb(srv.pid, "VmRSS:");
     repeat_gen g = {"[{\"frame_id\":1, \"filename\":\"", "\", \"objects\": []}]", 'A', 100ull << 20,
                     0};
     uint64_t total = strlen(g.head) + g.fill_len + strlen(g.tail);
     snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
-    CHECK(ih_post_gen(url, keys.ingest, gen_repeat, &g, total, &r) == 0);
+    CHECK(support_post_gen(url, keys.ingest, gen_repeat, &g, total, &r) == 0);
     CHECK(r.status == 400 || r.status == 413);
-    CHECK(th_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") == 0);
+    CHECK(support_is_problem(&r, (int)r.status, r.status == 400 ? "invalid-input" : "too-large") ==
+          0);
     member(r.body, "offset", offset, sizeof offset);
     CHECK(offset[0] != '\0');
     CHECK(strstr(r.body, "[0].filename") != NULL);
     fprintf(stderr, "huge string: %ld %s\n", r.status, r.body);
-    th_resp_free(&r);
-    long hwm_after = ih_proc_kb(srv.pid, "VmHWM:");
+    support_resp_free(&r);
+    long hwm_after = support_proc_kb(srv.pid, "VmHWM:");
     fprintf(stderr, "server RSS before %ld kB, peak after the 100 MB string %ld kB\n", rss_before,
             hwm_after);
     CHECK(rss_before > 0 && hwm_after > 0);
@@ -243,8 +246,8 @@ static void test_huge_string(const ih_dump *before)
 int main(void)
 {
     ih_dump before;
-    REQUIRE(th_server_init(&srv) == 0);
-    REQUIRE(th_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, TENANT, &keys) == 0);
     REQUIRE(ih_put_surgery(&srv, keys.ingest, "s1") == 0);
     CHECK(ih_wait_listener(srv.store) == 0);
@@ -258,14 +261,14 @@ int main(void)
     /* After all that, a good batch still goes in. */
     const char *good = "[" FRAME("1", OBJ("0.9", "0.5")) "]";
     char url[512];
-    th_resp r;
+    support_resp r;
     snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
-    CHECK(th_http("POST", url, keys.ingest, good, strlen(good), NULL, &r) == 0);
+    CHECK(support_http("POST", url, keys.ingest, good, strlen(good), NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 
     ih_dump_free(&before);
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

@@ -28,18 +28,18 @@ static const fixture fixtures[] = {
 };
 #define NFIX (sizeof fixtures / sizeof fixtures[0])
 
-static th_server srv;
+static support_server srv;
 static ih_keys keys;
 static char cats_escaped[2048]; /* the category file as a query value */
 
-static int post_fixture(size_t i, const char *surgery, int chunked, th_resp *r)
+static int post_fixture(size_t i, const char *surgery, int chunked, support_resp *r)
 {
     char url[4096], file[512];
     snprintf(file, sizeof file, SL_FIXTURES "/%s", fixtures[i].file);
     snprintf(url, sizeof url, "%s/v1/surgeries/%s/detections?format=%s%s%s", srv.url, surgery,
              fixtures[i].format, fixtures[i].categories ? "&categories=" : "",
              fixtures[i].categories ? cats_escaped : "");
-    return ih_post_file(url, keys.ingest, file, chunked, r);
+    return support_post_file(url, keys.ingest, file, chunked, r);
 }
 
 static int64_t json_int(const char *body, const char *key)
@@ -91,7 +91,7 @@ static void test_fixtures(const char *cli_store, const ingest_catalog *cat,
 {
     for (size_t i = 0; i < NFIX; i++) {
         char surgery[32], file[512], what[600];
-        th_resp r;
+        support_resp r;
         snprintf(surgery, sizeof surgery, "fx-%zu", i);
         snprintf(file, sizeof file, SL_FIXTURES "/%s", fixtures[i].file);
         snprintf(what, sizeof what, "%s (%s)", fixtures[i].file, fixtures[i].format);
@@ -104,7 +104,7 @@ static void test_fixtures(const char *cli_store, const ingest_catalog *cat,
         int64_t frames = json_int(r.body, "frames");
         CHECK(frames > 0);
         CHECK_INT(json_int(r.body, "changed"), frames);
-        th_resp_free(&r);
+        support_resp_free(&r);
 
         ingest_parse_options po = {.image_width = 640, .image_height = 480};
         CHECK(ingest_format_parse(fixtures[i].format, &po.format, NULL) == SL_OK);
@@ -122,17 +122,17 @@ static void test_fixtures(const char *cli_store, const ingest_catalog *cat,
         /* The CLI stores the very same bytes. */
         char out[1024];
         const char *catfile = SL_FIXTURES "/coco/categories.json";
-        CHECK_INT(th_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT,
-                         "--surgery", surgery, "--format", "surgery",
-                         SL_FIXTURES "/surgery/surgery.json", (char *)NULL),
+        CHECK_INT(support_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT,
+                              "--surgery", surgery, "--format", "surgery",
+                              SL_FIXTURES "/surgery/surgery.json", (char *)NULL),
                   0);
-        int code =
-            fixtures[i].categories
-                ? th_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT,
-                         "--surgery", surgery, "--format", fixtures[i].format, "--categories",
-                         catfile, file, (char *)NULL)
-                : th_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT,
-                         "--surgery", surgery, "--format", fixtures[i].format, file, (char *)NULL);
+        int code = fixtures[i].categories
+                       ? support_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant",
+                                     TENANT, "--surgery", surgery, "--format", fixtures[i].format,
+                                     "--categories", catfile, file, (char *)NULL)
+                       : support_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant",
+                                     TENANT, "--surgery", surgery, "--format", fixtures[i].format,
+                                     file, (char *)NULL);
         CHECK_INT(code, 0);
         size_t la = 0, lb = 0;
         char *a = frame_docs(srv.store, surgery, &la), *b = frame_docs(cli_store, surgery, &lb);
@@ -152,12 +152,12 @@ static void test_resend_identical(void)
     for (int round = 0; round < 2; round++)
         for (size_t i = 0; i < NFIX; i++) {
             char surgery[32];
-            th_resp r;
+            support_resp r;
             snprintf(surgery, sizeof surgery, "fx-%zu", i);
             CHECK(post_fixture(i, surgery, round, &r) == 0);
             CHECK_INT(r.status, 200);
             CHECK_INT(json_int(r.body, "changed"), 0);
-            th_resp_free(&r);
+            support_resp_free(&r);
         }
     CHECK(ih_wait_listener(srv.store) == 0);
     REQUIRE(ih_dump_store(srv.store, &after) == 0);
@@ -192,10 +192,10 @@ static void test_ndjson_roundtrip(void)
     }
     fclose(m);
     snprintf(path, sizeof path, "/v1/surgeries/echo/detections?format=ndjson");
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "POST", path, keys.ingest, body, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(ih_get_frames(&srv, keys.staff, "echo", 1000, NULL, &b) == 0);
     CHECK(ih_frames_equal(&b, &a, "NDJSON echo of GET frames") == 0);
     free(body);
@@ -218,24 +218,24 @@ static void test_ranges(const ingest_catalog *cat)
     ih_frames_free(&part);
     ih_frames_free(&all);
 
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "GET", "/v1/surgeries/fx-0/frames?from=5&to=4", keys.staff, NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "GET", "/v1/surgeries/fx-0/frames?cursor=zz", keys.staff, NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "GET", "/v1/surgeries/none/frames", keys.staff, NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 404, "not-found") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 404, "not-found") == 0);
+    support_resp_free(&r);
 
     char url[512];
     REQUIRE(ih_put_surgery(&srv, keys.ingest, "shifted") == 0);
     snprintf(url, sizeof url, "%s/v1/surgeries/shifted/detections?format=darknet&frame_offset=100",
              srv.url);
-    CHECK(ih_post_file(url, keys.ingest, SL_FIXTURES "/darknet/result.json", 0, &r) == 0);
+    CHECK(support_post_file(url, keys.ingest, SL_FIXTURES "/darknet/result.json", 0, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     ingest_parse_options po = {.format = INGEST_FORMAT_DARKNET, .frame_offset = 100};
     REQUIRE(ih_parse_file(SL_FIXTURES "/darknet/result.json", &po, cat, &want) == 0);
     CHECK(want.n > 0 && want.f[0].frame >= 100);
@@ -248,9 +248,9 @@ static void test_ranges(const ingest_catalog *cat)
     REQUIRE(ih_put_surgery(&srv, keys.ingest, "named") == 0);
     snprintf(url, sizeof url, "%s/v1/surgeries/named/detections?format=darknet&frame_from=filename",
              srv.url);
-    CHECK(ih_post_file(url, keys.ingest, SL_FIXTURES "/darknet/result.json", 1, &r) == 0);
+    CHECK(support_post_file(url, keys.ingest, SL_FIXTURES "/darknet/result.json", 1, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     po.frame_offset = 0;
     po.frame_source = INGEST_FRAME_FROM_FILENAME;
     REQUIRE(ih_parse_file(SL_FIXTURES "/darknet/result.json", &po, cat, &want) == 0);
@@ -279,11 +279,11 @@ static void test_detection_budget(void)
     }
     fclose(m);
     REQUIRE(ih_put_surgery(&srv, keys.ingest, "dense") == 0);
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "POST", "/v1/surgeries/dense/detections?format=ndjson", keys.ingest, body,
                  &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     free(body);
     ih_frames got;
     CHECK(ih_get_frames(&srv, keys.staff, "dense", 100, NULL, &got) == 0);
@@ -313,13 +313,13 @@ static void test_fails_at_last_frame(void)
                 f, f, f == 200 ? "1.5" : "0.9", f == 200 ? "" : ",");
     fprintf(m, "]\n");
     fclose(m);
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "POST", "/v1/surgeries/lastbad/detections?format=darknet", keys.ingest, body,
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(r.body, "[199].objects[0].confidence") != NULL);
     CHECK(strstr(r.body, "\"offset\":") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     free(body);
     ih_frames got;
     CHECK(ih_get_frames(&srv, keys.staff, "lastbad", 1000, NULL, &got) == 0);
@@ -351,12 +351,12 @@ static void test_realdata(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char surgery[32], url[512], file[512];
-        th_resp r;
+        support_resp r;
         snprintf(surgery, sizeof surgery, "real-%zu", i);
         snprintf(file, sizeof file, SL_REALDATA "/darknet/%s", cases[i].file);
         snprintf(url, sizeof url, "%s/v1/surgeries/%s/detections?format=darknet", srv.url, surgery);
         REQUIRE(ih_put_surgery(&srv, keys.ingest, surgery) == 0);
-        CHECK(ih_post_file(url, keys.ingest, file, 0, &r) == 0);
+        CHECK(support_post_file(url, keys.ingest, file, 0, &r) == 0);
         ih_frames got;
         CHECK(ih_get_frames(&srv, keys.staff, surgery, 1000, NULL, &got) == 0);
         if (cases[i].frames) {
@@ -364,12 +364,12 @@ static void test_realdata(void)
             CHECK_INT(json_int(r.body, "frames"), cases[i].frames);
             CHECK_INT(got.n, cases[i].frames);
         } else {
-            CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+            CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
             CHECK(json_int(r.body, "offset") >= 0);
             CHECK_INT(got.n, 0);
         }
         ih_frames_free(&got);
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
 }
 
@@ -381,21 +381,21 @@ int main(void)
     ingest_categories *custom = NULL;
     sl_error err;
     sl_error_clear(&err);
-    REQUIRE(th_server_init(&srv) == 0);
-    REQUIRE(th_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, TENANT, &keys) == 0);
     REQUIRE(ih_put_catalog(&srv, keys.admin) == 0);
     snprintf(cli_store, sizeof cli_store, "sqlite:%s/cli.db", srv.dir);
     char out[256];
-    REQUIRE(th_cli(out, sizeof out, "tenants", "create", TENANT, "--kind", "hospital", "--store",
-                   cli_store, (char *)NULL) == 0);
+    REQUIRE(support_cli(out, sizeof out, "tenants", "create", TENANT, "--kind", "hospital",
+                        "--store", cli_store, (char *)NULL) == 0);
     static const char *const skus[][2] = {
         {"FORCEPS-1", "forceps"}, {"SC-10", "scalpel"}, {"SPONGE-18", "sponge"}};
     for (size_t i = 0; i < 3; i++) {
         char file[512];
         snprintf(file, sizeof file, SL_FIXTURES "/catalog/%s.json", skus[i][1]);
-        REQUIRE(th_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT, "--sku",
-                       skus[i][0], "--format", "catalog", file, (char *)NULL) == 0);
+        REQUIRE(support_cli(out, sizeof out, "ingest", "--store", cli_store, "--tenant", TENANT,
+                            "--sku", skus[i][0], "--format", "catalog", file, (char *)NULL) == 0);
     }
     /* The catalog as the server compiles it, to map expected labels. */
     store_options o = {.no_create = 1, .read_only = 1};
@@ -405,7 +405,7 @@ int main(void)
     REQUIRE(ingest_categories_load(SL_FIXTURES "/coco/categories.json", NULL, &custom, &err) ==
             SL_OK);
     size_t clen = 0;
-    char *cats = ih_read_file(SL_FIXTURES "/coco/categories.json", &clen);
+    char *cats = support_read_file(SL_FIXTURES "/coco/categories.json", &clen);
     REQUIRE(cats);
     while (clen > 0 && (cats[clen - 1] == '\n' || cats[clen - 1] == ' '))
         clen--; /* a query value holds no control byte */
@@ -423,13 +423,13 @@ int main(void)
     test_fails_at_last_frame();
     test_realdata();
 
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     ingest_catalog_release(&cat);
     ingest_categories_free(&custom);
     store_close(&st);
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../check.h"
@@ -14,14 +13,8 @@
 
 #define WAIT_MS 10000 /* a hang guard for raw reads, not a measurement */
 
-static th_server srv;
+static support_server srv;
 static ih_keys k;
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* The value of an unlabelled metric line "name N" of GET /metrics, sent on
  * its own connection; -1 when absent or when no answer came. */
@@ -30,10 +23,10 @@ static long long metric(const char *name)
     char reply[65536], want[128];
     const char *get = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     long long v = -1;
-    int fd = th_connect(srv.port);
+    int fd = support_connect(srv.port);
     snprintf(want, sizeof want, "\n%s ", name);
-    if (fd >= 0 && th_write_all(fd, get, strlen(get)) == 0 &&
-        th_read_response(fd, reply, sizeof reply, WAIT_MS) == 200) {
+    if (fd >= 0 && support_write_all(fd, get, strlen(get)) == 0 &&
+        support_read_response(fd, reply, sizeof reply, WAIT_MS) == 200) {
         const char *at = strstr(reply, want);
         if (at)
             v = atoll(at + strlen(want));
@@ -51,7 +44,7 @@ static int metric_reaches(const char *name, long long want)
     for (int i = 0; i < 1500 && v >= 0; i++) {
         if ((v = metric(name)) == want)
             return 0;
-        sleep_ms(20);
+        support_sleep_ms(20);
     }
     return -1;
 }
@@ -94,7 +87,7 @@ static size_t gen_darknet(void *ctx, char *buf, size_t cap)
 typedef struct upload {
     char url[512];
     gen g;
-    th_resp r;
+    support_resp r;
     int rc;
     atomic_int done;
     pthread_t th;
@@ -103,7 +96,7 @@ typedef struct upload {
 static void *upload_main(void *arg)
 {
     upload *u = arg;
-    u->rc = ih_post_gen(u->url, k.ingest, gen_darknet, &u->g, 0, &u->r);
+    u->rc = support_post_gen(u->url, k.ingest, gen_darknet, &u->g, 0, &u->r);
     atomic_store(&u->done, 1);
     return NULL;
 }
@@ -130,14 +123,14 @@ static void test_job_off_the_worker(void)
     REQUIRE(pthread_create(&u->th, NULL, upload_main, u) == 0);
     CHECK_INT(metric_reaches("sightline_jobs_running", 1), 0); /* the body is in, the job runs */
 
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "GET", "/v1/tenant", k.staff, NULL, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK(strstr(r.body, "\"role\":\"staff\"") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     /* Both answered while the job was still in progress. */
     CHECK_INT(atomic_load(&u->done), 0);
     CHECK_INT(metric("sightline_jobs_running"), 1);
@@ -148,7 +141,7 @@ static void test_job_off_the_worker(void)
     CHECK_INT(u->r.status, 200);
     CHECK(strstr(u->r.body, "\"frames\":6000") != NULL);
     CHECK(strstr(u->r.body, "\"detections\":30000") != NULL);
-    th_resp_free(&u->r);
+    support_resp_free(&u->r);
     free(u);
     store_close(&st);
     CHECK_INT(metric("sightline_jobs_running"), 0);
@@ -160,14 +153,14 @@ static void test_job_off_the_worker(void)
 static int head_only(const char *path, char *reply, size_t cap)
 {
     char head[1024];
-    int fd = th_connect(srv.port);
+    int fd = support_connect(srv.port);
     int status = -1;
     snprintf(head, sizeof head,
              "POST %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
              "Content-Length: 1000000000\r\n\r\n",
              path, k.ingest);
-    if (fd >= 0 && th_write_all(fd, head, strlen(head)) == 0)
-        status = th_read_response(fd, reply, cap, WAIT_MS);
+    if (fd >= 0 && support_write_all(fd, head, strlen(head)) == 0)
+        status = support_read_response(fd, reply, cap, WAIT_MS);
     if (fd >= 0)
         close(fd);
     return status;
@@ -219,22 +212,22 @@ static void test_refused_before_the_body(void)
     CHECK_INT(head_only("/v1/surgeries/big/detections?format=yolo", reply, sizeof reply), 400);
     CHECK(strstr(reply, "\"field\":\"format\"") != NULL);
     /* The server is fine afterwards. */
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 }
 
 static int post_ndjson(const char *surgery, int frame)
 {
     char path[256], body[512];
-    th_resp r;
+    support_resp r;
     snprintf(path, sizeof path, "/v1/surgeries/%s/detections?format=ndjson", surgery);
     snprintf(body, sizeof body,
              "{\"frame\": %d, \"detections\": [{\"label\": \"scalpel\", \"confidence\": 0.5, "
              "\"box\": {\"x\": 0.1, \"y\": 0.1, \"w\": 0.2, \"h\": 0.2}}]}\n",
              frame);
     int status = ih_req(&srv, "POST", path, k.ingest, body, &r) == 0 ? (int)r.status : -1;
-    th_resp_free(&r);
+    support_resp_free(&r);
     return status;
 }
 
@@ -249,13 +242,13 @@ static void test_catalog_compiled_once_per_version(void)
     for (int i = 2; i < 6; i++)
         CHECK_INT(post_ndjson("cat", i), 200);
     CHECK_INT(metric("sightline_catalog_compiles_total"), base); /* same version: no compile */
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "PUT", "/v1/catalog/RET-1", k.admin,
                  "{\"name\": \"Retractor\", \"labels\": [\"retractor\"], \"unit_cost_cents\": 900, "
                  "\"single_use\": false}",
                  &r) == 0);
     CHECK_INT(r.status, 201);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK_INT(post_ndjson("cat", 6), 200);
     CHECK_INT(post_ndjson("cat", 7), 200);
     CHECK_INT(metric("sightline_catalog_compiles_total"), base + 1); /* once for the new version */
@@ -263,11 +256,11 @@ static void test_catalog_compiled_once_per_version(void)
 
 int main(void)
 {
-    REQUIRE(th_server_init(&srv) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
     /* The server waits for a store lock as long as this test holds one. */
     strncat(srv.store, "?busy_ms=120000", sizeof srv.store - strlen(srv.store) - 1);
-    REQUIRE(th_server_start(&srv, "--access-log", "off", "--threads", "1", "--no-listener",
-                            (char *)NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", "--threads", "1", "--no-listener",
+                                 (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, "t1", &k) == 0);
     REQUIRE(ih_put_catalog(&srv, k.admin) == 0);
 
@@ -275,7 +268,7 @@ int main(void)
     test_refused_before_the_body();
     test_catalog_compiled_once_per_version();
 
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

@@ -9,7 +9,7 @@
 #include "../check.h"
 #include "ingest_http.h"
 
-static th_server srv;
+static support_server srv;
 static ih_keys a, b; /* tenants "ta" and "tb" */
 
 /* Member at path (NULL-terminated) of a JSON body as text; "" when absent. */
@@ -38,11 +38,11 @@ static const char *get(const char *body, const char *k1, const char *k2, char ou
 static long call(const char *method, const char *path, const char *key, const char *body,
                  char **out)
 {
-    th_resp r;
+    support_resp r;
     long status = ih_req(&srv, method, path, key, body, &r) == 0 ? r.status : -1;
     if (out)
         *out = strdup(r.body ? r.body : "");
-    th_resp_free(&r);
+    support_resp_free(&r);
     return status;
 }
 
@@ -50,7 +50,7 @@ static void test_surgeries(void)
 {
     char *body = NULL, v[2048];
     size_t len = 0;
-    char *fixture = ih_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
+    char *fixture = support_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
     REQUIRE(fixture);
     CHECK_INT(call("PUT", "/v1/surgeries/s1", a.ingest, fixture, &body), 201);
     CHECK_STR(get(body, "hospital", NULL, v), "st-mary");
@@ -82,29 +82,29 @@ static void test_surgeries(void)
     CHECK_INT(call("GET", "/v1/surgeries/s2", a.staff, NULL, NULL), 404);
 
     /* Validation names the field. */
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "PUT", "/v1/surgeries/s2", a.ingest,
                  "{\"hospital\": \"h\", \"room\": \"r\", \"procedure\": \"p\", \"surgeon\": \"s\", "
                  "\"started_at\": \"2026-11-26T08:15:00Z\", \"fps\": \"fast\", \"frame_width\": "
                  "640, \"frame_height\": 480, \"table\": [[0,0],[1,0],[1,1]]}",
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK_STR(get(r.body, "field", NULL, v), "fps");
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "PUT", "/v1/surgeries/s2", a.ingest,
                  "{\"hospital\": \"h#x\", \"room\": \"r\", \"procedure\": \"p\", \"surgeon\": "
                  "\"s\", \"started_at\": \"2026-11-26T08:15:00Z\", \"fps\": 30, \"frame_width\": "
                  "640, \"frame_height\": 480, \"table\": [[0,0],[1,0],[1,1]]}",
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK_STR(get(r.body, "field", NULL, v), "hospital");
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "PUT", "/v1/surgeries/s2", a.ingest, "{\"hospital\": \"h\"", &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "PUT", "/v1/surgeries/bad%23id", a.ingest, fixture, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-path-parameter") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-path-parameter") == 0);
+    support_resp_free(&r);
     CHECK_INT(call("GET", "/v1/surgeries/s2", a.staff, NULL, NULL), 404);
 
     /* Another tenant: its own s1 is a different surgery; ta's is invisible. */
@@ -123,11 +123,11 @@ static void test_roles_on_detections(void)
                        "\"confidence\": 0.5, \"box\": {\"x\": 0.1, \"y\": 0.1, \"w\": 0.2, \"h\": "
                        "0.2}}, {\"label\": \"retractor\", \"confidence\": 0.25, \"box\": {\"x\": "
                        "0.5, \"y\": 0.5, \"w\": 0.1, \"h\": 0.1}}]}\n";
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "POST", "/v1/surgeries/s1/detections?format=ndjson", a.viewer, line, &r) ==
           0);
-    CHECK(th_is_problem(&r, 403, "role-forbidden") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 403, "role-forbidden") == 0);
+    support_resp_free(&r);
     CHECK_INT(call("POST", "/v1/surgeries/s1/detections?format=ndjson", a.staff, line, NULL), 403);
     CHECK_INT(call("GET", "/v1/surgeries/s1/frames", a.ingest, NULL, NULL), 403);
     CHECK_INT(call("GET", "/v1/surgeries/s1/frames", a.viewer, NULL, NULL), 403);
@@ -160,7 +160,7 @@ static void test_catalog(void)
     char *body = NULL, v[2048], path[2200];
     /* Entries were put by ih_put_catalog (201); the same body again is 200. */
     size_t len = 0;
-    char *scalpel = ih_read_file(SL_FIXTURES "/catalog/scalpel.json", &len);
+    char *scalpel = support_read_file(SL_FIXTURES "/catalog/scalpel.json", &len);
     REQUIRE(scalpel);
     CHECK_INT(call("PUT", "/v1/catalog/SC-10", a.admin, scalpel, &body), 200);
     CHECK_STR(get(body, "version", NULL, v), "1");
@@ -176,22 +176,22 @@ static void test_catalog(void)
     CHECK_INT(call("GET", "/v1/catalog/SC-10", b.admin, NULL, NULL), 404);
     free(scalpel);
 
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "PUT", "/v1/catalog/BAD-1", a.admin,
                  "{\"name\": \"bad\", \"labels\": [\"ok\", \"(unclosed\"], \"unit_cost_cents\": "
                  "1, \"single_use\": true}",
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK_STR(get(r.body, "field", NULL, v), "labels[1]");
     CHECK(strstr(r.body, "does not compile") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "PUT", "/v1/catalog/BAD-1", a.admin,
                  "{\"name\": \"bad\", \"labels\": [\"x\"], \"unit_cost_cents\": -5, "
                  "\"single_use\": true}",
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK_STR(get(r.body, "field", NULL, v), "unit_cost_cents");
-    th_resp_free(&r);
+    support_resp_free(&r);
 
     /* Pages of 2 in SKU order, then the rest; a viewer may not list. */
     CHECK_INT(call("GET", "/v1/catalog?limit=2", a.staff, NULL, &body), 200);
@@ -255,38 +255,38 @@ static void test_assets(void)
                {"sparkle", "\"high\"", "memorability"},
                {"spa#rkle", "0.5", "brand"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        th_resp r;
+        support_resp r;
         snprintf(body_in, sizeof body_in, ASSET, bad[i].brand, bad[i].mem);
         CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", a.ingest, body_in, &r) == 0);
-        CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+        CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
         CHECK_STR(get(r.body, "field", NULL, v), bad[i].field);
-        th_resp_free(&r);
+        support_resp_free(&r);
     }
-    th_resp r;
+    support_resp r;
     CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", a.ingest,
                  "{\"asset\": \"a-3\", \"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
                  "\"sector\": \"s\", \"media_type\": \"gif\", \"memorability\": 0.5, "
                  "\"saliency\": {}}",
                  &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    support_resp_free(&r);
     CHECK_INT(call("GET", "/v1/assets/a-2", a.viewer, NULL, NULL), 404);
 }
 
 static void test_asset_batches(void)
 {
     char url[512], *body = NULL, v[2048];
-    th_resp r;
+    support_resp r;
     snprintf(url, sizeof url, "%s/v1/assets:batch", srv.url);
-    CHECK(ih_post_file(url, a.ingest, SL_FIXTURES "/assets/assets.ndjson", 1, &r) == 0);
+    CHECK(support_post_file(url, a.ingest, SL_FIXTURES "/assets/assets.ndjson", 1, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(get(r.body, "assets", NULL, v), "3");
     CHECK_STR(get(r.body, "changed", NULL, v), "3");
-    th_resp_free(&r);
-    CHECK(ih_post_file(url, a.admin, SL_FIXTURES "/assets/assets.ndjson", 0, &r) == 0);
+    support_resp_free(&r);
+    CHECK(support_post_file(url, a.admin, SL_FIXTURES "/assets/assets.ndjson", 0, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(get(r.body, "changed", NULL, v), "0");
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK_INT(call("GET", "/v1/assets/a-002", a.viewer, NULL, &body), 200);
     CHECK_STR(get(body, "media_type", NULL, v), "video");
     CHECK(strstr(body, "\"progression\":[0.2,0.35,0.5,0.48]") != NULL);
@@ -304,10 +304,10 @@ static void test_asset_batches(void)
              "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 1.01, "
              "\"saliency\": {}}\n");
     CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, batch, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(get(r.body, "field", NULL, v), "line 2") != NULL);
     CHECK(strlen(get(r.body, "offset", NULL, v)) > 0);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK_INT(call("GET", "/v1/assets/b-1", a.viewer, NULL, NULL), 404);
     /* The same asset twice in one batch is ambiguous. */
     snprintf(batch, sizeof batch,
@@ -318,19 +318,19 @@ static void test_asset_batches(void)
              "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 0.5, \"saliency\": "
              "{}}\n");
     CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, batch, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(r.body, "twice") != NULL);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK_INT(call("GET", "/v1/assets/b-1", a.viewer, NULL, NULL), 404);
     CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, NULL, &r) == 0);
-    CHECK(th_is_problem(&r, 400, "invalid-input") == 0);
-    th_resp_free(&r);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    support_resp_free(&r);
 }
 
 int main(void)
 {
-    REQUIRE(th_server_init(&srv) == 0);
-    REQUIRE(th_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, "ta", &a) == 0);
     REQUIRE(ih_tenant(&srv, "tb", &b) == 0);
     REQUIRE(ih_put_catalog(&srv, a.admin) == 0);
@@ -339,7 +339,7 @@ int main(void)
     test_catalog();
     test_assets();
     test_asset_batches();
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

@@ -6,17 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../check.h"
 #include "ingest_http.h"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Copies src to dir/.name, then renames it to dir/name (a complete file
  * appears at once, as the spool expects). */
@@ -24,7 +17,7 @@ static int drop(const char *src, const char *dir, const char *name)
 {
     size_t len = 0;
     char tmp[1024], dst[1024];
-    char *data = ih_read_file(src, &len);
+    char *data = support_read_file(src, &len);
     snprintf(tmp, sizeof tmp, "%s/.%s", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
     FILE *f = data ? fopen(tmp, "wb") : NULL;
@@ -55,15 +48,15 @@ static int entries(const char *dir)
 
 int main(void)
 {
-    th_server srv;
+    support_server srv;
     ih_keys k;
     char spool[256], uploads[256], sdir[512], path[1024];
-    REQUIRE(th_server_init(&srv) == 0);
+    REQUIRE(support_server_init(&srv, NULL, NULL) == 0);
     snprintf(spool, sizeof spool, "%s/spool", srv.dir);
     snprintf(uploads, sizeof uploads, "%s/uploads", srv.dir);
     REQUIRE(mkdir(uploads, 0700) == 0);
-    REQUIRE(th_server_start(&srv, "--access-log", "off", "--spool", spool, "--upload-dir", uploads,
-                            (char *)NULL) == 0);
+    REQUIRE(support_server_start(&srv, "--access-log", "off", "--spool", spool, "--upload-dir",
+                                 uploads, (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, "t1", &k) == 0);
     REQUIRE(ih_put_surgery(&srv, k.ingest, "s1") == 0);
     REQUIRE(ih_put_surgery(&srv, k.ingest, "s2") == 0);
@@ -77,7 +70,7 @@ int main(void)
     REQUIRE(drop(SL_FIXTURES "/darknet/result.json", sdir, "run1.json") == 0);
     ih_frames fr = {0};
     for (int i = 0; i < 200 && fr.n == 0; i++) {
-        sleep_ms(50);
+        support_sleep_ms(50);
         ih_frames_free(&fr);
         CHECK(ih_get_frames(&srv, k.staff, "s1", 100, NULL, &fr) == 0);
     }
@@ -90,7 +83,7 @@ int main(void)
     ih_frames_free(&want);
     snprintf(path, sizeof path, "%s/done/run1.json", sdir);
     for (int i = 0; i < 100 && !exists(path); i++)
-        sleep_ms(50);
+        support_sleep_ms(50);
     CHECK(exists(path));
 
     /* A refused file goes to failed/ with its reason. */
@@ -98,26 +91,26 @@ int main(void)
             drop(SL_FIXTURES "/coco/categories.json", sdir, "bad.json") == 0);
     snprintf(path, sizeof path, "%s/failed/bad.json.error.json", sdir);
     for (int i = 0; i < 200 && !exists(path); i++)
-        sleep_ms(50);
+        support_sleep_ms(50);
     CHECK(exists(path));
 
     /* Uploads are spooled in --upload-dir and leave nothing behind. */
     char url[512];
-    th_resp r;
+    support_resp r;
     snprintf(url, sizeof url, "%s/v1/surgeries/s2/detections?format=darknet", srv.url);
-    CHECK(ih_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 1, &r) == 0);
+    CHECK(support_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 1, &r) == 0);
     CHECK_INT(r.status, 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
     CHECK_INT(entries(uploads), 0);
     /* The directory gone: a problem answer naming it, and the server goes on. */
     REQUIRE(rmdir(uploads) == 0);
-    CHECK(ih_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 0, &r) == 0);
-    CHECK(th_is_problem(&r, 503, "storage-unavailable") == 0);
-    th_resp_free(&r);
+    CHECK(support_post_file(url, k.ingest, SL_FIXTURES "/darknet/result.json", 0, &r) == 0);
+    CHECK(support_is_problem(&r, 503, "storage-unavailable") == 0);
+    support_resp_free(&r);
     CHECK(ih_req(&srv, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
-    th_resp_free(&r);
+    support_resp_free(&r);
 
-    CHECK_INT(th_server_stop(&srv), 0);
-    th_server_cleanup(&srv);
+    CHECK_INT(support_server_stop(&srv), 0);
+    support_server_cleanup(&srv);
     return check_finish();
 }

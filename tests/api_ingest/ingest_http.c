@@ -1,13 +1,11 @@
 /* ingest_http.c -- helpers of the ingest-route tests (see ingest_http.h):
- * streamed uploads, frames read back and parsed, store dumps, /proc. */
+ * frames read back and parsed, store dumps, the tenant's set-up. */
 #include "ingest_http.h"
 
-#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <yajl/yajl_tree.h>
 
 #include "engine/engine.h"
@@ -17,129 +15,12 @@
 #error "SL_FIXTURES must name the fixtures folder"
 #endif
 
-static void sleep_ms(long ms)
+int ih_req(const support_server *s, const char *method, const char *path, const char *key,
+           const char *body, support_resp *r)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* ---- uploads ---- */
-
-typedef struct sink {
-    char *buf;
-    size_t len;
-} sink;
-
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
-{
-    sink *s = ud;
-    size_t add = size * n;
-    char *grown = realloc(s->buf, s->len + add + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + s->len, p, add);
-    s->buf = grown;
-    s->len += add;
-    s->buf[s->len] = '\0';
-    return add;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    th_resp *r = ud;
-    size_t add = size * n, have = strlen(r->headers);
-    if (add >= 5 && !strncmp(p, "HTTP/", 5))
-        have = r->headers[0] = '\0';
-    if (have + add < sizeof r->headers) {
-        memcpy(r->headers + have, p, add);
-        r->headers[have + add] = '\0';
-    }
-    return add;
-}
-
-typedef struct source {
-    FILE *f;
-    ih_gen_fn gen;
-    void *ctx;
-} source;
-
-static size_t on_read(char *buf, size_t size, size_t n, void *ud)
-{
-    source *s = ud;
-    return s->f ? fread(buf, 1, size * n, s->f) : s->gen(s->ctx, buf, size * n);
-}
-
-static int post_stream(const char *url, const char *key, source *src, int64_t len, th_resp *r)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    sink data = {NULL, 0};
-    char auth[256];
-    memset(r, 0, sizeof *r);
-    if (!c)
-        return -1;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, src);
-    if (len >= 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    else
-        h = curl_slist_append(h, "Transfer-Encoding: chunked");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &data);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    if (key) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-        h = curl_slist_append(h, auth);
-    }
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    r->body = data.buf ? data.buf : calloc(1, 1);
-    r->len = data.len;
-    if (rc != CURLE_OK)
-        fprintf(stderr, "curl POST %s: %s\n", url, curl_easy_strerror(rc));
-    return rc == CURLE_OK ? 0 : -1;
-}
-
-int ih_post_file(const char *url, const char *key, const char *path, int chunked, th_resp *r)
-{
-    source src = {fopen(path, "rb"), NULL, NULL};
-    int rc = -1;
-    if (!src.f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        memset(r, 0, sizeof *r);
-        r->body = calloc(1, 1);
-        return -1;
-    }
-    fseek(src.f, 0, SEEK_END);
-    long size = ftell(src.f);
-    fseek(src.f, 0, SEEK_SET);
-    rc = post_stream(url, key, &src, chunked ? -1 : size, r);
-    fclose(src.f);
-    return rc;
-}
-
-int ih_post_gen(const char *url, const char *key, ih_gen_fn gen, void *ctx, uint64_t len,
-                th_resp *r)
-{
-    source src = {NULL, gen, ctx};
-    return post_stream(url, key, &src, len ? (int64_t)len : -1, r);
-}
-
-int ih_req(const th_server *s, const char *method, const char *path, const char *key,
-           const char *body, th_resp *r)
-{
-    char url[2048];
+    char url[sizeof s->url + 2048];
     snprintf(url, sizeof url, "%s%s", s->url, path);
-    return th_http(method, url, key, body, body ? strlen(body) : 0, NULL, r);
+    return support_http(method, url, key, body, body ? strlen(body) : 0, NULL, r);
 }
 
 /* ---- frames ---- */
@@ -223,19 +104,19 @@ static int page_frames(yajl_val root, ih_frames *out)
     return 0;
 }
 
-int ih_get_frames(const th_server *s, const char *key, const char *surgery, int limit,
+int ih_get_frames(const support_server *s, const char *key, const char *surgery, int limit,
                   const char *extra, ih_frames *out)
 {
     char cursor[1100] = "", path[2048];
     int rc = 0;
     memset(out, 0, sizeof *out);
     for (int guard = 0; guard < 100000; guard++) {
-        th_resp r;
+        support_resp r;
         snprintf(path, sizeof path, "/v1/surgeries/%s/frames?limit=%d%s%s%s%s", surgery, limit,
                  extra ? "&" : "", extra ? extra : "", cursor[0] ? "&cursor=" : "", cursor);
         if (ih_req(s, "GET", path, key, NULL, &r) != 0 || r.status != 200) {
             fprintf(stderr, "GET %s: %ld %s\n", path, r.status, r.body ? r.body : "");
-            th_resp_free(&r);
+            support_resp_free(&r);
             return -1;
         }
         char err[128];
@@ -253,7 +134,7 @@ int ih_get_frames(const th_server *s, const char *key, const char *surgery, int 
             snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
         if (root)
             yajl_tree_free(root);
-        th_resp_free(&r);
+        support_resp_free(&r);
         if (!more)
             break;
     }
@@ -293,7 +174,7 @@ int ih_parse_file(const char *path, const ingest_parse_options *opt, const inges
                   ih_frames *out)
 {
     size_t len = 0;
-    char *text = ih_read_file(path, &len);
+    char *text = support_read_file(path, &len);
     parse_ctx pc = {out, cat, NULL};
     sl_error err;
     sl_error_clear(&err);
@@ -421,82 +302,42 @@ int ih_wait_listener(const char *store_uri)
         if (store_feed_stats_get(st, ENGINE_CONSUMER, &fs, &err) == SL_OK && fs.behind_events == 0)
             rc = 0;
         else
-            sleep_ms(50);
+            support_sleep_ms(50);
     }
     store_close(&st);
     return rc;
 }
 
-long ih_proc_kb(int pid, const char *field)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, strlen(field)))
-            kb = strtol(line + strlen(field), NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
-char *ih_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (size >= 0 && (buf = malloc((size_t)size + 1)) != NULL) {
-        *len = fread(buf, 1, (size_t)size, f);
-        buf[*len] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 /* ---- set-up ---- */
 
-int ih_tenant(const th_server *s, const char *tenant, ih_keys *k)
+int ih_tenant(const support_server *s, const char *tenant, ih_keys *k)
 {
-    char out[256];
-    if (th_cli(out, sizeof out, "tenants", "create", tenant, "--kind", "hospital", "--store",
-               s->store, (char *)NULL) != 0)
-        return -1;
-    struct {
-        const char *role;
-        char *key;
-    } roles[] = {
-        {"admin", k->admin}, {"ingest", k->ingest}, {"staff", k->staff}, {"viewer", k->viewer}};
-    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
-        if (th_cli(roles[i].key, 128, "keys", "create", "--tenant", tenant, "--role", roles[i].role,
-                   "--store", s->store, (char *)NULL) != 0 ||
-            strncmp(roles[i].key, "sl_", 3) != 0)
-            return -1;
-    return 0;
+    char *const keys[] = {k->admin, k->ingest, k->staff, k->viewer};
+    static const char *const roles[] = {"admin", "ingest", "staff", "viewer"};
+    int rc = support_tenant(s->store, tenant, "hospital");
+    for (size_t i = 0; rc == 0 && i < sizeof roles / sizeof roles[0]; i++)
+        rc = support_key(s->store, tenant, roles[i], keys[i]);
+    return rc;
 }
 
-int ih_put_surgery(const th_server *s, const char *key, const char *surgery)
+int ih_put_surgery(const support_server *s, const char *key, const char *surgery)
 {
     size_t len = 0;
     char path[256];
-    char *body = ih_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
-    th_resp r;
+    char *body = support_read_file(SL_FIXTURES "/surgery/surgery.json", &len);
+    support_resp r;
     snprintf(path, sizeof path, "/v1/surgeries/%s", surgery);
     int rc =
         body && ih_req(s, "PUT", path, key, body, &r) == 0 && (r.status == 201 || r.status == 200)
             ? 0
             : -1;
     if (body)
-        th_resp_free(&r);
+        support_resp_free(&r);
     free(body);
     return rc;
 }
 
-int ih_put_catalog(const th_server *s, const char *key)
+int ih_put_catalog(const support_server *s, const char *key)
 {
     static const char *const entries[][2] = {
         {"FORCEPS-1", "forceps"}, {"SC-10", "scalpel"}, {"SPONGE-18", "sponge"}};
@@ -505,12 +346,12 @@ int ih_put_catalog(const th_server *s, const char *key)
         size_t len = 0;
         snprintf(file, sizeof file, SL_FIXTURES "/catalog/%s.json", entries[i][1]);
         snprintf(path, sizeof path, "/v1/catalog/%s", entries[i][0]);
-        char *body = ih_read_file(file, &len);
-        th_resp r;
+        char *body = support_read_file(file, &len);
+        support_resp r;
         int ok = body && ih_req(s, "PUT", path, key, body, &r) == 0 &&
                  (r.status == 201 || r.status == 200);
         if (body)
-            th_resp_free(&r);
+            support_resp_free(&r);
         free(body);
         if (!ok)
             return -1;

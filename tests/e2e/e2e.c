@@ -1,437 +1,62 @@
-/* e2e.c -- processes, the keep-alive HTTP client, JSON helpers, the asset
- * model with its expected aggregates, the random workload and the full check
- * of a tenant's dashboard (see e2e.h).  The binary under test comes from
- * CMake (SIGHTLINE_BIN). */
+/* e2e.c -- the usual start (store, tenants, keys, server, clients), JSON
+ * helpers, the asset model with its expected aggregates, the random workload
+ * and the full check of a tenant's dashboard (see e2e.h).  Processes and
+ * HTTP come from the test-support library (tests/support). */
 #include "e2e.h"
 
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
-#ifndef SIGHTLINE_BIN
-#error "SIGHTLINE_BIN must name the sightline binary"
-#endif
-
-#define ARGS_MAX   48
-#define LEFT_MAX   32
-#define TMP_PREFIX "/tmp/sl-e2e-"
-
-static long now_ms(void)
+int e2e_wait_caught_up(support_client *c, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* ---------------------------------------------------------------------------
- * What a test that stops early (a failed REQUIRE exits) would leave behind:
- * killed and removed at exit.
- * ------------------------------------------------------------------------- */
-static pid_t left_pids[LEFT_MAX];
-static char left_dirs[LEFT_MAX][128];
-
-static void cleanup_at_exit(void)
-{
-    for (int i = 0; i < LEFT_MAX; i++) {
-        if (left_pids[i] > 0) {
-            kill(left_pids[i], SIGKILL);
-            waitpid(left_pids[i], NULL, 0);
-            left_pids[i] = 0;
-        }
-    }
-    for (int i = 0; i < LEFT_MAX; i++)
-        if (left_dirs[i][0])
-            e2e_rmrf(left_dirs[i]);
-}
-
-static void register_cleanup(void)
-{
-    static int done;
-    if (!done++)
-        atexit(cleanup_at_exit);
-}
-
-static void track_pid(pid_t pid, int add)
-{
-    for (int i = 0; i < LEFT_MAX; i++)
-        if (add ? left_pids[i] == 0 : left_pids[i] == pid) {
-            left_pids[i] = add ? pid : 0;
-            break;
-        }
-}
-
-int e2e_tmpdir(char out[128])
-{
-    register_cleanup();
-    snprintf(out, 128, TMP_PREFIX "XXXXXX");
-    if (!mkdtemp(out))
-        return -1;
-    for (int i = 0; i < LEFT_MAX; i++)
-        if (!left_dirs[i][0]) {
-            snprintf(left_dirs[i], sizeof left_dirs[i], "%s", out);
-            break;
-        }
-    return 0;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-void e2e_rmrf(const char *dir)
-{
-    if (dir && !strncmp(dir, TMP_PREFIX, strlen(TMP_PREFIX))) {
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        for (int i = 0; i < LEFT_MAX; i++)
-            if (!strcmp(left_dirs[i], dir))
-                left_dirs[i][0] = '\0';
-    }
-}
-
-pid_t e2e_spawn(const char *out_path, const char *err_path, const char *const *args)
-{
-    const char *argv[ARGS_MAX];
-    int n = 0;
-    register_cleanup();
-    argv[n++] = "sightline";
-    for (; args && args[n - 1] && n < ARGS_MAX - 1; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int o = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int e = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        unsetenv("SIGHTLINE_STORE");
-        execv(SIGHTLINE_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    if (pid > 0)
-        track_pid(pid, 1);
-    return pid;
-}
-
-int e2e_wait(pid_t pid, int timeout_ms)
-{
-    long until = now_ms() + timeout_ms;
-    int status = 0, code = -1;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) {
-            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            track_pid(pid, 0);
-            break;
-        }
-        if ((r < 0 && errno != EINTR) || now_ms() >= until)
-            break;
-        sleep_ms(5);
-    }
-    return code;
-}
-
-void e2e_kill(pid_t pid, int sig)
-{
-    if (pid > 0) {
-        kill(pid, sig);
-        if (sig == SIGKILL) {
-            waitpid(pid, NULL, 0);
-            track_pid(pid, 0);
-        }
-    }
-}
-
-int e2e_run(char *out, size_t cap, const char *const *args)
-{
-    const char *argv[ARGS_MAX];
-    int n = 0, fds[2];
-    argv[n++] = "sightline";
-    for (; args && args[n - 1] && n < ARGS_MAX - 1; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        unsetenv("SIGHTLINE_STORE");
-        execv(SIGHTLINE_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    if (pid < 0) {
-        close(fds[0]);
-        return -1;
-    }
-    track_pid(pid, 1);
-    size_t got = 0;
-    for (;;) {
-        char buf[4096];
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        for (ssize_t i = 0; i < r; i++)
-            if (out && got + 1 < cap)
-                out[got++] = buf[i];
-    }
-    close(fds[0]);
-    if (out && cap) {
-        out[got] = '\0';
-        if (got && out[got - 1] == '\n')
-            out[got - 1] = '\0';
-    }
-    int code = e2e_wait(pid, 60000);
-    if (code == -1)
-        e2e_kill(pid, SIGKILL);
-    return code;
-}
-
-int e2e_server_start(e2e_server *s, const char *dir, const char *store, const char *const *extra)
-{
-    const char *args[ARGS_MAX];
-    int n = 0;
-    memset(s, 0, sizeof *s);
-    snprintf(s->store, sizeof s->store, "%s", store);
-    snprintf(s->out_path, sizeof s->out_path, "%s/access.log", dir);
-    snprintf(s->err_path, sizeof s->err_path, "%s/serve.err", dir);
-    unlink(s->err_path);
-    args[n++] = "serve";
-    args[n++] = "--store";
-    args[n++] = s->store;
-    args[n++] = "--listen";
-    args[n++] = "127.0.0.1:0";
-    for (int i = 0; extra && extra[i] && n < ARGS_MAX - 1; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    s->pid = e2e_spawn(s->out_path, s->err_path, args);
-    if (s->pid < 0)
-        return -1;
-    long until = now_ms() + 30000;
-    while (now_ms() < until) {
-        char buf[4096] = "";
-        FILE *f = fopen(s->err_path, "r");
-        if (f) {
-            buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
-            fclose(f);
-        }
-        const char *at = strstr(buf, "listening on ");
-        if (at && strchr(at, '\n')) {
-            sscanf(at + 13, "%95s", s->url);
-            return 0;
-        }
-        if (e2e_wait(s->pid, 0) != -1) {
-            fprintf(stderr, "e2e: server exited early:\n%s\n", buf);
-            s->pid = -1;
-            return -1;
-        }
-        sleep_ms(20);
-    }
-    return -1;
-}
-
-int e2e_server_stop(e2e_server *s)
-{
-    int code = -1;
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        code = e2e_wait(s->pid, 20000);
-        if (code == -1)
-            e2e_kill(s->pid, SIGKILL);
-        s->pid = -1;
-    }
-    return code;
-}
-
-int e2e_tenant(const char *store, const char *tenant)
-{
-    const char *args[] = {"tenants",      "create",  tenant, "--kind",
-                          "brand-client", "--store", store,  NULL};
-    return e2e_run(NULL, 0, args) == 0 ? 0 : -1;
-}
-
-int e2e_key(const char *store, const char *tenant, const char *role, char key[128])
-{
-    const char *args[] = {"keys", "create",  "--tenant", tenant, "--role",
-                          role,   "--store", store,      NULL};
-    return e2e_run(key, 128, args) == 0 && !strncmp(key, "sl_", 3) ? 0 : -1;
-}
-
-/* ---------------------------------------------------------------------------
- * HTTP.
- * ------------------------------------------------------------------------- */
-struct e2e_client {
-    CURL *curl;
-    char base[128];
-    char auth[192];
-    char *body;
-    size_t len, cap;
-};
-
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
-{
-    e2e_client *c = ud;
-    size_t add = size * n;
-    if (c->len + add + 1 > c->cap) {
-        size_t cap = (c->len + add + 1) * 2;
-        char *grown = realloc(c->body, cap);
-        if (!grown)
-            return 0;
-        c->body = grown;
-        c->cap = cap;
-    }
-    memcpy(c->body + c->len, p, add);
-    c->len += add;
-    c->body[c->len] = '\0';
-    return add;
-}
-
-e2e_client *e2e_client_new(const char *base_url, const char *key)
-{
-    static int global;
-    if (!global++)
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-    e2e_client *c = calloc(1, sizeof *c);
-    if (c && !(c->curl = curl_easy_init())) {
-        free(c);
-        c = NULL;
-    }
-    if (c) {
-        snprintf(c->base, sizeof c->base, "%s", base_url);
-        e2e_client_set_key(c, key);
-    }
-    return c;
-}
-
-void e2e_client_free(e2e_client **c)
-{
-    if (c && *c) {
-        curl_easy_cleanup((*c)->curl);
-        free((*c)->body);
-        free(*c);
-        *c = NULL;
-    }
-}
-
-void e2e_client_set_key(e2e_client *c, const char *key)
-{
-    if (key)
-        snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", key);
-    else
-        c->auth[0] = '\0';
-}
-
-long e2e_req(e2e_client *c, const char *method, const char *path, const char *body, size_t len)
-{
-    char url[2048];
-    struct curl_slist *h = NULL;
-    long status = -1;
-    snprintf(url, sizeof url, "%s%s", c->base, path);
-    /* Resetting options keeps the open connection: keep-alive holds. */
-    curl_easy_reset(c->curl);
-    c->len = 0;
-    if (c->body)
-        c->body[0] = '\0';
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 120L);
-    curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
-    if (c->auth[0])
-        h = curl_slist_append(h, c->auth);
-    if (body) {
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        h = curl_slist_append(h, strstr(path, ":batch") ? "Content-Type: application/x-ndjson"
-                                                        : "Content-Type: application/json");
-    }
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    CURLcode rc = curl_easy_perform(c->curl);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    else
-        fprintf(stderr, "e2e: %s %s: %s\n", method, url, curl_easy_strerror(rc));
-    curl_slist_free_all(h);
-    if (!c->body && (c->body = malloc(1)))
-        c->body[0] = '\0', c->cap = 1;
-    return status;
-}
-
-const char *e2e_body(const e2e_client *c)
-{
-    return c->body ? c->body : "";
-}
-
-void e2e_escape(const char *s, char *out, size_t cap)
-{
-    static const char keep[] = "-._~";
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < cap; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr(keep, *p))
-            out[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
-    }
-    out[n] = '\0';
-}
-
-int e2e_metric(const char *metrics, const char *name, double *out)
-{
-    size_t nlen = strlen(name);
-    for (const char *line = metrics; line && *line;) {
-        if (!strncmp(line, name, nlen) && line[nlen] == ' ') {
-            *out = strtod(line + nlen + 1, NULL);
-            return 0;
-        }
-        line = strchr(line, '\n');
-        line = line ? line + 1 : NULL;
-    }
-    return -1;
-}
-
-int e2e_wait_caught_up(e2e_client *c, int timeout_ms)
-{
-    long until = now_ms() + timeout_ms;
+    long until = support_now_ms() + timeout_ms;
     double behind = -1;
+    int rc = -1;
     do {
-        if (e2e_req(c, "GET", "/metrics", NULL, 0) == 200 &&
-            e2e_metric(e2e_body(c), "sightline_feed_behind_events", &behind) == 0 && behind == 0)
-            return 0;
-        sleep_ms(50);
-    } while (now_ms() < until);
-    fprintf(stderr, "e2e: the listener is still %.0f events behind after %d ms\n", behind,
-            timeout_ms);
-    return -1;
+        if (support_req(c, "GET", "/metrics", NULL, 0) == 200 &&
+            support_metric(support_body(c), "sightline_feed_behind_events", &behind) == 0 &&
+            behind == 0)
+            rc = 0;
+        else
+            support_sleep_ms(50);
+    } while (rc != 0 && support_now_ms() < until);
+    if (rc != 0)
+        fprintf(stderr, "e2e: the listener is still %.0f events behind after %d ms\n", behind,
+                timeout_ms);
+    return rc;
+}
+
+int e2e_world_start(e2e_world *w, const char *const *extra)
+{
+    int rc = support_tmpdir(w->dir, "e2e");
+    memset(w->ingest, 0, sizeof w->ingest);
+    memset(w->viewer, 0, sizeof w->viewer);
+    snprintf(w->store, sizeof w->store, "sqlite:%s/sl.db", w->dir);
+    for (int t = 0; rc == 0 && t < M_TENANTS; t++)
+        if (support_tenant(w->store, m_tenants[t], "brand-client") != 0 ||
+            support_key(w->store, m_tenants[t], "ingest", w->ingest_key[t]) != 0 ||
+            support_key(w->store, m_tenants[t], "viewer", w->viewer_key[t]) != 0)
+            rc = -1;
+    if (rc == 0 && (support_server_init(&w->srv, w->dir, w->store) != 0 ||
+                    support_server_startv(&w->srv, extra) != 0))
+        rc = -1;
+    for (int t = 0; rc == 0 && t < M_TENANTS; t++)
+        if (!(w->ingest[t] = support_client_new(w->srv.url, w->ingest_key[t])) ||
+            !(w->viewer[t] = support_client_new(w->srv.url, w->viewer_key[t])))
+            rc = -1;
+    return rc;
+}
+
+int e2e_world_stop(e2e_world *w)
+{
+    for (int t = 0; t < M_TENANTS; t++) {
+        support_client_free(&w->ingest[t]);
+        support_client_free(&w->viewer[t]);
+    }
+    return support_server_stop(&w->srv);
 }
 
 /* ---------------------------------------------------------------------------
@@ -487,6 +112,12 @@ const char *const m_campaigns[M_CAMPAIGNS] = {"spring", "summer 26", "fall", "c+
 const char *const m_sectors[M_SECTORS] = {"apparel", "shoes",  "beauty & care",
                                           "drinks",  "retail", "sport"};
 const char *const m_metric_names[M_METRICS] = {"memorability", "face", "logo", "product", "text"};
+
+uint64_t e2e_seed(void)
+{
+    const char *env = getenv("E2E_SEED");
+    return env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+}
 
 int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed)
 {
@@ -552,7 +183,7 @@ void e2e_random_scores(e2e_model *m, m_asset *a)
 
 void e2e_asset_id(size_t i, char out[16])
 {
-    snprintf(out, 16, "as-%06zu", i);
+    snprintf(out, 16, "as-%06u", (unsigned)i); /* ids per tenant stay far below 2^32 */
 }
 
 size_t e2e_asset_json(const m_asset *a, const char *id, int with_id, char *out, size_t cap)
@@ -791,7 +422,7 @@ static void diagnose(e2e_model *m, const tenant_work *w, int t)
 /* Sends the pending batch of tenant t; on 200 the model takes its lines.
  * Sometimes a bad line is appended first: the whole batch must be refused
  * (400) and nothing of it stored, then it is sent again without it. */
-static int flush(e2e_model *m, tenant_work *w, int t, e2e_client *c, e2e_workload_stats *st)
+static int flush(e2e_model *m, tenant_work *w, int t, support_client *c, e2e_workload_stats *st)
 {
     int bad = 0;
     if (!w->n)
@@ -812,23 +443,23 @@ static int flush(e2e_model *m, tenant_work *w, int t, e2e_client *c, e2e_workloa
                                                  "\"brand\":\"Nike\",\"campaign\":\"x\",\"sector\":"
                                                  "\"y\",\"media_type\":\"image\",\"memorability\":"
                                                  "1.5,\"saliency\":{}}\n");
-        long s = e2e_req(c, "POST", "/v1/assets:batch", body, with_bad);
+        long s = support_req(c, "POST", "/v1/assets:batch", body, with_bad);
         st->batch_requests++;
         st->refused++;
         if (s != 400) {
             bad++;
             fprintf(stderr, "e2e: a batch with a bad last line answered %ld: %.300s\n", s,
-                    e2e_body(c));
+                    support_body(c));
         }
     }
-    long s = e2e_req(c, "POST", "/v1/assets:batch", body, len);
+    long s = support_req(c, "POST", "/v1/assets:batch", body, len);
     st->batch_requests++;
-    yajl_val v = s == 200 ? e2e_json(e2e_body(c)) : NULL;
+    yajl_val v = s == 200 ? e2e_json(support_body(c)) : NULL;
     if (!v || e2e_get_int(v, "assets", -1) != (int64_t)w->n ||
         e2e_get_int(v, "changed", -1) != expect_changed) {
         bad++;
         fprintf(stderr, "e2e: batch of %zu lines (%d changing) answered %ld: %.300s\n", w->n,
-                expect_changed, s, e2e_body(c));
+                expect_changed, s, support_body(c));
     }
     if (s == 200 && bad)
         diagnose(m, w, t);
@@ -877,7 +508,7 @@ static void upsert_state(e2e_model *m, int t, size_t idx, int kind, m_asset *nex
     }
 }
 
-int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
+int e2e_workload(e2e_model *m, support_client *const ingest[M_TENANTS], int64_t ops,
                  void (*hook)(void *ctx, int64_t done), void *ctx, e2e_workload_stats *st)
 {
     int bad = 0;
@@ -896,7 +527,7 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
         if (r < 9 && (idx = pick(m, tw, t, 1)) >= 0) { /* delete */
             e2e_asset_id((size_t)idx, id);
             snprintf(path, sizeof path, "/v1/assets/%s", id);
-            long s = e2e_req(ingest[t], "DELETE", path, NULL, 0);
+            long s = support_req(ingest[t], "DELETE", path, NULL, 0);
             st->single_requests++;
             st->deletes++;
             if (s == 204) {
@@ -904,7 +535,7 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
             } else {
                 bad++;
                 fprintf(stderr, "e2e: DELETE %s answered %ld: %.300s\n", path, s,
-                        e2e_body(ingest[t]));
+                        support_body(ingest[t]));
             }
         } else if (r < 10) { /* refused: a score outside [0, 1] */
             m_asset a;
@@ -914,7 +545,7 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
             idx = (long)e2e_below(m, (uint32_t)m->nassets);
             e2e_asset_id((size_t)idx, id);
             snprintf(path, sizeof path, "/v1/assets/%s", id);
-            long s = e2e_req(ingest[t], "PUT", path, body, strlen(body));
+            long s = support_req(ingest[t], "PUT", path, body, strlen(body));
             st->single_requests++;
             st->refused++;
             if (s != 400) {
@@ -944,9 +575,9 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
                 e2e_asset_id((size_t)idx, id);
                 snprintf(path, sizeof path, "/v1/assets/%s", id);
                 e2e_asset_json(&next, id, 0, body, sizeof body);
-                long s = e2e_req(ingest[t], "PUT", path, body, strlen(body));
+                long s = support_req(ingest[t], "PUT", path, body, strlen(body));
                 st->single_requests++;
-                yajl_val v = s == 200 || s == 201 ? e2e_json(e2e_body(ingest[t])) : NULL;
+                yajl_val v = s == 200 || s == 201 ? e2e_json(support_body(ingest[t])) : NULL;
                 int64_t version = e2e_get_int(v, "version", -1);
                 if (v)
                     yajl_tree_free(v);
@@ -955,7 +586,7 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
                 } else {
                     bad++;
                     fprintf(stderr, "e2e: PUT %s (kind %d) answered %ld: %.300s\n", path, kind, s,
-                            e2e_body(ingest[t]));
+                            support_body(ingest[t]));
                 }
             } else {
                 tw->lines[tw->n++] = (pending_line){(size_t)idx, kind, next};
@@ -981,7 +612,7 @@ int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
 
 /* GETs every page of path (which has a '?') holding array `array`; calls
  * fn for each item.  Returns differences (bad pages), counting items. */
-static int each_item(e2e_client *c, const char *path, const char *array,
+static int each_item(support_client *c, const char *path, const char *array,
                      int (*fn)(void *ctx, yajl_val item), void *ctx, int *items)
 {
     int diffs = 0;
@@ -989,11 +620,11 @@ static int each_item(e2e_client *c, const char *path, const char *array,
     *items = 0;
     for (int pages = 0; pages < 10000; pages++) {
         snprintf(url, sizeof url, "%s%s%s", path, cursor[0] ? "&cursor=" : "", cursor);
-        long s = e2e_req(c, "GET", url, NULL, 0);
-        yajl_val v = s == 200 ? e2e_json(e2e_body(c)) : NULL;
+        long s = support_req(c, "GET", url, NULL, 0);
+        yajl_val v = s == 200 ? e2e_json(support_body(c)) : NULL;
         yajl_val arr = e2e_get(v, array), next = e2e_get(v, "next");
         if (!YAJL_IS_ARRAY(arr) || !(YAJL_IS_NULL(next) || YAJL_IS_STRING(next))) {
-            fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", url, s, e2e_body(c));
+            fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", url, s, support_body(c));
             diffs++;
             if (v)
                 yajl_tree_free(v);
@@ -1085,11 +716,11 @@ static int on_sector(void *ctx, yajl_val item)
 
 /* GET path: 200 compared with want (histogram included), or 404 when want
  * counts nothing. */
-static int check_one(e2e_client *c, const char *path, const char *what, const m_agg *want)
+static int check_one(support_client *c, const char *path, const char *what, const m_agg *want)
 {
     char url[700];
     snprintf(url, sizeof url, "%s?histogram=true", path);
-    long s = e2e_req(c, "GET", url, NULL, 0);
+    long s = support_req(c, "GET", url, NULL, 0);
     int diffs = 0;
     if (want->count == 0) {
         if (s != 404) {
@@ -1097,10 +728,10 @@ static int check_one(e2e_client *c, const char *path, const char *what, const m_
             diffs++;
         }
     } else if (s != 200) {
-        fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", path, s, e2e_body(c));
+        fprintf(stderr, "e2e: GET %s answered %ld: %.300s\n", path, s, support_body(c));
         diffs++;
     } else {
-        yajl_val v = e2e_json(e2e_body(c));
+        yajl_val v = e2e_json(support_body(c));
         diffs += v ? e2e_compare_agg(what, v, want) : 1;
         yajl_val ms = e2e_get(v, "metrics");
         for (size_t i = 0; YAJL_IS_OBJECT(ms) && i < ms->u.object.len; i++)
@@ -1115,7 +746,7 @@ static int check_one(e2e_client *c, const char *path, const char *what, const m_
     return diffs;
 }
 
-int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit)
+int e2e_check_all(e2e_model *m, int t, support_client *viewer, int page_limit)
 {
     int diffs = 0, items = 0, want = 0;
     m_expect *x = malloc(sizeof *x);
@@ -1132,14 +763,14 @@ int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit)
         diffs++;
     }
     for (int b = 0; b < M_BRANDS; b++) {
-        e2e_escape(m_brands[b], eb, sizeof eb);
+        support_escape(m_brands[b], eb, sizeof eb);
         snprintf(path, sizeof path, "/v1/brands/%s", eb);
         snprintf(what, sizeof what, "%s brand %s", m_tenants[t], m_brands[b]);
         diffs += check_one(viewer, path, what, &x->brand[b]);
         list_ctx cc = {.x = x, .brand = b};
         snprintf(path, sizeof path, "/v1/brands/%s/campaigns?limit=%d", eb, page_limit);
         if (x->brand[b].count == 0) {
-            long s = e2e_req(viewer, "GET", path, NULL, 0);
+            long s = support_req(viewer, "GET", path, NULL, 0);
             if (s != 404) {
                 fprintf(stderr, "e2e: GET %s answered %ld for a brand with no asset\n", path, s);
                 diffs++;
@@ -1150,7 +781,7 @@ int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit)
         want = 0;
         for (int c = 0; c < M_CAMPAIGNS; c++) {
             want += x->campaign[b][c].count > 0;
-            e2e_escape(m_campaigns[c], ec, sizeof ec);
+            support_escape(m_campaigns[c], ec, sizeof ec);
             snprintf(path, sizeof path, "/v1/brands/%s/campaigns/%s", eb, ec);
             snprintf(what, sizeof what, "%s campaign %s / %s", m_tenants[t], m_brands[b],
                      m_campaigns[c]);
@@ -1168,7 +799,7 @@ int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit)
     want = 0;
     for (int s = 0; s < M_SECTORS; s++) {
         want += x->sector[s].count > 0;
-        e2e_escape(m_sectors[s], eb, sizeof eb);
+        support_escape(m_sectors[s], eb, sizeof eb);
         snprintf(path, sizeof path, "/v1/sectors/%s", eb);
         snprintf(what, sizeof what, "%s sector %s", m_tenants[t], m_sectors[s]);
         diffs += check_one(viewer, path, what, &x->sector[s]);

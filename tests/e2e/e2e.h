@@ -1,9 +1,9 @@
-/* e2e.h -- what the end-to-end tests share: temporary directories, the real
- * `sightline` binary as processes (serve, listen, CLI), one keep-alive HTTP
- * client (libcurl), JSON helpers (yajl), and an independent model of brand
- * assets that computes the expected aggregates with plain loops (no engine
- * code).  Functions report failures by their return value and a line on
- * stderr; the tests turn them into CHECKs. */
+/* e2e.h -- what the end-to-end tests share on top of the test-support
+ * library (tests/support/support.h: processes, the server, the keep-alive
+ * HTTP client): the usual start, JSON helpers (yajl), and an independent
+ * model of brand assets that computes the expected aggregates with plain
+ * loops (no engine code).  Functions report failures by their return value
+ * and a line on stderr; the tests turn them into CHECKs. */
 #ifndef SIGHTLINE_TESTS_E2E_H
 #define SIGHTLINE_TESTS_E2E_H
 
@@ -12,81 +12,15 @@
 #include <sys/types.h>
 #include <yajl/yajl_tree.h>
 
-/* ---------------------------------------------------------------------------
- * Processes and files.
- * ------------------------------------------------------------------------- */
-
-/* A fresh directory /tmp/sl-e2e-XXXXXX, removed at exit if the test stops
- * early; 0 on success. */
-int e2e_tmpdir(char out[128]);
-
-/* Removes a directory made by e2e_tmpdir (and nothing else). */
-void e2e_rmrf(const char *dir);
-
-/* Starts `sightline ARGS` (args NULL-terminated, without the binary) with
- * stdout appended to out_path and stderr to err_path (NULL: /dev/null).  The
- * child dies with the test (PR_SET_PDEATHSIG) and is killed at exit if still
- * running.  Returns its pid, -1 on failure. */
-pid_t e2e_spawn(const char *out_path, const char *err_path, const char *const *args);
-
-/* Waits for pid up to timeout_ms: its exit code, 128 + signal when killed,
- * -1 on timeout (then it still runs). */
-int e2e_wait(pid_t pid, int timeout_ms);
-
-/* Sends sig to pid (one the test spawned) and, for SIGKILL, reaps it. */
-void e2e_kill(pid_t pid, int sig);
-
-/* Runs `sightline ARGS` to completion (60 s at most) with stdout into out
- * (cap bytes, NUL-terminated, final newline trimmed; out may be NULL) and
- * stderr to the test's stderr.  Returns the exit code. */
-int e2e_run(char *out, size_t cap, const char *const *args);
-
-typedef struct e2e_server {
-    pid_t pid;
-    char url[96];
-    char store[200];
-    char out_path[200]; /* access log (stdout) */
-    char err_path[200];
-} e2e_server;
-
-/* Starts `sightline serve --store STORE --listen 127.0.0.1:0 EXTRA...` with
- * its logs in dir and waits until it prints its URL.  0 on success. */
-int e2e_server_start(e2e_server *s, const char *dir, const char *store, const char *const *extra);
-
-/* SIGTERM, then waits (20 s, then SIGKILL): the exit code (-1 when killed). */
-int e2e_server_stop(e2e_server *s);
-
-/* Creates a tenant (kind brand-client) and a key of role; 0 on success. */
-int e2e_tenant(const char *store, const char *tenant);
-int e2e_key(const char *store, const char *tenant, const char *role, char key[128]);
+#include "tests/support/support.h"
 
 /* ---------------------------------------------------------------------------
- * HTTP: one connection kept alive across requests.
+ * The listener.
  * ------------------------------------------------------------------------- */
-typedef struct e2e_client e2e_client;
-
-/* A client for base_url with bearer key (NULL: none); free it with
- * e2e_client_free().  NULL on failure. */
-e2e_client *e2e_client_new(const char *base_url, const char *key);
-void e2e_client_free(e2e_client **c);
-void e2e_client_set_key(e2e_client *c, const char *key);
-
-/* METHOD base_url+path (path already percent-encoded) with an optional body.
- * Returns the HTTP status, -1 when no answer came.  The body stays readable
- * through e2e_body() until the next request. */
-long e2e_req(e2e_client *c, const char *method, const char *path, const char *body, size_t len);
-const char *e2e_body(const e2e_client *c);
-
-/* Percent-encodes a path segment into out (cap bytes). */
-void e2e_escape(const char *s, char *out, size_t cap);
 
 /* Waits until /metrics says the aggregates listener applied every event
  * (sightline_feed_behind_events 0); 0 when it did within timeout_ms. */
-int e2e_wait_caught_up(e2e_client *c, int timeout_ms);
-
-/* The value of a metric line "name value" in the last /metrics body read by
- * e2e_req; 0 when found. */
-int e2e_metric(const char *metrics, const char *name, double *out);
+int e2e_wait_caught_up(support_client *c, int timeout_ms);
 
 /* ---------------------------------------------------------------------------
  * JSON.
@@ -153,6 +87,26 @@ typedef struct e2e_model {
     uint64_t rng;
 } e2e_model;
 
+/* The usual start: a temporary directory with a store, each tenant of the
+ * model (kind brand-client) with an ingest and a viewer key, a server (extra
+ * arguments: NULL-terminated, may be NULL) and a keep-alive client per tenant
+ * and key; 0 on success.  e2e_world_stop frees the clients and stops the
+ * server, returning its exit code; the directory stays for the test to
+ * remove (support_rmrf). */
+typedef struct e2e_world {
+    char dir[128], store[200];
+    char ingest_key[M_TENANTS][128], viewer_key[M_TENANTS][128];
+    support_server srv;
+    support_client *ingest[M_TENANTS], *viewer[M_TENANTS];
+} e2e_world;
+
+int e2e_world_start(e2e_world *w, const char *const *extra);
+int e2e_world_stop(e2e_world *w);
+
+/* The seed of a run: $E2E_SEED, else the clock (printed by the tests, to
+ * replay a failure). */
+uint64_t e2e_seed(void);
+
 /* A model with nassets ids per tenant ("as-000000" ...), all absent; free
  * its arrays with e2e_model_free(). */
 int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed);
@@ -198,13 +152,13 @@ typedef struct e2e_workload_stats {
     int64_t single_requests, batch_requests;
 } e2e_workload_stats;
 
-int e2e_workload(e2e_model *m, e2e_client *const ingest[M_TENANTS], int64_t ops,
+int e2e_workload(e2e_model *m, support_client *const ingest[M_TENANTS], int64_t ops,
                  void (*hook)(void *ctx, int64_t done), void *ctx, e2e_workload_stats *st);
 
 /* Checks every brand, campaign and sector aggregate of tenant t through the
  * API (the viewer client) against the model: lists (paginated, limit
  * page_limit), single GETs, 404s for those with no asset.  Returns the
  * number of differences (each printed). */
-int e2e_check_all(e2e_model *m, int t, e2e_client *viewer, int page_limit);
+int e2e_check_all(e2e_model *m, int t, support_client *viewer, int page_limit);
 
 #endif

@@ -9,7 +9,6 @@
 #include "tests/e2e/e2e.h"
 
 #include <signal.h>
-#include <time.h>
 
 #include "store/store.h"
 
@@ -26,19 +25,13 @@ typedef struct crash {
     int lease_waits_failed;
 } crash;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void start_listener(crash *c)
 {
     char holder[32];
     snprintf(holder, sizeof holder, "crash-%d", ++c->generation);
     const char *args[] = {"listen", "--store",  c->store, "--lease-ms",
                           LEASE_MS, "--holder", holder,   NULL};
-    c->listener = e2e_spawn(c->log, c->log, args);
+    c->listener = support_spawn(c->log, c->log, 0, args);
     REQUIRE(c->listener > 0);
 }
 
@@ -60,7 +53,7 @@ static int wait_lease(crash *c)
         }
         if (ours)
             return 0;
-        sleep_ms(10);
+        support_sleep_ms(10);
     }
     return -1;
 }
@@ -70,7 +63,7 @@ static void on_op(void *ctx, int64_t done)
 {
     crash *c = ctx;
     while (c->next < KILLS && done >= c->at[c->next]) {
-        e2e_kill(c->listener, SIGKILL);
+        support_kill(c->listener, SIGKILL);
         c->next++;
         start_listener(c);
         c->lease_waits_failed += wait_lease(c) != 0;
@@ -86,35 +79,24 @@ static int cmp_i64(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int64_t ops = argc > 1 ? atoll(argv[1]) : 30000;
-    const char *seed_env = getenv("E2E_SEED");
-    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL);
-    char dir[128], ingest_key[M_TENANTS][128], viewer_key[M_TENANTS][128], out[4096];
-    e2e_server srv;
+    uint64_t seed = e2e_seed();
+    char out[4096];
+    e2e_world w;
     e2e_model m;
-    e2e_client *ingest[M_TENANTS], *viewer[M_TENANTS];
+    support_client *const *ingest = w.ingest, *const *viewer = w.viewer;
     crash c = {0};
     fprintf(stderr, "e2e_crash_test: %lld operations, %d kills, seed %llu\n", (long long)ops, KILLS,
             (unsigned long long)seed);
     REQUIRE(ops >= KILLS);
-    REQUIRE(e2e_tmpdir(dir) == 0);
-    snprintf(c.store, sizeof c.store, "sqlite:%s/sl.db", dir);
-    snprintf(c.log, sizeof c.log, "%s/listen.log", dir);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE(e2e_tenant(c.store, m_tenants[t]) == 0);
-        REQUIRE(e2e_key(c.store, m_tenants[t], "ingest", ingest_key[t]) == 0);
-        REQUIRE(e2e_key(c.store, m_tenants[t], "viewer", viewer_key[t]) == 0);
-    }
     const char *extra[] = {"--no-listener", NULL};
-    REQUIRE(e2e_server_start(&srv, dir, c.store, extra) == 0);
+    REQUIRE(e2e_world_start(&w, extra) == 0);
+    snprintf(c.store, sizeof c.store, "%s", w.store);
+    snprintf(c.log, sizeof c.log, "%s/listen.log", w.dir);
     REQUIRE(store_open(c.store, NULL, &c.st, NULL) == SL_OK);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE((ingest[t] = e2e_client_new(srv.url, ingest_key[t])) != NULL);
-        REQUIRE((viewer[t] = e2e_client_new(srv.url, viewer_key[t])) != NULL);
-    }
     /* This server runs no listener, and says so. */
     double running = -1;
-    REQUIRE(e2e_req(viewer[0], "GET", "/metrics", NULL, 0) == 200);
-    CHECK(e2e_metric(e2e_body(viewer[0]), "sightline_listener_running", &running) == 0 &&
+    REQUIRE(support_req(viewer[0], "GET", "/metrics", NULL, 0) == 200);
+    CHECK(support_metric(support_body(viewer[0]), "sightline_listener_running", &running) == 0 &&
           running == 0);
 
     REQUIRE(e2e_model_init(&m, ops / 16 + 64, seed) == 0);
@@ -133,7 +115,7 @@ int main(int argc, char **argv)
         CHECK_INT(e2e_check_all(&m, t, viewer[t], 7), 0);
 
     const char *rargs[] = {"recompute", "--store", c.store, "--json", NULL};
-    CHECK_INT(e2e_run(out, sizeof out, rargs), 0);
+    CHECK_INT(support_run(out, sizeof out, 0, rargs), 0);
     yajl_val rep = e2e_json(out);
     CHECK(rep != NULL);
     CHECK_INT(e2e_get_int(rep, "drift_fields", -1), 0);
@@ -146,15 +128,11 @@ int main(int argc, char **argv)
             (long long)ops, (long long)st.single_requests, (long long)st.batch_requests, c.next);
 
     /* The last listener stops cleanly on SIGTERM. */
-    e2e_kill(c.listener, SIGTERM);
-    CHECK_INT(e2e_wait(c.listener, 20000), 0);
-    for (int t = 0; t < M_TENANTS; t++) {
-        e2e_client_free(&ingest[t]);
-        e2e_client_free(&viewer[t]);
-    }
-    CHECK_INT(e2e_server_stop(&srv), 0);
+    support_kill(c.listener, SIGTERM);
+    CHECK_INT(support_wait(c.listener, 20000), 0);
+    CHECK_INT(e2e_world_stop(&w), 0);
     store_close(&c.st);
     e2e_model_free(&m);
-    e2e_rmrf(dir);
+    support_rmrf(w.dir);
     return check_finish();
 }

@@ -55,7 +55,7 @@ static void build(void)
 }
 
 /* Sends tenant t's present assets as one NDJSON batch. */
-static void send_all(e2e_client *c, int t)
+static void send_all(support_client *c, int t)
 {
     static char body[64 * 1024];
     size_t len = 0;
@@ -66,7 +66,7 @@ static void send_all(e2e_client *c, int t)
             len += e2e_asset_json(&m.assets[t][i], id, 1, body + len, sizeof body - len);
             body[len++] = '\n';
         }
-    REQUIRE(e2e_req(c, "POST", "/v1/assets:batch", body, len) == 200);
+    REQUIRE(support_req(c, "POST", "/v1/assets:batch", body, len) == 200);
 }
 
 /* ---- expected orders ---- */
@@ -90,15 +90,15 @@ static int cmp_brand(const void *pa, const void *pb)
 /* Pages through path (limit in it) and compares the names, in order, with
  * want[0..n); also compares each item with the model.  Returns the "next"
  * of the first page into first_next (may be NULL). */
-static void check_listing(e2e_client *c, const char *path, const int *want, int n, char *first_next,
-                          size_t cap)
+static void check_listing(support_client *c, const char *path, const int *want, int n,
+                          char *first_next, size_t cap)
 {
     char url[1600], cursor[1100] = "";
     int got = 0, pages = 0;
     for (;;) {
         snprintf(url, sizeof url, "%s%s%s", path, cursor[0] ? "&cursor=" : "", cursor);
-        REQUIRE(e2e_req(c, "GET", url, NULL, 0) == 200);
-        yajl_val v = e2e_json(e2e_body(c));
+        REQUIRE(support_req(c, "GET", url, NULL, 0) == 200);
+        yajl_val v = e2e_json(support_body(c));
         yajl_val arr = e2e_get(v, "brands"), next = e2e_get(v, "next");
         REQUIRE(YAJL_IS_ARRAY(arr) && (YAJL_IS_NULL(next) || YAJL_IS_STRING(next)));
         for (size_t i = 0; i < arr->u.array.len; i++, got++) {
@@ -122,7 +122,7 @@ static void check_listing(e2e_client *c, const char *path, const int *want, int 
     CHECK_INT(got, n);
 }
 
-static void test_sorting(e2e_client *viewer)
+static void test_sorting(support_client *viewer)
 {
     int order[M_BRANDS], n = 0;
     char path[1400], next_count[1100], next_mean[1100];
@@ -157,20 +157,20 @@ static void test_sorting(e2e_client *viewer)
     /* A cursor works only for the listing that made it. */
     REQUIRE(next_count[0] && next_mean[0]);
     snprintf(path, sizeof path, "/v1/brands?sort=mean&order=asc&limit=4&cursor=%s", next_count);
-    CHECK_INT(e2e_req(viewer, "GET", path, NULL, 0), 400);
-    yajl_val v = e2e_json(e2e_body(viewer));
+    CHECK_INT(support_req(viewer, "GET", path, NULL, 0), 400);
+    yajl_val v = e2e_json(support_body(viewer));
     CHECK_STR(e2e_get_str(v, "field"), "cursor");
     if (v)
         yajl_tree_free(v);
     snprintf(path, sizeof path, "/v1/brands?sort=mean&order=desc&limit=4&cursor=%s", next_mean);
-    CHECK_INT(e2e_req(viewer, "GET", path, NULL, 0), 400);
+    CHECK_INT(support_req(viewer, "GET", path, NULL, 0), 400);
 }
 
 /* ---- shapes, drill-down, 404s, roles, errors ---- */
-static void expect_problem(e2e_client *c, const char *path, long status, const char *field)
+static void expect_problem(support_client *c, const char *path, long status, const char *field)
 {
-    CHECK_INT(e2e_req(c, "GET", path, NULL, 0), status);
-    yajl_val v = e2e_json(e2e_body(c));
+    CHECK_INT(support_req(c, "GET", path, NULL, 0), status);
+    yajl_val v = e2e_json(support_body(c));
     CHECK(v != NULL);
     CHECK_INT(e2e_get_int(v, "status", 0), status);
     if (field)
@@ -179,10 +179,10 @@ static void expect_problem(e2e_client *c, const char *path, long status, const c
         yajl_tree_free(v);
 }
 
-static void test_shapes(e2e_client *viewer)
+static void test_shapes(support_client *viewer)
 {
-    REQUIRE(e2e_req(viewer, "GET", "/v1/brands/Nike", NULL, 0) == 200);
-    yajl_val v = e2e_json(e2e_body(viewer));
+    REQUIRE(support_req(viewer, "GET", "/v1/brands/Nike", NULL, 0) == 200);
+    yajl_val v = e2e_json(support_body(viewer));
     CHECK_STR(e2e_get_str(v, "brand"), "Nike");
     CHECK_INT(e2e_get_int(v, "count", -1), x.brand[0].count);
     yajl_val mem = e2e_get(e2e_get(v, "metrics"), "memorability");
@@ -193,15 +193,15 @@ static void test_shapes(e2e_client *viewer)
     CHECK(e2e_get(mem, "histogram") == NULL); /* only when asked for */
     CHECK_INT(e2e_compare_agg("GET /v1/brands/Nike", v, &x.brand[0]), 0);
     yajl_tree_free(v);
-    REQUIRE(e2e_req(viewer, "GET", "/v1/brands/Nike?histogram=true", NULL, 0) == 200);
-    v = e2e_json(e2e_body(viewer));
+    REQUIRE(support_req(viewer, "GET", "/v1/brands/Nike?histogram=true", NULL, 0) == 200);
+    v = e2e_json(support_body(viewer));
     mem = e2e_get(e2e_get(v, "metrics"), "memorability");
     CHECK(YAJL_IS_ARRAY(e2e_get(mem, "histogram")));
     CHECK_INT(e2e_compare_agg("GET /v1/brands/Nike?histogram=true", v, &x.brand[0]), 0);
     yajl_tree_free(v);
 
-    REQUIRE(e2e_req(viewer, "GET", "/v1/brands/Adidas/campaigns?limit=1", NULL, 0) == 200);
-    v = e2e_json(e2e_body(viewer));
+    REQUIRE(support_req(viewer, "GET", "/v1/brands/Adidas/campaigns?limit=1", NULL, 0) == 200);
+    v = e2e_json(support_body(viewer));
     yajl_val arr = e2e_get(v, "campaigns");
     REQUIRE(YAJL_IS_ARRAY(arr) && arr->u.array.len == 1);
     yajl_val c0 = arr->u.array.values[0];
@@ -216,15 +216,15 @@ static void test_shapes(e2e_client *viewer)
     CHECK(YAJL_IS_STRING(e2e_get(v, "next"))); /* Adidas has 4 assets in 4 campaigns */
     yajl_tree_free(v);
 
-    REQUIRE(e2e_req(viewer, "GET", "/v1/sectors/shoes", NULL, 0) == 200);
-    v = e2e_json(e2e_body(viewer));
+    REQUIRE(support_req(viewer, "GET", "/v1/sectors/shoes", NULL, 0) == 200);
+    v = e2e_json(support_body(viewer));
     CHECK_STR(e2e_get_str(v, "sector"), "shoes");
     CHECK_INT(e2e_compare_agg("sector shoes", v, &x.sector[1]), 0);
     yajl_tree_free(v);
 }
 
 /* The drill-down lists brand b's assets once each, by campaign then id. */
-static void test_assets(e2e_client *viewer, int b, const char *order)
+static void test_assets(support_client *viewer, int b, const char *order)
 {
     char want[16][160], url[1600], cursor[1100] = "", eb[64];
     int n = 0, got = 0;
@@ -238,12 +238,12 @@ static void test_assets(e2e_client *viewer, int b, const char *order)
     }
     qsort(want, (size_t)n, sizeof want[0], (int (*)(const void *, const void *))strcmp);
     int desc = !strcmp(order, "desc");
-    e2e_escape(m_brands[b], eb, sizeof eb);
+    support_escape(m_brands[b], eb, sizeof eb);
     for (int pages = 0; pages < 50; pages++) {
         snprintf(url, sizeof url, "/v1/brands/%s/assets?limit=2&order=%s%s%s", eb, order,
                  cursor[0] ? "&cursor=" : "", cursor);
-        REQUIRE(e2e_req(viewer, "GET", url, NULL, 0) == 200);
-        yajl_val v = e2e_json(e2e_body(viewer));
+        REQUIRE(support_req(viewer, "GET", url, NULL, 0) == 200);
+        yajl_val v = e2e_json(support_body(viewer));
         yajl_val arr = e2e_get(v, "assets"), next = e2e_get(v, "next");
         REQUIRE(YAJL_IS_ARRAY(arr));
         CHECK(arr->u.array.len <= 2);
@@ -266,7 +266,7 @@ static void test_assets(e2e_client *viewer, int b, const char *order)
     CHECK_INT(got, n);
 }
 
-static void test_gone(e2e_client *ingest, e2e_client *viewer)
+static void test_gone(support_client *ingest, support_client *viewer)
 {
     /* Levi's loses its asset to a delete, Coca-Cola to a reassignment. */
     char path[64], body[768], id[16];
@@ -277,12 +277,12 @@ static void test_gone(e2e_client *ingest, e2e_client *viewer)
         e2e_asset_id(i, id);
         snprintf(path, sizeof path, "/v1/assets/%s", id);
         if (a->brand == 10) {
-            CHECK_INT(e2e_req(ingest, "DELETE", path, NULL, 0), 204);
+            CHECK_INT(support_req(ingest, "DELETE", path, NULL, 0), 204);
             a->present = 0;
         } else {
             a->brand = 0;
             e2e_asset_json(a, id, 0, body, sizeof body);
-            CHECK_INT(e2e_req(ingest, "PUT", path, body, strlen(body)), 200);
+            CHECK_INT(support_req(ingest, "PUT", path, body, strlen(body)), 200);
         }
     }
     REQUIRE(e2e_wait_caught_up(viewer, 30000) == 0);
@@ -300,30 +300,30 @@ static void test_gone(e2e_client *ingest, e2e_client *viewer)
 static void test_access(const char *url, const char *keys[5])
 {
     /* keys: ingest, staff, viewer, admin (acme), viewer (globex) */
-    e2e_client *c = e2e_client_new(url, NULL);
+    support_client *c = support_client_new(url, NULL);
     REQUIRE(c != NULL);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike", NULL, 0), 401);
-    e2e_client_set_key(c, keys[0]);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike", NULL, 0), 403);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands", NULL, 0), 403);
-    e2e_client_set_key(c, keys[1]);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike/campaigns", NULL, 0), 403);
-    e2e_client_set_key(c, keys[2]);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike", NULL, 0), 200);
-    e2e_client_set_key(c, keys[3]);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike", NULL, 0), 200);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike/assets", NULL, 0), 200);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike", NULL, 0), 401);
+    support_client_set_key(c, keys[0]);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike", NULL, 0), 403);
+    CHECK_INT(support_req(c, "GET", "/v1/brands", NULL, 0), 403);
+    support_client_set_key(c, keys[1]);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike/campaigns", NULL, 0), 403);
+    support_client_set_key(c, keys[2]);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike", NULL, 0), 200);
+    support_client_set_key(c, keys[3]);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike", NULL, 0), 200);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike/assets", NULL, 0), 200);
     /* Globex sees its own Puma and nothing of acme's. */
-    e2e_client_set_key(c, keys[4]);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike", NULL, 0), 404);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike/campaigns", NULL, 0), 404);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Nike/assets", NULL, 0), 404);
-    CHECK_INT(e2e_req(c, "GET", "/v1/brands/Puma", NULL, 0), 200);
+    support_client_set_key(c, keys[4]);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike", NULL, 0), 404);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike/campaigns", NULL, 0), 404);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Nike/assets", NULL, 0), 404);
+    CHECK_INT(support_req(c, "GET", "/v1/brands/Puma", NULL, 0), 200);
     CHECK_INT(e2e_check_all(&m, 1, c, 10), 0);
-    e2e_client_free(&c);
+    support_client_free(&c);
 }
 
-static void test_errors(e2e_client *viewer)
+static void test_errors(support_client *viewer)
 {
     expect_problem(viewer, "/v1/brands?sort=size", 400, "sort");
     expect_problem(viewer, "/v1/brands?sort=count&order=up", 400, "order");
@@ -335,10 +335,10 @@ static void test_errors(e2e_client *viewer)
     expect_problem(viewer, "/v1/brands/Nike/assets?cursor=4142", 400, "cursor");
     expect_problem(viewer, "/v1/brands/Nike?histogram=maybe", 400, "histogram");
     /* A name that cannot be a key component is refused, not looked up. */
-    CHECK_INT(e2e_req(viewer, "GET", "/v1/brands/a%23b", NULL, 0), 400);
+    CHECK_INT(support_req(viewer, "GET", "/v1/brands/a%23b", NULL, 0), 400);
 }
 
-static void test_metrics(e2e_client *c)
+static void test_metrics(support_client *c)
 {
     static const char *const present[] = {"sightline_feed_behind_events",
                                           "sightline_feed_lag_seconds",
@@ -347,14 +347,14 @@ static void test_metrics(e2e_client *c)
                                           "sightline_listener_apply_latency_seconds_count",
                                           "sightline_listener_feed_gone"};
     double v = -1;
-    REQUIRE(e2e_req(c, "GET", "/metrics", NULL, 0) == 200);
-    const char *body = e2e_body(c);
+    REQUIRE(support_req(c, "GET", "/metrics", NULL, 0) == 200);
+    const char *body = support_body(c);
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
-        CHECK(e2e_metric(body, present[i], &v) == 0);
-    CHECK(e2e_metric(body, "sightline_listener_running", &v) == 0 && v == 1);
-    CHECK(e2e_metric(body, "sightline_listener_lease_held", &v) == 0 && v == 1);
-    CHECK(e2e_metric(body, "sightline_listener_events_applied_total", &v) == 0 && v >= 36);
-    CHECK(e2e_metric(body, "sightline_feed_behind_events", &v) == 0 && v == 0);
+        CHECK(support_metric(body, present[i], &v) == 0);
+    CHECK(support_metric(body, "sightline_listener_running", &v) == 0 && v == 1);
+    CHECK(support_metric(body, "sightline_listener_lease_held", &v) == 0 && v == 1);
+    CHECK(support_metric(body, "sightline_listener_events_applied_total", &v) == 0 && v >= 36);
+    CHECK(support_metric(body, "sightline_feed_behind_events", &v) == 0 && v == 0);
     CHECK(strstr(body, "# TYPE sightline_listener_apply_latency_seconds histogram") != NULL);
 }
 
@@ -374,36 +374,37 @@ static void check_lease_released(void)
 /* --no-listener: writes wait in the feed until `sightline listen` applies them. */
 static void test_no_listener(const char *ingest_key, const char *viewer_key)
 {
-    e2e_server srv;
+    support_server srv;
     const char *extra[] = {"--no-listener", NULL};
     char body[768], log[200];
     double v = -1;
-    REQUIRE(e2e_server_start(&srv, dir, store_uri, extra) == 0);
-    e2e_client *in = e2e_client_new(srv.url, ingest_key),
-               *view = e2e_client_new(srv.url, viewer_key);
+    REQUIRE(support_server_init(&srv, dir, store_uri) == 0 &&
+            support_server_startv(&srv, extra) == 0);
+    support_client *in = support_client_new(srv.url, ingest_key),
+                   *view = support_client_new(srv.url, viewer_key);
     REQUIRE(in && view);
     m_asset *a = &m.assets[0][m.nassets - 1];
     REQUIRE(!a->present);
     *a = m.assets[0][0];
     e2e_asset_json(a, "as-000063", 0, body, sizeof body);
-    CHECK_INT(e2e_req(in, "PUT", "/v1/assets/as-000063", body, strlen(body)), 201);
-    REQUIRE(e2e_req(view, "GET", "/metrics", NULL, 0) == 200);
-    CHECK(e2e_metric(e2e_body(view), "sightline_listener_running", &v) == 0 && v == 0);
-    CHECK(e2e_metric(e2e_body(view), "sightline_feed_behind_events", &v) == 0 && v >= 1);
-    CHECK(strstr(e2e_body(view), "sightline_listener_lease_held") == NULL);
+    CHECK_INT(support_req(in, "PUT", "/v1/assets/as-000063", body, strlen(body)), 201);
+    REQUIRE(support_req(view, "GET", "/metrics", NULL, 0) == 200);
+    CHECK(support_metric(support_body(view), "sightline_listener_running", &v) == 0 && v == 0);
+    CHECK(support_metric(support_body(view), "sightline_feed_behind_events", &v) == 0 && v >= 1);
+    CHECK(strstr(support_body(view), "sightline_listener_lease_held") == NULL);
     fprintf(stderr, "e2e_dashboard_test: differences expected below (not applied yet):\n");
     CHECK_INT(e2e_check_all(&m, 0, view, 50) > 0, 1);
     snprintf(log, sizeof log, "%s/listen.log", dir);
     const char *args[] = {"listen", "--store", store_uri, NULL};
-    pid_t l = e2e_spawn(log, log, args);
+    pid_t l = support_spawn(log, log, 0, args);
     REQUIRE(l > 0);
     REQUIRE(e2e_wait_caught_up(view, 30000) == 0);
     CHECK_INT(e2e_check_all(&m, 0, view, 50), 0);
-    e2e_kill(l, SIGTERM);
-    CHECK_INT(e2e_wait(l, 20000), 0);
-    e2e_client_free(&in);
-    e2e_client_free(&view);
-    CHECK_INT(e2e_server_stop(&srv), 0);
+    support_kill(l, SIGTERM);
+    CHECK_INT(support_wait(l, 20000), 0);
+    support_client_free(&in);
+    support_client_free(&view);
+    CHECK_INT(support_server_stop(&srv), 0);
     check_lease_released();
 }
 
@@ -412,22 +413,23 @@ int main(void)
     static const char *const roles[] = {"ingest", "staff", "viewer", "admin"};
     char keys[5][128];
     const char *key_ptrs[5];
-    e2e_server srv;
-    REQUIRE(e2e_tmpdir(dir) == 0);
+    support_server srv;
+    REQUIRE(support_tmpdir(dir, "e2e") == 0);
     snprintf(store_uri, sizeof store_uri, "sqlite:%s/sl.db", dir);
     for (int t = 0; t < M_TENANTS; t++)
-        REQUIRE(e2e_tenant(store_uri, m_tenants[t]) == 0);
+        REQUIRE(support_tenant(store_uri, m_tenants[t], "brand-client") == 0);
     for (int r = 0; r < 4; r++)
-        REQUIRE(e2e_key(store_uri, "acme", roles[r], keys[r]) == 0);
-    REQUIRE(e2e_key(store_uri, "globex", "viewer", keys[4]) == 0);
+        REQUIRE(support_key(store_uri, "acme", roles[r], keys[r]) == 0);
+    REQUIRE(support_key(store_uri, "globex", "viewer", keys[4]) == 0);
     char globex_ingest[128];
-    REQUIRE(e2e_key(store_uri, "globex", "ingest", globex_ingest) == 0);
+    REQUIRE(support_key(store_uri, "globex", "ingest", globex_ingest) == 0);
     for (int i = 0; i < 5; i++)
         key_ptrs[i] = keys[i];
-    REQUIRE(e2e_server_start(&srv, dir, store_uri, NULL) == 0);
-    e2e_client *ingest = e2e_client_new(srv.url, keys[0]);
-    e2e_client *viewer = e2e_client_new(srv.url, keys[2]);
-    e2e_client *gingest = e2e_client_new(srv.url, globex_ingest);
+    REQUIRE(support_server_init(&srv, dir, store_uri) == 0 &&
+            support_server_startv(&srv, NULL) == 0);
+    support_client *ingest = support_client_new(srv.url, keys[0]);
+    support_client *viewer = support_client_new(srv.url, keys[2]);
+    support_client *gingest = support_client_new(srv.url, globex_ingest);
     REQUIRE(ingest && viewer && gingest);
 
     build();
@@ -447,13 +449,13 @@ int main(void)
     test_sorting(viewer); /* without the brands that lost every asset */
     test_metrics(viewer);
 
-    e2e_client_free(&ingest);
-    e2e_client_free(&viewer);
-    e2e_client_free(&gingest);
-    CHECK_INT(e2e_server_stop(&srv), 0);
+    support_client_free(&ingest);
+    support_client_free(&viewer);
+    support_client_free(&gingest);
+    CHECK_INT(support_server_stop(&srv), 0);
     check_lease_released();
     test_no_listener(keys[0], keys[2]);
     e2e_model_free(&m);
-    e2e_rmrf(dir);
+    support_rmrf(dir);
     return check_finish();
 }

@@ -9,40 +9,23 @@
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 
-#include <time.h>
-
 static double secs(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)support_now_ms() / 1e3;
 }
 
 int main(int argc, char **argv)
 {
     int64_t ops = argc > 1 ? atoll(argv[1]) : 100000;
-    const char *seed_env = getenv("E2E_SEED");
-    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL);
-    char dir[128], store[200], ingest_key[M_TENANTS][128], viewer_key[M_TENANTS][128];
+    uint64_t seed = e2e_seed();
     char out[4096];
-    e2e_server srv;
+    e2e_world w;
     e2e_model m;
-    e2e_client *ingest[M_TENANTS], *viewer[M_TENANTS];
+    support_client *const *ingest = w.ingest, *const *viewer = w.viewer;
     fprintf(stderr, "e2e_random_test: %lld operations, seed %llu\n", (long long)ops,
             (unsigned long long)seed);
     REQUIRE(ops > 0);
-    REQUIRE(e2e_tmpdir(dir) == 0);
-    snprintf(store, sizeof store, "sqlite:%s/sl.db", dir);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE(e2e_tenant(store, m_tenants[t]) == 0);
-        REQUIRE(e2e_key(store, m_tenants[t], "ingest", ingest_key[t]) == 0);
-        REQUIRE(e2e_key(store, m_tenants[t], "viewer", viewer_key[t]) == 0);
-    }
-    REQUIRE(e2e_server_start(&srv, dir, store, NULL) == 0);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE((ingest[t] = e2e_client_new(srv.url, ingest_key[t])) != NULL);
-        REQUIRE((viewer[t] = e2e_client_new(srv.url, viewer_key[t])) != NULL);
-    }
+    REQUIRE(e2e_world_start(&w, NULL) == 0);
     /* Few enough ids that assets are rewritten, moved and deleted many times. */
     REQUIRE(e2e_model_init(&m, ops / 16 + 64, seed) == 0);
 
@@ -69,15 +52,15 @@ int main(int argc, char **argv)
     double t3 = secs();
     /* The listener's own counters are on /metrics. */
     double applied = 0, held = 0;
-    REQUIRE(e2e_req(viewer[0], "GET", "/metrics", NULL, 0) == 200);
-    CHECK(e2e_metric(e2e_body(viewer[0]), "sightline_listener_events_applied_total", &applied) ==
-          0);
+    REQUIRE(support_req(viewer[0], "GET", "/metrics", NULL, 0) == 200);
+    CHECK(support_metric(support_body(viewer[0]), "sightline_listener_events_applied_total",
+                         &applied) == 0);
     CHECK(applied >= (double)(st.inserts / 2));
-    CHECK(e2e_metric(e2e_body(viewer[0]), "sightline_listener_lease_held", &held) == 0 &&
+    CHECK(support_metric(support_body(viewer[0]), "sightline_listener_lease_held", &held) == 0 &&
           held == 1);
 
-    const char *rargs[] = {"recompute", "--store", store, "--json", NULL};
-    CHECK_INT(e2e_run(out, sizeof out, rargs), 0);
+    const char *rargs[] = {"recompute", "--store", w.store, "--json", NULL};
+    CHECK_INT(support_run(out, sizeof out, 0, rargs), 0);
     yajl_val rep = e2e_json(out);
     CHECK(rep != NULL);
     CHECK_INT(e2e_get_int(rep, "drift_fields", -1), 0);
@@ -96,12 +79,8 @@ int main(int argc, char **argv)
             (long long)st.resends, (long long)st.refused, (long long)st.single_requests,
             (long long)st.batch_requests, t2 - t1, t3 - t2, t4 - t3);
 
-    for (int t = 0; t < M_TENANTS; t++) {
-        e2e_client_free(&ingest[t]);
-        e2e_client_free(&viewer[t]);
-    }
-    CHECK_INT(e2e_server_stop(&srv), 0);
+    CHECK_INT(e2e_world_stop(&w), 0);
     e2e_model_free(&m);
-    e2e_rmrf(dir);
+    support_rmrf(w.dir);
     return check_finish();
 }

@@ -7,8 +7,6 @@
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 
-#include <time.h>
-
 #include "store/store.h"
 
 #define OPS 4000
@@ -57,34 +55,22 @@ static void value_text(yajl_val v, char *out, size_t cap)
 
 int main(void)
 {
-    char dir[128], store_uri[200], ingest_key[M_TENANTS][128], viewer_key[M_TENANTS][128];
     char out[16384], path[256], eb[128], sk[200], want_live[32], want_rec[32], got[64];
-    e2e_server srv;
+    e2e_world w;
     e2e_model m;
-    e2e_client *ingest[M_TENANTS], *viewer[M_TENANTS];
+    support_client *const *ingest = w.ingest, *const *viewer = w.viewer;
+    const char *store_uri = w.store;
     store *st = NULL;
-    uint64_t seed =
-        getenv("E2E_SEED") ? strtoull(getenv("E2E_SEED"), NULL, 10) : (uint64_t)time(NULL);
+    uint64_t seed = e2e_seed();
     fprintf(stderr, "e2e_repair_test: seed %llu\n", (unsigned long long)seed);
-    REQUIRE(e2e_tmpdir(dir) == 0);
-    snprintf(store_uri, sizeof store_uri, "sqlite:%s/sl.db", dir);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE(e2e_tenant(store_uri, m_tenants[t]) == 0);
-        REQUIRE(e2e_key(store_uri, m_tenants[t], "ingest", ingest_key[t]) == 0);
-        REQUIRE(e2e_key(store_uri, m_tenants[t], "viewer", viewer_key[t]) == 0);
-    }
-    REQUIRE(e2e_server_start(&srv, dir, store_uri, NULL) == 0);
-    for (int t = 0; t < M_TENANTS; t++) {
-        REQUIRE((ingest[t] = e2e_client_new(srv.url, ingest_key[t])) != NULL);
-        REQUIRE((viewer[t] = e2e_client_new(srv.url, viewer_key[t])) != NULL);
-    }
+    REQUIRE(e2e_world_start(&w, NULL) == 0);
     REQUIRE(e2e_model_init(&m, 600, seed) == 0);
     e2e_workload_stats ws;
     CHECK_INT(e2e_workload(&m, ingest, OPS, NULL, NULL, &ws), 0);
     REQUIRE(e2e_wait_caught_up(viewer[0], 60000) == 0);
     CHECK_INT(e2e_check_all(&m, 0, viewer[0], 50), 0);
     const char *check[] = {"recompute", "--store", store_uri, NULL};
-    CHECK_INT(e2e_run(out, sizeof out, check), 0);
+    CHECK_INT(support_run(out, sizeof out, 0, check), 0);
 
     /* The victim: tenant acme's biggest brand. */
     m_expect *x = malloc(sizeof *x);
@@ -115,10 +101,10 @@ int main(void)
     bson_destroy(doc);
 
     /* The API reads the aggregate: it shows the damage. */
-    e2e_escape(m_brands[b], eb, sizeof eb);
+    support_escape(m_brands[b], eb, sizeof eb);
     snprintf(path, sizeof path, "/v1/brands/%s", eb);
-    REQUIRE(e2e_req(viewer[0], "GET", path, NULL, 0) == 200);
-    yajl_val v = e2e_json(e2e_body(viewer[0]));
+    REQUIRE(support_req(viewer[0], "GET", path, NULL, 0) == 200);
+    yajl_val v = e2e_json(support_body(viewer[0]));
     const char *sum_path[] = {"metrics", "memorability", "sum_micro", NULL};
     yajl_val sum = v ? yajl_tree_get(v, sum_path, yajl_t_number) : NULL;
     CHECK(sum && YAJL_IS_INTEGER(sum) && YAJL_GET_INTEGER(sum) == mem->sum + 7);
@@ -126,12 +112,12 @@ int main(void)
         yajl_tree_free(v);
 
     /* recompute: exit 3, and the table names exactly that field. */
-    CHECK_INT(e2e_run(out, sizeof out, check), 3);
+    CHECK_INT(support_run(out, sizeof out, 0, check), 3);
     CHECK(strstr(out, sk) && strstr(out, "metrics.memorability.sum") && strstr(out, want_live) &&
           strstr(out, want_rec));
     CHECK(strstr(out, "drift: 1 fields in 1 aggregates") != NULL);
     const char *check_json[] = {"recompute", "--store", store_uri, "--json", NULL};
-    CHECK_INT(e2e_run(out, sizeof out, check_json), 3);
+    CHECK_INT(support_run(out, sizeof out, 0, check_json), 3);
     yajl_val rep = e2e_json(out);
     CHECK_INT(e2e_get_int(rep, "drift_fields", -1), 1);
     CHECK_INT(e2e_get_int(rep, "drift_aggregates", -1), 1);
@@ -149,12 +135,12 @@ int main(void)
 
     /* --repair fixes it while the server (and its listener) runs. */
     const char *repair[] = {"recompute", "--store", store_uri, "--repair", "--json", NULL};
-    CHECK_INT(e2e_run(out, sizeof out, repair), 0);
+    CHECK_INT(support_run(out, sizeof out, 0, repair), 0);
     rep = e2e_json(out);
     CHECK_INT(e2e_get_int(rep, "repaired_aggregates", -1), 1);
     if (rep)
         yajl_tree_free(rep);
-    CHECK_INT(e2e_run(out, sizeof out, check), 0);
+    CHECK_INT(support_run(out, sizeof out, 0, check), 0);
     CHECK(strstr(out, "no drift") != NULL);
     for (int t = 0; t < M_TENANTS; t++)
         CHECK_INT(e2e_check_all(&m, t, viewer[t], 50), 0);
@@ -162,16 +148,12 @@ int main(void)
     CHECK_INT(e2e_workload(&m, ingest, 500, NULL, NULL, &ws), 0);
     REQUIRE(e2e_wait_caught_up(viewer[0], 60000) == 0);
     CHECK_INT(e2e_check_all(&m, 0, viewer[0], 50), 0);
-    CHECK_INT(e2e_run(out, sizeof out, check), 0);
+    CHECK_INT(support_run(out, sizeof out, 0, check), 0);
 
     free(x);
     store_close(&st);
-    for (int t = 0; t < M_TENANTS; t++) {
-        e2e_client_free(&ingest[t]);
-        e2e_client_free(&viewer[t]);
-    }
-    CHECK_INT(e2e_server_stop(&srv), 0);
+    CHECK_INT(e2e_world_stop(&w), 0);
     e2e_model_free(&m);
-    e2e_rmrf(dir);
+    support_rmrf(w.dir);
     return check_finish();
 }

@@ -3,17 +3,15 @@
  * and rule, descriptions, assets, and --watch stopped by SIGTERM. */
 #include "tests/check.h"
 #include "tests/realdata.h"
+#include "tests/support/support.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static char dir[64];
+static char dir[128];
 
 typedef struct result {
     int code;
@@ -31,36 +29,28 @@ static void read_into(const char *path, char *buf, size_t n)
     fclose(f);
 }
 
-/* Starts the binary with args (NULL-terminated); stdout and stderr go to files. */
+/* Starts `sightline ingest ARGS` (NULL-terminated) with the test's
+ * $SIGHTLINE_STORE; stdout and stderr go to files. */
 static pid_t start(const char *const *args)
 {
-    char out[128], err[128];
+    char out[160], err[160];
     snprintf(out, sizeof out, "%s/out.txt", dir);
     snprintf(err, sizeof err, "%s/err.txt", dir);
-    const char *argv[32] = {SL_BINARY, "ingest"};
-    int n = 2;
+    const char *argv[32] = {"ingest"};
+    int n = 1;
     for (int i = 0; args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = support_spawn(out, err, SUPPORT_TRUNCATE | SUPPORT_KEEP_STORE, argv);
     REQUIRE(pid >= 0);
-    if (pid == 0) {
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
-            _exit(127);
-        execv(SL_BINARY, (char *const *)argv);
-        _exit(127);
-    }
     return pid;
 }
 
 static void finish(pid_t pid, result *r)
 {
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
-    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    char path[128];
+    r->code = support_wait(pid, 600000);
+    REQUIRE(r->code != -1);
+    char path[160];
     snprintf(path, sizeof path, "%s/out.txt", dir);
     read_into(path, r->out, sizeof r->out);
     snprintf(path, sizeof path, "%s/err.txt", dir);
@@ -78,34 +68,14 @@ static void run(result *r, const char *const *args)
         run(r, a_);                                                                                \
     } while (0)
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        rm_tree(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 int main(int argc, char **argv)
 {
     /* `realdata` runs the whole sequence with the real files in it. */
     int with_realdata = realdata_mode(argc, argv);
     if (with_realdata)
         realdata_require();
-    snprintf(dir, sizeof dir, "/tmp/sl-ingest-cli-XXXXXX");
-    REQUIRE(mkdtemp(dir));
-    char store[128];
+    REQUIRE(support_tmpdir(dir, "ingest-cli") == 0);
+    char store[160];
     snprintf(store, sizeof store, "sqlite:%s/store.db", dir);
     setenv("SIGHTLINE_STORE", store, 1);
     result r;
@@ -170,7 +140,7 @@ int main(int argc, char **argv)
     CHECK(strstr(r.out, "assets.ndjson: 3 assets, 3 changed") != NULL);
 
     /* --watch until SIGTERM */
-    char spool[128], target[256], file[320], done[320];
+    char spool[160], target[256], file[320], done[320];
     snprintf(spool, sizeof spool, "%s/spool", dir);
     snprintf(target, sizeof target, "%s/acme", spool);
     REQUIRE(mkdir(spool, 0755) == 0 && mkdir(target, 0755) == 0);
@@ -200,6 +170,6 @@ int main(int argc, char **argv)
           NULL);
     CHECK(strstr(r.err, "1 files taken, 0 failed") != NULL);
 
-    rm_tree(dir);
+    support_rmrf(dir);
     return check_finish();
 }

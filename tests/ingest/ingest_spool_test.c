@@ -2,8 +2,8 @@
  * store: each file taken once, moved to done/ or failed/, restarts. */
 #include "ingest/ingest.h"
 #include "tests/check.h"
+#include "tests/support/support.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 /* inotify queues events as the file operations return, so
  * ingest_spool_run(sp, 0) after an operation sees it: no sleeps. */
 
-static char root[64], spool[128];
+static char root[128], spool[160];
 static store *st;
 
 static void path_of(char *out, size_t n, const char *rel)
@@ -122,31 +122,11 @@ static char *read_rel(const char *rel)
     return buf;
 }
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-        rm_tree(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 int main(void)
 {
-    snprintf(root, sizeof root, "/tmp/sl-ingest-spool-XXXXXX");
-    REQUIRE(mkdtemp(root));
+    REQUIRE(support_tmpdir(root, "ingest-spool") == 0);
     snprintf(spool, sizeof spool, "%s/spool", root);
-    char uri[128];
+    char uri[160];
     snprintf(uri, sizeof uri, "sqlite:%s/store.db", root);
     sl_error e;
     sl_error_clear(&e);
@@ -247,6 +227,6 @@ int main(void)
     ingest_spool_close(&sp);
 
     store_close(&st);
-    rm_tree(root);
+    support_rmrf(root);
     return check_finish();
 }
