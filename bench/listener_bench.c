@@ -9,7 +9,6 @@
  * Usage: listener_bench [backlog_events] [seconds_per_rate] [batch_max] [runs] [uri_params]
  * (uri_params: store URI parameters for both stores, e.g. "wal_pages=16384") */
 #include "engine/engine.h"
-#include "store/prof_tmp.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -18,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/types.h>
 
 #define BRANDS           50
 #define CAMPAIGNS        5
@@ -275,15 +273,9 @@ static int run_once(const char *dir, long backlog, int seconds, long batch, figu
         goto out;
     wait_counted(l, (int64_t)next);
     for (int k = 0; k < NRATES; k++) {
-        if (getenv("PF_RATE") && atoi(getenv("PF_RATE")) != k)
-            continue;
-        if (getenv("PF_RATE"))
-            fprintf(stderr, "PFSTART %d\n", getpid());
         engine_listener_stats before, after;
         if (engine_listener_stats_get(l, &before, &e) != SL_OK)
             goto out;
-        pf_dump("(discard: before rate)");
-        pf_trace_dump("/tmp/lagexp/trace_discard.txt");
         int64_t start = mono_us(), end = start + (int64_t)seconds * 1000000;
         uint64_t written = 0;
         for (int64_t tick = start; mono_us() < end; tick += 1000) {
@@ -312,11 +304,6 @@ static int run_once(const char *dir, long backlog, int seconds, long batch, figu
         fig->applied[k] = (double)(after.events_applied - before.events_applied) / wsecs;
         fig->p50[k] = percentile(after.lag_hist, 0.50);
         fig->p99[k] = percentile(after.lag_hist, 0.99);
-        char t[64];
-        snprintf(t, sizeof t, "rate %d", rates[k]);
-        pf_dump(t);
-        snprintf(t, sizeof t, "/tmp/lagexp/trace_%d.txt", rates[k]);
-        pf_trace_dump(t);
     }
     rc = 0;
 out:
@@ -389,10 +376,7 @@ int main(int argc, char **argv)
             return 1;
         }
         int rc = run_once(dir, backlog, seconds, batch, &figs[r]);
-        if (!getenv("PF_KEEP"))
-            remove_files(dir);
-        else
-            fprintf(stderr, "kept %s\n", dir);
+        remove_files(dir);
         if (rc)
             return rc;
         figures *f = &figs[r];

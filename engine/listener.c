@@ -2,7 +2,6 @@
  * from its committed token, merges their deltas per aggregate and commits them
  * with its new token (fenced by the lease) in one store_consumer_commit. */
 #include "engine_int.h"
-#include "../store/prof_tmp.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -58,7 +57,6 @@ struct engine_listener {
     engine_aggset *cache;             /* live aggregates; version 0 = known absent */
     size_t npending;
     int64_t *pending_commit_ms; /* batch_max commit times, for the lag histogram */
-    int64_t pf_read_ns[65536];
     int64_t pending_skipped;
     int64_t rate_mono, rate_applied;
     int64_t filtered_committed; /* events the feed's filter skipped, as of the last commit */
@@ -209,10 +207,6 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
         rc = sl_error_set(err, SL_ENOMEM, "out of memory planning a commit of %zu aggregates", n);
         goto out;
     }
-    int64_t tenc = 0, tp0 = pf_now();
-    pf_count(PF_BATCH_EVENTS, (int64_t)l->npending);
-    pf_trace('P', (int64_t)l->npending, (int64_t)n);
-    pf_count(PF_BATCH_AGGS, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         const engine_agg *d = engine_aggset_at(l->pending, i);
         engine_agg_init(&plan[i].next);
@@ -239,10 +233,7 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
             plan[i].kind = 1;
             bson_init(&docs[ndocs]);
             ndocs++;
-            int64_t te = pf_now();
-            rc = engine_agg_encode(&plan[i].next, &docs[ndocs - 1], err);
-            tenc += pf_now() - te;
-            if (rc != SL_OK)
+            if ((rc = engine_agg_encode(&plan[i].next, &docs[ndocs - 1], err)) != SL_OK)
                 goto out;
             op->kind = STORE_OP_PUT;
             op->doc = &docs[ndocs - 1];
@@ -257,11 +248,7 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
                              .pk = ENGINE_SYS_PK,
                              .sk = l->lease.sk,
                              .cond = {STORE_COND_VERSION, l->lease.version}};
-    pf_add(PF_ENCODE, tenc);
-    pf_add(PF_PLAN, pf_now() - tp0 - tenc);
-    int64_t tc = pf_now();
     rc = store_consumer_commit(l->s, l->consumer, l->prev_token, l->last_token, ops, nops, err);
-    pf_add(PF_L_TOTALCOMMIT, pf_now() - tc);
     if (rc != SL_OK)
         goto out;
     /* Committed: remember what the store now holds. */
@@ -334,17 +321,7 @@ static void batch_done(engine_listener *l)
     l->stats.events_applied += (int64_t)l->npending;
     l->stats.events_skipped += l->pending_skipped;
     l->stats.commits++;
-    {
-        int64_t mx = 0;
-        for (size_t i = 0; i < l->npending; i++)
-            if (now - l->pending_commit_ms[i] > mx)
-                mx = now - l->pending_commit_ms[i];
-        pf_trace('D', (int64_t)l->npending, mx);
-    }
     for (size_t i = 0; i < l->npending; i++) {
-        int64_t wn = pf_wall();
-        pf_add(PF_LAG_TOREAD, l->pf_read_ns[i] - l->pending_commit_ms[i] * 1000000);
-        pf_add(PF_LAG_READ2DONE, wn - l->pf_read_ns[i]);
         int64_t lag = now - l->pending_commit_ms[i];
         if (lag < 0)
             lag = 0;
@@ -434,7 +411,6 @@ static int take_event(engine_listener *l, const store_event *ev)
     }
     if (ok) {
         l->pending_skipped += skipped;
-        l->pf_read_ns[l->npending] = pf_wall();
         l->pending_commit_ms[l->npending++] = ev->commit_ms;
         memcpy(l->last_token, ev->token, sizeof l->last_token);
     }
@@ -569,15 +545,12 @@ static void *listener_main(void *arg)
             continue;
         }
         int ok = 1;
-        int64_t tt = pf_now();
-        pf_trace('R', (int64_t)n, 0);
         for (size_t i = 0; ok && i < n; i++) {
             /* A batch that grew large commits before it takes more. */
             if (engine_aggset_count(l->pending) >= ENGINE__PENDING_SOFT)
                 ok = commit_pending(l);
             ok = ok && take_event(l, &ev[i]);
         }
-        pf_add(PF_TAKE, pf_now() - tt);
         store_feed_pos pos;
         if (!ok || store_feed_position(l->feed, &pos, NULL) != SL_OK)
             continue;

@@ -2,6 +2,7 @@
  * for assets and surgery summaries, exact sums (past 2^63 for squares),
  * histogram percentiles, reassignment, count-to-zero, the document codec. */
 #include "engine/engine.h"
+#include "engine/engine_int.h"
 #include "tests/check.h"
 #include "tests/engine/engine_fixture.h"
 
@@ -440,6 +441,69 @@ static void test_codec_corrupt(void)
     engine_aggset_free(&set);
 }
 
+/* The encoder writes the histogram's bytes itself (for speed): the document
+ * must be byte for byte the documented layout, built here field by field
+ * with libbson, for values of every width and sign. */
+static void test_codec_layout(void)
+{
+    engine_agg a;
+    engine_agg_init(&a);
+    a.kind = ENGINE_AGG_CAMPAIGN;
+    snprintf(a.tenant, sizeof a.tenant, "acme");
+    snprintf(a.brand, sizeof a.brand, "nike");
+    snprintf(a.campaign, sizeof a.campaign, "spring");
+    a.count = 123456789012LL;
+    static const char *const names[] = {"center", "memorability"};
+    for (int k = 0; k < 2; k++) {
+        engine_metric *m = engine__agg_metric_get(&a, names[k], NULL);
+        REQUIRE(m != NULL);
+        m->n = 3 + k;
+        m->sum = -5 - k;
+        m->sumsq = ((engine_i128)7 << 64) + 11 + k;
+        for (int i = 0; i < ENGINE_HIST_BINS; i++)
+            m->hist[i] = (i % 3 ? 1 : -1) * ((int64_t)1 << (i % 63)) + k;
+    }
+    bson_t got, want = BSON_INITIALIZER, metrics, md, hist;
+    bson_init(&got);
+    REQUIRE(engine_agg_encode(&a, &got, NULL) == SL_OK);
+    BSON_APPEND_UTF8(&want, "pk", "T#acme#AGG");
+    BSON_APPEND_UTF8(&want, "sk", "BRAND#nike#CAMPAIGN#spring");
+    BSON_APPEND_UTF8(&want, "type", "campaign_agg");
+    BSON_APPEND_UTF8(&want, "tenant", "acme");
+    BSON_APPEND_UTF8(&want, "brand", "nike");
+    BSON_APPEND_UTF8(&want, "campaign", "spring");
+    BSON_APPEND_INT64(&want, "count", a.count);
+    BSON_APPEND_DOCUMENT_BEGIN(&want, "metrics", &metrics);
+    for (size_t k = 0; k < a.nmetrics; k++) {
+        const engine_metric *m = &a.metrics[k];
+        BSON_APPEND_DOCUMENT_BEGIN(&metrics, m->name, &md);
+        BSON_APPEND_INT64(&md, "n", m->n);
+        BSON_APPEND_INT64(&md, "sum", m->sum);
+        BSON_APPEND_INT64(&md, "sumsq_hi", (int64_t)(m->sumsq >> 64));
+        BSON_APPEND_INT64(&md, "sumsq_lo", (int64_t)(uint64_t)m->sumsq);
+        BSON_APPEND_ARRAY_BEGIN(&md, "hist", &hist);
+        for (int i = 0; i < ENGINE_HIST_BINS; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", i);
+            bson_append_int64(&hist, key, -1, m->hist[i]);
+        }
+        bson_append_array_end(&md, &hist);
+        bson_append_document_end(&metrics, &md);
+    }
+    bson_append_document_end(&want, &metrics);
+    CHECK_INT(got.len, want.len);
+    CHECK(got.len == want.len && memcmp(bson_get_data(&got), bson_get_data(&want), got.len) == 0);
+    engine_agg back;
+    engine_agg_init(&back);
+    REQUIRE(engine_agg_decode(&got, &back, NULL) == SL_OK);
+    CHECK_INT(engine_agg_metric(&back, "center")->hist[62], a.metrics[0].hist[62]);
+    CHECK_INT(engine_agg_metric(&back, "memorability")->hist[99], a.metrics[1].hist[99]);
+    engine_agg_free(&back);
+    bson_destroy(&got);
+    bson_destroy(&want);
+    engine_agg_free(&a);
+}
+
 int main(void)
 {
     test_bins();
@@ -450,5 +514,6 @@ int main(void)
     test_malformed();
     test_tools();
     test_codec_corrupt();
+    test_codec_layout();
     return check_finish();
 }

@@ -73,6 +73,119 @@ static store *open_fresh(const adapter *a, int small_feed, char *uri_out)
 }
 
 /* ---------------------------------------------------------------------------
+ * Well-formed BSON: the store's verdict on a document's bytes is libbson's
+ * (bson_validate, BSON_VALIDATE_NONE), also where store.c decides with its
+ * own faster walk.  Regression test for that walk: byte flips, cut lengths
+ * and edge values, each compared with libbson.
+ * ------------------------------------------------------------------------- */
+
+/* A document with every kind of element, nested. */
+static bson_t *zoo_new(void)
+{
+    bson_t *d = doc_new("Z", "zoo", 1), sub, arr;
+    const uint8_t bin[3] = {1, 2, 3};
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, "0123456789abcdef01234567");
+    BSON_APPEND_DOUBLE(d, "dbl", 0.25);
+    BSON_APPEND_INT32(d, "i32", -7);
+    BSON_APPEND_BOOL(d, "yes", true);
+    BSON_APPEND_NULL(d, "nil");
+    BSON_APPEND_DATE_TIME(d, "when", 1700000000000);
+    BSON_APPEND_BINARY(d, "bin", BSON_SUBTYPE_BINARY, bin, sizeof bin);
+    BSON_APPEND_OID(d, "oid", &oid);
+    BSON_APPEND_REGEX(d, "re", "^a.*", "i");
+    BSON_APPEND_UTF8(d, "caf\xc3\xa9", "non-ASCII key");
+    BSON_APPEND_DOCUMENT_BEGIN(d, "sub", &sub);
+    BSON_APPEND_UTF8(&sub, "s", "text");
+    BSON_APPEND_ARRAY_BEGIN(&sub, "hist", &arr);
+    for (int i = 0; i < 12; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "%d", i);
+        bson_append_int64(&arr, key, -1, (int64_t)i * 1000003);
+    }
+    bson_append_array_end(&sub, &arr);
+    bson_append_document_end(d, &sub);
+    return d;
+}
+
+/* 1 when store_put found bytes well-formed (whatever else it said of them). */
+static int store_finds_well_formed(store *s, const uint8_t *data, uint32_t len)
+{
+    bson_t view;
+    sl_error e;
+    sl_error_clear(&e);
+    REQUIRE(bson_init_static(&view, data, len));
+    sl_status rc = store_put(s, STORE_ITEMS, &view, cond_none(), NULL, &e);
+    return !(rc == SL_EINVAL && strstr(e.message, "not well-formed") != NULL);
+}
+
+static void check_verdict(store *s, const uint8_t *data, uint32_t len)
+{
+    bson_t view;
+    if (!bson_init_static(&view, data, len))
+        return; /* not even a bson_t (e.g. no final NUL): nobody can hand it to the store */
+    int libbson = bson_validate(&view, BSON_VALIDATE_NONE, NULL);
+    int ours = store_finds_well_formed(s, data, len);
+    if (ours != libbson) {
+        fprintf(stderr, "  store says %s, libbson says %s, for %u bytes:", ours ? "ok" : "bad",
+                libbson ? "ok" : "bad", len);
+        for (uint32_t i = 0; i < len; i++)
+            fprintf(stderr, " %02x", data[i]);
+        fprintf(stderr, "\n");
+    }
+    CHECK_INT(ours, libbson);
+}
+
+static void test_well_formed(const adapter *a)
+{
+    store *s = open_fresh(a, 0, NULL);
+    bson_t *zoo = zoo_new();
+    uint32_t len = zoo->len;
+    uint8_t *buf = malloc(len);
+    REQUIRE(buf != NULL);
+    const uint8_t *orig = bson_get_data(zoo);
+    check_verdict(s, orig, len);
+    CHECK(store_finds_well_formed(s, orig, len));
+    /* Every byte after the length, set to values that break or keep it. */
+    static const uint8_t vals[] = {0x00, 0x01, 0x02, 0x05, 0x7f, 0x80, 0xc3, 0xff};
+    for (uint32_t i = 4; i < len; i++) {
+        for (size_t v = 0; v < sizeof vals; v++) {
+            memcpy(buf, orig, len);
+            if (buf[i] == vals[v])
+                continue;
+            buf[i] = vals[v];
+            check_verdict(s, buf, len);
+        }
+    }
+    /* Cut short (with the length fixed up) and grown by one byte. */
+    for (uint32_t cut = 5; cut < len; cut += 3) {
+        memcpy(buf, orig, cut);
+        buf[0] = (uint8_t)cut;
+        buf[1] = (uint8_t)(cut >> 8);
+        buf[2] = buf[3] = 0;
+        buf[cut - 1] = 0;
+        check_verdict(s, buf, cut);
+    }
+    /* Edge values the walk looks at. */
+    bson_t *d = doc_new("Z", "bool", 1);
+    BSON_APPEND_BOOL(d, "b", true);
+    memcpy(buf, bson_get_data(d), d->len);
+    buf[d->len - 2] = 2; /* a boolean that is neither 0 nor 1 */
+    check_verdict(s, buf, d->len);
+    bson_destroy(d);
+    d = doc_new("Z", "key", 1);
+    BSON_APPEND_INT32(d, "\xc3\xa9", 1);
+    memcpy(buf, bson_get_data(d), d->len);
+    check_verdict(s, buf, d->len); /* a valid UTF-8 key */
+    buf[d->len - 8] = 0xff;        /* ... made invalid */
+    check_verdict(s, buf, d->len);
+    bson_destroy(d);
+    free(buf);
+    bson_destroy(zoo);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------------------
  * Single documents: conditions, versions, equal content.
  * ------------------------------------------------------------------------- */
 static void test_conditions(const adapter *a)
@@ -1971,6 +2084,7 @@ static void run_adapter(const adapter *a)
     test_conditions(a);
     test_versions(a);
     test_invalid_input(a);
+    test_well_formed(a);
     test_ranges(a);
     test_index_and_scan(a);
     test_tokens(a);

@@ -162,7 +162,7 @@ static void test_file_layout(void)
     CHECK_INT(raw_query(path, "PRAGMA page_size", v, sizeof v), SQLITE_OK);
     CHECK_STR(v, "16384");
     CHECK_INT(raw_query(path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    CHECK_STR(v, "2");
+    CHECK_STR(v, "3");
     CHECK_INT(raw_query(path, "PRAGMA application_id", v, sizeof v), SQLITE_OK);
     CHECK(atoi(v) != 0);
     /* the stored blob is the document, v last */
@@ -213,9 +213,9 @@ static void test_foreign_files(void)
     /* a store from a newer sightline */
     path_in_dir(path, sizeof path, "newer");
     CHECK_INT(open_status(path, NULL, &e), SL_OK);
-    CHECK_INT(raw_query(path, "PRAGMA user_version = 3", v, sizeof v), SQLITE_OK);
+    CHECK_INT(raw_query(path, "PRAGMA user_version = 4", v, sizeof v), SQLITE_OK);
     CHECK_INT(open_status(path, NULL, &e), SL_EUNSUPPORTED);
-    CHECK(strstr(e.message, "version 3") != NULL);
+    CHECK(strstr(e.message, "version 4") != NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -753,7 +753,7 @@ static void test_upgrade_v1(void)
     CHECK(strstr(e.message, "read-write") != NULL);
     store *s = open_uri(path);
     CHECK_INT(raw_query(path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    CHECK_STR(v, "2");
+    CHECK_STR(v, "3");
     CHECK_INT(raw_query(path, "SELECT count(*) FROM sqlite_master WHERE name = 'changes_key'", v,
                         sizeof v),
               SQLITE_OK);
@@ -788,6 +788,95 @@ static void test_upgrade_v1(void)
     store_close(&s);
     s = open_uri(path); /* opening an upgraded store changes nothing */
     CHECK_INT(events_of(s, "old", sks, nn, 16), 7);
+    store_close(&s);
+}
+
+/* Version 2 kept aggregates in a WITHOUT ROWID table; version 3 in a rowid
+ * table with a unique index (see AGG_TABLE in store_sqlite.c).  The store is
+ * written through the port, turned back into the version-2 layout by hand,
+ * then opened: every document, version and index entry must come through,
+ * and conditions must still hold on the new table. */
+static void test_upgrade_v2(void)
+{
+    char path[128], v[256];
+    path_in_dir(path, sizeof path, "v2");
+    store *s = open_uri(path);
+    sl_error e;
+    sl_error_clear(&e);
+    for (int i = 0; i < 40; i++) { /* brand-like documents in the indexes, plain ones besides */
+        char sk[16], g1[16], g2[16];
+        snprintf(sk, sizeof sk, "B#%02d", i);
+        snprintf(g1, sizeof g1, "%04d", 40 - i);
+        snprintf(g2, sizeof g2, "%04d", i * 7 % 40);
+        bson_t *d =
+            i % 2 ? doc_new("T#t#AGG", sk, i) : doc_new_gsi("T#t#AGG", sk, "G", g1, "G", g2, i);
+        REQUIRE(store_put(s, STORE_AGGREGATES, d, cond_none(), NULL, &e) == SL_OK);
+        bson_destroy(d);
+    }
+    CHECK_INT(
+        put_n(s, STORE_AGGREGATES, "T#t#AGG", "B#05", 105, cond_of(STORE_COND_VERSION, 1), NULL),
+        SL_OK); /* v 2 */
+    store_close(&s);
+    static const char to_v2[] =
+        "ALTER TABLE aggregates RENAME TO a3;"
+        "DROP INDEX aggregates_key; DROP INDEX aggregates_gsi1; DROP INDEX aggregates_gsi2;"
+        "CREATE TABLE aggregates(pk TEXT NOT NULL, sk TEXT NOT NULL, v INTEGER NOT NULL,"
+        " gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, doc BLOB NOT NULL,"
+        " PRIMARY KEY(pk, sk)) WITHOUT ROWID;"
+        "CREATE INDEX aggregates_gsi1 ON aggregates(gsi1pk, gsi1sk, pk, sk)"
+        " WHERE gsi1pk IS NOT NULL;"
+        "CREATE INDEX aggregates_gsi2 ON aggregates(gsi2pk, gsi2sk, pk, sk)"
+        " WHERE gsi2pk IS NOT NULL;"
+        "INSERT INTO aggregates SELECT pk, sk, v, gsi1pk, gsi1sk, gsi2pk, gsi2sk, doc FROM a3;"
+        "DROP TABLE a3; PRAGMA user_version = 2;";
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, to_v2, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+
+    store_options ro = {.read_only = 1};
+    CHECK_INT(open_status(path, &ro, &e), SL_EUNSUPPORTED); /* read-only cannot upgrade */
+    s = open_uri(path);
+    CHECK_INT(raw_query(path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
+    CHECK_STR(v, "3");
+    CHECK_INT(
+        raw_query(path, "SELECT sql FROM sqlite_master WHERE name = 'aggregates'", v, sizeof v),
+        SQLITE_OK);
+    CHECK(strstr(v, "WITHOUT ROWID") == NULL);
+    CHECK_INT(raw_query(path, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'aggregates'", v,
+                        sizeof v),
+              SQLITE_OK);
+    CHECK_STR(v, "4"); /* the table, its key and two index entries */
+    int64_t ver = 0;
+    CHECK_INT(get_n(s, STORE_AGGREGATES, "T#t#AGG", "B#05", &ver), 105);
+    CHECK_INT(ver, 2);
+    CHECK_INT(get_n(s, STORE_AGGREGATES, "T#t#AGG", "B#06", &ver), 6);
+    CHECK_INT(ver, 1);
+    store_query_opts q = {.limit = 100};
+    store_page p;
+    REQUIRE(store_query(s, STORE_AGGREGATES, "T#t#AGG", &q, &p, &e) == SL_OK);
+    CHECK_INT(p.count, 40);
+    store_page_free(&p);
+    q.descending = 1;
+    REQUIRE(store_query_index(s, STORE_AGGREGATES, STORE_GSI1, "G", &q, &p, &e) == SL_OK);
+    CHECK_INT(p.count, 20);
+    bson_t first;
+    CHECK(p.count > 0 && store_page_view(&p, 0, &first));
+    CHECK_STR(bson_str(&first, "sk"), "B#00"); /* gsi1sk 0040, the largest */
+    store_page_free(&p);
+    /* conditions on the rebuilt table: the key stays unique */
+    CHECK_INT(
+        put_n(s, STORE_AGGREGATES, "T#t#AGG", "B#06", 1, cond_of(STORE_COND_NOT_EXISTS, 0), NULL),
+        SL_ECONDITION);
+    CHECK_INT(
+        put_n(s, STORE_AGGREGATES, "T#t#AGG", "B#06", 106, cond_of(STORE_COND_VERSION, 1), NULL),
+        SL_OK);
+    CHECK_INT(get_n(s, STORE_AGGREGATES, "T#t#AGG", "B#06", &ver), 106);
+    CHECK_INT(ver, 2);
+    CHECK_INT(put_n(s, STORE_AGGREGATES, "T#t#AGG", "B#99", 1, cond_none(), NULL), SL_OK);
+    store_close(&s);
+    s = open_uri(path); /* opening an upgraded store changes nothing */
+    CHECK_INT(get_n(s, STORE_AGGREGATES, "T#t#AGG", "B#99", NULL), 1);
     store_close(&s);
 }
 
@@ -886,6 +975,7 @@ int main(int argc, char **argv)
     test_retention();
     test_filtered_position_prunes();
     test_upgrade_v1();
+    test_upgrade_v2();
     test_wal_bounded();
     tmpdir_remove(dir);
     return check_finish();
