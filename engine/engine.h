@@ -9,7 +9,7 @@
  *
  *   brand_agg     sk BRAND#<b>
  *     { pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, type: "brand_agg", tenant, brand, count,
- *       metrics: { <name>: { n, sum, sumsq_hi, sumsq_lo, hist: [int64 x 100] }, ... } }
+ *       metrics: { <name>: { n, sum, sumsq_hi, sumsq_lo, hist: <binary> }, ... } }
  *     The index fields sort a tenant's brands for the dashboard
  *     (engine_brand_index_keys): gsi1pk = gsi2pk = T#<t>#AGG#BRANDS,
  *     gsi1sk = <count, 19 digits>#<b> (by count), gsi2sk = <mean memorability
@@ -30,6 +30,11 @@
  *   hist      100 bins of width 10,000 micro-units: bin i counts the scores in
  *             [i * 10000, (i + 1) * 10000); a score of exactly 1.0 (1,000,000)
  *             goes into the last bin, which is therefore closed: [990000, 1000000].
+ *             Stored as a BSON binary of subtype 0 holding the 100 counts in
+ *             order, each as a zigzag LEB128 varint (v -> (v << 1) ^ (v >> 63),
+ *             then 7 bits a byte, low first, high bit = more): a count under 64
+ *             takes one byte.  Readers also accept the earlier layout, an
+ *             array of 100 int64.
  * A metric whose fields are all zero is left out; an aggregate whose count (tool:
  * surgeries) returns to 0 with nothing else left is deleted.
  *

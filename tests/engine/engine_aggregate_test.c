@@ -441,67 +441,202 @@ static void test_codec_corrupt(void)
     engine_aggset_free(&set);
 }
 
-/* The encoder writes the histogram's bytes itself (for speed): the document
- * must be byte for byte the documented layout, built here field by field
- * with libbson, for values of every width and sign. */
-static void test_codec_layout(void)
+/* The histogram's packing (engine.h): zigzag LEB128, one varint per bin.
+ * Expected bytes written out by hand from the varint rules. */
+typedef struct hist_case {
+    int64_t v;
+    uint8_t bytes[10];
+    int n;
+} hist_case;
+
+static const hist_case hist_cases[] = {
+    {0, {0x00}, 1},
+    {-1, {0x01}, 1},
+    {1, {0x02}, 1},
+    {63, {0x7e}, 1},
+    {-64, {0x7f}, 1},
+    {64, {0x80, 0x01}, 2},
+    {300, {0xd8, 0x04}, 2},
+    {INT64_MAX, {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10},
+    {INT64_MIN, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10},
+};
+#define HIST_CASES (sizeof hist_cases / sizeof hist_cases[0])
+
+/* A sector aggregate with one metric whose bins are hist_cases, repeated. */
+static void layout_agg(engine_agg *a)
 {
-    engine_agg a;
-    engine_agg_init(&a);
-    a.kind = ENGINE_AGG_CAMPAIGN;
-    snprintf(a.tenant, sizeof a.tenant, "acme");
-    snprintf(a.brand, sizeof a.brand, "nike");
-    snprintf(a.campaign, sizeof a.campaign, "spring");
-    a.count = 123456789012LL;
-    static const char *const names[] = {"center", "memorability"};
-    for (int k = 0; k < 2; k++) {
-        engine_metric *m = engine__agg_metric_get(&a, names[k], NULL);
-        REQUIRE(m != NULL);
-        m->n = 3 + k;
-        m->sum = -5 - k;
-        m->sumsq = ((engine_i128)7 << 64) + 11 + k;
-        for (int i = 0; i < ENGINE_HIST_BINS; i++)
-            m->hist[i] = (i % 3 ? 1 : -1) * ((int64_t)1 << (i % 63)) + k;
-    }
-    bson_t got, want = BSON_INITIALIZER, metrics, md, hist;
-    bson_init(&got);
-    REQUIRE(engine_agg_encode(&a, &got, NULL) == SL_OK);
-    BSON_APPEND_UTF8(&want, "pk", "T#acme#AGG");
-    BSON_APPEND_UTF8(&want, "sk", "BRAND#nike#CAMPAIGN#spring");
-    BSON_APPEND_UTF8(&want, "type", "campaign_agg");
-    BSON_APPEND_UTF8(&want, "tenant", "acme");
-    BSON_APPEND_UTF8(&want, "brand", "nike");
-    BSON_APPEND_UTF8(&want, "campaign", "spring");
-    BSON_APPEND_INT64(&want, "count", a.count);
-    BSON_APPEND_DOCUMENT_BEGIN(&want, "metrics", &metrics);
-    for (size_t k = 0; k < a.nmetrics; k++) {
-        const engine_metric *m = &a.metrics[k];
-        BSON_APPEND_DOCUMENT_BEGIN(&metrics, m->name, &md);
-        BSON_APPEND_INT64(&md, "n", m->n);
-        BSON_APPEND_INT64(&md, "sum", m->sum);
-        BSON_APPEND_INT64(&md, "sumsq_hi", (int64_t)(m->sumsq >> 64));
-        BSON_APPEND_INT64(&md, "sumsq_lo", (int64_t)(uint64_t)m->sumsq);
-        BSON_APPEND_ARRAY_BEGIN(&md, "hist", &hist);
+    engine_agg_init(a);
+    a->kind = ENGINE_AGG_SECTOR;
+    snprintf(a->tenant, sizeof a->tenant, "acme");
+    snprintf(a->sector, sizeof a->sector, "apparel");
+    a->count = 123456789012LL;
+    engine_metric *m = engine__agg_metric_get(a, "memorability", NULL);
+    REQUIRE(m != NULL);
+    m->n = 3;
+    m->sum = -5;
+    m->sumsq = ((engine_i128)7 << 64) + 11;
+    for (int i = 0; i < ENGINE_HIST_BINS; i++)
+        m->hist[i] = hist_cases[i % HIST_CASES].v;
+}
+
+/* The document as engine.h documents it, built field by field with libbson
+ * (hist given as bytes, or NULL for the older int64-array layout). */
+static void layout_doc(const engine_agg *a, const uint8_t *hist, uint32_t hlen, bson_t *want)
+{
+    bson_t metrics, md, arr;
+    const engine_metric *m = &a->metrics[0];
+    bson_init(want);
+    BSON_APPEND_UTF8(want, "pk", "T#acme#AGG");
+    BSON_APPEND_UTF8(want, "sk", "SECTOR#apparel");
+    BSON_APPEND_UTF8(want, "type", "sector_agg");
+    BSON_APPEND_UTF8(want, "tenant", "acme");
+    BSON_APPEND_UTF8(want, "sector", "apparel");
+    BSON_APPEND_INT64(want, "count", a->count);
+    BSON_APPEND_DOCUMENT_BEGIN(want, "metrics", &metrics);
+    BSON_APPEND_DOCUMENT_BEGIN(&metrics, m->name, &md);
+    BSON_APPEND_INT64(&md, "n", m->n);
+    BSON_APPEND_INT64(&md, "sum", m->sum);
+    BSON_APPEND_INT64(&md, "sumsq_hi", (int64_t)(m->sumsq >> 64));
+    BSON_APPEND_INT64(&md, "sumsq_lo", (int64_t)(uint64_t)m->sumsq);
+    if (hist) {
+        BSON_APPEND_BINARY(&md, "hist", BSON_SUBTYPE_BINARY, hist, hlen);
+    } else {
+        BSON_APPEND_ARRAY_BEGIN(&md, "hist", &arr);
         for (int i = 0; i < ENGINE_HIST_BINS; i++) {
             char key[16];
             snprintf(key, sizeof key, "%d", i);
-            bson_append_int64(&hist, key, -1, m->hist[i]);
+            bson_append_int64(&arr, key, -1, m->hist[i]);
         }
-        bson_append_array_end(&md, &hist);
-        bson_append_document_end(&metrics, &md);
+        bson_append_array_end(&md, &arr);
     }
-    bson_append_document_end(&want, &metrics);
+    bson_append_document_end(&metrics, &md);
+    bson_append_document_end(want, &metrics);
+}
+
+static void test_codec_layout(void)
+{
+    engine_agg a, back;
+    layout_agg(&a);
+    engine_agg_init(&back);
+    uint8_t packed[ENGINE_HIST_BINS * 10];
+    uint32_t plen = 0;
+    for (int i = 0; i < ENGINE_HIST_BINS; i++) {
+        const hist_case *c = &hist_cases[i % HIST_CASES];
+        memcpy(packed + plen, c->bytes, (size_t)c->n);
+        plen += (uint32_t)c->n;
+    }
+    bson_t got, want;
+    bson_init(&got);
+    REQUIRE(engine_agg_encode(&a, &got, NULL) == SL_OK);
+    layout_doc(&a, packed, plen, &want);
     CHECK_INT(got.len, want.len);
     CHECK(got.len == want.len && memcmp(bson_get_data(&got), bson_get_data(&want), got.len) == 0);
-    engine_agg back;
-    engine_agg_init(&back);
     REQUIRE(engine_agg_decode(&got, &back, NULL) == SL_OK);
-    CHECK_INT(engine_agg_metric(&back, "center")->hist[62], a.metrics[0].hist[62]);
-    CHECK_INT(engine_agg_metric(&back, "memorability")->hist[99], a.metrics[1].hist[99]);
-    engine_agg_free(&back);
-    bson_destroy(&got);
+    CHECK(memcmp(back.metrics[0].hist, a.metrics[0].hist, sizeof a.metrics[0].hist) == 0);
     bson_destroy(&want);
+
+    /* Stores written before the packing hold int64 arrays: still read. */
+    layout_doc(&a, NULL, 0, &want);
+    engine_agg_free(&back);
+    engine_agg_init(&back);
+    REQUIRE(engine_agg_decode(&want, &back, NULL) == SL_OK);
+    CHECK(memcmp(back.metrics[0].hist, a.metrics[0].hist, sizeof a.metrics[0].hist) == 0);
+    CHECK_INT(back.count, a.count);
+    bson_destroy(&want);
+
+    /* Damaged packings: each is named as the metric's hist. */
+    uint8_t bad[sizeof packed + 1];
+    struct {
+        const char *what;
+        uint32_t len;
+        int edit; /* 0 none, 1 overlong last varint, 2 varint past 64 bits at the start */
+    } cases[] = {
+        {"a byte short", plen - 1, 0},     {"a byte too many", plen + 1, 0},   {"empty", 0, 0},
+        {"an unfinished varint", plen, 1}, {"a varint past 64 bits", plen, 2},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(bad, packed, plen);
+        bad[plen] = 0;
+        if (cases[k].edit == 1)
+            bad[plen - 1] |= 0x80; /* the last varint never ends */
+        if (cases[k].edit == 2) {  /* bin 0 as INT64_MIN with a 2 in its 10th byte, then bins 1.. */
+            memcpy(bad, hist_cases[8].bytes, 10);
+            bad[9] = 0x02;
+            uint32_t at = 10;
+            for (int i = 1; i < ENGINE_HIST_BINS; i++) {
+                const hist_case *c = &hist_cases[i % HIST_CASES];
+                memcpy(bad + at, c->bytes, (size_t)c->n);
+                at += (uint32_t)c->n;
+            }
+            cases[k].len = at;
+        }
+        layout_doc(&a, bad, cases[k].len, &want);
+        sl_error e;
+        sl_error_clear(&e);
+        engine_agg_free(&back);
+        engine_agg_init(&back);
+        if (engine_agg_decode(&want, &back, &e) != SL_ECORRUPT)
+            fprintf(stderr, "  hist %s was accepted\n", cases[k].what);
+        CHECK_STR(e.field, "metrics.memorability.hist");
+        bson_destroy(&want);
+    }
+    /* A binary of another subtype is not a histogram either. */
+    bson_t doc = BSON_INITIALIZER, metrics, md;
+    bson_copy_to_excluding_noinit(&got, &doc, "metrics", NULL);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "metrics", &metrics);
+    BSON_APPEND_DOCUMENT_BEGIN(&metrics, "memorability", &md);
+    BSON_APPEND_INT64(&md, "n", 3);
+    BSON_APPEND_INT64(&md, "sum", -5);
+    BSON_APPEND_INT64(&md, "sumsq_hi", 7);
+    BSON_APPEND_INT64(&md, "sumsq_lo", 11);
+    BSON_APPEND_BINARY(&md, "hist", BSON_SUBTYPE_USER, packed, plen);
+    bson_append_document_end(&metrics, &md);
+    bson_append_document_end(&doc, &metrics);
+    sl_error e;
+    sl_error_clear(&e);
+    CHECK_INT(engine_agg_decode(&doc, &back, &e), SL_ECORRUPT);
+    CHECK_STR(e.field, "metrics.memorability.hist");
+    bson_destroy(&doc);
+    bson_destroy(&got);
+    engine_agg_free(&back);
     engine_agg_free(&a);
+}
+
+/* The fuzz seeds in fixtures/aggregates (written by its make.py, apart
+ * from this code) decode to what make.py put in them. */
+static void test_codec_fixtures(void)
+{
+    static const char *const names[] = {"brand.bson", "campaign-array.bson", "tool.bson"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/aggregates/%s", SL_FIXTURES, names[k]);
+        FILE *f = fopen(path, "rb");
+        REQUIRE(f != NULL);
+        uint8_t buf[4096];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        bson_t doc;
+        REQUIRE(bson_init_static(&doc, buf, n));
+        engine_agg a;
+        engine_agg_init(&a);
+        sl_error e;
+        sl_error_clear(&e);
+        CHECK_INT(engine_agg_decode(&doc, &a, &e), SL_OK);
+        if (k < 2) {
+            const engine_metric *m = engine_agg_metric(&a, "memorability");
+            CHECK_INT(a.count, 4);
+            CHECK(m && m->n == 4 && m->hist[61] == 2 && m->hist[70] == 1 && m->hist[99] == 1);
+            CHECK(m && m->sum == 615000 * 2 + 705000 + 995000);
+        } else {
+            CHECK_STR(a.sku, "SCALPEL");
+            CHECK_INT(a.waste_cents, 2400);
+        }
+        if (k == 0) {
+            const engine_metric *c = engine_agg_metric(&a, "center");
+            CHECK(c && c->hist[10] == 3 && c->hist[20] == 1 && c->n == 4);
+        }
+        engine_agg_free(&a);
+    }
 }
 
 int main(void)
@@ -515,5 +650,6 @@ int main(void)
     test_tools();
     test_codec_corrupt();
     test_codec_layout();
+    test_codec_fixtures();
     return check_finish();
 }
