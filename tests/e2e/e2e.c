@@ -252,16 +252,19 @@ double e2e_stddev(const m_metric *m)
 /* The documented interpolation: in the bin i where the cumulative count
  * before it, c, satisfies c < q*n <= c + hist[i],
  * x = (i * 10000 + (q*n - c) / hist[i] * 10000) / 1e6; for q*n == 0 the
- * lower edge of the first non-empty bin. */
+ * lower edge of the first non-empty bin.  q*n is exact here (q is a whole
+ * number of hundredths), so a rank on a bin's edge is not pushed into the
+ * next non-empty bin by q's rounding as a double. */
 double e2e_percentile(const m_metric *m, double q)
 {
-    long double rank = (long double)q * (long double)m->n, c = 0;
+    __int128 rank = (__int128)llround(q * 100) * m->n, c = 0; /* in hundredths */
     for (int i = 0; i < M_BINS; i++) {
         if (m->hist[i] == 0)
             continue;
-        long double h = (long double)m->hist[i];
-        if (rank <= c + h) {
-            long double within = rank > c ? (rank - c) / h * 10000 : 0;
+        __int128 h = m->hist[i];
+        if (rank <= (c + h) * 100) {
+            long double within =
+                rank > c * 100 ? (long double)(rank - c * 100) * 100 / (long double)h : 0;
             return (double)(((long double)i * 10000 + within) / 1000000);
         }
         c += h;

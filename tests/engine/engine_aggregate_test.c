@@ -218,6 +218,17 @@ static void test_percentiles(void)
     engine_stats st;
     engine_metric_stats(&m, &st);
     CHECK(fabs(st.min - 0.60) < 1e-12 && fabs(st.max - 0.61) < 1e-12);
+    /* A rank on a bin's edge lands on it exactly.  Regression: q = 0.1 as a
+     * double is a little above 1/10, so q*n overshot the edge of bin 3 into
+     * bin 4 and the 10th percentile came out as 0.04000000000000001. */
+    memset(&m, 0, sizeof m);
+    m.hist[3] = 100;
+    m.hist[4] = 1;
+    m.hist[50] = 899;
+    m.n = 1000;
+    CHECK(engine_metric_percentile(&m, 0.10) == 0.04);
+    CHECK(engine_metric_percentile(&m, 0.101) == 0.05); /* all of bin 4: its top */
+    CHECK(fabs(engine_metric_percentile(&m, 0.30) - (0.5 + 0.01 * 199.0 / 899.0)) < 1e-15);
     /* Empty: NaN, not a made-up number. */
     memset(&m, 0, sizeof m);
     CHECK(isnan(engine_metric_percentile(&m, 0.5)));
