@@ -688,6 +688,16 @@ static size_t events_of(store *s, const char *consumer, char sks[][8], int64_t (
     return total;
 }
 
+/* The aggregates table of schema versions 1 and 2 (WITHOUT ROWID). */
+#define AGGREGATES_V1_V2                                                                           \
+    "CREATE TABLE aggregates(pk TEXT NOT NULL, sk TEXT NOT NULL, v INTEGER NOT NULL,"              \
+    " gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, doc BLOB NOT NULL,"                      \
+    " PRIMARY KEY(pk, sk)) WITHOUT ROWID;"                                                         \
+    "CREATE INDEX aggregates_gsi1 ON aggregates(gsi1pk, gsi1sk, pk, sk)"                           \
+    " WHERE gsi1pk IS NOT NULL;"                                                                   \
+    "CREATE INDEX aggregates_gsi2 ON aggregates(gsi2pk, gsi2sk, pk, sk)"                           \
+    " WHERE gsi2pk IS NOT NULL;"
+
 /* A store written by the version-1 schema (an index on changes(pk, sk) gave
  * events their new images) is upgraded on open, and every event kept still
  * has its images, before and after new writes. */
@@ -697,6 +707,7 @@ static void test_upgrade_v1(void)
     path_in_dir(path, sizeof path, "v1");
     sqlite3 *db = NULL;
     REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    // clang-format off
     static const char v1_schema[] =
         "PRAGMA page_size=16384; PRAGMA journal_mode=WAL;"
         "PRAGMA application_id=1399285876; PRAGMA user_version=1;" /* 0x53676874, "Sght" */
@@ -706,13 +717,7 @@ static void test_upgrade_v1(void)
         " PRIMARY KEY(pk, sk)) WITHOUT ROWID;"
         "CREATE INDEX items_gsi1 ON items(gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;"
         "CREATE INDEX items_gsi2 ON items(gsi2pk, gsi2sk, pk, sk) WHERE gsi2pk IS NOT NULL;"
-        "CREATE TABLE aggregates(pk TEXT NOT NULL, sk TEXT NOT NULL, v INTEGER NOT NULL,"
-        " gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, doc BLOB NOT NULL,"
-        " PRIMARY KEY(pk, sk)) WITHOUT ROWID;"
-        "CREATE INDEX aggregates_gsi1 ON aggregates(gsi1pk, gsi1sk, pk, sk)"
-        " WHERE gsi1pk IS NOT NULL;"
-        "CREATE INDEX aggregates_gsi2 ON aggregates(gsi2pk, gsi2sk, pk, sk)"
-        " WHERE gsi2pk IS NOT NULL;"
+        AGGREGATES_V1_V2
         "CREATE TABLE changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, op INTEGER NOT NULL,"
         " pk TEXT NOT NULL, sk TEXT NOT NULL, old BLOB);"
         "CREATE INDEX changes_key ON changes(pk, sk);"
@@ -726,6 +731,7 @@ static void test_upgrade_v1(void)
         "CREATE TRIGGER items_delete AFTER DELETE ON items BEGIN"
         " INSERT OR FAIL INTO changes(op, pk, sk, old) VALUES (2, OLD.pk, OLD.sk, OLD.doc); END;"
         "INSERT INTO meta(key, value) VALUES ('pruned', 0);";
+    // clang-format on
     REQUIRE(sqlite3_exec(db, v1_schema, NULL, NULL, NULL) == SQLITE_OK);
     char sql[128]; /* a recent commit time, or retention by age would prune it all */
     snprintf(sql, sizeof sql, "INSERT INTO commits(first_seq, ms) VALUES (1, %lld)",
@@ -817,18 +823,14 @@ static void test_upgrade_v2(void)
         put_n(s, STORE_AGGREGATES, "T#t#AGG", "B#05", 105, cond_of(STORE_COND_VERSION, 1), NULL),
         SL_OK); /* v 2 */
     store_close(&s);
+    // clang-format off
     static const char to_v2[] =
         "ALTER TABLE aggregates RENAME TO a3;"
         "DROP INDEX aggregates_key; DROP INDEX aggregates_gsi1; DROP INDEX aggregates_gsi2;"
-        "CREATE TABLE aggregates(pk TEXT NOT NULL, sk TEXT NOT NULL, v INTEGER NOT NULL,"
-        " gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, doc BLOB NOT NULL,"
-        " PRIMARY KEY(pk, sk)) WITHOUT ROWID;"
-        "CREATE INDEX aggregates_gsi1 ON aggregates(gsi1pk, gsi1sk, pk, sk)"
-        " WHERE gsi1pk IS NOT NULL;"
-        "CREATE INDEX aggregates_gsi2 ON aggregates(gsi2pk, gsi2sk, pk, sk)"
-        " WHERE gsi2pk IS NOT NULL;"
+        AGGREGATES_V1_V2
         "INSERT INTO aggregates SELECT pk, sk, v, gsi1pk, gsi1sk, gsi2pk, gsi2sk, doc FROM a3;"
         "DROP TABLE a3; PRAGMA user_version = 2;";
+    // clang-format on
     sqlite3 *db = NULL;
     REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
     REQUIRE(sqlite3_exec(db, to_v2, NULL, NULL, NULL) == SQLITE_OK);
