@@ -55,7 +55,8 @@ static uint32_t hist_pack(const int64_t *hist, uint8_t *buf)
 }
 
 /* Reads exactly ENGINE_HIST_BINS varints filling len bytes into hist;
- * 0 when the bytes are anything else (short, long, an overlong varint). */
+ * 0 when the bytes are anything else (too few or too many, a varint past 64
+ * bits).  Redundant encodings (80 00 for 0) are read; the encoder never writes them. */
 static int hist_unpack(const uint8_t *buf, uint32_t len, int64_t *hist)
 {
     uint32_t at = 0;

@@ -212,7 +212,8 @@ typedef struct engine_stats {
 
 void engine_metric_stats(const engine_metric *m, engine_stats *out);
 
-/* Percentile q in [0, 1] of a metric's histogram, as above (NaN when n == 0). */
+/* Percentile q in [0, 1] of a metric's histogram, as above (NaN when n == 0); q is
+ * taken in millionths, so that q*n is exact. */
 double engine_metric_percentile(const engine_metric *m, double q);
 
 /* The histogram bin of a score in micro-units (0..1000000). */
