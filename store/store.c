@@ -376,6 +376,54 @@ static int raw_plain(const uint8_t *p, uint32_t len, int depth)
     return ok && at == len - 1;
 }
 
+/* Nesting that doc_readable() follows; deeper documents are refused. */
+#define READ_DEPTH_MAX 100
+
+/* 0 when every element of the len bytes at p, at every depth, can be read
+ * with bson_iter and has a UTF-8 key; else 1 with *at the offset from base of the first that
+ * cannot, or 2 when nested deeper than READ_DEPTH_MAX.  Needed beside
+ * bson_validate(), which passes documents whose iteration stops early (an
+ * element of an unknown type ends it silently; found by fuzz_bson_check),
+ * on which bson_copy_to_excluding() aborts and readers would see half, and
+ * keys that are not UTF-8, which bson_iter_visit_all() and JSON refuse. */
+static int doc_readable(const uint8_t *base, const uint8_t *p, uint32_t len, int depth, size_t *at)
+{
+    bson_t d;
+    bson_iter_t it;
+    int rc = 0;
+    if (depth > READ_DEPTH_MAX)
+        return 2;
+    if (!bson_init_static(&d, p, len) || !bson_iter_init(&it, &d)) {
+        *at = (size_t)(p - base);
+        return 1;
+    }
+    while (!rc && bson_iter_next(&it)) {
+        uint32_t n = 0, code_len = 0;
+        const uint8_t *q = NULL;
+        if (!bson_utf8_validate(bson_iter_key(&it), bson_iter_key_len(&it), false)) {
+            *at = (size_t)(p - base) + bson_iter_offset(&it);
+            rc = 1;
+            break;
+        }
+        if (BSON_ITER_HOLDS_DOCUMENT(&it))
+            bson_iter_document(&it, &n, &q);
+        else if (BSON_ITER_HOLDS_ARRAY(&it))
+            bson_iter_array(&it, &n, &q);
+        else if (BSON_ITER_HOLDS_CODEWSCOPE(&it))
+            (void)bson_iter_codewscope(&it, &code_len, &n, &q);
+        else
+            continue;
+        rc = q ? doc_readable(base, q, n, depth + 1, at) : 1;
+        if (rc == 1 && !q)
+            *at = (size_t)(p - base) + bson_iter_offset(&it);
+    }
+    if (!rc && it.err_off) {
+        *at = (size_t)(p - base) + it.err_off;
+        rc = 1;
+    }
+    return rc;
+}
+
 sl_status store__doc_make(const bson_t *doc, const char *field, store__doc *d, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -395,11 +443,22 @@ sl_status store__doc_make(const bson_t *doc, const char *field, store__doc *d, s
                              field, doc->len, STORE_DOC_MAX);
         goto out;
     }
-    if ((!raw_plain(bson_get_data(doc), doc->len, 0) &&
-         !bson_validate(doc, BSON_VALIDATE_NONE, &bad)) ||
-        !bson_iter_init(&it, doc)) {
-        rc = sl_error_set_at(err, SL_EINVAL, field, (int64_t)bad,
-                             "%s is not well-formed BSON (at byte %zu)", field, bad);
+    int unreadable = 0;
+    if (!raw_plain(bson_get_data(doc), doc->len, 0) &&
+        (!bson_validate(doc, BSON_VALIDATE_NONE, &bad) ||
+         (unreadable = doc_readable(bson_get_data(doc), bson_get_data(doc), doc->len, 0, &bad)))) {
+        if (unreadable == 2)
+            rc = sl_error_set_at(err, SL_EINVAL, field, -1,
+                                 "%s is not well-formed BSON (nested deeper than %d levels)", field,
+                                 READ_DEPTH_MAX);
+        else
+            rc = sl_error_set_at(err, SL_EINVAL, field, (int64_t)bad,
+                                 "%s is not well-formed BSON (at byte %zu)", field, bad);
+        goto out;
+    }
+    if (!bson_iter_init(&it, doc)) {
+        rc = sl_error_set_at(err, SL_EINVAL, field, 0, "%s is not well-formed BSON (at byte 0)",
+                             field);
         goto out;
     }
     while (rc == SL_OK && bson_iter_next(&it)) {

@@ -7,6 +7,7 @@
  * The exactly-once test re-executes this binary as a consumer process and
  * kills it with SIGKILL at chosen and at random points. */
 #include "tests/store/store_test.h"
+#include "tests/support/bson_readable.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -73,10 +74,10 @@ static store *open_fresh(const adapter *a, int small_feed, char *uri_out)
 }
 
 /* ---------------------------------------------------------------------------
- * Well-formed BSON: the store's verdict on a document's bytes is libbson's
- * (bson_validate, BSON_VALIDATE_NONE), also where store.c decides with its
- * own faster walk.  Regression test for that walk: byte flips, cut lengths
- * and edge values, each compared with libbson.
+ * Well-formed BSON: the store's verdict on a document's bytes is the one of
+ * tests/support/bson_readable.h (libbson's bson_validate, and every element
+ * readable), also where store.c decides with its own faster walk.
+ * Regression test for that walk: byte flips, cut lengths and edge values.
  * ------------------------------------------------------------------------- */
 
 /* A document with every kind of element, nested. */
@@ -124,7 +125,7 @@ static void check_verdict(store *s, const uint8_t *data, uint32_t len)
     bson_t view;
     if (!bson_init_static(&view, data, len))
         return; /* not even a bson_t (e.g. no final NUL): nobody can hand it to the store */
-    int libbson = bson_validate(&view, BSON_VALIDATE_NONE, NULL);
+    int libbson = test_bson_well_formed(&view);
     int ours = store_finds_well_formed(s, data, len);
     if (ours != libbson) {
         fprintf(stderr, "  store says %s, libbson says %s, for %u bytes:", ours ? "ok" : "bad",
@@ -178,6 +179,29 @@ static void test_well_formed(const adapter *a)
     memcpy(buf, bson_get_data(d), d->len);
     check_verdict(s, buf, d->len); /* a valid UTF-8 key */
     buf[d->len - 8] = 0xff;        /* ... made invalid */
+    check_verdict(s, buf, d->len);
+    bson_destroy(d);
+    /* An element of an unknown type (0x6c) after a v: bson_validate passes
+     * it, reading stops there, and dropping the v with bson_copy_to_excluding
+     * aborted the process.  Regression, found by fuzz_bson_check. */
+    d = doc_new("Z", "unknown", 1);
+    BSON_APPEND_INT64(d, "v", 7);
+    BSON_APPEND_INT32(d, "x", 1);
+    memcpy(buf, bson_get_data(d), d->len);
+    buf[d->len - 8] = 0x6c; /* x's type byte: [type] "x\0" [int32] then the final NUL */
+    CHECK(!store_finds_well_formed(s, buf, d->len));
+    check_verdict(s, buf, d->len);
+    bson_destroy(d);
+    /* The same inside an embedded document. */
+    bson_t inner;
+    d = doc_new("Z", "nested", 1);
+    BSON_APPEND_DOCUMENT_BEGIN(d, "sub", &inner);
+    BSON_APPEND_INT32(&inner, "x", 1);
+    bson_append_document_end(d, &inner);
+    memcpy(buf, bson_get_data(d), d->len);
+    CHECK(store_finds_well_formed(s, buf, d->len));
+    buf[d->len - 9] = 0x6c;
+    CHECK(!store_finds_well_formed(s, buf, d->len));
     check_verdict(s, buf, d->len);
     bson_destroy(d);
     free(buf);
