@@ -69,13 +69,14 @@
 #define FEED_POLL_NS        1000000L    /* how often a waiting feed looks for other processes */
 #define DEFAULT_RETAIN      10000000ll  /* events kept whatever the consumers (feed_retain) */
 #define DEFAULT_RETAIN_MS   (7ll * 24 * 3600 * 1000) /* and their age (feed_retain_ms) */
-#define AGE_CHECK_MS        1000 /* how often a commit applies retention by age */
-#define DEFAULT_WAL_PAGES   4096 /* WAL pages (frames) that start a checkpoint */
-#define CKPT_TAIL           64   /* frames left for the rewind under the writer lock */
-#define CKPT_PASSES         4    /* copy-and-flush passes before it, at most */
-#define CKPT_WAIT_US        5000 /* the longest wait for readers while writers wait */
-#define CKPT_DEFER_MS       50   /* how long a rewind waits for a consumer commit */
-#define CONSUMER_ACTIVE_MS  1000 /* a consumer that committed this recently is active */
+#define AGE_CHECK_MS        1000  /* how often a commit applies retention by age */
+#define DEFAULT_PAGE_SIZE   16384 /* of a new store (page_size) */
+#define DEFAULT_WAL_PAGES   4096  /* WAL pages (frames) that start a checkpoint */
+#define CKPT_TAIL           64    /* frames left for the rewind under the writer lock */
+#define CKPT_PASSES         4     /* copy-and-flush passes before it, at most */
+#define CKPT_WAIT_US        5000  /* the longest wait for readers while writers wait */
+#define CKPT_DEFER_MS       50    /* how long a rewind waits for a consumer commit */
+#define CONSUMER_ACTIVE_MS  1000  /* a consumer that committed this recently is active */
 #define WAL_KEEP_FACTOR     8 /* a WAL past this many times wal_pages is cut back after a reset */
 
 /* ---------------------------------------------------------------------------
@@ -373,6 +374,7 @@ typedef struct sq {
     int64_t feed_retain;    /* keep at most this many events (0: no limit) */
     int64_t feed_retain_ms; /* keep events at most this old (0: no limit) */
     int wal_pages;          /* WAL length that starts a checkpoint */
+    int page_size;          /* of a store this open creates; 0: given by no one (16384) */
 
     pthread_mutex_t pool_mu; /* guards idle, nconns */
     pthread_cond_t pool_cv;
@@ -1131,10 +1133,18 @@ static sl_status params_apply(sq *db, const store__param *params, size_t n, sl_e
         } else if (strcmp(p->name, "wal_pages") == 0) {
             rc = param_int(p, 16, 1 << 20, &v, err);
             db->wal_pages = (int)v;
+        } else if (strcmp(p->name, "page_size") == 0) {
+            rc = param_int(p, 4096, 65536, &v, err);
+            if (rc == SL_OK && (v & (v - 1)))
+                rc = sl_error_set_at(err, SL_EINVAL, "uri", -1,
+                                     "store URI parameter page_size=%.40s must be a power of "
+                                     "two in 4096..65536",
+                                     p->value);
+            db->page_size = (int)v;
         } else {
             rc = sl_error_set_at(err, SL_EINVAL, "uri", -1,
                                  "unknown store URI parameter \"%.40s\" (known: sync, busy_ms, "
-                                 "readers, feed_retain, feed_retain_ms, wal_pages)",
+                                 "readers, feed_retain, feed_retain_ms, wal_pages, page_size)",
                                  p->name);
         }
     }
@@ -1178,8 +1188,10 @@ static sl_status schema_create(const sq *db, conn *c, sl_error *err)
 {
     sl_status rc = SL_OK;
     char sql[128];
-    int code = sqlite3_exec(c->db, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL;", NULL, NULL,
-                            NULL); /* 16 KB pages: see the top of this file */
+    /* 16 KB pages unless the URI says otherwise: see the top of this file */
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d; PRAGMA journal_mode=WAL;",
+             db->page_size ? db->page_size : DEFAULT_PAGE_SIZE);
+    int code = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
     if (code != SQLITE_OK) {
         rc = sq_fail(err, db, c->db, code, "setting up a new store");
         goto out;
@@ -1362,6 +1374,15 @@ sl_status store__sqlite_open(const char *path, const store__param *params, size_
     rc = conn_open(db, !db->read_only, !exists, &first, err);
     if (rc == SL_OK)
         rc = schema_check(db, first, !db->read_only && !opt->no_create, err);
+    if (rc == SL_OK && db->page_size) { /* asked for: the store must have it */
+        int64_t page = 0;
+        rc = read_int(db, first, S_PAGE_SIZE, 0, 0, &page, NULL, err);
+        if (rc == SL_OK && page != db->page_size)
+            rc = sl_error_set_at(err, SL_EINVAL, "uri", -1,
+                                 "the store %.200s has %lld-byte pages; page_size applies when a "
+                                 "store is created (leave it out, or give %lld)",
+                                 db->path, (long long)page, (long long)page);
+    }
     if (rc != SL_OK)
         goto out;
     if (db->read_only) { /* no writer: the first connection joins the reader pool */

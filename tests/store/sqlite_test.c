@@ -110,6 +110,25 @@ static void test_uris(void)
     CHECK_INT(open_status(uri, NULL, &e), SL_EINVAL);
     snprintf(uri, sizeof uri, "sqlite:%s?readers", path);
     CHECK_INT(open_status(uri, NULL, &e), SL_EINVAL);
+    /* page_size: for a store being created; an existing one must match */
+    snprintf(uri, sizeof uri, "sqlite:%s?page_size=4096", path);
+    CHECK_INT(open_status(uri, NULL, &e), SL_EINVAL); /* u has 16 KB pages */
+    CHECK(strstr(e.message, "16384-byte pages") != NULL);
+    snprintf(uri, sizeof uri, "sqlite:%s?page_size=16384", path);
+    CHECK_INT(open_status(uri, NULL, &e), SL_OK);
+    snprintf(uri, sizeof uri, "sqlite:%s?page_size=5000", path);
+    CHECK_INT(open_status(uri, NULL, &e), SL_EINVAL);
+    CHECK(strstr(e.message, "power of two") != NULL);
+    snprintf(uri, sizeof uri, "sqlite:%s?page_size=2048", path);
+    CHECK_INT(open_status(uri, NULL, &e), SL_EINVAL);
+    char small[128], v[32];
+    path_in_dir(small, sizeof small, "small-pages");
+    snprintf(uri, sizeof uri, "sqlite:%s?page_size=4096", small);
+    CHECK_INT(open_status(uri, NULL, &e), SL_OK);
+    CHECK_INT(raw_query(small, "PRAGMA page_size", v, sizeof v), SQLITE_OK);
+    CHECK_STR(v, "4096");
+    CHECK_INT(open_status(uri, NULL, &e), SL_OK);   /* again, the same URI */
+    CHECK_INT(open_status(small, NULL, &e), SL_OK); /* and without the parameter */
 
     CHECK_INT(open_status("mongodb://localhost:27017/sightline", NULL, &e), SL_EUNSUPPORTED);
     CHECK(strstr(e.message, "MongoDB") != NULL);
