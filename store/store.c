@@ -530,14 +530,21 @@ out:
  * Single documents and batches.
  * ------------------------------------------------------------------------- */
 
-sl_status store_get(store *s, store_table t, const char *pk, const char *sk, bson_t **out,
-                    sl_error *err)
+/* The arguments that name one document: a table and a (pk, sk) key. */
+static sl_status doc_key_check(store_table t, const char *pk, const char *sk, sl_error *err)
 {
     sl_status rc = table_check(t, err);
     if (rc == SL_OK)
         rc = key_check_z(SCHEMA_F_PK, pk, 0, err);
     if (rc == SL_OK)
         rc = key_check_z(SCHEMA_F_SK, sk, 0, err);
+    return rc;
+}
+
+sl_status store_get(store *s, store_table t, const char *pk, const char *sk, bson_t **out,
+                    sl_error *err)
+{
+    sl_status rc = doc_key_check(t, pk, sk, err);
     if (rc == SL_OK)
         rc = s->vt->get(s, t, pk, sk, out, err);
     return rc;
@@ -612,13 +619,9 @@ sl_status store_batch_delete(store_batch *b, store_table t, const char *pk, cons
     int del = 0;
     sl_status rc = batch_refuse_if_broken(b, err);
     if (rc == SL_OK)
-        rc = table_check(t, err);
-    if (rc == SL_OK)
         rc = cond_check(cond, err);
     if (rc == SL_OK)
-        rc = key_check_z(SCHEMA_F_PK, pk, 0, err);
-    if (rc == SL_OK)
-        rc = key_check_z(SCHEMA_F_SK, sk, 0, err);
+        rc = doc_key_check(t, pk, sk, err);
     if (rc == SL_OK)
         rc = b->st->vt->batch_delete(b->impl, t, pk, sk, cond, &del, err);
     if (rc == SL_OK && deleted)
@@ -631,13 +634,9 @@ sl_status store_batch_check(store_batch *b, store_table t, const char *pk, const
 {
     sl_status rc = batch_refuse_if_broken(b, err);
     if (rc == SL_OK)
-        rc = table_check(t, err);
-    if (rc == SL_OK)
         rc = cond_check(cond, err);
     if (rc == SL_OK)
-        rc = key_check_z(SCHEMA_F_PK, pk, 0, err);
-    if (rc == SL_OK)
-        rc = key_check_z(SCHEMA_F_SK, sk, 0, err);
+        rc = doc_key_check(t, pk, sk, err);
     if (rc == SL_OK)
         rc = b->st->vt->batch_check(b->impl, t, pk, sk, cond, err);
     return batch_mark(b, rc);
