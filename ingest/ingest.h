@@ -308,6 +308,13 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
                       ingest_progress_fn progress, void *progress_ctx, ingest_summary *sum,
                       sl_error *err);
 
+/* As ingest_file, reading the file already open at fd from its current
+ * offset to its end, so a caller that checked what it opened (the spool
+ * folder: fstat after O_NOFOLLOW) ingests exactly that.  fd stays the
+ * caller's: it is neither closed nor rewound. */
+sl_status ingest_fd(store *s, const ingest_request *rq, int fd, ingest_progress_fn progress,
+                    void *progress_ctx, ingest_summary *sum, sl_error *err);
+
 /* ---------------------------------------------------------------------------
  * Spool folder: DIR/<tenant>/<surgery-id>/FILE and DIR/<tenant>/assets/FILE.
  *
