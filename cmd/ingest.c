@@ -24,7 +24,7 @@ static void help(FILE *out)
             "       sightline ingest --tenant T --format assets FILE...\n"
             "       sightline ingest --tenant T --surgery ID --format surgery FILE\n"
             "       sightline ingest --tenant T --sku SKU --format catalog FILE\n"
-            "       sightline ingest --watch DIR\n\n"
+            "       sightline ingest --watch DIR [--spool-owner UID|NAME|any]\n\n"
             "Each FILE is one atomic batch: all of it is stored, or nothing.  Re-sending a\n"
             "file changes nothing.  A summary line per file goes to standard output.\n\n"
             "formats (docs/formats.md):\n"
@@ -43,7 +43,11 @@ static void help(FILE *out)
             "  --categories FILE    class ids -> names for coco/tfod (default: COCO 91 ids)\n"
             "  --image-size WxH     COCO pixel size (default: the surgery's frame size)\n"
             "  --watch DIR          ingest files dropped into DIR/<tenant>/<surgery>/ and\n"
-            "                       DIR/<tenant>/assets/, then move them to done/ or failed/\n"
+            "                       DIR/<tenant>/assets/, then move them to done/ or failed/;\n"
+            "                       links, hard links, FIFOs and files of another owner are\n"
+            "                       refused unread (docs/formats.md, spool folder)\n"
+            "  --spool-owner WHO    with --watch: take files owned by WHO only, a user name\n"
+            "                       or uid, or 'any' (default: the user running the watcher)\n"
             "  --store URI          default $SIGHTLINE_STORE or %s\n\n"
             "Exit codes: 0 every file stored, 1 a file refused or the store failed, 2 bad\n"
             "usage.\n",
@@ -52,7 +56,7 @@ static void help(FILE *out)
 
 typedef struct ingest_args {
     const char *tenant, *surgery, *format, *offset, *frame_from, *categories, *image_size, *store,
-        *watch, *sku;
+        *watch, *sku, *spool_owner;
     int nfiles;
     char **files;
 } ingest_args;
@@ -78,6 +82,7 @@ static int parse(int argc, char **argv, ingest_args *a)
                             : !strcmp(s, "--store")        ? &a->store
                             : !strcmp(s, "--watch")        ? &a->watch
                             : !strcmp(s, "--sku")          ? &a->sku
+                            : !strcmp(s, "--spool-owner")  ? &a->spool_owner
                                                            : NULL;
         if (slot) {
             if (i + 1 >= argc)
@@ -249,13 +254,15 @@ static void *spool_thread(void *arg)
     return NULL;
 }
 
+/* A file stored, refused, or stored but not moved (both sum and e). */
 static void on_spooled(void *ctx, const char *path, const ingest_summary *sum, const sl_error *e)
 {
     (void)ctx;
     if (sum) {
         print_summary(path, sum, sum->frames == 0 && sum->assets > 0);
         fflush(stdout);
-    } else {
+    }
+    if (e) {
         sl_error copy = *e;
         sl_error_prefix(&copy, "%s", path);
         (void)cmd_report_error(SUB, &copy);
@@ -274,6 +281,10 @@ static int watch(store *st, const ingest_args *a)
         goto out;
     }
     ingest_spool_options o = {.catalogs = cc, .on_file = on_spooled};
+    if (a->spool_owner && ingest_spool_owner_parse(a->spool_owner, &o, &err) != SL_OK) {
+        rc = cmd_usage_error(SUB, "--spool-owner: %s", err.message);
+        goto out;
+    }
     if (ingest_spool_open(st, a->watch, &o, &sp, &err) != SL_OK) {
         rc = cmd_report_error(SUB, &err);
         goto out;
@@ -324,9 +335,14 @@ int cmd_ingest(int argc, char **argv)
     ingest_request rq = {.tenant = a.tenant, .surgery = a.surgery};
     bool surgery_put = a.format && !strcmp(a.format, "surgery");
     bool catalog_put = a.format && !strcmp(a.format, "catalog");
+    if (a.spool_owner && !a.watch) {
+        rc = cmd_usage_error(SUB, "--spool-owner goes with --watch");
+        goto out;
+    }
     if (a.watch) {
         if (a.nfiles || a.format || a.tenant) {
-            rc = cmd_usage_error(SUB, "--watch takes only --store: the folders name the rest");
+            rc = cmd_usage_error(
+                SUB, "--watch takes only --store and --spool-owner: the folders name the rest");
             goto out;
         }
     } else if (!a.tenant || !a.format) {

@@ -33,6 +33,9 @@ static void help(FILE *out)
             "  --access-log DEST        '-' (stdout, default), a file to append to, or 'off'\n"
             "  --spool DIR              also ingest files dropped into DIR/<tenant>/<surgery>/\n"
             "                           and DIR/<tenant>/assets/ (see docs/formats.md)\n"
+            "  --spool-owner WHO        take spool files owned by WHO only: a user name or\n"
+            "                           uid, or 'any' (default: the user running the server);\n"
+            "                           links, hard links and FIFOs are always refused\n"
             "  --no-listener            do not run the aggregates listener in this process\n"
             "                           (run `sightline listen` instead)\n"
             "limits and settings:\n",
@@ -61,15 +64,17 @@ typedef struct serve_spool {
     sl_error err;
 } serve_spool;
 
+/* A file stored, refused (in failed/, with its .error.json, unless it could
+ * not be moved), or stored but not moved (both sum and e). */
 static void on_spooled(void *ctx, const char *path, const ingest_summary *sum, const sl_error *e)
 {
+    (void)ctx;
     if (sum)
         fprintf(stderr, "sightline serve: spool: %s: %llu frames, %llu detections, %llu assets\n",
                 path, (unsigned long long)sum->frames, (unsigned long long)sum->detections,
                 (unsigned long long)sum->assets);
-    else
-        fprintf(stderr, "sightline serve: spool: %s refused (see its .error.json): %s\n", path,
-                e->message);
+    if (e)
+        fprintf(stderr, "sightline serve: spool: %s: %s\n", path, e->message);
 }
 
 /* A watcher that fails stops the server (SIGTERM to ourselves wakes the
@@ -83,10 +88,12 @@ static void *spool_main(void *arg)
     return NULL;
 }
 
-static sl_status spool_start(store *st, const char *dir, ingest_catalog_cache *cc, serve_spool *s,
-                             sl_error *err)
+static sl_status spool_start(store *st, const char *dir, const ingest_spool_options *owner,
+                             ingest_catalog_cache *cc, serve_spool *s, sl_error *err)
 {
-    ingest_spool_options o = {.catalogs = cc, .on_file = on_spooled};
+    ingest_spool_options o = *owner;
+    o.catalogs = cc;
+    o.on_file = on_spooled;
     sl_status rc = ingest_spool_open(st, dir, &o, &s->sp, err);
     if (rc == SL_OK && pthread_create(&s->th, NULL, spool_main, s) != 0)
         rc = sl_error_set(err, SL_EINTERNAL, "cannot start the spool thread");
@@ -181,6 +188,8 @@ int cmd_serve(int argc, char **argv)
     api_config cfg;
     const char *store_opt = NULL, *log_dest = "-", *spool_dir = NULL;
     serve_spool spool = {0};
+    ingest_spool_options spool_owner = {0}; /* owner and owner_uid only */
+    const char *spool_owner_opt = NULL;
     store *st = NULL;
     api_server *srv = NULL;
     FILE *log_file = NULL;
@@ -236,6 +245,10 @@ int cmd_serve(int argc, char **argv)
             log_dest = value;
         } else if (!strcmp(name, "spool")) {
             spool_dir = value;
+        } else if (!strcmp(name, "spool-owner")) {
+            spool_owner_opt = value;
+            if (ingest_spool_owner_parse(value, &spool_owner, &err) != SL_OK)
+                rc = cmd_usage_error(SUB, "--spool-owner: %s", err.message);
         } else if (api_config_has(name)) {
             if (api_config_set(&cfg, name, value, &err) != SL_OK)
                 rc = cmd_usage_error(SUB, "%s", err.message);
@@ -244,6 +257,10 @@ int cmd_serve(int argc, char **argv)
         }
         if (rc != CMD_EXIT_OK)
             goto out;
+    }
+    if (spool_owner_opt && !spool_dir) {
+        rc = cmd_usage_error(SUB, "--spool-owner goes with --spool");
+        goto out;
     }
     if (!cfg.tls_cert[0] != !cfg.tls_key[0]) {
         rc = cmd_usage_error(SUB, "--tls-cert and --tls-key go together");
@@ -294,7 +311,8 @@ int cmd_serve(int argc, char **argv)
         rc = cmd_report_error(SUB, &err);
         goto out;
     }
-    if (spool_dir && spool_start(st, spool_dir, api_server_catalogs(srv), &spool, &err) != SL_OK) {
+    if (spool_dir &&
+        spool_start(st, spool_dir, &spool_owner, api_server_catalogs(srv), &spool, &err) != SL_OK) {
         rc = cmd_report_error(SUB, &err);
         goto out;
     }

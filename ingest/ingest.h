@@ -308,6 +308,13 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
                       ingest_progress_fn progress, void *progress_ctx, ingest_summary *sum,
                       sl_error *err);
 
+/* As ingest_file, reading the file already open at fd from its current
+ * offset to its end, so a caller that checked what it opened (the spool
+ * folder: fstat after O_NOFOLLOW) ingests exactly that.  fd stays the
+ * caller's: it is neither closed nor rewound. */
+sl_status ingest_fd(store *s, const ingest_request *rq, int fd, ingest_progress_fn progress,
+                    void *progress_ctx, ingest_summary *sum, sl_error *err);
+
 /* ---------------------------------------------------------------------------
  * Spool folder: DIR/<tenant>/<surgery-id>/FILE and DIR/<tenant>/assets/FILE.
  *
@@ -320,22 +327,53 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
  * then rename).  Files present at start are taken too, so a restart resumes;
  * a file ingested but not yet moved when the process died is ingested again,
  * which changes nothing (keys are deterministic).
+ *
+ * Trust (docs/formats.md, "Who may write the spool folder"): whoever writes
+ * DIR is not trusted with anything outside it.  The watcher follows no
+ * symbolic link below DIR: a folder that is a link is reported and left
+ * alone; done/ or failed/ that is not a real folder is reported and nothing
+ * is moved into it.  It takes only regular files with one link, owned as
+ * ingest_spool_options.owner says, and reads them from the descriptor it
+ * checked; anything else dropped into a surgery or assets folder (a link, a
+ * hard link, a FIFO, a file of another owner) is refused unread: moved to
+ * failed/ with its FILE.error.json (status SL_EFORBIDDEN) and reported.
  * ------------------------------------------------------------------------- */
 typedef struct ingest_spool ingest_spool;
 
-/* Reports each file taken: err is NULL on success. */
+/* Reports each file taken, and each thing the spool refused to follow.
+ * path is where the file is now (in done/ or failed/ when it was moved).
+ * sum is set when the file was stored, err when anything went wrong; both
+ * are set when it was stored but could not be moved (then it stays where it
+ * was, err says why). */
 typedef void (*ingest_spool_fn)(void *ctx, const char *path, const ingest_summary *sum,
                                 const sl_error *err);
+
+/* Whose files the spool takes (st_uid of the file). */
+typedef enum ingest_spool_owner {
+    INGEST_SPOOL_OWNER_SELF = 0, /* the watcher's own effective uid (the default) */
+    INGEST_SPOOL_OWNER_UID,      /* owner_uid */
+    INGEST_SPOOL_OWNER_ANY       /* anyone's (links and special files are still refused) */
+} ingest_spool_owner;
 
 typedef struct ingest_spool_options {
     ingest_catalog_cache *catalogs; /* may be NULL */
     const ingest_limits *limits;    /* NULL: defaults */
     ingest_spool_fn on_file;        /* may be NULL */
     void *ctx;
+    ingest_spool_owner owner; /* zero: the watcher's own uid */
+    uint32_t owner_uid;       /* INGEST_SPOOL_OWNER_UID */
+    /* Tests only, NULL otherwise: called with ctx and the path below dir of
+     * each folder and file just before the spool opens it, so a test can
+     * swap it for a link at that very moment. */
+    void (*before_open)(void *ctx, const char *rel);
 } ingest_spool_options;
 
-/* Watches dir (created if missing).  On success *out is freed with
- * ingest_spool_close(). */
+/* Sets o->owner (and o->owner_uid) from "any", a uid or a user name (the
+ * `--spool-owner` option).  Anything else is SL_EINVAL naming it. */
+sl_status ingest_spool_owner_parse(const char *s, ingest_spool_options *o, sl_error *err);
+
+/* Watches dir (created if missing; a symbolic link is refused: name the
+ * folder itself).  On success *out is freed with ingest_spool_close(). */
 sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_options *opt,
                             ingest_spool **out, sl_error *err);
 
@@ -348,7 +386,8 @@ sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err);
 /* Makes ingest_spool_run() return soon.  Async-signal-safe and thread-safe. */
 void ingest_spool_stop(ingest_spool *sp);
 
-/* Files taken so far, and how many failed. */
+/* Files taken so far (ingested or refused), and how many of them were not
+ * stored. */
 uint64_t ingest_spool_taken(const ingest_spool *sp);
 uint64_t ingest_spool_failed(const ingest_spool *sp);
 

@@ -361,14 +361,28 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
                       sl_error *err)
 {
     sl_status rc = SL_OK;
-    ingest_job *j = NULL;
-    char *buf = NULL;
+    /* A path named on the command line is the operator's own: followed as
+     * given.  The spool folder, whose writers are not trusted, opens its
+     * files itself and calls ingest_fd(). */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO, "cannot open: %s",
                           strerror(errno));
         goto out;
     }
+    rc = ingest_fd(s, rq, fd, progress, progress_ctx, sum, err);
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+sl_status ingest_fd(store *s, const ingest_request *rq, int fd, ingest_progress_fn progress,
+                    void *progress_ctx, ingest_summary *sum, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    ingest_job *j = NULL;
+    char *buf = NULL;
     struct stat st;
     uint64_t total = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -405,7 +419,5 @@ sl_status ingest_file(store *s, const ingest_request *rq, const char *path,
 out:
     ingest_job_abort(&j);
     free(buf);
-    if (fd >= 0)
-        close(fd);
     return rc;
 }

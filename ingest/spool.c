@@ -1,12 +1,28 @@
 /* spool.c -- the spool folder: files dropped into DIR/<tenant>/<surgery>/ or
- * DIR/<tenant>/assets/ are ingested once each, then moved to done/ or failed/. */
+ * DIR/<tenant>/assets/ are ingested once each, then moved to done/ or failed/.
+ *
+ * Whoever may write DIR is trusted with DIR only (docs/formats.md, "Who may
+ * write the spool folder"): they can put any kind of entry there and rename
+ * or replace it at any moment, also while the watcher looks at it.  So
+ * nothing here reads, moves or creates through a path string.  The root is
+ * opened once; every other folder is opened from it one name at a time with
+ * O_NOFOLLOW|O_DIRECTORY and checked (device and inode) to be the very folder
+ * watched; a file is opened with O_NOFOLLOW|O_NONBLOCK relative to its
+ * folder, checked with fstat (a regular file, one link, the configured
+ * owner) and read from that descriptor; done/ and failed/ are opened like
+ * folders, files move with renameat between descriptors, and the error file
+ * is created with O_CREAT|O_EXCL|O_NOFOLLOW.  Path strings are built only
+ * for inotify, which takes nothing else (add_inotify), and for messages. */
 #include "ingest_int.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,46 +43,164 @@
 #define WATCHES_MAX 65536u
 #define QUEUE_MAX   65536u /* files found by scans, waiting */
 
+/* One mask for every level, so re-adding a watch (a folder renamed to
+ * another level, a rescan) never narrows it.  IN_CREATE in a target folder
+ * makes links and FIFOs, which are never closed after writing, seen at once;
+ * a regular file is taken at its close or move. */
+#define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR)
+#define DIR_FLAGS  (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+/* O_NONBLOCK: a FIFO swapped in after the check must not hold the watcher
+ * waiting for a writer; O_NOCTTY: nor may a terminal become ours. */
+#define FILE_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
 typedef enum level { L_ROOT, L_TENANT, L_TARGET } level;
+
+/* Which file: what fstat says of it. */
+typedef struct fid {
+    dev_t dev;
+    ino_t ino;
+} fid;
 
 typedef struct watch {
     int wd;
     level lv;
-    char *path;   /* the directory */
-    char *tenant; /* L_TENANT, L_TARGET */
-    char *target; /* L_TARGET: surgery id or "assets" */
+    fid id;        /* the folder watched */
+    fid tenant_id; /* L_TARGET: its tenant folder */
+    char *rel;     /* below the root: "" (L_ROOT), "t" or "t/x" */
+    char *tenant;  /* L_TENANT, L_TARGET */
+    char *target;  /* L_TARGET: surgery id or "assets" */
 } watch;
+
+typedef struct queued {
+    int wd;     /* the target folder */
+    char *name; /* an entry a scan found there */
+} queued;
 
 struct ingest_spool {
     store *st;
     ingest_spool_options opt;
     ingest_limits lim;
-    char *root;
+    uid_t owner; /* whose files are taken, unless opt.owner is ANY */
+    char *root;  /* as given: messages, and watches by path without /proc */
+    int root_fd;
+    fid root_id;
     int ino;
     int stop_fd;
     watch *w;
     size_t nw, capw;
-    char **queue; /* paths found by scans */
+    queued *queue;
     size_t nq, capq;
     atomic_uint_fast64_t taken, failed;
 };
 
-/* "a/b" in new memory: the caller frees it; NULL when out of memory. */
-static char *join(const char *a, const char *b)
+/* printf into new memory: the caller frees it; NULL when out of memory. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = malloc(la + lb + 2);
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (p) {
-        memcpy(p, a, la);
-        p[la] = '/';
-        memcpy(p + la + 1, b, lb + 1);
+        va_start(ap, f);
+        vsnprintf(p, (size_t)n + 1, f, ap);
+        va_end(ap);
     }
     return p;
+}
+
+/* "rel/name" (or "name" below the root) in new memory, as fmt(). */
+static char *below(const char *rel, const char *name)
+{
+    return rel[0] ? fmt("%s/%s", rel, name) : strdup(name);
 }
 
 static bool hidden(const char *name)
 {
     return name[0] == '.';
+}
+
+/* done/ and failed/ are the spool's own, never files to take. */
+static bool reserved(const char *name)
+{
+    return !strcmp(name, DONE_DIR) || !strcmp(name, FAILED_DIR);
+}
+
+static bool same(const fid *a, const struct stat *s)
+{
+    return a->dev == s->st_dev && a->ino == s->st_ino;
+}
+
+static fid fid_of(const struct stat *s)
+{
+    return (fid){.dev = s->st_dev, .ino = s->st_ino};
+}
+
+static const char *kind_name(mode_t m)
+{
+    return S_ISLNK(m)                 ? "a symbolic link"
+           : S_ISDIR(m)               ? "a folder"
+           : S_ISREG(m)               ? "a regular file"
+           : S_ISFIFO(m)              ? "a FIFO"
+           : S_ISSOCK(m)              ? "a socket"
+           : S_ISCHR(m) || S_ISBLK(m) ? "a device"
+                                      : "of an unknown type";
+}
+
+/* Tells the caller about rel (below the root). */
+static void report(ingest_spool *sp, const char *rel, const ingest_summary *sum, const sl_error *e)
+{
+    if (!sp->opt.on_file)
+        return;
+    char *path = rel[0] ? fmt("%s/%s", sp->root, rel) : strdup(sp->root);
+    sp->opt.on_file(sp->opt.ctx, path ? path : rel, sum, e);
+    free(path);
+}
+
+/* The tests' hook: rel is about to be opened. */
+static void before_open(ingest_spool *sp, const char *rel)
+{
+    if (sp->opt.before_open)
+        sp->opt.before_open(sp->opt.ctx, rel);
+}
+
+/* ---------------------------------------------------------------------------
+ * Folders: opened one name at a time, never through a link.
+ * ------------------------------------------------------------------------- */
+
+/* Opens the folder name in the folder at dirfd without following a link;
+ * *st gets what it is.  SL_ENOTFOUND when gone, SL_EFORBIDDEN when it is a
+ * link or anything but a folder, SL_EIO otherwise; the message does not name
+ * it (the caller does).  On success *out is the caller's to close. */
+static sl_status open_folder(int dirfd, const char *name, int *out, struct stat *st, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    int fd = openat(dirfd, name, DIR_FLAGS);
+    if (fd < 0) {
+        int no = errno;
+        struct stat ls;
+        if (no == ENOENT)
+            rc = sl_error_set(err, SL_ENOTFOUND, "gone");
+        else if (no == ELOOP || no == ENOTDIR)
+            rc = sl_error_set(
+                err, SL_EFORBIDDEN, "%s, not a folder: not followed (the spool follows no link)",
+                fstatat(dirfd, name, &ls, AT_SYMLINK_NOFOLLOW) == 0 ? kind_name(ls.st_mode)
+                                                                    : "a symbolic link");
+        else
+            rc = sl_error_set(err, SL_EIO, "cannot open the folder: %s", strerror(no));
+        goto out;
+    }
+    if (fstat(fd, st) != 0) {
+        rc = sl_error_set(err, SL_EIO, "cannot stat the folder: %s", strerror(errno));
+        goto out;
+    }
+out:
+    if (rc != SL_OK && fd >= 0)
+        close(fd);
+    else if (rc == SL_OK)
+        *out = fd;
+    return rc;
 }
 
 static const watch *find_watch(const ingest_spool *sp, int wd)
@@ -77,61 +211,182 @@ static const watch *find_watch(const ingest_spool *sp, int wd)
     return NULL;
 }
 
-/* The watch table owns the copies of path, tenant and target (freed by
- * ingest_spool_close). */
-static sl_status add_watch(ingest_spool *sp, const char *path, level lv, const char *tenant,
-                           const char *target, sl_error *err)
+/* Opens the folder of w from the root, one name at a time, following no
+ * link, and checks that each step is the folder watched: one swapped for a
+ * link, or for another folder, since the watch was set is refused.  On
+ * success *out is the caller's to close; on failure *at is the folder at
+ * fault (a string of w). */
+static sl_status open_watched(ingest_spool *sp, const watch *w, int *out, const char **at,
+                              sl_error *err)
 {
     sl_status rc = SL_OK;
-    uint32_t mask = lv == L_TARGET ? IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR
-                                   : IN_CREATE | IN_MOVED_TO | IN_ONLYDIR;
-    int wd = inotify_add_watch(sp->ino, path, mask);
-    if (wd < 0) {
-        rc = sl_error_set(err, SL_EIO, "cannot watch %s: %s", path, strerror(errno));
+    int t = -1, fd = -1;
+    struct stat st;
+    before_open(sp, w->rel);
+    *at = w->rel;
+    if (w->lv == L_ROOT) {
+        if ((fd = fcntl(sp->root_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            rc = sl_error_set(err, SL_EIO, "cannot open %s: %s", sp->root, strerror(errno));
         goto out;
     }
-    if (find_watch(sp, wd))
-        goto out; /* already watched (a rescan) */
-    if (sp->nw >= WATCHES_MAX) {
-        rc = sl_error_set(err, SL_ETOOLARGE, "more than %u spool folders", WATCHES_MAX);
+    *at = w->tenant;
+    if ((rc = open_folder(sp->root_fd, w->tenant, &t, &st, err)) != SL_OK)
+        goto out;
+    if (!same(w->lv == L_TENANT ? &w->id : &w->tenant_id, &st)) {
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "no longer the folder watched (replaced or moved): not followed");
         goto out;
     }
-    if (sp->nw == sp->capw) {
-        size_t cap = sp->capw ? sp->capw * 2 : 16;
-        watch *w = realloc(sp->w, sizeof *w * cap);
-        if (!w) {
-            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
-            goto out;
-        }
-        sp->w = w;
-        sp->capw = cap;
-    }
-    watch *w = &sp->w[sp->nw];
-    *w = (watch){.wd = wd, .lv = lv};
-    w->path = strdup(path);
-    w->tenant = tenant ? strdup(tenant) : NULL;
-    w->target = target ? strdup(target) : NULL;
-    if (!w->path || (tenant && !w->tenant) || (target && !w->target)) {
-        free(w->path);
-        free(w->tenant);
-        free(w->target);
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+    if (w->lv == L_TENANT) {
+        fd = t;
+        t = -1;
         goto out;
     }
-    sp->nw++;
+    *at = w->rel;
+    if ((rc = open_folder(t, w->target, &fd, &st, err)) != SL_OK)
+        goto out;
+    if (!same(&w->id, &st)) {
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "no longer the folder watched (replaced or moved): not followed");
+        goto out;
+    }
 out:
+    if (t >= 0)
+        close(t);
+    if (rc != SL_OK && fd >= 0)
+        close(fd);
+    else if (rc == SL_OK)
+        *out = fd;
     return rc;
 }
 
-/* The queue owns a copy of path until drain() takes and frees it. */
-static sl_status enqueue(ingest_spool *sp, const char *path, sl_error *err)
+/* ---------------------------------------------------------------------------
+ * Watches.
+ * ------------------------------------------------------------------------- */
+
+/* Forgets watch wd (and removes it from inotify when rm). */
+static void forget_watch(ingest_spool *sp, int wd, bool rm)
+{
+    for (size_t i = 0; i < sp->nw; i++) {
+        if (sp->w[i].wd != wd)
+            continue;
+        if (rm)
+            (void)inotify_rm_watch(sp->ino, wd);
+        free(sp->w[i].rel);
+        free(sp->w[i].tenant);
+        free(sp->w[i].target);
+        sp->w[i] = sp->w[--sp->nw];
+        return;
+    }
+}
+
+/* inotify takes a path.  /proc/self/fd/N names the very folder open at fd,
+ * whatever happens to its name meanwhile.  Without /proc, the watch is set
+ * by path, not following a final link, then checked to be on fd's folder
+ * (device and inode by the same path); a mismatch drops it (ESTALE).  A
+ * watch that a swap-and-swap-back still put on another folder could only
+ * bring events: every file is opened through checked descriptors
+ * (open_watched). */
+static int add_inotify(ingest_spool *sp, int fd, const fid *id, const char *rel)
+{
+    char proc[48];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    int wd = inotify_add_watch(sp->ino, proc, WATCH_MASK);
+    if (wd >= 0 || errno != ENOENT)
+        return wd;
+    char *path = rel[0] ? fmt("%s/%s", sp->root, rel) : strdup(sp->root);
+    if (!path) {
+        errno = ENOMEM;
+        return -1;
+    }
+    wd = inotify_add_watch(sp->ino, path, WATCH_MASK | IN_DONT_FOLLOW);
+    struct stat st;
+    if (wd >= 0 && (lstat(path, &st) != 0 || !same(id, &st))) {
+        if (!find_watch(sp, wd)) /* not one of ours for another name */
+            (void)inotify_rm_watch(sp->ino, wd);
+        wd = -1;
+        errno = ESTALE;
+    }
+    free(path);
+    return wd;
+}
+
+/* Watches the folder open at fd.  The watch table owns copies of rel,
+ * tenant and target (freed by forget_watch and ingest_spool_close); a
+ * folder already watched (a rescan, or renamed) gets its entry updated. */
+static sl_status add_watch(ingest_spool *sp, int fd, const fid *id, const fid *tenant_id, level lv,
+                           const char *rel, const char *tenant, const char *target, int *wd_out,
+                           sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char *r = strdup(rel), *t = tenant ? strdup(tenant) : NULL, *g = target ? strdup(target) : NULL;
+    if (!r || (tenant && !t) || (target && !g)) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    int wd = add_inotify(sp, fd, id, rel);
+    if (wd < 0) {
+        if (errno == ESTALE)
+            rc = sl_error_set(err, SL_EFORBIDDEN, "changed while a watch was set: not followed");
+        else if (errno == ENOSPC) /* the watcher's limit, not this folder's fault */
+            rc = sl_error_set(err, SL_ETOOLARGE,
+                              "cannot watch %s/%s: no more inotify watches (raise "
+                              "fs.inotify.max_user_watches)",
+                              sp->root, rel);
+        else
+            rc =
+                sl_error_set(err, SL_EIO, "cannot watch %s/%s: %s", sp->root, rel, strerror(errno));
+        goto out;
+    }
+    watch *w = (watch *)find_watch(sp, wd);
+    if (!w) {
+        if (sp->nw >= WATCHES_MAX) {
+            (void)inotify_rm_watch(sp->ino, wd);
+            rc = sl_error_set(err, SL_ETOOLARGE, "more than %u spool folders", WATCHES_MAX);
+            goto out;
+        }
+        if (sp->nw == sp->capw) {
+            size_t cap = sp->capw ? sp->capw * 2 : 16;
+            watch *nw = realloc(sp->w, sizeof *nw * cap);
+            if (!nw) {
+                (void)inotify_rm_watch(sp->ino, wd);
+                rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+                goto out;
+            }
+            sp->w = nw;
+            sp->capw = cap;
+        }
+        w = &sp->w[sp->nw++];
+    } else {
+        free(w->rel);
+        free(w->tenant);
+        free(w->target);
+    }
+    *w = (watch){.wd = wd,
+                 .lv = lv,
+                 .id = *id,
+                 .tenant_id = tenant_id ? *tenant_id : (fid){0},
+                 .rel = r,
+                 .tenant = t,
+                 .target = g};
+    r = t = g = NULL;
+    *wd_out = wd;
+out:
+    free(r);
+    free(t);
+    free(g);
+    return rc;
+}
+
+/* The queue owns a copy of name until drain() takes and frees it. */
+static sl_status enqueue(ingest_spool *sp, int wd, const char *name, sl_error *err)
 {
     sl_status rc = SL_OK;
     if (sp->nq >= QUEUE_MAX)
         goto out; /* the rest is taken by the next scan or its own event */
     if (sp->nq == sp->capq) {
         size_t cap = sp->capq ? sp->capq * 2 : 64;
-        char **q = realloc(sp->queue, sizeof *q * cap);
+        queued *q = realloc(sp->queue, sizeof *q * cap);
         if (!q) {
             rc = sl_error_set(err, SL_ENOMEM, "out of memory");
             goto out;
@@ -139,53 +394,101 @@ static sl_status enqueue(ingest_spool *sp, const char *path, sl_error *err)
         sp->queue = q;
         sp->capq = cap;
     }
-    if (!(sp->queue[sp->nq] = strdup(path)))
+    if (!(sp->queue[sp->nq].name = strdup(name)))
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
     else
-        sp->nq++;
+        sp->queue[sp->nq++].wd = wd;
 out:
     return rc;
 }
 
-/* Watches dir at level lv and everything below it, queueing the files that
- * wait in target folders.  Watching first, then listing, misses nothing. */
-static sl_status scan(ingest_spool *sp, const char *dir, level lv, const char *tenant,
-                      const char *target, sl_error *err)
+static sl_status enter(ingest_spool *sp, int pfd, const fid *pid, level plv, const char *prel,
+                       const char *tenant, const char *name, sl_error *err);
+
+/* Watches the folder open at fd (level lv, rel below the root) and
+ * everything below it, queueing what waits in a target folder.  Watching
+ * first, then listing, misses nothing. */
+static sl_status scan(ingest_spool *sp, int fd, const fid *id, const fid *tenant_id, level lv,
+                      const char *rel, const char *tenant, const char *target, sl_error *err)
 {
     DIR *d = NULL;
-    sl_status rc = add_watch(sp, dir, lv, tenant, target, err);
+    int wd = -1;
+    sl_status rc = add_watch(sp, fd, id, tenant_id, lv, rel, tenant, target, &wd, err);
     if (rc != SL_OK)
         goto out;
-    if (!(d = opendir(dir))) {
-        if (errno != ENOENT) /* gone meanwhile: nothing to take */
-            rc = sl_error_set(err, SL_EIO, "cannot list %s: %s", dir, strerror(errno));
+    int lfd = openat(fd, ".", DIR_FLAGS); /* its own offset */
+    if (lfd < 0 || !(d = fdopendir(lfd))) {
+        rc = sl_error_set(err, SL_EIO, "cannot list %s/%s: %s", sp->root, rel, strerror(errno));
+        if (lfd >= 0)
+            close(lfd);
         goto out;
     }
     struct dirent *e;
     while (rc == SL_OK && (e = readdir(d)) != NULL) {
         if (hidden(e->d_name))
             continue;
-        char *path = join(dir, e->d_name);
-        if (!path) {
-            rc = sl_error_set(err, SL_ENOMEM, "out of memory");
-            break;
+        if (lv == L_TARGET) { /* take() looks at what it is */
+            if (!reserved(e->d_name) && e->d_type != DT_DIR)
+                rc = enqueue(sp, wd, e->d_name, err);
+        } else {
+            rc = enter(sp, fd, id, lv, rel, lv == L_ROOT ? e->d_name : tenant, e->d_name, err);
         }
-        struct stat st;
-        if (lstat(path, &st) == 0) {
-            if (lv == L_ROOT && S_ISDIR(st.st_mode))
-                rc = scan(sp, path, L_TENANT, e->d_name, NULL, err);
-            else if (lv == L_TENANT && S_ISDIR(st.st_mode))
-                rc = scan(sp, path, L_TARGET, tenant, e->d_name, err);
-            else if (lv == L_TARGET && S_ISREG(st.st_mode))
-                rc = enqueue(sp, path, err);
-        }
-        free(path);
     }
 out:
     if (d)
         closedir(d);
     return rc;
 }
+
+/* name appeared in (or was listed from) the folder at pfd, of level plv:
+ * a folder is watched and scanned; a link, or a folder swapped for one
+ * before it is opened, is reported and never followed; anything else at
+ * these levels is not the spool's and is left alone.  A folder that cannot
+ * be opened is reported and skipped: one bad folder stops no other. */
+static sl_status enter(ingest_spool *sp, int pfd, const fid *pid, level plv, const char *prel,
+                       const char *tenant, const char *name, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    int fd = -1;
+    struct stat st;
+    sl_error e;
+    sl_error_clear(&e);
+    assert(plv != L_TARGET);
+    char *rel = below(prel, name);
+    if (!rel) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !(S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)))
+        goto out;
+    before_open(sp, rel);
+    sl_status orc = open_folder(pfd, name, &fd, &st, &e);
+    if (orc == SL_ENOTFOUND)
+        goto out;
+    if (orc != SL_OK) {
+        report(sp, rel, NULL, &e);
+        goto out;
+    }
+    fid id = fid_of(&st);
+    rc = scan(sp, fd, &id, plv == L_TENANT ? pid : NULL, plv == L_ROOT ? L_TENANT : L_TARGET, rel,
+              tenant, plv == L_ROOT ? NULL : name, &e);
+    if (rc == SL_EFORBIDDEN || rc == SL_EIO) { /* this folder's trouble, not the spool's */
+        report(sp, rel, NULL, &e);
+        rc = SL_OK;
+    } else if (rc != SL_OK) {
+        *err = e;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(rel);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Files.
+ * ------------------------------------------------------------------------- */
 
 /* The format a file name asks for; false when it says none we know. */
 static bool format_of(const char *name, bool assets, ingest_format *f)
@@ -210,37 +513,94 @@ static bool format_of(const char *name, bool assets, ingest_format *f)
     return true;
 }
 
-/* Moves path into sub/ of its folder; returns the new path (malloc'd) or NULL. */
-static char *move_into(const char *dir, const char *name, const char *sub)
+/* SL_OK when st is a file the spool takes, else SL_EFORBIDDEN saying why. */
+static sl_status refusal(const ingest_spool *sp, const struct stat *st, sl_error *err)
 {
-    char *d = join(dir, sub);
-    char *to = d ? join(d, name) : NULL;
-    char *from = join(dir, name);
-    bool ok = d && to && from && (mkdir(d, 0755) == 0 || errno == EEXIST) && rename(from, to) == 0;
-    free(d);
-    free(from);
-    if (!ok) {
-        free(to);
-        return NULL;
-    }
-    return to;
+    sl_status rc = SL_OK;
+    if (S_ISLNK(st->st_mode))
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "refused, not read: a symbolic link (the spool takes regular files "
+                          "only and follows no link)");
+    else if (!S_ISREG(st->st_mode))
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "refused, not read: %s, not a regular file (the spool takes regular "
+                          "files only)",
+                          kind_name(st->st_mode));
+    else if (st->st_nlink != 1)
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "refused, not read: a hard link (%lu names; the spool takes only a "
+                          "file whose one name is in its folder)",
+                          (unsigned long)st->st_nlink);
+    else if (sp->opt.owner != INGEST_SPOOL_OWNER_ANY && st->st_uid != sp->owner)
+        rc = sl_error_set(err, SL_EFORBIDDEN,
+                          "refused, not read: owned by uid %lu; the spool takes files owned by "
+                          "uid %lu only (--spool-owner)",
+                          (unsigned long)st->st_uid, (unsigned long)sp->owner);
+    return rc;
 }
 
-/* Writes FILE.error.json beside the failed file. */
-static void write_error(const char *failed_path, const sl_error *e)
+/* Moves name from the folder at dfd into its sub/ (made if missing).  sub/
+ * must be a real folder: a link or anything else there is refused
+ * (SL_EFORBIDDEN) and nothing moves.  On success *sub_fd is sub/ open, the
+ * caller's to close.  What sits at sub/name is replaced (a file sent again),
+ * never followed. */
+static sl_status move_into(int dfd, const char *name, const char *sub, int *sub_fd, sl_error *err)
 {
-    size_t plen = strlen(failed_path) + sizeof ".error.json";
-    char *path = malloc(plen);
-    if (!path)
-        return;
-    snprintf(path, plen, "%s.error.json", failed_path);
+    sl_status rc = SL_OK;
+    int sfd = -1;
+    struct stat st;
+    if (mkdirat(dfd, sub, 0755) != 0 && errno != EEXIST) {
+        rc = sl_error_set(err, SL_EIO, "cannot make %s/: %s", sub, strerror(errno));
+        goto out;
+    }
+    if ((rc = open_folder(dfd, sub, &sfd, &st, err)) != SL_OK) {
+        sl_error_prefix(err, "%s", sub);
+        goto out;
+    }
+    if (renameat(dfd, name, sfd, name) != 0) {
+        rc = sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO, "cannot move it to %s/: %s",
+                          sub, strerror(errno));
+        goto out;
+    }
+out:
+    if (rc != SL_OK && sfd >= 0)
+        close(sfd);
+    else if (rc == SL_OK)
+        *sub_fd = sfd;
+    return rc;
+}
+
+/* Writes all of data[0..len) to fd. */
+static bool write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Writes NAME.error.json in the folder at dfd (failed/).  The temporary
+ * file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a name already there (a
+ * crash's leftover, or a link planted to make the watcher write elsewhere)
+ * is never opened but removed -- it is an entry of failed/, the spool's own
+ * -- and made anew; renameat then replaces whatever is at NAME.error.json
+ * without following it.  On failure why says what went wrong. */
+static bool write_error(int dfd, const char *name, const sl_error *e, char *why, size_t cap)
+{
+    bool ok = false;
+    int fd = -1;
     char when[25];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     schema_time_format((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, when);
     bson_t doc = BSON_INITIALIZER;
-    const char *slash = strrchr(failed_path, '/');
-    BSON_APPEND_UTF8(&doc, "file", slash ? slash + 1 : failed_path);
+    BSON_APPEND_UTF8(&doc, "file", name);
     BSON_APPEND_UTF8(&doc, "status", sl_status_name(e->status));
     BSON_APPEND_UTF8(&doc, "title", sl_status_title(e->status));
     BSON_APPEND_UTF8(&doc, "message", e->message);
@@ -251,129 +611,260 @@ static void write_error(const char *failed_path, const sl_error *e)
     BSON_APPEND_UTF8(&doc, "failed_at", when);
     size_t len = 0;
     char *json = bson_as_relaxed_extended_json(&doc, &len);
-    size_t tlen = strlen(path) + 8;
-    char *tmp = malloc(tlen);
-    if (json && tmp) {
-        snprintf(tmp, tlen, "%s.tmp", path);
-        FILE *f = fopen(tmp, "w");
-        if (f) {
-            bool ok = fwrite(json, 1, len, f) == len && fputc('\n', f) != EOF;
-            ok = fclose(f) == 0 && ok;
-            if (ok)
-                rename(tmp, path);
-            else
-                unlink(tmp);
-        }
+    char *final = fmt("%s.error.json", name), *tmp = fmt("%s.error.json.tmp", name);
+    if (!json || !final || !tmp) {
+        snprintf(why, cap, "out of memory");
+        goto out;
     }
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+    fd = openat(dfd, tmp, flags, 0644);
+    if (fd < 0 && errno == EEXIST && unlinkat(dfd, tmp, 0) == 0)
+        fd = openat(dfd, tmp, flags, 0644);
+    if (fd < 0) {
+        snprintf(why, cap, "cannot create failed/%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    bool wrote = write_all(fd, json, len) && write_all(fd, "\n", 1);
+    int no = wrote ? 0 : errno;
+    if (close(fd) != 0 && wrote) {
+        wrote = false;
+        no = errno;
+    }
+    fd = -1;
+    if (wrote && renameat(dfd, tmp, dfd, final) != 0) {
+        wrote = false;
+        no = errno;
+    }
+    if (!wrote) {
+        snprintf(why, cap, "cannot write failed/%s: %s", final, strerror(no));
+        (void)unlinkat(dfd, tmp, 0);
+        goto out;
+    }
+    ok = true;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(final);
     free(tmp);
     bson_free(json);
     bson_destroy(&doc);
-    free(path);
+    return ok;
 }
 
 /* True when nobody has the file open for writing (a read lease is granted
  * only then).  Where leases are not supported, the file is taken. */
-static bool complete(const char *path)
+static bool complete(int fd)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return false; /* gone: taken already */
-    bool ok = true;
-    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
         (void)fcntl(fd, F_SETLEASE, F_UNLCK);
-    else if (errno == EAGAIN)
-        ok = false; /* a writer has it open: its IN_CLOSE_WRITE will come */
-    close(fd);
-    return ok;
+        return true;
+    }
+    return errno != EAGAIN; /* a writer has it open: its IN_CLOSE_WRITE will come */
 }
 
-/* Ingests one file of folder w, then moves it. */
-static void take(ingest_spool *sp, const watch *w, const char *name)
+/* Adds " (then)" to e's message, cut to fit. */
+static void append(sl_error *e, const char *then)
 {
-    if (hidden(name))
+    size_t used = strnlen(e->message, sizeof e->message - 1), room = sizeof e->message - used;
+    int n = snprintf(e->message + used, room, " (%s)", then);
+    if (n >= (int)room && room > 1) /* cut: keep the closing parenthesis */
+        e->message[sizeof e->message - 2] = ')';
+}
+
+/* Takes name from the target folder of watch wd: checks what it is without
+ * opening it, opens it without following a link, checks what it opened,
+ * ingests it from that descriptor, then moves it.  Anything but a complete
+ * regular file with one link and the right owner is refused unread and
+ * goes to failed/.  created: the name was just made (IN_CREATE); only what
+ * will never be closed after writing (a link, a FIFO) is taken then. */
+static void take(ingest_spool *sp, int wd, const char *name, bool created)
+{
+    const watch *w = find_watch(sp, wd);
+    if (!w || w->lv != L_TARGET || hidden(name) || reserved(name))
         return;
-    char *path = join(w->path, name);
-    struct stat st;
-    if (!path || lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || !complete(path)) {
-        free(path);
-        return;
-    }
-    bool assets = strcmp(w->target, ASSETS_DIR) == 0;
-    ingest_request rq = {.tenant = w->tenant,
-                         .surgery = assets ? NULL : w->target,
-                         .limits = &sp->lim,
-                         .catalogs = sp->opt.catalogs};
+    sl_status rc = SL_OK, mrc = SL_OK;
+    int dfd = -1, fd = -1, sfd = -1;
+    bool drop = false;
+    char *rel = below(w->rel, name), *moved = NULL;
+    const char *at = NULL;
+    struct stat st, now;
     ingest_summary sum;
-    sl_error e;
+    sl_error e, me;
     sl_error_clear(&e);
-    sl_status rc;
-    if (!format_of(name, assets, &rq.format))
-        rc = sl_error_set_at(&e, SL_EUNSUPPORTED, "format", -1,
-                             "cannot tell the format from the name: use *.json or "
-                             "*.darknet.json (darknet), *.darknet-stream.json, *.coco.json, "
-                             "*.tfod.json, *.tfod.ndjson or *.ndjson");
-    else
-        rc = ingest_file(sp->st, &rq, path, NULL, NULL, &sum, &e);
-    /* Store trouble is not the file's fault: leave it to be taken again. */
-    if (rc == SL_EIO || rc == SL_EBUSY || rc == SL_ETIMEOUT || rc == SL_ENOMEM) {
-        if (sp->opt.on_file)
-            sp->opt.on_file(sp->opt.ctx, path, NULL, &e);
-        free(path);
-        return;
+    sl_error_clear(&me);
+    if (!rel)
+        goto out;
+    if ((rc = open_watched(sp, w, &dfd, &at, &e)) != SL_OK) {
+        /* not the folder watched any more: forget it (a real folder now
+         * there has its own event) */
+        drop = rc == SL_ENOTFOUND || rc == SL_EFORBIDDEN;
+        if (rc != SL_ENOTFOUND)
+            report(sp, at, NULL, &e);
+        goto out;
     }
-    char *moved = move_into(w->path, name, rc == SL_OK ? DONE_DIR : FAILED_DIR);
-    if (rc != SL_OK && moved)
-        write_error(moved, &e);
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode))
+        goto out; /* gone (taken already), or a folder: nothing to take */
+    if (created && S_ISREG(st.st_mode))
+        goto out; /* its close or move in will come */
+    if ((rc = refusal(sp, &st, &e)) == SL_OK) {
+        before_open(sp, rel);
+        fd = openat(dfd, name, FILE_FLAGS);
+        if (fd < 0 && errno == ENOENT)
+            goto out;
+        if (fd < 0 && errno == ELOOP) /* swapped for a link since the look */
+            rc = refusal(sp, &(struct stat){.st_mode = S_IFLNK}, &e);
+        else if (fd < 0)
+            rc = sl_error_set(&e, SL_EIO, "cannot open: %s", strerror(errno));
+        else if (fstat(fd, &st) != 0)
+            rc = sl_error_set(&e, SL_EIO, "cannot stat: %s", strerror(errno));
+        else if (st.st_nlink == 0)
+            goto out; /* removed since: taken already */
+        else
+            rc = refusal(sp, &st, &e);
+        if (rc == SL_OK && !complete(fd))
+            goto out;
+        if (rc == SL_OK) /* a regular file: reads never wait, but be plain */
+            (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    }
+    if (rc == SL_OK) {
+        bool assets = strcmp(w->target, ASSETS_DIR) == 0;
+        ingest_request rq = {.tenant = w->tenant,
+                             .surgery = assets ? NULL : w->target,
+                             .limits = &sp->lim,
+                             .catalogs = sp->opt.catalogs};
+        if (!format_of(name, assets, &rq.format))
+            rc = sl_error_set_at(&e, SL_EUNSUPPORTED, "format", -1,
+                                 "cannot tell the format from the name: use *.json or "
+                                 "*.darknet.json (darknet), *.darknet-stream.json, *.coco.json, "
+                                 "*.tfod.json, *.tfod.ndjson or *.ndjson");
+        else
+            rc = ingest_fd(sp->st, &rq, fd, NULL, NULL, &sum, &e);
+    }
+    /* Store trouble (or a file the watcher may not open) is not the file's
+     * fault: leave it to be taken again. */
+    if (rc == SL_EIO || rc == SL_EBUSY || rc == SL_ETIMEOUT || rc == SL_ENOMEM) {
+        report(sp, rel, NULL, &e);
+        goto out;
+    }
+    /* Move the name only while it is still what was read; a file put in its
+     * place meanwhile is left to its own event. */
+    if (fd >= 0 && (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_dev != st.st_dev ||
+                    now.st_ino != st.st_ino))
+        mrc = sl_error_set(&me, SL_ECONFLICT, "it was replaced while being taken");
+    const char *sub = rc == SL_OK ? DONE_DIR : FAILED_DIR;
+    if (mrc == SL_OK && (mrc = move_into(dfd, name, sub, &sfd, &me)) == SL_OK)
+        moved = fmt("%s/%s/%s", w->rel, sub, name);
+    char why[600];
+    if (rc != SL_OK && mrc == SL_OK && !write_error(sfd, name, &e, why, sizeof why))
+        append(&e, why);
+    if (mrc != SL_OK) {
+        snprintf(why, sizeof why, "%snot moved to %s/: %s", rc == SL_OK ? "stored, but " : "", sub,
+                 me.message);
+        if (rc == SL_OK)
+            sl_error_set(&e, me.status, "%s", why);
+        else
+            append(&e, why);
+    }
     atomic_fetch_add(&sp->taken, 1);
     if (rc != SL_OK)
         atomic_fetch_add(&sp->failed, 1);
-    if (sp->opt.on_file)
-        sp->opt.on_file(sp->opt.ctx, moved ? moved : path, rc == SL_OK ? &sum : NULL,
-                        rc == SL_OK ? NULL : &e);
+    report(sp, moved ? moved : rel, rc == SL_OK ? &sum : NULL,
+           rc != SL_OK || mrc != SL_OK ? &e : NULL);
+out:
+    if (sfd >= 0)
+        close(sfd);
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
     free(moved);
-    free(path);
+    free(rel);
+    if (drop)
+        forget_watch(sp, wd, true);
 }
 
 /* Takes the queued files. */
 static void drain(ingest_spool *sp)
 {
     for (size_t i = 0; i < sp->nq; i++) {
-        char *path = sp->queue[i];
-        char *slash = strrchr(path, '/');
-        *slash = '\0';
-        for (size_t k = 0; k < sp->nw; k++)
-            if (sp->w[k].lv == L_TARGET && strcmp(sp->w[k].path, path) == 0) {
-                take(sp, &sp->w[k], slash + 1);
-                break;
-            }
-        free(path);
+        take(sp, sp->queue[i].wd, sp->queue[i].name, false);
+        free(sp->queue[i].name);
     }
     sp->nq = 0;
 }
 
 static void on_event(ingest_spool *sp, const struct inotify_event *ev)
 {
+    if (ev->mask & IN_IGNORED) { /* the folder is gone (or we removed the watch) */
+        forget_watch(sp, ev->wd, false);
+        return;
+    }
     const watch *w = find_watch(sp, ev->wd);
     if (!w || ev->len == 0 || hidden(ev->name))
         return;
     if (w->lv == L_TARGET) {
         if (!(ev->mask & IN_ISDIR))
-            take(sp, w, ev->name);
+            take(sp, ev->wd, ev->name, !(ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)));
         return;
     }
-    if (!(ev->mask & IN_ISDIR))
-        return;
-    char *path = join(w->path, ev->name);
+    /* Something appeared at the root or in a tenant folder. */
+    int pfd = -1;
+    const char *at = NULL;
     sl_error e;
     sl_error_clear(&e);
-    /* Copy what w points to: scan() may move the watch table. */
-    char *tenant = w->lv == L_ROOT ? strdup(ev->name) : strdup(w->tenant);
-    if (path && tenant)
-        (void)scan(sp, path, w->lv == L_ROOT ? L_TENANT : L_TARGET, tenant,
-                   w->lv == L_ROOT ? NULL : ev->name, &e);
+    sl_status rc = open_watched(sp, w, &pfd, &at, &e);
+    if (rc != SL_OK) {
+        if (rc != SL_ENOTFOUND)
+            report(sp, at, NULL, &e);
+        if (rc == SL_ENOTFOUND || rc == SL_EFORBIDDEN) /* not the folder watched any more */
+            forget_watch(sp, ev->wd, true);
+        return;
+    }
+    /* Copy what w points to: scanning may move the watch table. */
+    level lv = w->lv;
+    fid id = w->id;
+    char *rel = strdup(w->rel);
+    char *tenant = lv == L_ROOT ? strdup(ev->name) : strdup(w->tenant);
+    if (rel && tenant && enter(sp, pfd, &id, lv, rel, tenant, ev->name, &e) != SL_OK)
+        report(sp, rel, NULL, &e); /* out of memory, or too many folders */
+    close(pfd);
     free(tenant);
-    free(path);
+    free(rel);
     drain(sp);
+}
+
+sl_status ingest_spool_owner_parse(const char *s, ingest_spool_options *o, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    if (!strcmp(s, "any")) {
+        o->owner = INGEST_SPOOL_OWNER_ANY;
+        goto out;
+    }
+    if (s[0] >= '0' && s[0] <= '9') {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || *end || v >= UINT32_MAX) {
+            rc = sl_error_set_at(err, SL_EINVAL, "spool owner", -1,
+                                 "spool owner \"%s\" is not a uid, a user name or any", s);
+            goto out;
+        }
+        o->owner = INGEST_SPOOL_OWNER_UID;
+        o->owner_uid = (uint32_t)v;
+        goto out;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwnam_r(s, &pw, buf, sizeof buf, &found) != 0 || !found) {
+        rc =
+            sl_error_set_at(err, SL_EINVAL, "spool owner", -1,
+                            "spool owner \"%s\": no such user (give a user name, a uid or any)", s);
+        goto out;
+    }
+    o->owner = INGEST_SPOOL_OWNER_UID;
+    o->owner_uid = (uint32_t)found->pw_uid;
+out:
+    return rc;
 }
 
 sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_options *opt,
@@ -385,7 +876,7 @@ sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_option
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
         goto out;
     }
-    sp->ino = sp->stop_fd = -1;
+    sp->ino = sp->stop_fd = sp->root_fd = -1;
     sp->st = s;
     if (opt)
         sp->opt = *opt;
@@ -393,6 +884,7 @@ sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_option
         sp->lim = *opt->limits;
     else
         ingest_limits_default(&sp->lim);
+    sp->owner = sp->opt.owner == INGEST_SPOOL_OWNER_UID ? (uid_t)sp->opt.owner_uid : geteuid();
     sp->root = strdup(dir);
     if (!sp->root) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory");
@@ -402,13 +894,29 @@ sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_option
         rc = sl_error_set(err, SL_EIO, "cannot create spool folder %s: %s", dir, strerror(errno));
         goto out;
     }
+    struct stat st;
+    if ((sp->root_fd = open(dir, DIR_FLAGS)) < 0) {
+        rc = errno == ELOOP || errno == ENOTDIR
+                 ? sl_error_set(err, SL_EINVAL,
+                                "spool folder %s is a symbolic link or not a folder: name the "
+                                "folder itself (the spool follows no link)",
+                                dir)
+                 : sl_error_set(err, SL_EIO, "cannot open spool folder %s: %s", dir,
+                                strerror(errno));
+        goto out;
+    }
+    if (fstat(sp->root_fd, &st) != 0) {
+        rc = sl_error_set(err, SL_EIO, "cannot stat spool folder %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    sp->root_id = fid_of(&st);
     sp->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     sp->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sp->ino < 0 || sp->stop_fd < 0) {
         rc = sl_error_set(err, SL_EIO, "cannot watch %s: %s", dir, strerror(errno));
         goto out;
     }
-    rc = scan(sp, dir, L_ROOT, NULL, NULL, err);
+    rc = scan(sp, sp->root_fd, &sp->root_id, NULL, L_ROOT, "", NULL, NULL, err);
 out:
     if (rc != SL_OK)
         ingest_spool_close(&sp);
@@ -474,7 +982,8 @@ sl_status ingest_spool_run(ingest_spool *sp, int timeout_ms, sl_error *err)
         if (overflow) { /* events were lost: look at everything again */
             sl_error e;
             sl_error_clear(&e);
-            (void)scan(sp, sp->root, L_ROOT, NULL, NULL, &e);
+            if (scan(sp, sp->root_fd, &sp->root_id, NULL, L_ROOT, "", NULL, NULL, &e) != SL_OK)
+                report(sp, "", NULL, &e);
             drain(sp);
         }
     }
@@ -503,18 +1012,20 @@ void ingest_spool_close(ingest_spool **spp)
         return;
     ingest_spool *sp = *spp;
     for (size_t i = 0; i < sp->nw; i++) {
-        free(sp->w[i].path);
+        free(sp->w[i].rel);
         free(sp->w[i].tenant);
         free(sp->w[i].target);
     }
     free(sp->w);
     for (size_t i = 0; i < sp->nq; i++)
-        free(sp->queue[i]);
+        free(sp->queue[i].name);
     free(sp->queue);
     if (sp->ino >= 0)
         close(sp->ino);
     if (sp->stop_fd >= 0)
         close(sp->stop_fd);
+    if (sp->root_fd >= 0)
+        close(sp->root_fd);
     free(sp->root);
     free(sp);
     *spp = NULL;

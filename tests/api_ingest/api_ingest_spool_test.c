@@ -1,6 +1,8 @@
 /* api_ingest_spool_test.c -- `serve --spool DIR --upload-dir DIR2`: a file
  * dropped while serving is ingested and moved to done/ (a bad one to failed/),
- * uploads leave nothing in DIR2, a missing DIR2 is a 503, clean stop. */
+ * a surgery folder swapped for a link to an outside folder while the watcher
+ * is busy is not followed (issue 9), uploads leave nothing in DIR2, a missing
+ * DIR2 is a 503, clean stop. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,24 @@ static int drop(const char *src, const char *dir, const char *name)
         rc = -1;
     free(data);
     return rc == 0 ? rename(tmp, dst) : -1;
+}
+
+/* Writes a large NDJSON input (frames with one detection each) to
+ * dir/.name, then renames it to dir/name: it keeps the watcher busy. */
+static int drop_large(const char *dir, const char *name, int frames)
+{
+    char tmp[1024], dst[1024];
+    snprintf(tmp, sizeof tmp, "%s/.%s", dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return -1;
+    for (int i = 0; i < frames; i++)
+        fprintf(f,
+                "{\"frame\": %d, \"detections\": [{\"label\": \"scalpel\", \"confidence\": "
+                "0.9, \"box\": {\"x\": 0.1, \"y\": 0.1, \"w\": 0.2, \"h\": 0.2}}]}\n",
+                i);
+    return fclose(f) == 0 ? rename(tmp, dst) : -1;
 }
 
 static int exists(const char *path)
@@ -92,6 +112,45 @@ int main(void)
     snprintf(path, sizeof path, "%s/failed/bad.json.error.json", sdir);
     for (int i = 0; i < 200 && !exists(path); i++)
         support_sleep_ms(50);
+    CHECK(exists(path));
+
+    /* Issue 9: while a large file keeps the watcher busy (as the probe did),
+     * a surgery folder is made, removed and replaced by a link to an outside
+     * folder holding a file.  The link is not followed: nothing from there is
+     * stored (its frames stay empty) and nothing there moves.  A file
+     * dropped after the swap into another folder is the sentinel: inotify
+     * reports events in order, so once it is in done/, the swap was seen. */
+    char outside[512], s3[512], s4[512], sentinel[1024];
+    REQUIRE(ih_put_surgery(&srv, k.ingest, "s3") == 0);
+    REQUIRE(ih_put_surgery(&srv, k.ingest, "s4") == 0);
+    snprintf(outside, sizeof outside, "%s/outside", srv.dir);
+    REQUIRE(mkdir(outside, 0700) == 0);
+    REQUIRE(drop(SL_FIXTURES "/darknet/result.json", outside, "x.json") == 0);
+    snprintf(s4, sizeof s4, "%s/t1/s4", spool);
+    REQUIRE(mkdir(s4, 0700) == 0);
+    snprintf(s3, sizeof s3, "%s/t1/s3", spool);
+    REQUIRE(drop_large(s4, "big.ndjson", 40000) == 0);
+    REQUIRE(mkdir(s3, 0700) == 0);
+    REQUIRE(rmdir(s3) == 0);
+    REQUIRE(symlink(outside, s3) == 0);
+    REQUIRE(drop(SL_FIXTURES "/darknet/result.json", sdir, "sentinel.json") == 0);
+    snprintf(sentinel, sizeof sentinel, "%s/done/sentinel.json", sdir);
+    for (int i = 0; i < 1200 && !exists(sentinel); i++) /* 60 s on a loaded machine */
+        support_sleep_ms(50);
+    REQUIRE(exists(sentinel));
+    CHECK(ih_get_frames(&srv, k.staff, "s3", 100, NULL, &fr) == 0);
+    CHECK_INT(fr.n, 0);
+    ih_frames_free(&fr);
+    snprintf(path, sizeof path, "%s/x.json", outside);
+    CHECK(exists(path));
+    snprintf(path, sizeof path, "%s/done", outside);
+    CHECK(!exists(path));
+    CHECK_INT(entries(outside), 1);
+    size_t elen = 0;
+    char *errlog = support_read_file(srv.err_path, &elen);
+    CHECK(errlog && strstr(errlog, "/t1/s3: a symbolic link, not a folder: not followed"));
+    free(errlog);
+    snprintf(path, sizeof path, "%s/done/big.ndjson", s4);
     CHECK(exists(path));
 
     /* Uploads are spooled in --upload-dir and leave nothing behind. */

@@ -89,6 +89,12 @@ int main(int argc, char **argv)
     RUN(&r, "--tenant", "acme", "--surgery", "s1", "--format", "yolo", "x.json");
     CHECK_INT(r.code, 2);
     CHECK(strstr(r.err, "unknown format \"yolo\"") != NULL);
+    RUN(&r, "--tenant", "acme", "--format", "assets", "--spool-owner", "any", "x.ndjson");
+    CHECK_INT(r.code, 2);
+    CHECK(strstr(r.err, "--spool-owner goes with --watch") != NULL);
+    RUN(&r, "--watch", dir, "--spool-owner", "no-such-user-here");
+    CHECK_INT(r.code, 2);
+    CHECK(strstr(r.err, "spool owner \"no-such-user-here\": no such user") != NULL);
 
     RUN(&r, "--tenant", "acme", "--surgery", "s1", "--format", "surgery",
         SL_FIXTURES "/surgery/surgery.json");
