@@ -1,6 +1,6 @@
 /* json.c -- JSON in and out with yajl.  Out: strings that may hold client
- * bytes are repaired (invalid UTF-8 -> U+FFFD) so an answer is always valid
- * JSON; doubles and stored BSON values written one way for every route.  In:
+ * bytes are repaired (invalid UTF-8 by schema's strict check -> U+FFFD) so an
+ * answer is always valid JSON; doubles and stored BSON values written one way for every route.  In:
  * a validating pass that bounds nesting and reports the offset. */
 #include "api_int.h"
 
@@ -60,9 +60,15 @@ out:
     return st;
 }
 
+/* The strict check first: yajl's own (yajl_gen_validate_utf8) lets overlong
+ * forms, surrogates and code points past U+10FFFF through, which JSON
+ * parsers of clients then refuse. */
 yajl_gen_status api_json_strn(yajl_gen g, const char *s, size_t len)
 {
-    yajl_gen_status st = s ? yajl_gen_string(g, (const unsigned char *)s, len) : yajl_gen_null(g);
+    yajl_gen_status st = !s ? yajl_gen_null(g)
+                         : schema_utf8_valid_prefix(s, len) < len
+                             ? yajl_gen_invalid_string
+                             : yajl_gen_string(g, (const unsigned char *)s, len);
     if (st == yajl_gen_invalid_string)
         st = json_str_repaired(g, s, len);
     return st;

@@ -294,6 +294,8 @@ static void test_json_out(void)
                     "b\xc3");
     api_json_kv_str(g, "ctl", "x\x01y\n\"z\\");
     api_json_kv_str(g, "ok", "caf\xc3\xa9");
+    /* Regression (issue 9, finding 7): what yajl's own check lets through. */
+    api_json_kv_str(g, "lax", "o\xc0\xafs\xed\xa0\x80t\xf4\x90\x80\x80");
     api_json_kv_str(g, "null", NULL);
     yajl_gen_map_close(g);
     REQUIRE(yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok);
@@ -308,7 +310,12 @@ static void test_json_out(void)
                                                  "b\xef\xbf\xbd");
     CHECK_STR(ctl ? YAJL_GET_STRING(ctl) : NULL, "x\x01y\n\"z\\");
     CHECK_STR(ok ? YAJL_GET_STRING(ok) : NULL, "caf\xc3\xa9");
-    CHECK(strstr(copy, "\\u0001") != NULL); /* control bytes escaped, never raw */
+    const char *pl[] = {"lax", NULL};
+    yajl_val lax = yajl_tree_get(v, pl, yajl_t_string);
+    const char *ls = lax ? YAJL_GET_STRING(lax) : "";
+    CHECK(strncmp(ls, "o\xef\xbf\xbd", 4) == 0);
+    CHECK(schema_utf8_valid_prefix(copy, len) == len); /* the whole answer is valid UTF-8 */
+    CHECK(strstr(copy, "\\u0001") != NULL);            /* control bytes escaped, never raw */
     yajl_tree_free(v);
     free(copy);
     yajl_gen_free(g);
