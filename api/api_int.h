@@ -5,27 +5,35 @@
  * ADDING ROUTES (one file per area, one line to register it)
  *
  *   1. Write api/routes_<area>.c with the handlers and one table (fields in
- *      the order of api_route: method, pattern, roles, body, body_max, run,
- *      on_head, on_chunk, handler):
+ *      the order of api_route: method, pattern, roles, kinds, query, body,
+ *      body_max, run, on_head, on_chunk, handler):
  *
  *        static const api_route routes[] = {
- *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE,
- *             NULL, NULL, brand_get},
- *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0,
- *             API_RUN_JOB, detections_head, detections_chunk, detections_done},
+ *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram",
+ *             API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, brand_get},
+ *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_KIND_HOSPITAL,
+ *             "format frame_offset", API_BODY_STREAMED, 0, API_RUN_JOB, detections_head,
+ *             detections_chunk, detections_done},
  *        };
  *        API_AREA(brands, routes);
  *
  *   2. Add `X(brands)` to API_AREAS in api/routes.c.
  *
  * What the server guarantees before a handler runs:
+ *   - the request line and headers hold no NUL byte (libmicrohttpd would have
+ *     cut them short there), an HTTP/1.1 request has one Host;
  *   - the method and pattern matched; every {param} passed
  *     schema_component_check() (so it can go into a key as is);
- *   - the query string parsed (api_query()), valid UTF-8 without control bytes;
- *   - the key was checked and its role is in `roles` (admin passes every
- *     tenant route); api_auth_of() gives the tenant FROM THE KEY -- build keys
- *     from it, never from the request, so another tenant's resource is simply
- *     not found (404, the same as a missing one);
+ *   - the key was checked; its tenant's kind is in `kinds` (a key of another
+ *     kind is answered 404 "no-route", exactly as a path no route has: the
+ *     route does not exist for it); its role is in `roles` (admin passes
+ *     every tenant route of its kind); api_auth_of() gives the tenant FROM THE
+ *     KEY -- build keys from it, never from the request, so another tenant's
+ *     resource is simply not found (404, the same as a missing one);
+ *   - the query string parsed (api_query()), valid UTF-8 without control
+ *     bytes, holding only parameters named in `query`, each at most once (an
+ *     unknown or repeated one is a 400 naming it); a handler reads only
+ *     those (api_query() of an undeclared name asserts, and answers NULL);
  *   - the body respects the route's policy: API_BODY_NONE refuses any body;
  *     API_BODY_BUFFERED holds it whole (api_body()) up to body_max;
  *     API_BODY_STREAMED hands it to on_chunk piece by piece, never whole, and
@@ -104,10 +112,20 @@ typedef enum api_run_kind {
 #define API_PUBLIC   (1u << 30)
 #define API_ANY_ROLE (API_ROLE_INGEST | API_ROLE_STAFF | API_ROLE_VIEWER | API_ROLE_ADMIN)
 
+/* The tenant kinds a route serves (schema's SCHEMA_KIND_*): a mask, not 0.
+ * API_PUBLIC routes have no key, hence no kind: they take API_KIND_ANY. */
+#define API_KIND_HOSPITAL (1u << 0) /* "hospital": surgeries, detections, catalog */
+#define API_KIND_BRAND    (1u << 1) /* "brand-client": assets, brand dashboard */
+#define API_KIND_ANY      (API_KIND_HOSPITAL | API_KIND_BRAND)
+
 typedef struct api_route {
-    const char *method;    /* "GET", "POST", ... (GET also answers HEAD) */
-    const char *pattern;   /* "/v1/surgeries/{id}/usage": literal or {name} segments */
-    unsigned roles;        /* api_role mask or API_PUBLIC */
+    const char *method;  /* "GET", "POST", ... (GET also answers HEAD) */
+    const char *pattern; /* "/v1/surgeries/{id}/usage": literal or {name} segments */
+    unsigned roles;      /* api_role mask or API_PUBLIC */
+    unsigned kinds;      /* API_KIND_* mask */
+    /* The query parameters it takes, space-separated ("from to limit
+     * cursor"); NULL or "" for none.  Names are [a-z0-9_]+, each once. */
+    const char *query;
     api_body_kind body;    /* body policy */
     int64_t body_max;      /* bytes; 0 = the configured default for the policy */
     api_run_kind run;      /* where handler runs */
@@ -193,8 +211,11 @@ const char *api_body(const api_request *req, size_t *len);
 /* Bytes of body received so far (streamed routes use it for offsets). */
 uint64_t api_body_received(const api_request *req);
 
-/* Parses the buffered body as one JSON value (depth <= 64).  On SL_OK *out is
- * freed with yajl_tree_free().  SL_EINVAL with the byte offset otherwise. */
+/* Parses the buffered body as one JSON value held to the rules of every
+ * ingest input (api__json_check: depth <= 64, no duplicate members, strict
+ * UTF-8 with paired surrogate escapes).  On SL_OK *out is freed with
+ * yajl_tree_free().  SL_EINVAL naming the member (JSON path, "body" at the
+ * top) and the byte offset otherwise. */
 sl_status api_body_json(const api_request *req, yajl_val *out, sl_error *err);
 
 /* Per-request state for the handler (e.g. a streaming parser): free_fn (may
@@ -368,7 +389,9 @@ typedef struct api__croute {
     size_t nseg;
     char *seg[API__PATH_SEG_MAX];   /* literal segment, or NULL for a parameter */
     char *param[API__PATH_SEG_MAX]; /* parameter name where seg is NULL */
-    char label[160];                /* "GET /v1/tenant", for metrics */
+    size_t nquery;
+    char *query[API__QUERY_MAX]; /* the query parameters it takes (route->query split) */
+    char label[160];             /* "GET /v1/tenant", for metrics */
 } api__croute;
 
 typedef struct api__router {
@@ -377,8 +400,9 @@ typedef struct api__router {
 } api__router;
 
 /* Compiles the areas' tables; refuses malformed patterns, missing handlers,
- * routes without roles and duplicates, naming the route.  On success free
- * with api__router_free(). */
+ * routes without roles or kinds, malformed or repeated query parameter names
+ * and duplicate routes, naming the route.  On success free with
+ * api__router_free(). */
 sl_status api__router_build(api__router *rt, const api_area *const *areas, sl_error *err);
 void api__router_free(api__router *rt);
 
@@ -426,6 +450,13 @@ typedef struct api__query {
  * '+'-decoded, each valid UTF-8 without control bytes.  SL_EINVAL naming the
  * parameter or byte offset otherwise.  On success free out->buf. */
 sl_status api__query_parse(const char *raw, size_t len, api__query *out, sl_error *err);
+
+/* Whether route cr declares query parameter name. */
+int api__route_takes(const api__croute *cr, const char *name);
+
+/* SL_OK when q holds only parameters cr declares, each once; else SL_EINVAL
+ * naming the first unknown or repeated one (field: its name). */
+sl_status api__query_check(const api__croute *cr, const api__query *q, sl_error *err);
 
 /* ---- keys (keys.c) ---- */
 
@@ -508,8 +539,9 @@ sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err);
 
 /* ---- JSON in (json.c) ---- */
 
-/* Validates text as one JSON value no deeper than max_depth; SL_EINVAL with
- * the byte offset of the fault. */
+/* Validates text as one JSON value no deeper than max_depth with
+ * ingest_json_check() (no duplicate members, strict UTF-8, ...); SL_EINVAL
+ * naming the JSON path ("body" at the top) and the byte offset of the fault. */
 sl_status api__json_check(const char *text, size_t len, int max_depth, sl_error *err);
 
 /* ---- problems (reply.c) ---- */

@@ -599,20 +599,20 @@ out:
 }
 
 static const api_route routes[] = {
-    {"GET", "/v1/brands", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     brands_list},
-    {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     brand_get},
-    {"GET", "/v1/brands/{brand}/campaigns", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, campaigns_list},
-    {"GET", "/v1/brands/{brand}/campaigns/{campaign}", API_ROLE_VIEWER, API_BODY_NONE, 0,
-     API_RUN_INLINE, NULL, NULL, campaign_get},
-    {"GET", "/v1/brands/{brand}/assets", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, brand_assets},
-    {"GET", "/v1/sectors", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     sectors_list},
-    {"GET", "/v1/sectors/{sector}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     sector_get},
+    {"GET", "/v1/brands", API_ROLE_VIEWER, API_KIND_BRAND, "sort order limit cursor", API_BODY_NONE,
+     0, API_RUN_INLINE, NULL, NULL, brands_list},
+    {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, brand_get},
+    {"GET", "/v1/brands/{brand}/campaigns", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, campaigns_list},
+    {"GET", "/v1/brands/{brand}/campaigns/{campaign}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, campaign_get},
+    {"GET", "/v1/brands/{brand}/assets", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, brand_assets},
+    {"GET", "/v1/sectors", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, sectors_list},
+    {"GET", "/v1/sectors/{sector}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, sector_get},
 };
 
 API_AREA(brands, routes);

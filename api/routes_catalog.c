@@ -103,12 +103,12 @@ out:
 }
 
 static const api_route routes[] = {
-    {"PUT", "/v1/catalog/{sku}", API_ROLE_ADMIN, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_put},
-    {"GET", "/v1/catalog/{sku}", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_get},
-    {"GET", "/v1/catalog", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_list},
+    {"PUT", "/v1/catalog/{sku}", API_ROLE_ADMIN, API_KIND_HOSPITAL, NULL, API_BODY_BUFFERED, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_put},
+    {"GET", "/v1/catalog/{sku}", API_ROLE_STAFF, API_KIND_HOSPITAL, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_get},
+    {"GET", "/v1/catalog", API_ROLE_STAFF, API_KIND_HOSPITAL, "limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_list},
 };
 
 API_AREA(catalog, routes);

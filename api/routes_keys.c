@@ -156,13 +156,14 @@ static sl_status keys_revoke(api_request *req, sl_error *err)
 }
 
 static const api_route routes[] = {
-    {"GET", "/v1/keys", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, keys_list},
-    {"POST", "/v1/keys", API_ROLE_ADMIN, API_BODY_BUFFERED, KEY_BODY_MAX, API_RUN_INLINE, NULL,
-     NULL, keys_create},
-    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     keys_get},
-    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     keys_revoke},
+    {"GET", "/v1/keys", API_ROLE_ADMIN, API_KIND_ANY, "limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_list},
+    {"POST", "/v1/keys", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_BUFFERED, KEY_BODY_MAX,
+     API_RUN_INLINE, NULL, NULL, keys_create},
+    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_get},
+    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_revoke},
 };
 
 API_AREA(keys, routes);

@@ -472,14 +472,15 @@ out:
 }
 
 static const api_route routes[] = {
-    {"PUT", "/v1/surgeries/{id}", API_ROLE_INGEST, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
-     surgery_put},
-    {"GET", "/v1/surgeries/{id}", API_ROLE_STAFF | API_ROLE_INGEST, API_BODY_NONE, 0,
-     API_RUN_INLINE, NULL, NULL, surgery_get},
-    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB,
-     detections_head, api_upload_chunk, detections_done},
-    {"GET", "/v1/surgeries/{id}/frames", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, frames_get},
+    {"PUT", "/v1/surgeries/{id}", API_ROLE_INGEST, API_KIND_HOSPITAL, NULL, API_BODY_BUFFERED, 0,
+     API_RUN_INLINE, NULL, NULL, surgery_put},
+    {"GET", "/v1/surgeries/{id}", API_ROLE_STAFF | API_ROLE_INGEST, API_KIND_HOSPITAL, NULL,
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, surgery_get},
+    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_KIND_HOSPITAL,
+     "format frame_offset frame_from image_width image_height categories", API_BODY_STREAMED, 0,
+     API_RUN_JOB, detections_head, api_upload_chunk, detections_done},
+    {"GET", "/v1/surgeries/{id}/frames", API_ROLE_STAFF, API_KIND_HOSPITAL, "from to limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, frames_get},
 };
 
 API_AREA(surgeries, routes);

@@ -682,6 +682,28 @@ out:
     return rc;
 }
 
+static bool check_event(void *ctx, ingest__jev ev, const ingest__jval *v)
+{
+    return true; /* the reader's own rules are the whole check */
+}
+
+sl_status ingest_json_check(const void *json, size_t len, uint32_t max_depth, sl_error *err)
+{
+    ingest_limits lim;
+    ingest__json *j = NULL;
+    ingest_limits_default(&lim);
+    lim.max_depth = max_depth;
+    lim.max_input_bytes = len;
+    ingest__json_options o = {.limits = &lim};
+    sl_status rc = ingest__json_new(&o, check_event, NULL, &j, err);
+    if (rc == SL_OK)
+        rc = ingest__json_feed(j, json, len, err);
+    if (rc == SL_OK)
+        rc = ingest__json_finish(j, false, err);
+    ingest__json_free(&j);
+    return rc;
+}
+
 void ingest__json_free(ingest__json **jp)
 {
     if (!jp || !*jp)

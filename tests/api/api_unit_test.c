@@ -80,14 +80,16 @@ static void test_config(void)
 }
 
 static const api_route table_ok[] = {
-    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     dummy},
-    {"GET", "/v1/keys/mine", API_ANY_ROLE, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy},
-    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     dummy},
-    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_INLINE,
-     NULL, dummy_chunk, dummy},
-    {"GET", "/healthz", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy},
+    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, dummy},
+    {"GET", "/v1/keys/mine", API_ANY_ROLE, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE,
+     NULL, NULL, dummy},
+    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, dummy},
+    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_KIND_ANY, NULL,
+     API_BODY_STREAMED, 0, API_RUN_INLINE, NULL, dummy_chunk, dummy},
+    {"GET", "/healthz", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, dummy},
 };
 static const api_area area_ok = {"ok", table_ok, sizeof table_ok / sizeof table_ok[0]};
 
@@ -103,20 +105,25 @@ static void test_router_build(void)
 {
     api__router rt;
     sl_error e;
-    const api_route no_roles = {"GET",          "/x", 0,    API_BODY_NONE, 0,
-                                API_RUN_INLINE, NULL, NULL, dummy};
-    const api_route no_handler = {"GET",          "/x", API_PUBLIC, API_BODY_NONE, 0,
-                                  API_RUN_INLINE, NULL, NULL,       NULL};
+    const api_route no_roles = {"GET", "/x",           0,    API_KIND_ANY, NULL, API_BODY_NONE,
+                                0,     API_RUN_INLINE, NULL, NULL,         dummy};
+    const api_route no_handler = {"GET", "/x",          API_PUBLIC, API_KIND_ANY,
+                                  NULL,  API_BODY_NONE, 0,          API_RUN_INLINE,
+                                  NULL,  NULL,          NULL};
     const api_route stream_no_chunk = {
-        "POST", "/x", API_PUBLIC, API_BODY_STREAMED, 0, API_RUN_INLINE, NULL, NULL, dummy};
-    const api_route bad_param = {"GET",          "/x/{}", API_PUBLIC, API_BODY_NONE, 0,
-                                 API_RUN_INLINE, NULL,    NULL,       dummy};
-    const api_route empty_seg = {"GET",          "/x//y", API_PUBLIC, API_BODY_NONE, 0,
-                                 API_RUN_INLINE, NULL,    NULL,       dummy};
-    const api_route head = {"HEAD",         "/x", API_PUBLIC, API_BODY_NONE, 0,
-                            API_RUN_INLINE, NULL, NULL,       dummy};
-    const api_route bad_run = {"GET",           "/x", API_PUBLIC, API_BODY_NONE, 0,
-                               (api_run_kind)7, NULL, NULL,       dummy};
+        "POST", "/x",           API_PUBLIC, API_KIND_ANY, NULL, API_BODY_STREAMED,
+        0,      API_RUN_INLINE, NULL,       NULL,         dummy};
+    const api_route bad_param = {"GET", "/x/{}",       API_PUBLIC, API_KIND_ANY,
+                                 NULL,  API_BODY_NONE, 0,          API_RUN_INLINE,
+                                 NULL,  NULL,          dummy};
+    const api_route empty_seg = {"GET", "/x//y",       API_PUBLIC, API_KIND_ANY,
+                                 NULL,  API_BODY_NONE, 0,          API_RUN_INLINE,
+                                 NULL,  NULL,          dummy};
+    const api_route head = {"HEAD", "/x",           API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE,
+                            0,      API_RUN_INLINE, NULL,       NULL,         dummy};
+    const api_route bad_run = {"GET", "/x",          API_PUBLIC, API_KIND_ANY,
+                               NULL,  API_BODY_NONE, 0,          (api_run_kind)7,
+                               NULL,  NULL,          dummy};
     CHECK_INT(build_one(&no_roles, &rt, &e), SL_EINTERNAL);
     CHECK(strstr(e.message, "GET /x") != NULL);
     CHECK_INT(build_one(&no_handler, &rt, &e), SL_EINTERNAL);
@@ -127,10 +134,68 @@ static void test_router_build(void)
     CHECK_INT(build_one(&bad_run, &rt, &e), SL_EINTERNAL);
     CHECK(strstr(e.message, "API_RUN_JOB") != NULL);
 
+    /* Kinds: a mask of both, not 0; a public route has no key, so both. */
+    const api_route no_kind = {
+        "GET", "/x", API_ROLE_VIEWER, 0, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy};
+    const api_route bad_kind = {
+        "GET", "/x", API_ROLE_VIEWER, 8, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy};
+    const api_route public_kind = {"GET", "/x",          API_PUBLIC, API_KIND_BRAND,
+                                   NULL,  API_BODY_NONE, 0,          API_RUN_INLINE,
+                                   NULL,  NULL,          dummy};
+    CHECK_INT(build_one(&no_kind, &rt, &e), SL_EINTERNAL);
+    CHECK(strstr(e.message, "kinds") != NULL);
+    CHECK_INT(build_one(&bad_kind, &rt, &e), SL_EINTERNAL);
+    CHECK_INT(build_one(&public_kind, &rt, &e), SL_EINTERNAL);
+    /* Query declarations: names of [a-z0-9_], space-separated, each once. */
+    static const char *const bad_queries[] = {"limit limit", "Limit", "a  b", " a",
+                                              "a ",          "a,b",   "a-b"};
+    for (size_t i = 0; i < sizeof bad_queries / sizeof bad_queries[0]; i++) {
+        const api_route q = {"GET",          "/x",          API_PUBLIC, API_KIND_ANY,
+                             bad_queries[i], API_BODY_NONE, 0,          API_RUN_INLINE,
+                             NULL,           NULL,          dummy};
+        CHECK_INT(build_one(&q, &rt, &e), SL_EINTERNAL);
+        CHECK(strstr(e.message, "query parameters") != NULL);
+    }
+    const api_route good_q = {
+        "GET",          "/x", API_PUBLIC, API_KIND_ANY, "from to limit cursor", API_BODY_NONE, 0,
+        API_RUN_INLINE, NULL, NULL,       dummy};
+    REQUIRE(build_one(&good_q, &rt, &e) == SL_OK);
+    CHECK_INT(rt.routes[0].nquery, 4);
+    CHECK(api__route_takes(&rt.routes[0], "cursor") && !api__route_takes(&rt.routes[0], "cur"));
+    /* Regression (issue 9, finding 10): repeated parameters were resolved
+     * first-wins (limit=1&limit=500) and unknown ones ignored. */
+    static const struct {
+        const char *query, *field;
+    } checks[] = {
+        {"from=1&to=2&limit=3&cursor=x", NULL},
+        {"", NULL},
+        {"limit=1&limit=500", "limit"},
+        {"to=1&from=2&to=3", "to"},
+        {"fro=1", "fro"},
+        {"format=ndjson", "format"},
+        {"limit", NULL},
+        {"x&limit=1", "x"},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        api__query q;
+        sl_error_clear(&e);
+        REQUIRE(api__query_parse(checks[i].query, strlen(checks[i].query), &q, &e) == SL_OK);
+        sl_status rc = api__query_check(&rt.routes[0], &q, &e);
+        CHECK_INT(rc, checks[i].field ? SL_EINVAL : SL_OK);
+        if (checks[i].field) {
+            CHECK_STR(e.field, checks[i].field);
+            CHECK(strstr(e.message, i < 4 ? "more than once" : "takes no query parameter") != NULL);
+        }
+        free(q.buf);
+    }
+    api__router_free(&rt);
+
     /* The same shape twice (parameter names aside) is a clash. */
     const api_route twice[] = {
-        {"GET", "/a/{x}", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy},
-        {"GET", "/a/{y}", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, dummy},
+        {"GET", "/a/{x}", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+         NULL, dummy},
+        {"GET", "/a/{y}", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+         NULL, dummy},
     };
     api_area a2 = {"twice", twice, 2};
     const api_area *areas2[] = {&a2, NULL};
@@ -328,8 +393,29 @@ static void test_json_in(void)
     sl_error_clear(&e);
     CHECK_INT(api__json_check("{\"a\": [1, 2]}", 13, 64, &e), SL_OK);
     CHECK_INT(api__json_check("{\"a\": [1, 2}", 12, 64, &e), SL_EINVAL);
-    CHECK_STR(e.field, "body");
+    CHECK_STR(e.field, "a"); /* the member at fault */
     CHECK(e.offset >= 10 && e.offset <= 12);
+    sl_error_clear(&e);
+    CHECK_INT(api__json_check("[1,", 3, 64, &e), SL_EINVAL);
+    CHECK_STR(e.field, "body"); /* at the top: the body */
+    /* Regression (issue 9, finding 9): yajl_tree keeps the last of two
+     * members of one name, so {"role":"viewer","role":"admin"} made an
+     * admin key.  Every body is held to the ingest reader's rules. */
+    const char *dup = "{\"role\":\"viewer\",\"role\":\"admin\"}";
+    sl_error_clear(&e);
+    CHECK_INT(api__json_check(dup, strlen(dup), 64, &e), SL_EINVAL);
+    CHECK_STR(e.field, "role");
+    CHECK_INT(e.offset, 17);
+    CHECK(strstr(e.message, "duplicate key \"role\"") != NULL);
+    const char *nested = "{\"a\":{\"b\":1,\"c\":{\"b\":2},\"b\":3}}";
+    sl_error_clear(&e);
+    CHECK_INT(api__json_check(nested, strlen(nested), 64, &e), SL_EINVAL);
+    CHECK_STR(e.field, "a.b");
+    const char *lone = "{\"name\":\"x\\ud800\"}";
+    sl_error_clear(&e);
+    CHECK_INT(api__json_check(lone, strlen(lone), 64, &e), SL_EINVAL); /* finding 7 */
+    CHECK(strstr(e.message, "high surrogate") != NULL);
+    CHECK_STR(e.field, "name");
     memset(deep, '[', 100);
     memset(deep + 100, ']', 100);
     sl_error_clear(&e);
