@@ -336,29 +336,45 @@ sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, 
                       sl_error *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
 
-/* ---- cursors: a store page token as an opaque, URL-safe string ----
+/* ---- cursors: a listing's position, sealed (api/cursor.c) ----
  *
- * A cursor is the store's page token itself, checked to be URL-safe
- * (letters, digits, '-' and '_': base64url, as store.c writes them), so a
- * cursor is no longer than its token and any valid page token fits in a
- * request line (a hex copy would double a 4 KB token past max-header-bytes).
- * Whether it names a position of this listing is for the store to say:
- * api_page_query answers a token it refuses as a bad `cursor`. */
-#define API_CURSOR_MAX STORE_PAGE_TOKEN_MAX /* bytes of a cursor, with its NUL */
+ * A cursor is opaque and authenticated: the position (a store page token,
+ * or a key), enciphered and sealed with HMAC-SHA-256 under the store's
+ * cursor secret, bound to the listing -- the key's tenant, the route, its
+ * path parameters and its query parameters but `cursor` and `limit` -- and
+ * written in base64url.  One that was altered, cut short, or made for
+ * another tenant, listing or store does not open: SL_EINVAL naming `cursor`.
+ * The secret is made once per store (aggregates SYS#API / CURSOR_SECRET,
+ * with a must-not-exist condition, so every server of a store agrees) and
+ * loaded when the server starts. */
+#define API__CURSOR_SIV 16 /* bytes of the seal */
+/* Bytes of position a cursor carries: a packed page token (two length
+ * bytes, six bits a character), or a key. */
+#define API__CURSOR_POS_MAX (2 + (STORE_PAGE_TOKEN_MAX * 6 + 7) / 8)
+#define API__CURSOR_RAW_MAX (1 + API__CURSOR_SIV + API__CURSOR_POS_MAX)
+/* Bytes of a cursor, with its NUL: about 4.2 KB at most (a page token of
+ * three maximal keys), which fits a request line under the default
+ * max-header-bytes (8192); real listings' cursors are under 200 bytes. */
+#define API_CURSOR_MAX ((API__CURSOR_RAW_MAX * 4 + 2) / 3 + 1)
+_Static_assert(STORE_KEY_MAX <= API__CURSOR_POS_MAX, "a key fits a cursor");
 
-/* The cursor of a page token into out; SL_EINTERNAL when the token is too
- * long or not URL-safe (a store that broke its contract). */
-sl_status api_cursor_encode(const char *token, char out[API_CURSOR_MAX], sl_error *err);
+/* The cursor of position pos[0..len) for req's listing into out;
+ * SL_EINTERNAL when len is over API__CURSOR_POS_MAX. */
+sl_status api_cursor_seal(const api_request *req, const void *pos, size_t len,
+                          char out[API_CURSOR_MAX], sl_error *err);
 
-/* Back to a page token; SL_EINVAL naming the `cursor` parameter when it is
- * too long or holds other characters. */
-sl_status api_cursor_decode(const char *cursor, char out[API_CURSOR_MAX], sl_error *err);
+/* The position in the request's `cursor` parameter (*len 0 when it is
+ * absent or empty); SL_EINVAL naming `cursor` when it does not open. */
+sl_status api_cursor_open(const api_request *req, unsigned char pos[API__CURSOR_POS_MAX],
+                          size_t *len, sl_error *err);
 
-/* The `cursor` query parameter decoded into out ("" when absent or empty). */
-sl_status api_cursor_param(const api_request *req, char out[API_CURSOR_MAX], sl_error *err);
+/* The store page token in the `cursor` parameter ("" when absent or empty). */
+sl_status api_cursor_param(const api_request *req, char token[STORE_PAGE_TOKEN_MAX], sl_error *err);
 
-/* "key": cursor of token, or "key": null when token is NULL or "" (the last page). */
-sl_status api_json_cursor(yajl_gen g, const char *key, const char *token, sl_error *err);
+/* "key": the cursor of page token for req's listing, or "key": null when
+ * token is NULL or "" (the last page). */
+sl_status api_json_cursor(const api_request *req, yajl_gen g, const char *key, const char *token,
+                          sl_error *err);
 
 /* Passes a listing's failure (rc, details in e) on into err: a page token
  * the store refused (SL_EINVAL naming page_token) becomes SL_EINVAL naming
@@ -530,6 +546,26 @@ typedef struct api__jobs_stats {
 
 void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
 
+/* ---- cursor keys (cursor.c) ---- */
+typedef struct api__cursor_key {
+    unsigned char mac[32], enc[32]; /* derived from the store's secret */
+} api__cursor_key;
+
+/* Reads the store's cursor secret, making it first when there is none (with
+ * a must-not-exist condition: two servers starting at once agree), and
+ * derives the keys into *out.  A damaged secret document is SL_ECORRUPT. */
+sl_status api__cursor_key_load(store *st, api__cursor_key *out, sl_error *err);
+
+/* The keys of a given 32-byte secret (tests). */
+void api__cursor_key_derive(const unsigned char secret[32], api__cursor_key *out);
+
+/* Seal and open with an explicit binding (binding[0..nbinding), strings). */
+sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const void *pos, size_t len, char out[API_CURSOR_MAX], sl_error *err);
+sl_status api__cursor_open(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const char *cursor, unsigned char pos[API__CURSOR_POS_MAX], size_t *len,
+                           sl_error *err);
+
 /* api_server_start() serving the given areas instead of api__areas (tests). */
 sl_status api__server_start_areas(const api_config *cfg, store *st, const api_area *const *areas,
                                   api_server **out, sl_error *err);
@@ -568,10 +604,11 @@ struct api_request {
     store *st;
     const api_config *cfg;
     struct MHD_Connection *conn;
-    api__conn *tracked; /* the connection's watchdog record, may be NULL */
-    char *uri;          /* raw request target as received (owned) */
-    const char *method; /* libmicrohttpd's, valid for the request */
-    size_t path_len;    /* bytes of uri before '?' */
+    api__conn *tracked;                /* the connection's watchdog record, may be NULL */
+    const api__cursor_key *cursor_key; /* the server's */
+    char *uri;                         /* raw request target as received (owned) */
+    const char *method;                /* libmicrohttpd's, valid for the request */
+    size_t path_len;                   /* bytes of uri before '?' */
     api__path path;
     api__query query;
     api__match match;

@@ -44,6 +44,7 @@ struct api_server {
     api__key_cache *keys;
     api__jobs *jobs;
     ingest_catalog_cache *catalogs;
+    api__cursor_key cursor_key; /* from the store's secret, loaded at start */
     uint16_t port;
     char url[320];
     char *tls_cert_pem, *tls_key_pem;
@@ -250,6 +251,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         req->srv = srv;
         req->st = srv->st;
         req->cfg = &srv->cfg;
+        req->cursor_key = &srv->cursor_key;
         req->conn = conn;
         req->uri = strdup(uri ? uri : "");
         req->start_us = mono_us();
@@ -1080,7 +1082,8 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
     }
     snprintf(srv->id_prefix, sizeof srv->id_prefix, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
              rnd[3]);
-    if ((rc = api__router_build(&srv->router, areas, err)) != SL_OK)
+    if ((rc = api__router_build(&srv->router, areas, err)) != SL_OK ||
+        (rc = api__cursor_key_load(st, &srv->cursor_key, err)) != SL_OK)
         goto out;
     labels = calloc(srv->router.n + 1, sizeof *labels);
     if (!labels) {
@@ -1246,6 +1249,7 @@ void api_server_free(api_server **srv)
     ingest_catalog_cache_free(&s->catalogs);
     if (s->tls_key_pem)
         gnutls_memset(s->tls_key_pem, 0, strlen(s->tls_key_pem));
+    gnutls_memset(&s->cursor_key, 0, sizeof s->cursor_key);
     free(s->tls_key_pem);
     free(s->tls_cert_pem);
     pthread_mutex_destroy(&s->conns_lock);
