@@ -717,6 +717,19 @@ static void test_utf8_strict(void)
     const char *key = "{\"frame\":1,\"detections\":[],\"k\xc0\x80\":1}\n";
     refused_chunked(INGEST_FORMAT_NDJSON, key, strlen(key), "an overlong form", "line 1", 29);
 
+    /* The PUT bodies' free text: an asset's model_version, a surgery's
+     * surgeon (the codecs read them through the same reader). */
+    bson_t *doc = NULL;
+    sl_error de;
+    const char *asset = "{\"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
+                        "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 0.5, "
+                        "\"saliency\": {}, \"model_version\": \"v2\xed\xb0\x80\"}";
+    sl_error_clear(&de);
+    CHECK_INT(ingest_asset_doc("t", "a1", asset, strlen(asset), NULL, &doc, &de), SL_EINVAL);
+    CHECK_STR(de.field, "model_version");
+    CHECK_INT(de.offset, 142);
+    CHECK(strstr(de.message, "surrogate") != NULL && doc == NULL);
+
     /* Category maps (COCO / TF-OD names). */
     ingest_categories *cats = NULL;
     sl_error e;
