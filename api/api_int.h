@@ -44,6 +44,12 @@
  *     on_chunk failed) the rest is dropped and the 413 (or the error) answered
  *     when it ends -- libmicrohttpd 0.9.75 cannot answer while a body is still
  *     arriving -- or, past drain-bytes more, the connection is closed.
+ *     A JSON body read with api_body_json() (or ingest's codecs) is held to
+ *     the rules of every input: strict UTF-8, no duplicate members.
+ *   - listings page with api_cursor_param()/api_json_cursor() (or
+ *     api_cursor_open()/api_cursor_seal() for positions of their own): the
+ *     cursor is sealed to the tenant, the route, its path parameters and its
+ *     query parameters but limit and cursor (see "cursors" below).
  *
  * The head hook (on_head, optional) runs once, on a server thread, when the
  * request head is in and every check above passed, before any body byte is
@@ -193,7 +199,8 @@ const api_auth *api_auth_of(const api_request *req);
 /* A path parameter by name ("id" for {id}); NULL if the pattern has none. */
 const char *api_param(const api_request *req, const char *name);
 
-/* The first value of a query parameter ("" for "?flag"), NULL when absent. */
+/* The value of a query parameter the route declares ("" for "?flag"), NULL
+ * when absent (each is given at most once: the server refused repeats). */
 const char *api_query(const api_request *req, const char *name);
 
 /* An integer query parameter in [min, max]; def when absent.  SL_EINVAL
