@@ -5,27 +5,35 @@
  * ADDING ROUTES (one file per area, one line to register it)
  *
  *   1. Write api/routes_<area>.c with the handlers and one table (fields in
- *      the order of api_route: method, pattern, roles, body, body_max, run,
- *      on_head, on_chunk, handler):
+ *      the order of api_route: method, pattern, roles, kinds, query, body,
+ *      body_max, run, on_head, on_chunk, handler):
  *
  *        static const api_route routes[] = {
- *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE,
- *             NULL, NULL, brand_get},
- *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0,
- *             API_RUN_JOB, detections_head, detections_chunk, detections_done},
+ *            {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram",
+ *             API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, brand_get},
+ *            {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_KIND_HOSPITAL,
+ *             "format frame_offset", API_BODY_STREAMED, 0, API_RUN_JOB, detections_head,
+ *             detections_chunk, detections_done},
  *        };
  *        API_AREA(brands, routes);
  *
  *   2. Add `X(brands)` to API_AREAS in api/routes.c.
  *
  * What the server guarantees before a handler runs:
+ *   - the request line and headers hold no NUL byte (libmicrohttpd would have
+ *     cut them short there), an HTTP/1.1 request has one Host;
  *   - the method and pattern matched; every {param} passed
  *     schema_component_check() (so it can go into a key as is);
- *   - the query string parsed (api_query()), valid UTF-8 without control bytes;
- *   - the key was checked and its role is in `roles` (admin passes every
- *     tenant route); api_auth_of() gives the tenant FROM THE KEY -- build keys
- *     from it, never from the request, so another tenant's resource is simply
- *     not found (404, the same as a missing one);
+ *   - the key was checked; its tenant's kind is in `kinds` (a key of another
+ *     kind is answered 404 "no-route", exactly as a path no route has: the
+ *     route does not exist for it); its role is in `roles` (admin passes
+ *     every tenant route of its kind); api_auth_of() gives the tenant FROM THE
+ *     KEY -- build keys from it, never from the request, so another tenant's
+ *     resource is simply not found (404, the same as a missing one);
+ *   - the query string parsed (api_query()), valid UTF-8 without control
+ *     bytes, holding only parameters named in `query`, each at most once (an
+ *     unknown or repeated one is a 400 naming it); a handler reads only
+ *     those (api_query() of an undeclared name asserts, and answers NULL);
  *   - the body respects the route's policy: API_BODY_NONE refuses any body;
  *     API_BODY_BUFFERED holds it whole (api_body()) up to body_max;
  *     API_BODY_STREAMED hands it to on_chunk piece by piece, never whole, and
@@ -36,6 +44,12 @@
  *     on_chunk failed) the rest is dropped and the 413 (or the error) answered
  *     when it ends -- libmicrohttpd 0.9.75 cannot answer while a body is still
  *     arriving -- or, past drain-bytes more, the connection is closed.
+ *     A JSON body read with api_body_json() (or ingest's codecs) is held to
+ *     the rules of every input: strict UTF-8, no duplicate members.
+ *   - listings page with api_cursor_param()/api_json_cursor() (or
+ *     api_cursor_open()/api_cursor_seal() for positions of their own): the
+ *     cursor is sealed to the tenant, the route, its path parameters and its
+ *     query parameters but limit and cursor (see "cursors" below).
  *
  * The head hook (on_head, optional) runs once, on a server thread, when the
  * request head is in and every check above passed, before any body byte is
@@ -104,10 +118,20 @@ typedef enum api_run_kind {
 #define API_PUBLIC   (1u << 30)
 #define API_ANY_ROLE (API_ROLE_INGEST | API_ROLE_STAFF | API_ROLE_VIEWER | API_ROLE_ADMIN)
 
+/* The tenant kinds a route serves (schema's SCHEMA_KIND_*): a mask, not 0.
+ * API_PUBLIC routes have no key, hence no kind: they take API_KIND_ANY. */
+#define API_KIND_HOSPITAL (1u << 0) /* "hospital": surgeries, detections, catalog */
+#define API_KIND_BRAND    (1u << 1) /* "brand-client": assets, brand dashboard */
+#define API_KIND_ANY      (API_KIND_HOSPITAL | API_KIND_BRAND)
+
 typedef struct api_route {
-    const char *method;    /* "GET", "POST", ... (GET also answers HEAD) */
-    const char *pattern;   /* "/v1/surgeries/{id}/usage": literal or {name} segments */
-    unsigned roles;        /* api_role mask or API_PUBLIC */
+    const char *method;  /* "GET", "POST", ... (GET also answers HEAD) */
+    const char *pattern; /* "/v1/surgeries/{id}/usage": literal or {name} segments */
+    unsigned roles;      /* api_role mask or API_PUBLIC */
+    unsigned kinds;      /* API_KIND_* mask */
+    /* The query parameters it takes, space-separated ("from to limit
+     * cursor"); NULL or "" for none.  Names are [a-z0-9_]+, each once. */
+    const char *query;
     api_body_kind body;    /* body policy */
     int64_t body_max;      /* bytes; 0 = the configured default for the policy */
     api_run_kind run;      /* where handler runs */
@@ -175,7 +199,8 @@ const api_auth *api_auth_of(const api_request *req);
 /* A path parameter by name ("id" for {id}); NULL if the pattern has none. */
 const char *api_param(const api_request *req, const char *name);
 
-/* The first value of a query parameter ("" for "?flag"), NULL when absent. */
+/* The value of a query parameter the route declares ("" for "?flag"), NULL
+ * when absent (each is given at most once: the server refused repeats). */
 const char *api_query(const api_request *req, const char *name);
 
 /* An integer query parameter in [min, max]; def when absent.  SL_EINVAL
@@ -193,8 +218,11 @@ const char *api_body(const api_request *req, size_t *len);
 /* Bytes of body received so far (streamed routes use it for offsets). */
 uint64_t api_body_received(const api_request *req);
 
-/* Parses the buffered body as one JSON value (depth <= 64).  On SL_OK *out is
- * freed with yajl_tree_free().  SL_EINVAL with the byte offset otherwise. */
+/* Parses the buffered body as one JSON value held to the rules of every
+ * ingest input (api__json_check: depth <= 64, no duplicate members, strict
+ * UTF-8 with paired surrogate escapes).  On SL_OK *out is freed with
+ * yajl_tree_free().  SL_EINVAL naming the member (JSON path, "body" at the
+ * top) and the byte offset otherwise. */
 sl_status api_body_json(const api_request *req, yajl_val *out, sl_error *err);
 
 /* Per-request state for the handler (e.g. a streaming parser): free_fn (may
@@ -315,29 +343,45 @@ sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, 
                       sl_error *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
 
-/* ---- cursors: a store page token as an opaque, URL-safe string ----
+/* ---- cursors: a listing's position, sealed (api/cursor.c) ----
  *
- * A cursor is the store's page token itself, checked to be URL-safe
- * (letters, digits, '-' and '_': base64url, as store.c writes them), so a
- * cursor is no longer than its token and any valid page token fits in a
- * request line (a hex copy would double a 4 KB token past max-header-bytes).
- * Whether it names a position of this listing is for the store to say:
- * api_page_query answers a token it refuses as a bad `cursor`. */
-#define API_CURSOR_MAX STORE_PAGE_TOKEN_MAX /* bytes of a cursor, with its NUL */
+ * A cursor is opaque and authenticated: the position (a store page token,
+ * or a key), enciphered and sealed with HMAC-SHA-256 under the store's
+ * cursor secret, bound to the listing -- the key's tenant, the route, its
+ * path parameters and its query parameters but `cursor` and `limit` -- and
+ * written in base64url.  One that was altered, cut short, or made for
+ * another tenant, listing or store does not open: SL_EINVAL naming `cursor`.
+ * The secret is made once per store (aggregates SYS#API / CURSOR_SECRET,
+ * with a must-not-exist condition, so every server of a store agrees) and
+ * loaded when the server starts. */
+#define API__CURSOR_SIV 16 /* bytes of the seal */
+/* Bytes of position a cursor carries: a packed page token (two length
+ * bytes, six bits a character), or a key. */
+#define API__CURSOR_POS_MAX (2 + (STORE_PAGE_TOKEN_MAX * 6 + 7) / 8)
+#define API__CURSOR_RAW_MAX (1 + API__CURSOR_SIV + API__CURSOR_POS_MAX)
+/* Bytes of a cursor, with its NUL: about 4.2 KB at most (a page token of
+ * three maximal keys), which fits a request line under the default
+ * max-header-bytes (8192); real listings' cursors are under 200 bytes. */
+#define API_CURSOR_MAX ((API__CURSOR_RAW_MAX * 4 + 2) / 3 + 1)
+_Static_assert(STORE_KEY_MAX <= API__CURSOR_POS_MAX, "a key fits a cursor");
 
-/* The cursor of a page token into out; SL_EINTERNAL when the token is too
- * long or not URL-safe (a store that broke its contract). */
-sl_status api_cursor_encode(const char *token, char out[API_CURSOR_MAX], sl_error *err);
+/* The cursor of position pos[0..len) for req's listing into out;
+ * SL_EINTERNAL when len is over API__CURSOR_POS_MAX. */
+sl_status api_cursor_seal(const api_request *req, const void *pos, size_t len,
+                          char out[API_CURSOR_MAX], sl_error *err);
 
-/* Back to a page token; SL_EINVAL naming the `cursor` parameter when it is
- * too long or holds other characters. */
-sl_status api_cursor_decode(const char *cursor, char out[API_CURSOR_MAX], sl_error *err);
+/* The position in the request's `cursor` parameter (*len 0 when it is
+ * absent or empty); SL_EINVAL naming `cursor` when it does not open. */
+sl_status api_cursor_open(const api_request *req, unsigned char pos[API__CURSOR_POS_MAX],
+                          size_t *len, sl_error *err);
 
-/* The `cursor` query parameter decoded into out ("" when absent or empty). */
-sl_status api_cursor_param(const api_request *req, char out[API_CURSOR_MAX], sl_error *err);
+/* The store page token in the `cursor` parameter ("" when absent or empty). */
+sl_status api_cursor_param(const api_request *req, char token[STORE_PAGE_TOKEN_MAX], sl_error *err);
 
-/* "key": cursor of token, or "key": null when token is NULL or "" (the last page). */
-sl_status api_json_cursor(yajl_gen g, const char *key, const char *token, sl_error *err);
+/* "key": the cursor of page token for req's listing, or "key": null when
+ * token is NULL or "" (the last page). */
+sl_status api_json_cursor(const api_request *req, yajl_gen g, const char *key, const char *token,
+                          sl_error *err);
 
 /* Passes a listing's failure (rc, details in e) on into err: a page token
  * the store refused (SL_EINVAL naming page_token) becomes SL_EINVAL naming
@@ -368,7 +412,9 @@ typedef struct api__croute {
     size_t nseg;
     char *seg[API__PATH_SEG_MAX];   /* literal segment, or NULL for a parameter */
     char *param[API__PATH_SEG_MAX]; /* parameter name where seg is NULL */
-    char label[160];                /* "GET /v1/tenant", for metrics */
+    size_t nquery;
+    char *query[API__QUERY_MAX]; /* the query parameters it takes (route->query split) */
+    char label[160];             /* "GET /v1/tenant", for metrics */
 } api__croute;
 
 typedef struct api__router {
@@ -377,8 +423,9 @@ typedef struct api__router {
 } api__router;
 
 /* Compiles the areas' tables; refuses malformed patterns, missing handlers,
- * routes without roles and duplicates, naming the route.  On success free
- * with api__router_free(). */
+ * routes without roles or kinds, malformed or repeated query parameter names
+ * and duplicate routes, naming the route.  On success free with
+ * api__router_free(). */
 sl_status api__router_build(api__router *rt, const api_area *const *areas, sl_error *err);
 void api__router_free(api__router *rt);
 
@@ -426,6 +473,13 @@ typedef struct api__query {
  * '+'-decoded, each valid UTF-8 without control bytes.  SL_EINVAL naming the
  * parameter or byte offset otherwise.  On success free out->buf. */
 sl_status api__query_parse(const char *raw, size_t len, api__query *out, sl_error *err);
+
+/* Whether route cr declares query parameter name. */
+int api__route_takes(const api__croute *cr, const char *name);
+
+/* SL_OK when q holds only parameters cr declares, each once; else SL_EINVAL
+ * naming the first unknown or repeated one (field: its name). */
+sl_status api__query_check(const api__croute *cr, const api__query *q, sl_error *err);
 
 /* ---- keys (keys.c) ---- */
 
@@ -499,6 +553,26 @@ typedef struct api__jobs_stats {
 
 void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
 
+/* ---- cursor keys (cursor.c) ---- */
+typedef struct api__cursor_key {
+    unsigned char mac[32], enc[32]; /* derived from the store's secret */
+} api__cursor_key;
+
+/* Reads the store's cursor secret, making it first when there is none (with
+ * a must-not-exist condition: two servers starting at once agree), and
+ * derives the keys into *out.  A damaged secret document is SL_ECORRUPT. */
+sl_status api__cursor_key_load(store *st, api__cursor_key *out, sl_error *err);
+
+/* The keys of a given 32-byte secret (tests). */
+void api__cursor_key_derive(const unsigned char secret[32], api__cursor_key *out);
+
+/* Seal and open with an explicit binding (binding[0..nbinding), strings). */
+sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const void *pos, size_t len, char out[API_CURSOR_MAX], sl_error *err);
+sl_status api__cursor_open(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const char *cursor, unsigned char pos[API__CURSOR_POS_MAX], size_t *len,
+                           sl_error *err);
+
 /* api_server_start() serving the given areas instead of api__areas (tests). */
 sl_status api__server_start_areas(const api_config *cfg, store *st, const api_area *const *areas,
                                   api_server **out, sl_error *err);
@@ -508,8 +582,9 @@ sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err);
 
 /* ---- JSON in (json.c) ---- */
 
-/* Validates text as one JSON value no deeper than max_depth; SL_EINVAL with
- * the byte offset of the fault. */
+/* Validates text as one JSON value no deeper than max_depth with
+ * ingest_json_check() (no duplicate members, strict UTF-8, ...); SL_EINVAL
+ * naming the JSON path ("body" at the top) and the byte offset of the fault. */
 sl_status api__json_check(const char *text, size_t len, int max_depth, sl_error *err);
 
 /* ---- problems (reply.c) ---- */
@@ -536,10 +611,11 @@ struct api_request {
     store *st;
     const api_config *cfg;
     struct MHD_Connection *conn;
-    api__conn *tracked; /* the connection's watchdog record, may be NULL */
-    char *uri;          /* raw request target as received (owned) */
-    const char *method; /* libmicrohttpd's, valid for the request */
-    size_t path_len;    /* bytes of uri before '?' */
+    api__conn *tracked;                /* the connection's watchdog record, may be NULL */
+    const api__cursor_key *cursor_key; /* the server's */
+    char *uri;                         /* raw request target as received (owned) */
+    const char *method;                /* libmicrohttpd's, valid for the request */
+    size_t path_len;                   /* bytes of uri before '?' */
     api__path path;
     api__query query;
     api__match match;

@@ -1,74 +1,412 @@
-/* cursor.c -- listing cursors: a store page token handed to clients as is
- * (checked URL-safe and bounded by STORE_PAGE_TOKEN_MAX both ways), and the
- * page query that blames a refused token on the client's `cursor`. */
+/* cursor.c -- listing cursors, opaque and authenticated (issue 9, finding 14).
+ *
+ * A cursor carries a listing's position (a store page token, or a key) to the
+ * client and back.  It used to be that position itself, base64 or hex: a
+ * client could read the internal sort keys and forge another position.  Now
+ * it is sealed with the store's cursor secret, deterministically (SIV with
+ * HMAC-SHA-256, GnuTLS):
+ *
+ *   siv    = HMAC(K_mac, version, binding, position)[0..16)
+ *   cipher = position XOR HMAC(K_enc, siv, 0) || HMAC(K_enc, siv, 1) || ...
+ *   cursor = base64url(version, siv, cipher)
+ *
+ * The binding is what makes a listing: the key's tenant, the route (method
+ * and pattern), its path parameters and its query parameters other than
+ * `cursor` and `limit` (a client may change its page size).  A cursor that
+ * was altered, cut short, or made for another tenant, listing or store
+ * (another secret) does not open: 400 naming `cursor`.  K_mac and K_enc are
+ * derived from the secret, 32 random bytes made once per store and kept in
+ * the aggregates table (SYS#API / CURSOR_SECRET, which no tenant key
+ * reaches), so every server of a store seals alike and cursors outlive a
+ * restart. */
 #include "api_int.h"
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* base64url: what store.c writes page tokens with, and safe in a query
- * string without escaping. */
-static const char url_safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define CURSOR_VERSION 1
+#define SECRET_PK      "SYS#API"
+#define SECRET_SK      "CURSOR_SECRET"
+#define SECRET_LEN     32
 
-/* The length of s when it fits a cursor and is all URL-safe, else
- * API_CURSOR_MAX. */
-static size_t cursor_len(const char *s)
+_Static_assert(API__CURSOR_RAW_MAX == 1 + API__CURSOR_SIV + API__CURSOR_POS_MAX, "cursor layout");
+
+/* ---------------------------------------------------------------------------
+ * The secret.
+ * ------------------------------------------------------------------------- */
+
+void api__cursor_key_derive(const unsigned char secret[32], api__cursor_key *out)
 {
-    size_t len = strnlen(s, API_CURSOR_MAX);
-    return len < API_CURSOR_MAX && strspn(s, url_safe) == len ? len : API_CURSOR_MAX;
+    /* Two keys from one secret: sealing and enciphering never share one. */
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor mac", 20, out->mac);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor enc", 20, out->enc);
 }
 
-sl_status api_cursor_encode(const char *token, char out[API_CURSOR_MAX], sl_error *err)
+/* The secret of a stored document into out; SL_ECORRUPT when it has none. */
+static sl_status secret_of(const bson_t *doc, unsigned char out[SECRET_LEN], sl_error *err)
+{
+    bson_iter_t it;
+    const uint8_t *bytes = NULL;
+    uint32_t len = 0;
+    if (bson_iter_init_find(&it, doc, "secret") && BSON_ITER_HOLDS_BINARY(&it))
+        bson_iter_binary(&it, NULL, &len, &bytes);
+    if (!bytes || len != SECRET_LEN)
+        return sl_error_set_at(err, SL_ECORRUPT, "cursor secret", -1,
+                               "the cursor secret (aggregates " SECRET_PK " / " SECRET_SK
+                               ") is damaged: delete that document and restart (cursors handed "
+                               "out before stop working)");
+    memcpy(out, bytes, SECRET_LEN);
+    return SL_OK;
+}
+
+sl_status api__cursor_key_load(store *st, api__cursor_key *out, sl_error *err)
 {
     sl_status rc = SL_OK;
-    size_t len = cursor_len(token);
-    if (len == API_CURSOR_MAX) {
+    unsigned char secret[SECRET_LEN];
+    bson_t *doc = NULL;
+    sl_error e;
+    sl_error_clear(&e);
+    rc = store_get(st, STORE_AGGREGATES, SECRET_PK, SECRET_SK, &doc, &e);
+    if (rc == SL_ENOTFOUND) {
+        /* The first server of this store makes it; a server racing it
+         * loses the must-not-exist condition and reads the winner's. */
+        bson_t made = BSON_INITIALIZER;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (gnutls_rnd(GNUTLS_RND_KEY, secret, sizeof secret) < 0) {
+            rc = sl_error_set(err, SL_EINTERNAL, "the random source failed (GnuTLS)");
+            goto out;
+        }
+        BSON_APPEND_UTF8(&made, SCHEMA_F_PK, SECRET_PK);
+        BSON_APPEND_UTF8(&made, SCHEMA_F_SK, SECRET_SK);
+        BSON_APPEND_UTF8(&made, SCHEMA_F_TYPE, "cursor_secret");
+        BSON_APPEND_BINARY(&made, "secret", BSON_SUBTYPE_BINARY, secret, sizeof secret);
+        BSON_APPEND_INT64(&made, "created_ms", (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        sl_error_clear(&e);
+        rc = store_put(st, STORE_AGGREGATES, &made, (store_cond){STORE_COND_NOT_EXISTS, 0}, NULL,
+                       &e);
+        gnutls_memset(secret, 0, sizeof secret);
+        bson_destroy(&made);
+        sl_error_clear(&e);
+        if (rc == SL_OK || rc == SL_ECONDITION)
+            rc = store_get(st, STORE_AGGREGATES, SECRET_PK, SECRET_SK, &doc, &e);
+    }
+    if (rc != SL_OK) {
+        sl_error_set_at(err, rc, e.field[0] ? e.field : NULL, e.offset,
+                        "reading the cursor secret: %s", e.message);
+        goto out;
+    }
+    if ((rc = secret_of(doc, secret, err)) != SL_OK)
+        goto out;
+    api__cursor_key_derive(secret, out);
+out:
+    gnutls_memset(secret, 0, sizeof secret);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Sealing and opening.
+ * ------------------------------------------------------------------------- */
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = b64url[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(char c)
+{
+    const char *p = c ? memchr(b64url, c, 64) : NULL;
+    return p ? (int)(p - b64url) : -1;
+}
+
+/* Unpadded base64url into out (cap bytes); -1 on a bad character, length or
+ * trailing bits (so a cursor has exactly one spelling). */
+static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    long o = n % 4 == 1 ? -1 : 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; o >= 0 && i < n; i++) {
+        int v = b64_value(in[i]);
+        if (v < 0) {
+            o = -1;
+            break;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if ((size_t)o == cap)
+                o = -1;
+            else
+                out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (o >= 0 && (acc & ((1u << bits) - 1)))
+        o = -1;
+    return o;
+}
+
+static void mac_str(gnutls_hmac_hd_t h, const void *s, size_t n)
+{
+    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 8), (unsigned char)n};
+    gnutls_hmac(h, len, sizeof len);
+    gnutls_hmac(h, s, n);
+}
+
+/* The SIV of pos under the binding. */
+static int siv_of(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                  const unsigned char *pos, size_t len, unsigned char siv[API__CURSOR_SIV])
+{
+    gnutls_hmac_hd_t h;
+    unsigned char digest[32], version = CURSOR_VERSION;
+    if (gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, k->mac, sizeof k->mac) < 0)
+        return -1;
+    unsigned char count[4] = {(unsigned char)(nbinding >> 24), (unsigned char)(nbinding >> 16),
+                              (unsigned char)(nbinding >> 8), (unsigned char)nbinding};
+    gnutls_hmac(h, &version, 1);
+    gnutls_hmac(h, count, sizeof count);
+    for (size_t i = 0; i < nbinding; i++)
+        mac_str(h, binding[i], strlen(binding[i]));
+    mac_str(h, pos, len);
+    gnutls_hmac_deinit(h, digest);
+    memcpy(siv, digest, API__CURSOR_SIV);
+    return 0;
+}
+
+/* buf[0..len) ^= the keystream of siv. */
+static void keystream_xor(const api__cursor_key *k, const unsigned char siv[API__CURSOR_SIV],
+                          unsigned char *buf, size_t len)
+{
+    unsigned char in[API__CURSOR_SIV + 4], block[32];
+    memcpy(in, siv, API__CURSOR_SIV);
+    for (size_t at = 0, n = 0; at < len; at += sizeof block, n++) {
+        in[API__CURSOR_SIV] = (unsigned char)(n >> 24);
+        in[API__CURSOR_SIV + 1] = (unsigned char)(n >> 16);
+        in[API__CURSOR_SIV + 2] = (unsigned char)(n >> 8);
+        in[API__CURSOR_SIV + 3] = (unsigned char)n;
+        gnutls_hmac_fast(GNUTLS_MAC_SHA256, k->enc, sizeof k->enc, in, sizeof in, block);
+        for (size_t i = 0; i < sizeof block && at + i < len; i++)
+            buf[at + i] ^= block[i];
+    }
+    gnutls_memset(block, 0, sizeof block);
+}
+
+sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const void *pos, size_t len, char out[API_CURSOR_MAX], sl_error *err)
+{
+    sl_status rc = SL_OK;
+    unsigned char raw[API__CURSOR_RAW_MAX];
+    if (len > API__CURSOR_POS_MAX) {
         rc = sl_error_set(err, SL_EINTERNAL,
-                          "the store made a page token that cannot travel as a cursor: longer "
-                          "than %d bytes or not base64url",
-                          API_CURSOR_MAX - 1);
+                          "a listing position of %zu bytes cannot travel as a "
+                          "cursor (at most %d)",
+                          len, API__CURSOR_POS_MAX);
         goto out;
     }
-    memcpy(out, token, len + 1);
+    raw[0] = CURSOR_VERSION;
+    memcpy(raw + 1 + API__CURSOR_SIV, pos, len);
+    if (siv_of(k, binding, nbinding, raw + 1 + API__CURSOR_SIV, len, raw + 1) < 0) {
+        rc = sl_error_set(err, SL_EINTERNAL, "sealing a cursor failed (GnuTLS)");
+        goto out;
+    }
+    keystream_xor(k, raw + 1, raw + 1 + API__CURSOR_SIV, len);
+    b64_encode(raw, 1 + API__CURSOR_SIV + len, out);
 out:
     return rc;
 }
 
-sl_status api_cursor_decode(const char *cursor, char out[API_CURSOR_MAX], sl_error *err)
+static sl_status not_ours(sl_error *err)
+{
+    return sl_error_set_at(err, SL_EINVAL, "cursor", -1,
+                           "cursor is not one this service handed out for this listing (it was "
+                           "changed, cut short, or made for another listing, tenant or store): "
+                           "send the `next` of the previous page as it came, or start again "
+                           "without a cursor");
+}
+
+sl_status api__cursor_open(const api__cursor_key *k, const char *const *binding, size_t nbinding,
+                           const char *cursor, unsigned char pos[API__CURSOR_POS_MAX], size_t *len,
+                           sl_error *err)
 {
     sl_status rc = SL_OK;
-    size_t len = cursor_len(cursor);
-    if (len == API_CURSOR_MAX) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor is not one this service handed out (send the `next` of the "
-                             "previous page as it is, or start again without a cursor)");
+    unsigned char raw[API__CURSOR_RAW_MAX], siv[API__CURSOR_SIV];
+    size_t n = strnlen(cursor, API_CURSOR_MAX);
+    long got = n < API_CURSOR_MAX ? b64_decode(cursor, n, raw, sizeof raw) : -1;
+    if (got < 1 + API__CURSOR_SIV || raw[0] != CURSOR_VERSION) {
+        rc = not_ours(err);
         goto out;
     }
-    memcpy(out, cursor, len + 1);
+    size_t plen = (size_t)got - 1 - API__CURSOR_SIV;
+    memcpy(pos, raw + 1 + API__CURSOR_SIV, plen);
+    keystream_xor(k, raw + 1, pos, plen);
+    if (siv_of(k, binding, nbinding, pos, plen, siv) < 0) {
+        rc = sl_error_set(err, SL_EINTERNAL, "opening a cursor failed (GnuTLS)");
+        goto out;
+    }
+    unsigned char diff = 0; /* in constant time: the MAC is a secret's */
+    for (size_t i = 0; i < API__CURSOR_SIV; i++)
+        diff |= (unsigned char)(siv[i] ^ raw[1 + i]);
+    if (diff) {
+        gnutls_memset(pos, 0, plen);
+        rc = not_ours(err);
+        goto out;
+    }
+    *len = plen;
 out:
     return rc;
 }
 
-sl_status api_cursor_param(const api_request *req, char out[API_CURSOR_MAX], sl_error *err)
+/* ---------------------------------------------------------------------------
+ * Cursors of a request's listing.
+ * ------------------------------------------------------------------------- */
+#define BINDING_MAX (2 + 2 * API__PARAM_MAX + 2 * API__QUERY_MAX)
+
+/* The request's listing: tenant, route, path parameters, and query
+ * parameters but cursor and limit, by name (each is there at most once). */
+static size_t binding_of(const api_request *req, const char *b[BINDING_MAX])
+{
+    size_t n = 0, done = 0;
+    b[n++] = req->authed ? req->auth.tenant : "";
+    b[n++] = req->match.route ? req->match.route->label : "";
+    for (size_t i = 0; i < req->match.nparams; i++) {
+        b[n++] = req->match.names[i];
+        b[n++] = req->match.values[i];
+    }
+    for (const char *last = NULL;; done++) { /* selection by name: a handful at most */
+        const char *name = NULL, *value = NULL;
+        for (size_t i = 0; i < req->query.n; i++) {
+            const char *q = req->query.name[i];
+            if (strcmp(q, "cursor") && strcmp(q, "limit") && (!last || strcmp(q, last) > 0) &&
+                (!name || strcmp(q, name) < 0)) {
+                name = q;
+                value = req->query.value[i];
+            }
+        }
+        if (!name || done == API__QUERY_MAX)
+            break;
+        b[n++] = name;
+        b[n++] = value;
+        last = name;
+    }
+    return n;
+}
+
+sl_status api_cursor_seal(const api_request *req, const void *pos, size_t len,
+                          char out[API_CURSOR_MAX], sl_error *err)
+{
+    const char *b[BINDING_MAX];
+    size_t n = binding_of(req, b);
+    return api__cursor_seal(req->cursor_key, b, n, pos, len, out, err);
+}
+
+sl_status api_cursor_open(const api_request *req, unsigned char pos[API__CURSOR_POS_MAX],
+                          size_t *len, sl_error *err)
 {
     sl_status rc = SL_OK;
+    const char *b[BINDING_MAX];
     const char *c = api_query(req, "cursor");
-    if (c && c[0])
-        rc = api_cursor_decode(c, out, err);
-    else
-        out[0] = '\0';
+    *len = 0;
+    if (c && c[0]) {
+        size_t n = binding_of(req, b);
+        rc = api__cursor_open(req->cursor_key, b, n, c, pos, len, err);
+    }
     return rc;
 }
 
-sl_status api_json_cursor(yajl_gen g, const char *key, const char *token, sl_error *err)
+/* Store page tokens are base64url text: six bits a character, packed, after
+ * their length (two bytes), so a cursor is hardly longer than its token. */
+static sl_status token_pack(const char *token, unsigned char pos[API__CURSOR_POS_MAX], size_t *len,
+                            sl_error *err)
+{
+    size_t n = strnlen(token, STORE_PAGE_TOKEN_MAX), o = 2;
+    uint32_t acc = 0;
+    int bits = 0;
+    if (n == STORE_PAGE_TOKEN_MAX)
+        return sl_error_set(err, SL_EINTERNAL, "the store made a page token over %u bytes",
+                            STORE_PAGE_TOKEN_MAX - 1);
+    pos[0] = (unsigned char)(n >> 8);
+    pos[1] = (unsigned char)n;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value(token[i]);
+        if (v < 0)
+            return sl_error_set(err, SL_EINTERNAL,
+                                "the store made a page token that is not "
+                                "base64url");
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            pos[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (bits)
+        pos[o++] = (unsigned char)(acc << (8 - bits));
+    *len = o;
+    return SL_OK;
+}
+
+/* Back to the token; -1 when pos is not a packed token (a store that
+ * changed its alphabet, or a bug: the cursor opened, so the client did not
+ * make it). */
+static int token_unpack(const unsigned char *pos, size_t len, char token[STORE_PAGE_TOKEN_MAX])
+{
+    size_t n = len >= 2 ? (size_t)pos[0] << 8 | pos[1] : STORE_PAGE_TOKEN_MAX;
+    if (n >= STORE_PAGE_TOKEN_MAX || len != 2 + (n * 6 + 7) / 8)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t bit = i * 6, byte = 2 + bit / 8;
+        uint32_t w = (uint32_t)pos[byte] << 8 | (byte + 1 < len ? pos[byte + 1] : 0);
+        token[i] = b64url[w >> (10 - bit % 8) & 63];
+    }
+    token[n] = '\0';
+    return 0;
+}
+
+sl_status api_cursor_param(const api_request *req, char token[STORE_PAGE_TOKEN_MAX], sl_error *err)
+{
+    unsigned char pos[API__CURSOR_POS_MAX];
+    size_t len = 0;
+    sl_status rc = api_cursor_open(req, pos, &len, err);
+    token[0] = '\0';
+    if (rc == SL_OK && len && token_unpack(pos, len, token) < 0)
+        rc = sl_error_set(err, SL_EINTERNAL, "a cursor opened but holds no page token");
+    return rc;
+}
+
+sl_status api_json_cursor(const api_request *req, yajl_gen g, const char *key, const char *token,
+                          sl_error *err)
 {
     sl_status rc = SL_OK;
+    unsigned char pos[API__CURSOR_POS_MAX];
+    size_t len = 0;
     char cursor[API_CURSOR_MAX];
     api_json_str(g, key);
     if (!token || !token[0]) {
         yajl_gen_null(g);
         goto out;
     }
-    if ((rc = api_cursor_encode(token, cursor, err)) != SL_OK)
+    if ((rc = token_pack(token, pos, &len, err)) != SL_OK ||
+        (rc = api_cursor_seal(req, pos, len, cursor, err)) != SL_OK)
         goto out;
     api_json_str(g, cursor);
 out:

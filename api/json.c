@@ -1,13 +1,13 @@
 /* json.c -- JSON in and out with yajl.  Out: strings that may hold client
- * bytes are repaired (invalid UTF-8 -> U+FFFD) so an answer is always valid
- * JSON; doubles and stored BSON values written one way for every route.  In:
- * a validating pass that bounds nesting and reports the offset. */
+ * bytes are repaired (invalid UTF-8 by schema's strict check -> U+FFFD) so an
+ * answer is always valid JSON; doubles and stored BSON values written one way for every route.  In:
+ * ingest's reader as a validating pass (the rules of every input: no
+ * duplicate members, strict UTF-8, bounded nesting), naming path and offset. */
 #include "api_int.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
 
 yajl_gen api_json_new(void)
 {
@@ -60,9 +60,15 @@ out:
     return st;
 }
 
+/* The strict check first: yajl's own (yajl_gen_validate_utf8) lets overlong
+ * forms, surrogates and code points past U+10FFFF through, which JSON
+ * parsers of clients then refuse. */
 yajl_gen_status api_json_strn(yajl_gen g, const char *s, size_t len)
 {
-    yajl_gen_status st = s ? yajl_gen_string(g, (const unsigned char *)s, len) : yajl_gen_null(g);
+    yajl_gen_status st = !s ? yajl_gen_null(g)
+                         : schema_utf8_valid_prefix(s, len) < len
+                             ? yajl_gen_invalid_string
+                             : yajl_gen_string(g, (const unsigned char *)s, len);
     if (st == yajl_gen_invalid_string)
         st = json_str_repaired(g, s, len);
     return st;
@@ -219,70 +225,15 @@ void api_json_bson_fields(yajl_gen g, const bson_t *doc, const char *const *hidd
 
 /* ---- the validating pass ---- */
 
-typedef struct depth_state {
-    int depth, max;
-} depth_state;
-
-static int on_open(void *ctx)
-{
-    depth_state *d = ctx;
-    return ++d->depth <= d->max; /* 0 cancels the parse */
-}
-
-static int on_close(void *ctx)
-{
-    ((depth_state *)ctx)->depth--;
-    return 1;
-}
-
-static int on_start_map(void *ctx)
-{
-    return on_open(ctx);
-}
-
-static int on_map_key(void *ctx, const unsigned char *k, size_t n)
-{
-    return 1;
-}
-
-static const yajl_callbacks depth_callbacks = {
-    .yajl_start_map = on_start_map,
-    .yajl_map_key = on_map_key,
-    .yajl_end_map = on_close,
-    .yajl_start_array = on_open,
-    .yajl_end_array = on_close,
-};
-
+/* The ingest reader's check, so every JSON body of the API is held to the
+ * rules of every input (duplicate members, strict UTF-8, surrogate escapes,
+ * depth); yajl_tree_parse alone keeps the last of two "role" members. */
 sl_status api__json_check(const char *text, size_t len, int max_depth, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    depth_state d = {0, max_depth};
-    yajl_handle h = yajl_alloc(&depth_callbacks, NULL, &d);
-    if (!h) {
-        rc = sl_error_set(err, SL_ENOMEM, "out of memory parsing the JSON body");
-        goto out;
-    }
-    yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
-    size_t at = yajl_get_bytes_consumed(h);
-    if (st == yajl_status_ok) {
-        st = yajl_complete_parse(h);
-        at = len;
-    }
-    if (st == yajl_status_client_canceled) {
-        rc = sl_error_set_at(err, SL_EINVAL, "body", (int64_t)at,
-                             "JSON body nests deeper than %d levels at byte %zu", max_depth, at);
-    } else if (st != yajl_status_ok) {
-        unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-        /* yajl's message ends with a newline; trim it. */
-        size_t mlen = msg ? strcspn((const char *)msg, "\n") : 0;
-        rc = sl_error_set_at(err, SL_EINVAL, "body", (int64_t)at,
-                             "body is not valid JSON at byte %zu: %.*s", at, (int)mlen,
-                             msg ? (const char *)msg : "parse error");
-        if (msg)
-            yajl_free_error(h, msg);
-    }
-out:
-    if (h)
-        yajl_free(h);
+    sl_error e;
+    sl_error_clear(&e);
+    sl_status rc = ingest_json_check(text, len, max_depth > 0 ? (uint32_t)max_depth : 1, &e);
+    if (rc != SL_OK)
+        sl_error_set_at(err, rc, e.field[0] ? e.field : "body", e.offset, "body: %s", e.message);
     return rc;
 }

@@ -3,6 +3,7 @@
  * stable type URI per kind of problem. */
 #include "api_int.h"
 
+#include <assert.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -81,7 +82,12 @@ const char *api_param(const api_request *req, const char *name)
 const char *api_query(const api_request *req, const char *name)
 {
     const char *v = NULL;
-    for (size_t i = 0; i < req->query.n && !v; i++)
+    /* A parameter the route does not declare was refused before the
+     * handler ran: reading one is a bug of the route (its table must name
+     * it), which the tests catch here. */
+    int declared = req->match.route && api__route_takes(req->match.route, name);
+    assert(declared);
+    for (size_t i = 0; i < req->query.n && !v && declared; i++)
         if (!strcmp(req->query.name[i], name))
             v = req->query.value[i];
     return v;

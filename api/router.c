@@ -1,6 +1,7 @@
 /* router.c -- method + path pattern -> route: patterns compiled once into
  * segments; request paths split, then percent-decoded per segment (so "%2F"
- * never separates) and refused with control bytes, bad UTF-8 or dot segments. */
+ * never separates) and refused with control bytes, bad UTF-8 or dot segments;
+ * query strings parsed, and checked against the parameters a route declares. */
 #include "api_int.h"
 
 #include <stdlib.h>
@@ -19,14 +20,43 @@ static int method_known(const char *m)
 
 void api__router_free(api__router *rt)
 {
-    for (size_t i = 0; rt->routes && i < rt->n; i++)
+    for (size_t i = 0; rt->routes && i < rt->n; i++) {
         for (size_t s = 0; s < rt->routes[i].nseg; s++) {
             free(rt->routes[i].seg[s]);
             free(rt->routes[i].param[s]);
         }
+        for (size_t q = 0; q < rt->routes[i].nquery; q++)
+            free(rt->routes[i].query[q]);
+    }
     free(rt->routes);
     rt->routes = NULL;
     rt->n = 0;
+}
+
+/* Splits the route's query declaration into cr->query: names of [a-z0-9_],
+ * each once, at most API__QUERY_MAX. */
+static sl_status compile_query(const api_route *r, const char *area, api__croute *cr, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    const char *p = r->query ? r->query : "";
+    while (*p && rc == SL_OK) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        char *name = n ? strndup(p, n) : NULL;
+        if (n && !name) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory compiling routes");
+        } else if (!n || (p[n] && (p[n] != ' ' || !p[n + 1])) || cr->nquery == API__QUERY_MAX ||
+                   api__route_takes(cr, name)) {
+            rc = sl_error_set(err, SL_EINTERNAL,
+                              "route %s (area %s): query parameters are space-separated names of "
+                              "a-z, 0-9 and _, each once, at most %d: \"%.80s\"",
+                              cr->label, area, API__QUERY_MAX, r->query);
+            free(name);
+        } else {
+            cr->query[cr->nquery++] = name;
+            p += n + (p[n] == ' ');
+        }
+    }
+    return rc;
 }
 
 /* Splits one pattern into cr; names the route in every refusal. */
@@ -54,6 +84,17 @@ static sl_status compile_route(const api_route *r, const char *area, api__croute
                           cr->label, area);
         goto out;
     }
+    /* A public route has no key and so no kind: it serves both. */
+    if (!r->kinds || (r->kinds & ~API_KIND_ANY) ||
+        ((r->roles & API_PUBLIC) && r->kinds != API_KIND_ANY)) {
+        rc = sl_error_set(err, SL_EINTERNAL,
+                          "route %s (area %s): kinds must be a mask of API_KIND_HOSPITAL and "
+                          "API_KIND_BRAND (API_KIND_ANY on a public route)",
+                          cr->label, area);
+        goto out;
+    }
+    if ((rc = compile_query(r, area, cr, err)) != SL_OK)
+        goto out;
     if ((r->body == API_BODY_STREAMED) != (r->on_chunk != NULL) || r->body_max < 0) {
         rc = sl_error_set(err, SL_EINTERNAL,
                           "route %s (area %s): a streamed body needs "
@@ -390,5 +431,37 @@ sl_status api__query_parse(const char *raw, size_t len, api__query *out, sl_erro
     q.buf = NULL;
 out:
     free(q.buf);
+    return rc;
+}
+
+int api__route_takes(const api__croute *cr, const char *name)
+{
+    int takes = 0;
+    for (size_t i = 0; i < cr->nquery && !takes; i++)
+        takes = !strcmp(cr->query[i], name);
+    return takes;
+}
+
+sl_status api__query_check(const api__croute *cr, const api__query *q, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char takes[API__QUERY_MAX * 24] = "";
+    for (size_t i = 0; i < cr->nquery; i++) {
+        size_t n = strlen(takes);
+        snprintf(takes + n, sizeof takes - n, "%s%s", i ? ", " : "", cr->query[i]);
+    }
+    for (size_t i = 0; i < q->n && rc == SL_OK; i++) {
+        if (!api__route_takes(cr, q->name[i])) {
+            rc = sl_error_set_at(err, SL_EINVAL, q->name[i], -1,
+                                 "%s takes no query parameter \"%.64s\" (it takes %s)", cr->label,
+                                 q->name[i], cr->nquery ? takes : "none");
+            break;
+        }
+        for (size_t k = 0; k < i && rc == SL_OK; k++)
+            if (!strcmp(q->name[k], q->name[i]))
+                rc = sl_error_set_at(err, SL_EINVAL, q->name[i], -1,
+                                     "query parameter %s is given more than once; give it once",
+                                     q->name[i]);
+    }
     return rc;
 }

@@ -108,14 +108,14 @@ static sl_status batch_done(api_request *req, sl_error *err)
 }
 
 static const api_route routes[] = {
-    {"PUT", "/v1/assets/{id}", API_ROLE_INGEST, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
-     asset_put},
-    {"GET", "/v1/assets/{id}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     asset_get},
-    {"DELETE", "/v1/assets/{id}", API_ROLE_INGEST, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     asset_delete},
-    {"POST", "/v1/assets:batch", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB, batch_head,
-     api_upload_chunk, batch_done},
+    {"PUT", "/v1/assets/{id}", API_ROLE_INGEST, API_KIND_BRAND, NULL, API_BODY_BUFFERED, 0,
+     API_RUN_INLINE, NULL, NULL, asset_put},
+    {"GET", "/v1/assets/{id}", API_ROLE_VIEWER, API_KIND_BRAND, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, asset_get},
+    {"DELETE", "/v1/assets/{id}", API_ROLE_INGEST, API_KIND_BRAND, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, asset_delete},
+    {"POST", "/v1/assets:batch", API_ROLE_INGEST, API_KIND_BRAND, NULL, API_BODY_STREAMED, 0,
+     API_RUN_JOB, batch_head, api_upload_chunk, batch_done},
 };
 
 API_AREA(assets, routes);

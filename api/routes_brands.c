@@ -5,7 +5,6 @@
  * key's.  Shapes, numbers and cursors: docs/dashboard.md. */
 #include "api_int.h"
 
-#include <gnutls/gnutls.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +17,6 @@
  * list (campaign aggregates among brands): past it the page ends early,
  * with a cursor, so a request's cost stays bounded. */
 #define SCAN_MAX 20000u
-#define TAG_MAX  32 /* bytes of a cursor's listing tag */
-/* Bytes of a cursor's content: a tag, '\n' and a store key, with the NUL. */
-#define CURSOR_MAX (TAG_MAX + STORE_KEY_MAX + 2)
 
 /* ---------------------------------------------------------------------------
  * JSON of aggregates.
@@ -98,9 +94,9 @@ static sl_status agg_decode(const bson_t *doc, engine_agg_kind kind, engine_agg 
 /* ---------------------------------------------------------------------------
  * Listings: pages by key position.
  *
- * A cursor is hex of "<tag>\n<position>": the tag names the listing (and its
- * sort and order) so a cursor cannot be replayed on another one; the
- * position is the key (sort key, or index sort key) of the last document the
+ * A cursor seals (api_cursor_seal: opaque, authenticated, bound to the
+ * tenant, the route and its parameters, so to the listing with its sort and
+ * order) the key (sort key, or index sort key) of the last document the
  * previous page covered.  The next page starts at that key, inclusive, and
  * skips it -- keys are unique within a listing -- so nothing is skipped or
  * repeated among documents that stay put.  One more item than the limit is
@@ -113,60 +109,33 @@ typedef struct listing {
     const char *prefix;    /* every listed key starts with it ("" for all) */
     const char *pos_field; /* the document field holding the key: sk, gsi1sk, gsi2sk */
     int descending;
-    const char *tag;
     /* 1 to list the document, 0 to pass over it. */
     int (*keep)(const bson_t *doc);
     /* Writes one listed document; an error ends the listing. */
     sl_status (*emit)(yajl_gen g, const bson_t *doc, sl_error *err);
 } listing;
 
-/* The cursor's position for this listing into pos (CURSOR_MAX); "" without
- * a cursor.  SL_EINVAL naming `cursor` when it is not one of this listing's. */
+/* The cursor's position for this listing into pos (STORE_KEY_MAX + 1); ""
+ * without a cursor.  SL_EINVAL naming `cursor` when it does not open for
+ * this request's listing (api_cursor_open). */
 static sl_status cursor_position(api_request *req, const listing *ls, char *pos, sl_error *err)
 {
-    sl_status rc = SL_OK;
-    char raw[CURSOR_MAX];
-    size_t size = sizeof raw - 1;
-    const char *c = api_query(req, "cursor");
+    unsigned char raw[API__CURSOR_POS_MAX];
+    size_t len = 0, plen = strlen(ls->prefix);
+    sl_status rc = api_cursor_open(req, raw, &len, err);
     pos[0] = '\0';
-    if (!c || !c[0])
+    if (rc != SL_OK || len == 0)
         goto out;
-    gnutls_datum_t in = {(unsigned char *)c, (unsigned)strnlen(c, 2 * CURSOR_MAX)};
-    if (in.size % 2 || in.size >= 2 * CURSOR_MAX || gnutls_hex_decode(&in, raw, &size) < 0 ||
-        memchr(raw, '\0', size)) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor is not one this service handed out");
-        goto out;
-    }
-    raw[size] = '\0';
-    const char *nl = strchr(raw, '\n');
-    size_t taglen = nl ? (size_t)(nl - raw) : 0;
-    if (!nl || taglen != strlen(ls->tag) || memcmp(raw, ls->tag, taglen) != 0) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor belongs to another listing (or another sort or order); "
-                             "start again without it");
+    /* It opened, so this listing sealed it: anything else is a bug here. */
+    if (len > STORE_KEY_MAX || memchr(raw, '\0', len) || len < plen ||
+        memcmp(raw, ls->prefix, plen) != 0) {
+        rc = sl_error_set(err, SL_EINTERNAL, "a cursor of this listing holds no key of it");
         goto out;
     }
-    if (strncmp(nl + 1, ls->prefix, strlen(ls->prefix)) != 0 || !nl[1]) {
-        rc = sl_error_set_at(err, SL_EINVAL, "cursor", -1,
-                             "cursor is not one this service handed out");
-        goto out;
-    }
-    memcpy(pos, nl + 1, strlen(nl + 1) + 1);
+    memcpy(pos, raw, len);
+    pos[len] = '\0';
 out:
     return rc;
-}
-
-/* Hex of "<tag>\n<pos>" into out (2 * CURSOR_MAX). */
-static void cursor_make(const listing *ls, const char *pos, char *out)
-{
-    char raw[CURSOR_MAX];
-    int n = snprintf(raw, sizeof raw, "%s\n%s", ls->tag, pos);
-    gnutls_datum_t in = {(unsigned char *)raw, (unsigned)n};
-    size_t size = 2 * CURSOR_MAX;
-    /* Cannot fail: tags and keys are far shorter than CURSOR_MAX. */
-    if (n < 0 || (size_t)n >= sizeof raw || gnutls_hex_encode(&in, out, &size) < 0)
-        out[0] = '\0';
 }
 
 /* The range of the listing after position pos ("" for the start).  succ
@@ -198,8 +167,8 @@ static sl_status listing_run(api_request *req, const listing *ls, const char *ar
 {
     sl_status rc = SL_OK;
     store_page page = {0}, prev = {0}; /* prev holds the token of the page read next */
-    char pos[CURSOR_MAX], last[CURSOR_MAX] = "";
-    char succ[SCHEMA_KEY_MAX], next[2 * CURSOR_MAX];
+    char pos[STORE_KEY_MAX + 1], last[STORE_KEY_MAX + 1] = "";
+    char succ[SCHEMA_KEY_MAX], next[API_CURSOR_MAX];
     size_t emitted = 0, scanned = 0, page_size = limit + 1;
     int more = 0, done = 0;
     if ((rc = cursor_position(req, ls, pos, err)) != SL_OK)
@@ -253,7 +222,8 @@ static sl_status listing_run(api_request *req, const listing *ls, const char *ar
     yajl_gen_array_close(g);
     api_json_str(g, "next");
     if (more && last[0]) {
-        cursor_make(ls, last, next);
+        if ((rc = api_cursor_seal(req, last, strlen(last), next, err)) != SL_OK)
+            goto out;
         api_json_str(g, next);
     } else {
         yajl_gen_null(g);
@@ -394,7 +364,6 @@ static sl_status brands_list(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     schema_key pk, gpk;
-    char tag[TAG_MAX];
     const char *tenant = api_auth_of(req)->tenant;
     const char *sort = api_query(req, "sort");
     int by_name = !sort || !strcmp(sort, "brand");
@@ -412,11 +381,6 @@ static sl_status brands_list(api_request *req, sl_error *err)
     if ((rc = schema_pk_aggregates(pk, tenant, err)) != SL_OK ||
         (rc = schema_gpk_brand_aggs(gpk, tenant, err)) != SL_OK)
         goto out;
-    snprintf(tag, sizeof tag, "brands:%s:%s",
-             by_name    ? "brand"
-             : by_count ? "count"
-                        : "mean",
-             desc ? "desc" : "asc");
     listing ls = {.table = STORE_AGGREGATES,
                   .index = by_name    ? 0
                            : by_count ? STORE_GSI1
@@ -427,7 +391,6 @@ static sl_status brands_list(api_request *req, sl_error *err)
                                : by_count ? SCHEMA_F_GSI1SK
                                           : SCHEMA_F_GSI2SK,
                   .descending = desc,
-                  .tag = tag,
                   .keep = by_name ? is_brand_agg : NULL,
                   .emit = emit_brand};
     rc = list_reply(req, &ls, "brands", NULL, err);
@@ -525,21 +488,19 @@ static sl_status campaigns_list(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     schema_key pk, prefix;
-    char tag[TAG_MAX], missing[64 + SCHEMA_COMPONENT_MAX];
+    char missing[64 + SCHEMA_COMPONENT_MAX];
     int desc = 0;
     const char *b = api_param(req, "brand");
     if ((rc = order_param(req, 0, &desc, err)) != SL_OK ||
         (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK ||
         (rc = schema_sk_brand_campaigns_prefix(prefix, b, err)) != SL_OK)
         goto out;
-    snprintf(tag, sizeof tag, "campaigns:%s", desc ? "desc" : "asc");
     snprintf(missing, sizeof missing, "no brand \"%s\" (no asset has it)", b);
     listing ls = {.table = STORE_AGGREGATES,
                   .key = pk,
                   .prefix = prefix,
                   .pos_field = SCHEMA_F_SK,
                   .descending = desc,
-                  .tag = tag,
                   .emit = emit_campaign};
     rc = list_reply(req, &ls, "campaigns", missing, err);
 out:
@@ -551,18 +512,15 @@ static sl_status sectors_list(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     schema_key pk;
-    char tag[TAG_MAX];
     int desc = 0;
     if ((rc = order_param(req, 0, &desc, err)) != SL_OK ||
         (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK)
         goto out;
-    snprintf(tag, sizeof tag, "sectors:%s", desc ? "desc" : "asc");
     listing ls = {.table = STORE_AGGREGATES,
                   .key = pk,
                   .prefix = SCHEMA_SK_SECTOR_PREFIX,
                   .pos_field = SCHEMA_F_SK,
                   .descending = desc,
-                  .tag = tag,
                   .emit = emit_sector};
     rc = list_reply(req, &ls, "sectors", NULL, err);
 out:
@@ -576,14 +534,13 @@ static sl_status brand_assets(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
     schema_key gpk, prefix;
-    char tag[TAG_MAX], missing[64 + SCHEMA_COMPONENT_MAX];
+    char missing[64 + SCHEMA_COMPONENT_MAX];
     int desc = 0;
     const char *b = api_param(req, "brand");
     if ((rc = order_param(req, 0, &desc, err)) != SL_OK ||
         (rc = schema_pk_assets_index(gpk, api_auth_of(req)->tenant, err)) != SL_OK ||
         (rc = schema_sk_brand_campaigns_prefix(prefix, b, err)) != SL_OK)
         goto out;
-    snprintf(tag, sizeof tag, "assets:%s", desc ? "desc" : "asc");
     snprintf(missing, sizeof missing, "no brand \"%s\" (no asset has it)", b);
     listing ls = {.table = STORE_ITEMS,
                   .index = STORE_GSI1,
@@ -591,7 +548,6 @@ static sl_status brand_assets(api_request *req, sl_error *err)
                   .prefix = prefix,
                   .pos_field = SCHEMA_F_GSI1SK,
                   .descending = desc,
-                  .tag = tag,
                   .emit = emit_asset};
     rc = list_reply(req, &ls, "assets", missing, err);
 out:
@@ -599,20 +555,20 @@ out:
 }
 
 static const api_route routes[] = {
-    {"GET", "/v1/brands", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     brands_list},
-    {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     brand_get},
-    {"GET", "/v1/brands/{brand}/campaigns", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, campaigns_list},
-    {"GET", "/v1/brands/{brand}/campaigns/{campaign}", API_ROLE_VIEWER, API_BODY_NONE, 0,
-     API_RUN_INLINE, NULL, NULL, campaign_get},
-    {"GET", "/v1/brands/{brand}/assets", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, brand_assets},
-    {"GET", "/v1/sectors", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     sectors_list},
-    {"GET", "/v1/sectors/{sector}", API_ROLE_VIEWER, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     sector_get},
+    {"GET", "/v1/brands", API_ROLE_VIEWER, API_KIND_BRAND, "sort order limit cursor", API_BODY_NONE,
+     0, API_RUN_INLINE, NULL, NULL, brands_list},
+    {"GET", "/v1/brands/{brand}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, brand_get},
+    {"GET", "/v1/brands/{brand}/campaigns", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, campaigns_list},
+    {"GET", "/v1/brands/{brand}/campaigns/{campaign}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, campaign_get},
+    {"GET", "/v1/brands/{brand}/assets", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, brand_assets},
+    {"GET", "/v1/sectors", API_ROLE_VIEWER, API_KIND_BRAND, "order limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, sectors_list},
+    {"GET", "/v1/sectors/{sector}", API_ROLE_VIEWER, API_KIND_BRAND, "histogram", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, sector_get},
 };
 
 API_AREA(brands, routes);

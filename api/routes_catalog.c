@@ -57,10 +57,16 @@ static sl_status catalog_get(api_request *req, sl_error *err)
     return rc;
 }
 
+typedef struct catalog_page {
+    const api_request *req;
+    const store_page *page;
+} catalog_page;
+
 /* {"entries": [...], "next": cursor or null} of one page. */
 static sl_status page_json(yajl_gen g, const void *ctx, sl_error *err)
 {
-    const store_page *page = ctx;
+    const catalog_page *cp = ctx;
+    const store_page *page = cp->page;
     sl_status rc = SL_OK;
     yajl_gen_map_open(g);
     api_json_str(g, "entries");
@@ -74,7 +80,7 @@ static sl_status page_json(yajl_gen g, const void *ctx, sl_error *err)
     }
     yajl_gen_array_close(g);
     if (rc == SL_OK)
-        rc = api_json_cursor(g, "next", page->next_token, err);
+        rc = api_json_cursor(cp->req, g, "next", page->next_token, err);
     yajl_gen_map_close(g);
     return rc;
 }
@@ -85,7 +91,7 @@ static sl_status catalog_list(api_request *req, sl_error *err)
     sl_status rc = SL_OK;
     store_page page = {0};
     schema_key pk;
-    char token[API_CURSOR_MAX];
+    char token[STORE_PAGE_TOKEN_MAX];
     int64_t limit = 0;
     if ((rc = api_query_int(req, "limit", 1, STORE_PAGE_MAX, CATALOG_LIMIT_DEF, &limit, err)) !=
             SL_OK ||
@@ -95,20 +101,21 @@ static sl_status catalog_list(api_request *req, sl_error *err)
     store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
                           .limit = (size_t)limit,
                           .page_token = token};
+    catalog_page cp = {req, &page};
     if ((rc = api_page_query(api_store(req), STORE_ITEMS, 0, pk, &q, &page, err)) == SL_OK)
-        rc = api_reply_json_with(req, 200, page_json, &page, err);
+        rc = api_reply_json_with(req, 200, page_json, &cp, err);
 out:
     store_page_free(&page);
     return rc;
 }
 
 static const api_route routes[] = {
-    {"PUT", "/v1/catalog/{sku}", API_ROLE_ADMIN, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_put},
-    {"GET", "/v1/catalog/{sku}", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_get},
-    {"GET", "/v1/catalog", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     catalog_list},
+    {"PUT", "/v1/catalog/{sku}", API_ROLE_ADMIN, API_KIND_HOSPITAL, NULL, API_BODY_BUFFERED, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_put},
+    {"GET", "/v1/catalog/{sku}", API_ROLE_STAFF, API_KIND_HOSPITAL, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_get},
+    {"GET", "/v1/catalog", API_ROLE_STAFF, API_KIND_HOSPITAL, "limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, catalog_list},
 };
 
 API_AREA(catalog, routes);

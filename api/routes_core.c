@@ -61,9 +61,12 @@ static sl_status tenant(api_request *req, sl_error *err)
 }
 
 static const api_route routes[] = {
-    {"GET", "/healthz", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, healthz},
-    {"GET", "/metrics", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, metrics},
-    {"GET", "/v1/tenant", API_ANY_ROLE, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, tenant},
+    {"GET", "/healthz", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, healthz},
+    {"GET", "/metrics", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, metrics},
+    {"GET", "/v1/tenant", API_ANY_ROLE, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, tenant},
 };
 
 API_AREA(core, routes);

@@ -30,6 +30,7 @@ static sl_status info_json(yajl_gen g, const void *ctx, sl_error *err)
 }
 
 typedef struct key_page {
+    const api_request *req;
     const api_key_info *keys;
     size_t n;
     const char *next; /* page token, "" at the end */
@@ -44,7 +45,7 @@ static sl_status key_page_json(yajl_gen g, const void *ctx, sl_error *err)
     for (size_t i = 0; i < kp->n; i++)
         key_json(g, &kp->keys[i]);
     yajl_gen_array_close(g);
-    sl_status rc = api_json_cursor(g, "next_cursor", kp->next, err);
+    sl_status rc = api_json_cursor(kp->req, g, "next_cursor", kp->next, err);
     yajl_gen_map_close(g);
     return rc;
 }
@@ -55,8 +56,8 @@ static sl_status keys_list(api_request *req, sl_error *err)
     api_key_info keys[LIST_MAX];
     /* Key ids are 16 hex digits, so a key listing's page tokens are short:
      * STORE_TOKEN_MAX holds them (api_key_list's contract). */
-    char token[API_CURSOR_MAX], next[STORE_TOKEN_MAX];
-    key_page kp = {keys, 0, next};
+    char token[STORE_PAGE_TOKEN_MAX], next[STORE_TOKEN_MAX];
+    key_page kp = {req, keys, 0, next};
     int64_t limit = 0;
     sl_error e;
     sl_error_clear(&e);
@@ -156,13 +157,14 @@ static sl_status keys_revoke(api_request *req, sl_error *err)
 }
 
 static const api_route routes[] = {
-    {"GET", "/v1/keys", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, keys_list},
-    {"POST", "/v1/keys", API_ROLE_ADMIN, API_BODY_BUFFERED, KEY_BODY_MAX, API_RUN_INLINE, NULL,
-     NULL, keys_create},
-    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     keys_get},
-    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL,
-     keys_revoke},
+    {"GET", "/v1/keys", API_ROLE_ADMIN, API_KIND_ANY, "limit cursor", API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_list},
+    {"POST", "/v1/keys", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_BUFFERED, KEY_BODY_MAX,
+     API_RUN_INLINE, NULL, NULL, keys_create},
+    {"GET", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_get},
+    {"DELETE", "/v1/keys/{key_id}", API_ROLE_ADMIN, API_KIND_ANY, NULL, API_BODY_NONE, 0,
+     API_RUN_INLINE, NULL, NULL, keys_revoke},
 };
 
 API_AREA(keys, routes);

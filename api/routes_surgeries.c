@@ -386,6 +386,7 @@ out:
 
 /* A page of frame documents and what resumes after the frames shown. */
 typedef struct frames_page {
+    const api_request *req;
     store *st;
     const char *pk;
     store_query_opts *q;
@@ -423,7 +424,7 @@ static sl_status frames_json(yajl_gen g, const void *ctx, sl_error *err)
         next_token = f->cut->next_token;
     }
     if (rc == SL_OK)
-        rc = api_json_cursor(g, "next", next_token, err);
+        rc = api_json_cursor(f->req, g, "next", next_token, err);
     yajl_gen_map_close(g);
     return rc;
 }
@@ -435,7 +436,7 @@ static sl_status frames_get(api_request *req, sl_error *err)
     const char *tenant = api_auth_of(req)->tenant, *id = api_param(req, "id");
     int64_t from = 0, to = 0, limit = 0;
     schema_key pk, lo, hi;
-    char token[API_CURSOR_MAX];
+    char token[STORE_PAGE_TOKEN_MAX];
     store_page page = {0}, cut = {0};
     bson_t *meta = NULL;
     if ((rc = api_query_int(req, "from", 0, SCHEMA_FRAME_MAX, 0, &from, err)) != SL_OK ||
@@ -460,7 +461,7 @@ static sl_status frames_get(api_request *req, sl_error *err)
         goto out;
     store_query_opts q = {
         .range = {STORE_RANGE_BETWEEN, lo, hi}, .limit = (size_t)limit, .page_token = token};
-    frames_page f = {st, pk, &q, &page, &cut};
+    frames_page f = {req, st, pk, &q, &page, &cut};
     if ((rc = api_page_query(st, STORE_ITEMS, 0, pk, &q, &page, err)) == SL_OK)
         rc = api_reply_json_with(req, 200, frames_json, &f, err);
 out:
@@ -472,14 +473,15 @@ out:
 }
 
 static const api_route routes[] = {
-    {"PUT", "/v1/surgeries/{id}", API_ROLE_INGEST, API_BODY_BUFFERED, 0, API_RUN_INLINE, NULL, NULL,
-     surgery_put},
-    {"GET", "/v1/surgeries/{id}", API_ROLE_STAFF | API_ROLE_INGEST, API_BODY_NONE, 0,
-     API_RUN_INLINE, NULL, NULL, surgery_get},
-    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_BODY_STREAMED, 0, API_RUN_JOB,
-     detections_head, api_upload_chunk, detections_done},
-    {"GET", "/v1/surgeries/{id}/frames", API_ROLE_STAFF, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
-     NULL, frames_get},
+    {"PUT", "/v1/surgeries/{id}", API_ROLE_INGEST, API_KIND_HOSPITAL, NULL, API_BODY_BUFFERED, 0,
+     API_RUN_INLINE, NULL, NULL, surgery_put},
+    {"GET", "/v1/surgeries/{id}", API_ROLE_STAFF | API_ROLE_INGEST, API_KIND_HOSPITAL, NULL,
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, surgery_get},
+    {"POST", "/v1/surgeries/{id}/detections", API_ROLE_INGEST, API_KIND_HOSPITAL,
+     "format frame_offset frame_from image_width image_height categories", API_BODY_STREAMED, 0,
+     API_RUN_JOB, detections_head, api_upload_chunk, detections_done},
+    {"GET", "/v1/surgeries/{id}/frames", API_ROLE_STAFF, API_KIND_HOSPITAL, "from to limit cursor",
+     API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, frames_get},
 };
 
 API_AREA(surgeries, routes);

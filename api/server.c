@@ -44,6 +44,7 @@ struct api_server {
     api__key_cache *keys;
     api__jobs *jobs;
     ingest_catalog_cache *catalogs;
+    api__cursor_key cursor_key; /* from the store's secret, loaded at start */
     uint16_t port;
     char url[320];
     char *tls_cert_pem, *tls_key_pem;
@@ -250,6 +251,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         req->srv = srv;
         req->st = srv->st;
         req->cfg = &srv->cfg;
+        req->cursor_key = &srv->cursor_key;
         req->conn = conn;
         req->uri = strdup(uri ? uri : "");
         req->start_us = mono_us();
@@ -293,7 +295,7 @@ out:
 /* What the head scan learns. */
 typedef struct head_scan {
     size_t bytes;
-    int content_length, transfer_encoding, authorization;
+    int content_length, transfer_encoding, authorization, host;
     const char *bad_name; /* first malformed field name */
 } head_scan;
 
@@ -314,6 +316,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->transfer_encoding++;
     else if (!strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION))
         h->authorization++;
+    else if (!strcasecmp(key, MHD_HTTP_HEADER_HOST))
+        h->host++;
     return MHD_YES;
 }
 
@@ -365,12 +369,142 @@ static void route_failed(api_server *srv, api_request *req, sl_status rc, sl_err
     api__request_fail(req, sl_status_http(rc), NULL, e);
 }
 
+/* ---------------------------------------------------------------------------
+ * NUL bytes in the head.
+ *
+ * libmicrohttpd 0.9.75 hands the request line and the header values on as C
+ * strings, so a NUL byte cut them short without a word: "PUT
+ * /v1/surgeries/a<NUL>b" reached the router as /v1/surgeries/a, and
+ * "Authorization: Bearer <key><NUL>junk" as the key.  The lengths it hides
+ * are recovered from where it keeps the head: one buffer from the method's
+ * first byte on, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE bytes long, in which
+ * it replaced each separator by a NUL (the spaces of the request line, every
+ * CR and LF, the colon after a field name, '?', '&' and '=' of the query) and
+ * moved nothing.  So, in that buffer:
+ *   - between the method's end and the target only NULs and spaces;
+ *   - the target runs from url to the NUL just before version (what it
+ *     spans must be what the URI callback saw as a C string, req->uri);
+ *   - after "HTTP/1.x" and after each header value (whose place and length
+ *     MHD_get_connection_values_n gives, in the order received), one or two
+ *     NULs (CRLF or LF) and then the next field name, or two to four and then
+ *     the end of the head.
+ * Any other byte there stood after a NUL inside a line.  A folded header
+ * line (obsolete since RFC 7230) is joined by libmicrohttpd in a copy
+ * outside the head, which shows, and is refused too (RFC 9112 allows it).
+ * An unexpected layout -- another libmicrohttpd -- refuses every request,
+ * which the tests would show at once, rather than let a NUL through.
+ * ------------------------------------------------------------------------- */
+
+/* Whether [from, to) holds only NUL bytes, between min and max of them. */
+static int only_nuls(const char *from, const char *to, size_t min, size_t max)
+{
+    uintptr_t a = (uintptr_t)from, b = (uintptr_t)to;
+    int ok = b >= a && b - a >= min && b - a <= max;
+    for (const char *p = from; ok && p < to; p++)
+        ok = *p == '\0';
+    return ok;
+}
+
+typedef struct nul_scan {
+    const char *head, *head_end; /* the head in libmicrohttpd's buffer */
+    const char *prev_end;        /* just after the previous line's last piece */
+    const char *prev_name;       /* its header (NULL: the request line) */
+    const char *bad;             /* where the line that holds a NUL broke the layout */
+    const char *bad_name;
+    int folded; /* a header line continued on the next (libmicrohttpd moved the field) */
+} nul_scan;
+
+static enum MHD_Result nul_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    nul_scan *s = cls;
+    enum MHD_Result more = MHD_YES;
+    if ((uintptr_t)key < (uintptr_t)s->head || (uintptr_t)key >= (uintptr_t)s->head_end) {
+        s->folded = 1; /* a folded line is joined in a copy outside the head */
+        more = MHD_NO;
+    } else if (!only_nuls(s->prev_end, key, 1, 2)) { /* the previous line ends right before */
+        s->bad = s->prev_end;
+        s->bad_name = s->prev_name;
+        more = MHD_NO;
+    }
+    s->prev_end = value + value_size;
+    s->prev_name = key;
+    return more;
+}
+
+/* Records a problem when the request line or a header holds a NUL byte
+ * (method, url and version as libmicrohttpd gave them to on_access;
+ * target_len the length of the target the URI callback saw). */
+static void check_nul(api_request *req, const char *method, const char *url, const char *version,
+                      size_t target_len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    const char *head_end = ci ? method + ci->header_size : NULL;
+    size_t mlen = strlen(method), vlen = strlen(version);
+    uintptr_t target = (uintptr_t)version - 1 - (uintptr_t)url;
+    const char *gap = method + mlen;
+    nul_scan s = {method, head_end, version + vlen, NULL, NULL, NULL, 0};
+    int line_ok = head_end && (uintptr_t)url > (uintptr_t)gap &&
+                  (uintptr_t)version > (uintptr_t)url && (uintptr_t)head_end > (uintptr_t)version;
+    for (const char *p = gap; line_ok && p < url; p++)
+        line_ok = *p == '\0' || *p == ' ';
+    if (!line_ok || target != target_len) {
+        size_t at = line_ok ? (size_t)(url - method) + target_len : mlen;
+        fail(req, 400, "nul-byte", SL_EINVAL, "request-line",
+             "the request line holds a NUL byte (at byte %zu of the %s); a request head may not "
+             "hold NUL anywhere",
+             at, line_ok ? "request target" : "method");
+        goto out;
+    }
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, nul_header, &s);
+    if (!s.bad && !s.folded && !only_nuls(s.prev_end, head_end, 2, 4)) {
+        s.bad = s.prev_end;
+        s.bad_name = s.prev_name;
+    }
+    if (s.folded) {
+        fail(req, 400, "folded-header", SL_EINVAL, "headers",
+             "a header field is folded over two lines (obsolete line folding, RFC 9112 section "
+             "5.2): send each field on one line");
+    } else if (s.bad && s.bad_name) {
+        fail(req, 400, "nul-byte", SL_EINVAL, s.bad_name,
+             "a NUL byte in header %.40s (or in the line after it); a request head may not hold "
+             "NUL anywhere",
+             s.bad_name);
+        req->problem.offset = (int64_t)(s.bad - method);
+    } else if (s.bad) {
+        fail(req, 400, "nul-byte", SL_EINVAL, "request-line",
+             "the request line holds a NUL byte after its HTTP version; a request head may not "
+             "hold NUL anywhere");
+    }
+out:
+    return;
+}
+
+/* The answer to a path no route serves (also given to a key whose tenant's
+ * kind the route does not serve: the same bytes, so nothing tells them
+ * apart).  Counted as unmatched. */
+static void no_route(api_server *srv, api_request *req)
+{
+    req->metric_route = srv->router.n;
+    fail(req, 404, "no-route", SL_ENOTFOUND, NULL, "no resource at this path");
+}
+
+/* The API_KIND_* bit of a tenant kind ("hospital", "brand-client"); 0 for
+ * none (the store holds only those two: api_tenant_create checks). */
+static unsigned kind_bit(const char *kind)
+{
+    return !strcmp(kind, SCHEMA_KIND_HOSPITAL)       ? API_KIND_HOSPITAL
+           : !strcmp(kind, SCHEMA_KIND_BRAND_CLIENT) ? API_KIND_BRAND
+                                                     : 0;
+}
+
 /* Everything decided from the request head: routing, parameters, key, role,
  * body limit, then the route's head hook.  Records a problem in req when the
  * request is refused. */
-static void check_head(api_server *srv, api_request *req)
+static void check_head(api_server *srv, api_request *req, const char *url, const char *version)
 {
-    head_scan h = {0, 0, 0, 0, NULL};
+    head_scan h = {0, 0, 0, 0, 0, NULL};
     sl_error e;
     sl_error_clear(&e);
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, scan_header, &h);
@@ -388,6 +522,9 @@ static void check_head(api_server *srv, api_request *req)
     req->uri[req->path_len] = '\0';
     const char *query = has_query ? req->uri + req->path_len + 1 : "";
 
+    check_nul(req, req->method, url, version, target_len);
+    if (req->problem_http)
+        goto out;
     if (h.bytes + target_len > (size_t)srv->cfg.max_header_bytes) {
         fail(req, 431, "headers-too-large", SL_ETOOLARGE, "headers",
              "the request line and headers take %zu bytes; the limit is %lld", h.bytes + target_len,
@@ -417,6 +554,19 @@ static void check_head(api_server *srv, api_request *req)
              "more than one Authorization header");
         goto out;
     }
+    /* libmicrohttpd is run lax (MHD_OPTION_STRICT_FOR_CLIENT 0) so that these
+     * two are answered here, as problems, instead of by its own HTML page. */
+    if (h.host > 1 || (!h.host && !strcmp(version, MHD_HTTP_VERSION_1_1))) {
+        fail(req, 400, h.host ? "duplicate-header" : "missing-host", SL_EINVAL, "Host",
+             h.host ? "more than one Host header" : "an HTTP/1.1 request must have a Host header");
+        goto out;
+    }
+    if (memchr(req->uri, ' ', target_len)) {
+        fail(req, 400, "invalid-path", SL_EINVAL, "path",
+             "the request target holds a space at byte %zu (send it as %%20)",
+             (size_t)((char *)memchr(req->uri, ' ', target_len) - req->uri));
+        goto out;
+    }
 
     if (api__path_parse(req->uri, req->path_len, &req->path, &e) != SL_OK) {
         api__request_fail(req, 400, "invalid-path", &e);
@@ -428,7 +578,7 @@ static void check_head(api_server *srv, api_request *req)
     }
     api__match_result mr = api__router_match(&srv->router, req->method, &req->path, &req->match);
     if (mr == API__MATCH_NO_PATH) {
-        fail(req, 404, "no-route", SL_ENOTFOUND, NULL, "no resource at this path");
+        no_route(srv, req);
         goto out;
     }
     if (mr == API__MATCH_NO_METHOD) {
@@ -464,6 +614,10 @@ static void check_head(api_server *srv, api_request *req)
             goto out;
         }
         req->authed = 1;
+        if (!(r->kinds & kind_bit(req->auth.tenant_kind))) {
+            no_route(srv, req); /* the route does not exist for this kind of tenant */
+            goto out;
+        }
         if (req->auth.role != API_ROLE_ADMIN && !(r->roles & req->auth.role)) {
             fail(req, 403, "role-forbidden", SL_EFORBIDDEN, "role", "a %s key may not %s %s",
                  api_role_name(req->auth.role), r->method, r->pattern);
@@ -475,6 +629,10 @@ static void check_head(api_server *srv, api_request *req)
             api__request_fail(req, 400, "invalid-path-parameter", &e);
             goto out;
         }
+    }
+    if (api__query_check(req->match.route, &req->query, &e) != SL_OK) {
+        api__request_fail(req, 400, "invalid-query", &e);
+        goto out;
     }
     req->body_limit = (uint64_t)effective_limit(srv, r);
     if (req->has_body && r->body == API_BODY_NONE) {
@@ -695,7 +853,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         atomic_fetch_add(&srv->in_flight, 1);
         api__metrics_in_flight(srv->metrics, 1);
         set_request_id(srv, req);
-        check_head(srv, req);
+        check_head(srv, req, url, version);
         /* A refused request with a body is answered now: the body is never read
          * (libmicrohttpd then closes the connection).  Without a body the
          * answer waits for the next call so keep-alive holds. */
@@ -849,7 +1007,9 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
      * in check_head() so most refusals get a problem answer, and twice the
      * limit plus room for the answer is the hard stop. */
     OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)srv->cfg.max_header_bytes * 2 + 32768, NULL);
-    OPT(MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL);
+    /* Lax: a missing Host and a space in the target are refused by
+     * check_head() with a problem answer, not by libmicrohttpd's HTML. */
+    OPT(MHD_OPTION_STRICT_FOR_CLIENT, 0, NULL);
     if (threads > 1)
         OPT(MHD_OPTION_THREAD_POOL_SIZE, threads, NULL);
     if (srv->cfg.tls_cert[0]) {
@@ -922,7 +1082,8 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
     }
     snprintf(srv->id_prefix, sizeof srv->id_prefix, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
              rnd[3]);
-    if ((rc = api__router_build(&srv->router, areas, err)) != SL_OK)
+    if ((rc = api__router_build(&srv->router, areas, err)) != SL_OK ||
+        (rc = api__cursor_key_load(st, &srv->cursor_key, err)) != SL_OK)
         goto out;
     labels = calloc(srv->router.n + 1, sizeof *labels);
     if (!labels) {
@@ -1088,6 +1249,7 @@ void api_server_free(api_server **srv)
     ingest_catalog_cache_free(&s->catalogs);
     if (s->tls_key_pem)
         gnutls_memset(s->tls_key_pem, 0, strlen(s->tls_key_pem));
+    gnutls_memset(&s->cursor_key, 0, sizeof s->cursor_key);
     free(s->tls_key_pem);
     free(s->tls_cert_pem);
     pthread_mutex_destroy(&s->conns_lock);

@@ -47,6 +47,15 @@ typedef struct ingest_limits {
 /* Fills *l with the defaults above. */
 void ingest_limits_default(ingest_limits *l);
 
+/* Checks that json[0..len) is one JSON value held to the rules of every
+ * input (docs/formats.md, "Rules for every input"): strict UTF-8 with paired
+ * surrogate escapes, no duplicate key in an object, no NaN or Infinity, no
+ * trailing garbage, nesting at most max_depth (capped at 64), strings, keys
+ * and numbers within the default bounds.  For bodies another parser reads
+ * afterwards (the API's small JSON bodies): SL_EINVAL or SL_ETOOLARGE naming
+ * the JSON path ("" at the top) and the byte offset otherwise. */
+sl_status ingest_json_check(const void *json, size_t len, uint32_t max_depth, sl_error *err);
+
 /* ---------------------------------------------------------------------------
  * Formats.
  * ------------------------------------------------------------------------- */

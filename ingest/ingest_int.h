@@ -20,9 +20,10 @@ typedef enum ingest__jev {
     INGEST__J_NULL,
     INGEST__J_BOOL,
     INGEST__J_NUMBER, /* v->s/len is the number as written (valid JSON syntax) */
-    INGEST__J_STRING, /* v->s/len is the decoded string (valid UTF-8, not NUL-terminated) */
+    INGEST__J_STRING, /* v->s/len is the decoded string (valid UTF-8 by schema_utf8_feed(),
+                         surrogate escapes paired; may hold NUL from \u0000; not NUL-terminated) */
     INGEST__J_MAP,    /* an object starts; depth already counts it */
-    INGEST__J_KEY,    /* v->s/len is the key; already checked for duplicates */
+    INGEST__J_KEY,    /* v->s/len is the key (valid UTF-8, no NUL); checked for duplicates */
     INGEST__J_END_MAP,
     INGEST__J_ARRAY,
     INGEST__J_END_ARRAY

@@ -1,5 +1,10 @@
 /* json.c -- the bounded streaming JSON reader every parser stands on: yajl
- * behind a pre-filter, with depth, key and duplicate checks and JSON paths. */
+ * behind a pre-filter, with depth, key and duplicate checks and JSON paths.
+ * Every string and key it hands on is valid UTF-8 by schema_utf8_feed()
+ * (the project's one check): yajl's own lets overlong forms, surrogates and
+ * code points past U+10FFFF by, and decodes a lone \ud800 escape as '?' and
+ * a lone \udc00 as an encoded surrogate, so the pre-filter checks the raw
+ * bytes of strings and pairs the surrogate escapes itself. */
 #include "ingest_int.h"
 
 #include <math.h>
@@ -38,6 +43,7 @@ typedef enum fstate {
     F_OUT,    /* between tokens */
     F_IN,     /* inside a string */
     F_ESC,    /* after a backslash (the next byte is escaped) */
+    F_U,      /* after "\u" and nhex of its hex digits */
     F_DK_ESC, /* darknet: after a backslash, not yet written */
     F_DK_U    /* darknet: after "\u" and nhex hex digits, not yet written */
 } fstate;
@@ -59,7 +65,12 @@ struct ingest__json {
         char hex[4];
         uint64_t str_len;
         int64_t str_start;
-        uint32_t run; /* bytes of the number or literal being read */
+        uint32_t run;    /* bytes of the number or literal being read */
+        schema_utf8 u8;  /* the raw bytes of the string being read */
+        uint32_t cp;     /* F_U: the code unit of the \u escape so far */
+        int64_t esc_off; /* input offset of the backslash of the escape being read */
+        bool hi_pending; /* a high surrogate escape waits for its low half */
+        int64_t hi_off;  /* where that escape starts */
     } f;
     unsigned char *obuf;      /* the filter's copy, when a chunk needs a repair */
     const unsigned char *out; /* what yajl reads: the input chunk itself, or obuf */
@@ -83,7 +94,7 @@ struct ingest__json {
      * none earlier (a garbled string may end where garbage starts). */
     sl_status pend;
     int64_t pend_off;
-    char pend_msg[128];
+    char pend_msg[200];
     /* The last token yajl accepted (a callback) and what may follow it, so
      * that the culprit of a syntax error is the first token after it, found
      * the same way whatever the chunking (yajl's own position varies). */
@@ -671,6 +682,28 @@ out:
     return rc;
 }
 
+static bool check_event(void *ctx, ingest__jev ev, const ingest__jval *v)
+{
+    return true; /* the reader's own rules are the whole check */
+}
+
+sl_status ingest_json_check(const void *json, size_t len, uint32_t max_depth, sl_error *err)
+{
+    ingest_limits lim;
+    ingest__json *j = NULL;
+    ingest_limits_default(&lim);
+    lim.max_depth = max_depth;
+    lim.max_input_bytes = len;
+    ingest__json_options o = {.limits = &lim};
+    sl_status rc = ingest__json_new(&o, check_event, NULL, &j, err);
+    if (rc == SL_OK)
+        rc = ingest__json_feed(j, json, len, err);
+    if (rc == SL_OK)
+        rc = ingest__json_finish(j, false, err);
+    ingest__json_free(&j);
+    return rc;
+}
+
 void ingest__json_free(ingest__json **jp)
 {
     if (!jp || !*jp)
@@ -724,6 +757,60 @@ static bool filter_stop(ingest__json *j, int64_t offset, sl_status s, const char
 static bool is_hex(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static uint32_t hex_value(unsigned char c)
+{
+    return c <= '9' ? (uint32_t)(c - '0') : (uint32_t)((c | 0x20) - 'a' + 10);
+}
+
+/* The code unit of four hex digits (checked before). */
+static uint32_t hex4_value(const unsigned char *h)
+{
+    return hex_value(h[0]) << 12 | hex_value(h[1]) << 8 | hex_value(h[2]) << 4 | hex_value(h[3]);
+}
+
+/* A string's raw bytes broke UTF-8 at input offset at (the broken character
+ * starts there; bad is the byte that broke it). */
+static bool bad_utf8(ingest__json *j, int64_t at, unsigned char bad)
+{
+    return filter_stop(j, at, SL_EINVAL, "string is not valid UTF-8 at byte %lld: %s",
+                       (long long)at, schema_utf8_why(&j->f.u8, bad));
+}
+
+/* A high surrogate escape was followed by something other than a low one:
+ * yajl would store '?' (or a code point it made up) for it. */
+static bool unpaired_high(ingest__json *j)
+{
+    return filter_stop(j, j->f.hi_off, SL_EINVAL,
+                       "string holds a \\u%04x escape at byte %lld, a high surrogate that no low "
+                       "surrogate escape (\\udc00..\\udfff) follows: it is no character",
+                       (unsigned)j->f.cp, (long long)j->f.hi_off);
+}
+
+/* Pairs the code unit cp of the \u escape at input offset off with its
+ * neighbours: a high surrogate must be followed at once by a low one, and a
+ * low one must follow a high one.  false: the filter stops. */
+static bool escape_unit(ingest__json *j, uint32_t cp, int64_t off)
+{
+    bool ok = true;
+    bool high = cp >= 0xd800 && cp <= 0xdbff, low = cp >= 0xdc00 && cp <= 0xdfff;
+    if (j->f.hi_pending && low)
+        j->f.hi_pending = false;
+    else if (j->f.hi_pending)
+        ok = unpaired_high(j);
+    else if (low)
+        ok = filter_stop(j, off, SL_EINVAL,
+                         "string holds a \\u%04x escape at byte %lld, a low surrogate with no high "
+                         "surrogate escape before it: it is no character",
+                         (unsigned)cp, (long long)off);
+    else if (high) {
+        j->f.hi_pending = true;
+        j->f.hi_off = off;
+    }
+    if (ok && (high || low))
+        j->f.cp = cp; /* the high one is named if its low half does not come */
+    return ok;
 }
 
 /* Bytes that end a number or literal: whitespace (as yajl's lexer has it:
@@ -808,6 +895,8 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
                 j->f.fs = F_IN;
                 j->f.str_len = 0;
                 j->f.str_start = in_base + (int64_t)k;
+                j->f.u8 = (schema_utf8){0};
+                j->f.hi_pending = false;
                 j->f.run = 0;
                 k++;
             }
@@ -820,6 +909,19 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
             const unsigned char *bs = memchr(in + i, '\\', k - i);
             if (bs)
                 k = (size_t)(bs - in);
+            if (k > i && j->f.hi_pending) { /* a character after a high surrogate */
+                unpaired_high(j);
+                r = FILTER_STOPPED;
+                break;
+            }
+            size_t ok = schema_utf8_feed(&j->f.u8, (const char *)in + i, k - i);
+            if (ok < k - i) {
+                EMIT_SPAN(in + i, ok);
+                i += ok;
+                bad_utf8(j, in_base + (int64_t)i - j->f.u8.have, in[i]);
+                r = FILTER_STOPPED;
+                break;
+            }
             EMIT_SPAN(in + i, k - i);
             j->f.str_len += k - i;
             i = k;
@@ -831,11 +933,24 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
             }
             if (k == n)
                 break;
+            if (j->f.u8.need) { /* the quote or backslash cuts a character short */
+                bad_utf8(j, in_base + (int64_t)k - j->f.u8.have, in[k]);
+                r = FILTER_STOPPED;
+                break;
+            }
             if (in[k] == '"') {
+                if (j->f.hi_pending) {
+                    unpaired_high(j);
+                    r = FILTER_STOPPED;
+                    break;
+                }
                 EMIT('"');
                 j->f.fs = F_OUT;
                 i++;
-            } else if (!j->dk) {
+                break;
+            }
+            j->f.esc_off = in_base + (int64_t)k;
+            if (!j->dk) {
                 EMIT('\\');
                 j->f.str_len++;
                 j->f.fs = F_ESC;
@@ -848,9 +963,15 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
                 unsigned char d = k + 1 < n ? in[k + 1] : 0;
                 bool hex4 = k + 5 < n && is_hex(in[k + 2]) && is_hex(in[k + 3]) &&
                             is_hex(in[k + 4]) && is_hex(in[k + 5]);
-                if (d == '"' || d == '\\' || d == '/') {
+                if ((d == '"' || d == '\\' || d == '/') && j->f.hi_pending) {
+                    unpaired_high(j);
+                    r = FILTER_STOPPED;
+                } else if (d == '"' || d == '\\' || d == '/') {
                     j->f.str_len += 2;
                     i = k + 2;
+                } else if (d == 'u' && hex4 &&
+                           !escape_unit(j, hex4_value(in + k + 2), j->f.esc_off)) {
+                    r = FILTER_STOPPED;
                 } else if (d == 'u' && hex4) {
                     j->f.str_len += 6;
                     i = k + 6;
@@ -861,13 +982,42 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
             break;
         }
         case F_ESC:
+            if (c == 'u') {
+                j->f.fs = F_U;
+                j->f.nhex = 0;
+            } else if (j->f.hi_pending) { /* \n, \" ... after a high surrogate */
+                unpaired_high(j);
+                r = FILTER_STOPPED;
+                break;
+            } else {
+                j->f.fs = F_IN;
+            }
             EMIT(c);
             j->f.str_len++;
-            j->f.fs = F_IN;
             i++;
             break;
+        case F_U:
+            if (!is_hex(c)) {
+                j->f.fs = F_IN; /* not an escape: yajl refuses it; c is read again */
+                break;
+            }
+            j->f.hex[j->f.nhex] = (char)c;
+            if (j->f.nhex == 3 &&
+                !escape_unit(j, hex4_value((const unsigned char *)j->f.hex), j->f.esc_off)) {
+                r = FILTER_STOPPED;
+                break;
+            }
+            EMIT(c);
+            j->f.str_len++;
+            i++;
+            if (++j->f.nhex == 4)
+                j->f.fs = F_IN;
+            break;
         case F_DK_ESC: /* copy mode only */
-            if (c == '"' || c == '\\' || c == '/') {
+            if (c != 'u' && j->f.hi_pending) {
+                unpaired_high(j); /* an escape or a literal backslash after a high surrogate */
+                r = FILTER_STOPPED;
+            } else if (c == '"' || c == '\\' || c == '/') {
                 /* A JSON escape a re-encoding writer would produce: keep it. */
                 EMIT('\\');
                 EMIT(c);
@@ -889,13 +1039,19 @@ static filter_result filter(ingest__json *j, const unsigned char *in, size_t n, 
             if (is_hex(c)) {
                 j->f.hex[j->f.nhex++] = (char)c;
                 i++;
-                if (j->f.nhex == 4) {
+                if (j->f.nhex == 4 &&
+                    !escape_unit(j, hex4_value((const unsigned char *)j->f.hex), j->f.esc_off)) {
+                    r = FILTER_STOPPED;
+                } else if (j->f.nhex == 4) {
                     EMIT('\\');
                     EMIT('u');
                     EMIT_SPAN(j->f.hex, 4);
                     j->f.str_len += 6;
                     j->f.fs = F_IN;
                 }
+            } else if (j->f.hi_pending) { /* "\u12" is no escape: a literal backslash */
+                unpaired_high(j);
+                r = FILTER_STOPPED;
             } else {
                 emit_repaired(j);
             }

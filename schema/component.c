@@ -1,6 +1,7 @@
 /* component.c -- validation of key components (identifiers and names) with
  * libpcre2.  The patterns are compiled and JIT-compiled once per process; they
- * are immutable afterwards, so matching is thread-safe. */
+ * are immutable afterwards, so matching is thread-safe.  UTF-8 validity is
+ * schema_utf8_check()'s (utf8.c), checked first; pcre2 then skips its own. */
 #include "schema.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -67,19 +68,15 @@ sl_status schema_component_check_n(const char *what, const char *value, size_t l
                                "%s is %zu bytes long; the limit is %d bytes", what, len,
                                SCHEMA_COMPONENT_MAX);
 
+    if (schema_utf8_check(what, value, len, err) != SL_OK)
+        return SL_EINVAL;
     sl_status rc = SL_OK;
     pcre2_match_data *md = pcre2_match_data_create(4, NULL);
     if (!md)
         return sl_error_set(err, SL_ENOMEM, "out of memory checking %s", what);
-    int m = pcre2_match(accept_re, (PCRE2_SPTR)value, len, 0, 0, md, NULL);
+    int m = pcre2_match(accept_re, (PCRE2_SPTR)value, len, 0, PCRE2_NO_UTF_CHECK, md, NULL);
     if (m >= 0)
         goto out;
-    if (m <= PCRE2_ERROR_UTF8_ERR1 && m >= PCRE2_ERROR_UTF8_ERR21) {
-        rc = sl_error_set_at(err, SL_EINVAL, what, (int64_t)pcre2_get_startchar(md),
-                             "%s is not valid UTF-8 at byte %zu", what,
-                             (size_t)pcre2_get_startchar(md));
-        goto out;
-    }
     if (m != PCRE2_ERROR_NOMATCH) {
         rc = sl_error_set(err, SL_EINTERNAL, "matching %s failed (pcre2 error %d)", what, m);
         goto out;
@@ -87,7 +84,7 @@ sl_status schema_component_check_n(const char *what, const char *value, size_t l
     /* Explain the refusal: the first disallowed character, else the edges. */
     char shown[72];
     quote_value(value, len, shown);
-    if (pcre2_match(reject_re, (PCRE2_SPTR)value, len, 0, 0, md, NULL) >= 0) {
+    if (pcre2_match(reject_re, (PCRE2_SPTR)value, len, 0, PCRE2_NO_UTF_CHECK, md, NULL) >= 0) {
         size_t at = pcre2_get_ovector_pointer(md)[0];
         char desc[32];
         describe_byte((unsigned char)value[at], desc, sizeof desc);

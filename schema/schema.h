@@ -206,11 +206,39 @@ void schema_time_format(int64_t ms, char out[25]);
 sl_status schema_gsi1pk_key_id(schema_key out, const char *key_id, sl_error *err); /* KEYID#id */
 
 /* ---------------------------------------------------------------------------
- * Text from outside (schema/utf8.c): UTF-8 validity through libpcre2.
+ * Text from outside (schema/utf8.c): the one UTF-8 check every layer uses.
+ * Strict RFC 3629: overlong forms, UTF-16 surrogates (U+D800..U+DFFF) and
+ * code points above U+10FFFF are refused (yajl's own check lets them by).
  * ------------------------------------------------------------------------- */
 
-/* Length of the longest prefix of s[0..len) that is valid UTF-8 (len when all is). */
+/* Incremental validation, for text that arrives in pieces.  Zero it to start
+ * (a character may then continue from one schema_utf8_feed to the next). */
+typedef struct schema_utf8 {
+    uint8_t need;   /* continuation bytes still owed */
+    uint8_t have;   /* bytes of the current (or broken) character already seen */
+    uint8_t lo, hi; /* range of the next continuation byte */
+    uint8_t lead;   /* lead byte of the current (or broken) character */
+} schema_utf8;
+
+/* Feeds s[0..len): returns len when every byte fits, else the index of the
+ * first byte that breaks the text; the broken character started st->have
+ * bytes before it (perhaps in an earlier call).  After a fault the state
+ * only serves schema_utf8_why().  Text ends valid only when st->need is 0. */
+size_t schema_utf8_feed(schema_utf8 *st, const char *s, size_t len);
+
+/* What is wrong, for a message ("an overlong form", "a UTF-16 surrogate
+ * (U+D800..U+DFFF)", ...): bad is the byte schema_utf8_feed() stopped at, or
+ * -1 when the text ended inside a character. */
+const char *schema_utf8_why(const schema_utf8 *st, int bad);
+
+/* Length of the longest prefix of s[0..len) that is valid UTF-8 (len when
+ * all is): where the first broken character starts. */
 size_t schema_utf8_valid_prefix(const char *s, size_t len);
+
+/* SL_OK when s[0..len) is valid UTF-8 (any code point, controls included);
+ * else SL_EINVAL naming `what`, the byte offset where the broken character
+ * starts and what is wrong with it. */
+sl_status schema_utf8_check(const char *what, const char *s, size_t len, sl_error *err);
 
 /* SL_OK when s[0..len) is valid UTF-8 without control bytes (0x00-0x1f,
  * 0x7f); else SL_EINVAL naming `what` and the byte offset of the culprit. */

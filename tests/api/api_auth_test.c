@@ -182,10 +182,16 @@ static void test_isolation(const char *acme_admin)
     CHECK_STR(tenant, "acme");
     CHECK_INT(whoami(globex_admin, tenant, role), 200);
     CHECK_STR(tenant, "globex");
-    /* The request cannot choose the tenant. */
-    REQUIRE(support_http("GET", u("/v1/tenant?tenant=globex"), acme_admin, NULL, 0,
-                         "X-Tenant: globex", &r1) == 0);
+    /* The request cannot choose the tenant: a header is ignored, a query
+     * parameter the route does not take is refused. */
+    REQUIRE(support_http("GET", u("/v1/tenant"), acme_admin, NULL, 0, "X-Tenant: globex", &r1) ==
+            0);
     CHECK(strstr(r1.body, "\"tenant\":\"acme\"") != NULL);
+    support_resp_free(&r1);
+    REQUIRE(support_http("GET", u("/v1/tenant?tenant=globex"), acme_admin, NULL, 0, NULL, &r1) ==
+            0);
+    CHECK_INT(support_is_problem(&r1, 400, "invalid-query"), 0);
+    CHECK(strstr(r1.body, "\"field\":\"tenant\"") != NULL);
     support_resp_free(&r1);
 
     /* acme's admin asks for globex's key, and for a key that does not exist. */

@@ -112,10 +112,12 @@ static sl_status head_done(api_request *req, sl_error *err)
 }
 
 static const api_route test_routes[] = {
-    {"GET", "/t/job/{id}", API_PUBLIC, API_BODY_NONE, 0, API_RUN_JOB, NULL, NULL, job_handler},
-    {"GET", "/t/quick", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, quick},
-    {"POST", "/t/head/{id}", API_PUBLIC, API_BODY_STREAMED, 0, API_RUN_JOB, head_hook, head_chunk,
-     head_done},
+    {"GET", "/t/job/{id}", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_JOB, NULL,
+     NULL, job_handler},
+    {"GET", "/t/quick", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, quick},
+    {"POST", "/t/head/{id}", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_STREAMED, 0, API_RUN_JOB,
+     head_hook, head_chunk, head_done},
 };
 static const api_area test_area = {"test", test_routes, 3};
 

@@ -111,11 +111,12 @@ static sl_status file_reply(api_request *req, sl_error *err)
 }
 
 static const api_route test_routes[] = {
-    {"POST", "/t/{id}/stream", API_PUBLIC, API_BODY_STREAMED, STREAM_MAX, API_RUN_INLINE, NULL,
-     on_chunk, stream_done},
-    {"POST", "/t/buffered", API_PUBLIC, API_BODY_BUFFERED, BUFFERED_MAX, API_RUN_INLINE, NULL, NULL,
-     buffered},
-    {"GET", "/t/report.pdf", API_PUBLIC, API_BODY_NONE, 0, API_RUN_INLINE, NULL, NULL, file_reply},
+    {"POST", "/t/{id}/stream", API_PUBLIC, API_KIND_ANY, "format", API_BODY_STREAMED, STREAM_MAX,
+     API_RUN_INLINE, NULL, on_chunk, stream_done},
+    {"POST", "/t/buffered", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_BUFFERED, BUFFERED_MAX,
+     API_RUN_INLINE, NULL, NULL, buffered},
+    {"GET", "/t/report.pdf", API_PUBLIC, API_KIND_ANY, NULL, API_BODY_NONE, 0, API_RUN_INLINE, NULL,
+     NULL, file_reply},
 };
 static const api_area test_area = {"test", test_routes, 3};
 

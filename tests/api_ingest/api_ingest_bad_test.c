@@ -18,6 +18,9 @@ static ih_keys keys;
 #define OBJ(conf, cx)                                                                              \
     "{\"class_id\":1, \"name\":\"scalpel\", \"relative_coordinates\":{\"center_x\":" cx            \
     ", \"center_y\":0.5, \"width\":0.1, \"height\":0.1}, \"confidence\":" conf "}"
+#define OBJ_NAMED(name)                                                                            \
+    "{\"class_id\":1, \"name\":\"" name "\", \"relative_coordinates\":{\"center_x\":0.5, "         \
+    "\"center_y\":0.5, \"width\":0.1, \"height\":0.1}, \"confidence\":0.5}"
 #define FRAME(id, objs) "{\"frame_id\":" id ", \"filename\":\"f.jpg\", \"objects\": [" objs "]}"
 
 typedef struct bad_case {
@@ -70,7 +73,20 @@ static const bad_case cases[] = {
     {"invalid UTF-8", NULL,
      "[{\"frame_id\":1, \"objects\": [{\"name\":\"sc\xff\xfel\", \"relative_coordinates\":"
      "{\"center_x\":0.5, \"center_y\":0.5, \"width\":0.1, \"height\":0.1}, \"confidence\":0.5}]}]",
-     400, "invalid-input", "[0].objects[0].name", "UTF8", 1},
+     400, "invalid-input", "[0].objects[0].name", "not valid UTF-8", 1},
+    /* Regression (issue 9, finding 7): what yajl let by and the store kept. */
+    {"overlong label", NULL, "[" FRAME("1", OBJ_NAMED("sc\xc0\xafl")) "]", 400, "invalid-input",
+     "[0].objects[0].name", "overlong", 1},
+    {"surrogate label", NULL, "[" FRAME("1", OBJ_NAMED("sc\xed\xa0\x80l")) "]", 400,
+     "invalid-input", "[0].objects[0].name", "surrogate", 1},
+    {"label past U+10FFFF", NULL, "[" FRAME("1", OBJ_NAMED("sc\xf4\x90\x80\x80l")) "]", 400,
+     "invalid-input", "[0].objects[0].name", "U+10FFFF", 1},
+    {"lone high surrogate escape", NULL, "[" FRAME("1", OBJ_NAMED("sc\\ud800l")) "]", 400,
+     "invalid-input", "[0].objects[0].name", "high surrogate", 1},
+    {"lone low surrogate escape", "format=ndjson",
+     "{\"frame\": 1, \"detections\": [{\"label\": \"\\udc00\", \"confidence\": 0.5, "
+     "\"box\": {\"x\": 0.1, \"y\": 0.1, \"w\": 0.2, \"h\": 0.1}}]}\n",
+     400, "invalid-input", "line 1: detections[0].label", "low surrogate", 1},
     {"trailing garbage", NULL, "[" FRAME("1", OBJ("0.9", "0.5")) "] x", 400, "invalid-input", NULL,
      NULL, 1},
     {"frame named twice", NULL, "[" FRAME("1", OBJ("0.9", "0.5")) ", " FRAME("1", "") "]", 400,
@@ -139,6 +155,55 @@ static void test_cases(const ih_dump *before)
         CHECK(ok);
         support_resp_free(&r);
         expect_nothing_stored(before, c->name);
+    }
+}
+
+/* Regression (issue 9, finding 7): free text of the PUT bodies (surgeon,
+ * room, catalog names and label patterns) with invalid UTF-8 was stored; it
+ * is refused naming the member and the byte offset, and nothing changes. */
+static void test_put_bodies_utf8(const ih_dump *before)
+{
+    static const struct {
+        const char *path, *body, *field, *detail;
+        int offset;
+    } put[] = {
+        {"/v1/surgeries/s2",
+         "{\"hospital\": \"st-mary\", \"room\": \"OR 3\", \"procedure\": \"lap-chole\", "
+         "\"surgeon\": \"Dr. \xc3\x80\xc0\xa0Grey\", \"started_at\": \"2026-11-26T08:15:00Z\", "
+         "\"fps\": 30, \"frame_width\": 640, \"frame_height\": 480, "
+         "\"table\": [[0.05, 0.55], [0.65, 0.55], [0.65, 0.98]]}",
+         "surgeon", "overlong", 84},
+        {"/v1/surgeries/s2",
+         "{\"hospital\": \"st-mary\", \"room\": \"OR \\udbff3\", \"procedure\": \"lap-chole\", "
+         "\"surgeon\": \"Dr. Grey\", \"started_at\": \"2026-11-26T08:15:00Z\", "
+         "\"fps\": 30, \"frame_width\": 640, \"frame_height\": 480, "
+         "\"table\": [[0.05, 0.55], [0.65, 0.55], [0.65, 0.98]]}",
+         "room", "high surrogate", 36},
+        {"/v1/catalog/SC-11",
+         "{\"name\": \"Scalpel \xed\xb2\x80\", \"labels\": [\"scalpel\"], \"unit_cost_cents\": "
+         "245, "
+         "\"single_use\": true}",
+         "name", "surrogate", 18},
+        {"/v1/catalog/SC-11",
+         "{\"name\": \"Scalpel\", \"labels\": [\"scalpel\", \"\xf4\x90\x80\x80\"], "
+         "\"unit_cost_cents\": 245, \"single_use\": true}",
+         "labels", "U+10FFFF", 43},
+    };
+    for (size_t i = 0; i < sizeof put / sizeof put[0]; i++) {
+        char field[256], detail[1024], offset[32];
+        support_resp r;
+        CHECK(ih_req(&srv, "PUT", put[i].path, i < 2 ? keys.ingest : keys.admin, put[i].body, &r) ==
+              0);
+        member(r.body, "field", field, sizeof field);
+        member(r.body, "detail", detail, sizeof detail);
+        member(r.body, "offset", offset, sizeof offset);
+        int ok = support_is_problem(&r, 400, "invalid-input") == 0 && strstr(field, put[i].field) &&
+                 strstr(detail, put[i].detail) && atoi(offset) == put[i].offset;
+        if (!ok)
+            fprintf(stderr, "PUT case %zu: %ld %s\n", i, r.status, r.body);
+        CHECK(ok);
+        support_resp_free(&r);
+        expect_nothing_stored(before, put[i].path);
     }
 }
 
@@ -256,6 +321,7 @@ int main(void)
     test_huge_string(&before); /* first: the peak RSS is still the start-up one */
     test_deep_nesting(&before);
     test_cases(&before);
+    test_put_bodies_utf8(&before);
     test_unknown_surgery(&before);
 
     /* After all that, a good batch still goes in. */

@@ -10,7 +10,8 @@
 #include "ingest_http.h"
 
 static support_server srv;
-static ih_keys a, b; /* tenants "ta" and "tb" */
+static ih_keys a, b;   /* hospital tenants "ta" and "tb" */
+static ih_keys ba, bb; /* brand clients "ba" and "bb" (assets) */
 
 /* Member at path (NULL-terminated) of a JSON body as text; "" when absent. */
 static const char *get(const char *body, const char *k1, const char *k2, char out[2048])
@@ -220,7 +221,7 @@ static void test_assets(void)
 {
     char body_in[1024], *body = NULL, v[2048];
     snprintf(body_in, sizeof body_in, ASSET, "sparkle", "0.734");
-    CHECK_INT(call("PUT", "/v1/assets/a-1", a.ingest, body_in, &body), 201);
+    CHECK_INT(call("PUT", "/v1/assets/a-1", ba.ingest, body_in, &body), 201);
     CHECK_STR(get(body, "asset", NULL, v), "a-1");
     CHECK_STR(get(body, "memorability", NULL, v), "0.734");
     CHECK_STR(get(body, "saliency", "product", v), "0.82");
@@ -228,25 +229,25 @@ static void test_assets(void)
     CHECK_STR(get(body, "memorability_micro", NULL, v), "");
     free(body);
     /* Identical content: no version bump. */
-    CHECK_INT(call("PUT", "/v1/assets/a-1", a.ingest, body_in, &body), 200);
+    CHECK_INT(call("PUT", "/v1/assets/a-1", ba.ingest, body_in, &body), 200);
     CHECK_STR(get(body, "version", NULL, v), "1");
     free(body);
     /* Moved to another brand: an ordinary PUT, a new version. */
     snprintf(body_in, sizeof body_in, ASSET, "glow", "0.734");
-    CHECK_INT(call("PUT", "/v1/assets/a-1", a.admin, body_in, &body), 200);
+    CHECK_INT(call("PUT", "/v1/assets/a-1", ba.admin, body_in, &body), 200);
     CHECK_STR(get(body, "brand", NULL, v), "glow");
     CHECK_STR(get(body, "version", NULL, v), "2");
     free(body);
-    CHECK_INT(call("GET", "/v1/assets/a-1", a.viewer, NULL, &body), 200);
+    CHECK_INT(call("GET", "/v1/assets/a-1", ba.viewer, NULL, &body), 200);
     CHECK_STR(get(body, "brand", NULL, v), "glow");
     free(body);
-    CHECK_INT(call("GET", "/v1/assets/a-1", a.staff, NULL, NULL), 403);
-    CHECK_INT(call("GET", "/v1/assets/a-1", b.admin, NULL, NULL), 404);
-    CHECK_INT(call("DELETE", "/v1/assets/a-1", a.viewer, NULL, NULL), 403);
-    CHECK_INT(call("DELETE", "/v1/assets/a-1", b.admin, NULL, NULL), 404);
-    CHECK_INT(call("DELETE", "/v1/assets/a-1", a.ingest, NULL, NULL), 204);
-    CHECK_INT(call("DELETE", "/v1/assets/a-1", a.ingest, NULL, NULL), 404);
-    CHECK_INT(call("GET", "/v1/assets/a-1", a.viewer, NULL, NULL), 404);
+    CHECK_INT(call("GET", "/v1/assets/a-1", ba.staff, NULL, NULL), 403);
+    CHECK_INT(call("GET", "/v1/assets/a-1", bb.admin, NULL, NULL), 404);
+    CHECK_INT(call("DELETE", "/v1/assets/a-1", ba.viewer, NULL, NULL), 403);
+    CHECK_INT(call("DELETE", "/v1/assets/a-1", bb.admin, NULL, NULL), 404);
+    CHECK_INT(call("DELETE", "/v1/assets/a-1", ba.ingest, NULL, NULL), 204);
+    CHECK_INT(call("DELETE", "/v1/assets/a-1", ba.ingest, NULL, NULL), 404);
+    CHECK_INT(call("GET", "/v1/assets/a-1", ba.viewer, NULL, NULL), 404);
 
     /* Validation errors name the field. */
     static const struct {
@@ -257,20 +258,20 @@ static void test_assets(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         support_resp r;
         snprintf(body_in, sizeof body_in, ASSET, bad[i].brand, bad[i].mem);
-        CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", a.ingest, body_in, &r) == 0);
+        CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", ba.ingest, body_in, &r) == 0);
         CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
         CHECK_STR(get(r.body, "field", NULL, v), bad[i].field);
         support_resp_free(&r);
     }
     support_resp r;
-    CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", a.ingest,
+    CHECK(ih_req(&srv, "PUT", "/v1/assets/a-2", ba.ingest,
                  "{\"asset\": \"a-3\", \"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
                  "\"sector\": \"s\", \"media_type\": \"gif\", \"memorability\": 0.5, "
                  "\"saliency\": {}}",
                  &r) == 0);
     CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     support_resp_free(&r);
-    CHECK_INT(call("GET", "/v1/assets/a-2", a.viewer, NULL, NULL), 404);
+    CHECK_INT(call("GET", "/v1/assets/a-2", ba.viewer, NULL, NULL), 404);
 }
 
 static void test_asset_batches(void)
@@ -278,21 +279,21 @@ static void test_asset_batches(void)
     char url[512], *body = NULL, v[2048];
     support_resp r;
     snprintf(url, sizeof url, "%s/v1/assets:batch", srv.url);
-    CHECK(support_post_file(url, a.ingest, SL_FIXTURES "/assets/assets.ndjson", 1, &r) == 0);
+    CHECK(support_post_file(url, ba.ingest, SL_FIXTURES "/assets/assets.ndjson", 1, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(get(r.body, "assets", NULL, v), "3");
     CHECK_STR(get(r.body, "changed", NULL, v), "3");
     support_resp_free(&r);
-    CHECK(support_post_file(url, a.admin, SL_FIXTURES "/assets/assets.ndjson", 0, &r) == 0);
+    CHECK(support_post_file(url, ba.admin, SL_FIXTURES "/assets/assets.ndjson", 0, &r) == 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(get(r.body, "changed", NULL, v), "0");
     support_resp_free(&r);
-    CHECK_INT(call("GET", "/v1/assets/a-002", a.viewer, NULL, &body), 200);
+    CHECK_INT(call("GET", "/v1/assets/a-002", ba.viewer, NULL, &body), 200);
     CHECK_STR(get(body, "media_type", NULL, v), "video");
     CHECK(strstr(body, "\"progression\":[0.2,0.35,0.5,0.48]") != NULL);
     CHECK_STR(get(body, "version", NULL, v), "1");
     free(body);
-    CHECK_INT(call("POST", "/v1/assets:batch", a.viewer, "{}\n", NULL), 403);
+    CHECK_INT(call("POST", "/v1/assets:batch", ba.viewer, "{}\n", NULL), 403);
 
     /* All or nothing: a batch whose last line is bad stores none of it. */
     char batch[2048];
@@ -303,12 +304,12 @@ static void test_asset_batches(void)
              "{\"asset\": \"b-2\", \"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
              "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 1.01, "
              "\"saliency\": {}}\n");
-    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, batch, &r) == 0);
+    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", ba.ingest, batch, &r) == 0);
     CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(get(r.body, "field", NULL, v), "line 2") != NULL);
     CHECK(strlen(get(r.body, "offset", NULL, v)) > 0);
     support_resp_free(&r);
-    CHECK_INT(call("GET", "/v1/assets/b-1", a.viewer, NULL, NULL), 404);
+    CHECK_INT(call("GET", "/v1/assets/b-1", ba.viewer, NULL, NULL), 404);
     /* The same asset twice in one batch is ambiguous. */
     snprintf(batch, sizeof batch,
              "{\"asset\": \"b-1\", \"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
@@ -317,12 +318,12 @@ static void test_asset_batches(void)
              "{\"asset\": \"b-1\", \"client\": \"c\", \"brand\": \"x\", \"campaign\": \"c\", "
              "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 0.5, \"saliency\": "
              "{}}\n");
-    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, batch, &r) == 0);
+    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", ba.ingest, batch, &r) == 0);
     CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     CHECK(strstr(r.body, "twice") != NULL);
     support_resp_free(&r);
-    CHECK_INT(call("GET", "/v1/assets/b-1", a.viewer, NULL, NULL), 404);
-    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", a.ingest, NULL, &r) == 0);
+    CHECK_INT(call("GET", "/v1/assets/b-1", ba.viewer, NULL, NULL), 404);
+    CHECK(ih_req(&srv, "POST", "/v1/assets:batch", ba.ingest, NULL, &r) == 0);
     CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
     support_resp_free(&r);
 }
@@ -333,6 +334,8 @@ int main(void)
     REQUIRE(support_server_start(&srv, "--access-log", "off", (char *)NULL) == 0);
     REQUIRE(ih_tenant(&srv, "ta", &a) == 0);
     REQUIRE(ih_tenant(&srv, "tb", &b) == 0);
+    REQUIRE(ih_tenant_of_kind(&srv, "ba", "brand-client", &ba) == 0);
+    REQUIRE(ih_tenant_of_kind(&srv, "bb", "brand-client", &bb) == 0);
     REQUIRE(ih_put_catalog(&srv, a.admin) == 0);
     test_surgeries();
     test_roles_on_detections();

@@ -312,9 +312,14 @@ int ih_wait_listener(const char *store_uri)
 
 int ih_tenant(const support_server *s, const char *tenant, ih_keys *k)
 {
+    return ih_tenant_of_kind(s, tenant, "hospital", k);
+}
+
+int ih_tenant_of_kind(const support_server *s, const char *tenant, const char *kind, ih_keys *k)
+{
     char *const keys[] = {k->admin, k->ingest, k->staff, k->viewer};
     static const char *const roles[] = {"admin", "ingest", "staff", "viewer"};
-    int rc = support_tenant(s->store, tenant, "hospital");
+    int rc = support_tenant(s->store, tenant, kind);
     for (size_t i = 0; rc == 0 && i < sizeof roles / sizeof roles[0]; i++)
         rc = support_key(s->store, tenant, roles[i], keys[i]);
     return rc;

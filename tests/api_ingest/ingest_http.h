@@ -1,8 +1,9 @@
 /* ingest_http.h -- what the ingest-route tests share on top of the test
  * support library (tests/support/support.h): the frames of a surgery read
  * back through GET .../frames page by page, the frames a parser makes of a
- * fixture in-process, a byte dump of the store, and a tenant set up with a
- * key of every role, the fixture surgery and the fixture catalog. */
+ * fixture in-process, a byte dump of the store, and a tenant (hospital or
+ * brand client) set up with a key of every role, the fixture surgery and the
+ * fixture catalog. */
 #ifndef SIGHTLINE_TESTS_API_INGEST_HTTP_H
 #define SIGHTLINE_TESTS_API_INGEST_HTTP_H
 
@@ -77,6 +78,8 @@ typedef struct ih_keys {
 } ih_keys;
 
 int ih_tenant(const support_server *s, const char *tenant, ih_keys *k);
+/* As ih_tenant, for a tenant of kind ("hospital" or "brand-client"). */
+int ih_tenant_of_kind(const support_server *s, const char *tenant, const char *kind, ih_keys *k);
 int ih_put_surgery(const support_server *s, const char *key, const char *surgery);
 int ih_put_catalog(const support_server *s, const char *key);
 

@@ -6,12 +6,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Every string of a document is strict UTF-8 (issue 9: libbson's and
+ * yajl's checks let surrogates and overlong forms by). */
+static void check_strings(bson_iter_t *it)
+{
+    while (bson_iter_next(it)) {
+        bson_iter_t child;
+        uint32_t len = 0;
+        const char *s = BSON_ITER_HOLDS_UTF8(it) ? bson_iter_utf8(it, &len) : NULL;
+        const char *key = bson_iter_key(it);
+        if ((s && schema_utf8_valid_prefix(s, len) != len) ||
+            schema_utf8_valid_prefix(key, strlen(key)) != strlen(key))
+            __builtin_trap();
+        if ((BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) &&
+            bson_iter_recurse(it, &child))
+            check_strings(&child);
+    }
+}
+
 static void check_doc(bson_t *doc)
 {
     bson_iter_t it;
     if (!bson_validate(doc, BSON_VALIDATE_UTF8, NULL) || !bson_iter_init_find(&it, doc, "pk") ||
         !BSON_ITER_HOLDS_UTF8(&it) || !bson_iter_init_find(&it, doc, "sk"))
         __builtin_trap();
+    if (bson_iter_init(&it, doc))
+        check_strings(&it);
     bson_destroy(doc);
 }
 

@@ -56,12 +56,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (api__json_check(text, size, 64, &e) != SL_OK && !e.message[0])
         __builtin_trap();
 
+    /* A cursor opens only when it is exactly what sealing its position
+     * makes (one spelling, the seal matches), and never with another
+     * binding. */
+    static const unsigned char secret[32] = {9};
+    static const char *const binding[] = {"acme", "GET /v1/catalog"};
+    static const char *const other[] = {"acme", "GET /v1/keys"};
+    api__cursor_key k;
+    api__cursor_key_derive(secret, &k);
     char *cursor = strndup(text, size);
     if (cursor) {
-        char out[API_CURSOR_MAX];
+        unsigned char pos[API__CURSOR_POS_MAX];
+        char again[API_CURSOR_MAX];
+        size_t len = 0;
         sl_error_clear(&e);
-        (void)api_cursor_decode(cursor, out, &e);
+        if (api__cursor_open(&k, binding, 2, cursor, pos, &len, &e) == SL_OK) {
+            if (api__cursor_seal(&k, binding, 2, pos, len, again, &e) != SL_OK ||
+                strcmp(again, cursor) != 0 ||
+                api__cursor_open(&k, other, 2, cursor, pos, &len, &e) == SL_OK)
+                __builtin_trap();
+        } else if (e.status != SL_EINVAL || strcmp(e.field, "cursor") != 0) {
+            __builtin_trap();
+        }
         free(cursor);
+    }
+    /* Any bytes seal into a cursor that opens to them. */
+    if (size <= API__CURSOR_POS_MAX) {
+        char c[API_CURSOR_MAX];
+        unsigned char pos[API__CURSOR_POS_MAX];
+        size_t len = 0;
+        sl_error_clear(&e);
+        if (api__cursor_seal(&k, binding, 2, data, size, c, &e) != SL_OK ||
+            api__cursor_open(&k, binding, 2, c, pos, &len, &e) != SL_OK || len != size ||
+            (size && memcmp(pos, data, size) != 0))
+            __builtin_trap();
     }
     return 0;
 }

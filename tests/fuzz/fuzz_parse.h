@@ -1,7 +1,7 @@
 /* fuzz_parse.h -- what every parser fuzz target does: parse the input whole,
  * then again in pieces of 1..13 bytes (the split chosen by the input), and
  * trap when the outcomes differ (status, offset, field, frames, detections)
- * or when an emitted frame breaks the normalized shape. */
+ * or when an emitted frame breaks the normalized shape (labels strict UTF-8). */
 #ifndef SIGHTLINE_FUZZ_PARSE_H
 #define SIGHTLINE_FUZZ_PARSE_H
 
@@ -29,6 +29,10 @@ static sl_status fuzz_on_frame(void *ctx, const ingest_frame *f, sl_error *err)
         if (!(d->confidence >= 0 && d->confidence <= 1 && d->x >= 0 && d->y >= 0 && d->w > 0 &&
               d->h > 0 && d->x + d->w <= 1 + 1e-9 && d->y + d->h <= 1 + 1e-9) ||
             !d->label || !d->label[0])
+            __builtin_trap();
+        /* Labels are strict UTF-8 (issue 9: yajl's own check let overlong
+         * forms and surrogates by). */
+        if (schema_utf8_valid_prefix(d->label, strlen(d->label)) != strlen(d->label))
             __builtin_trap();
         o->sum = o->sum * 31 + (uint64_t)(d->x * 1e6) + d->label_id;
     }

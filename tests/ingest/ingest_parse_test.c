@@ -236,7 +236,7 @@ static void test_darknet_real(void)
         int64_t offset;
     } bad[] = {
         {"gnefihs-result-truncated.json", "cut off", "[42].filename", 24576},
-        {"vinishuchiha-result-binary-garbage.json", "UTF8", "[0].filename", 33},
+        {"vinishuchiha-result-binary-garbage.json", "not valid UTF-8", "[0].filename", 33},
         {"tsai-result-console-text.json", "invalid char", "", 1},
     };
     for (size_t i = 0; i < 3; i++) {
@@ -570,8 +570,8 @@ static void test_bad_input(void)
     REFUSED(D, "[{\"frame_id\":4,\"objects\":[]},{\"frame_id\":4,\"objects\":[]}]",
             "frame 4 appears twice", "[1]", 29);
     /* invalid UTF-8 */
-    REFUSED(D, "[{\"frame_id\":1,\"filename\":\"ok\xc3(\",\"objects\":[]}]", "UTF8", "[0].filename",
-            29);
+    REFUSED(D, "[{\"frame_id\":1,\"filename\":\"ok\xc3(\",\"objects\":[]}]", "not valid UTF-8",
+            "[0].filename", 29);
     REFUSED(D, "[{\"frame_id\":1,\"filename\":\"a\x01\",\"objects\":[]}]",
             "invalid character inside string", "[0].filename", 28);
     /* garbage */
@@ -593,6 +593,153 @@ static void test_bad_input(void)
     ingest_parse_options o = {.format = INGEST_FORMAT_ASSETS};
     CHECK_INT(ingest_parser_new(&o, collect, NULL, &p, &e), SL_EUNSUPPORTED);
     CHECK(p == NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Strict UTF-8 (issue 9, finding 7).
+ * ------------------------------------------------------------------------- */
+
+/* Expects text (len bytes, may hold NUL) refused the same way whatever the
+ * chunking: the rule in the message, the field and the byte offset. */
+static void refused_chunked(ingest_format fmt, const char *text, size_t len, const char *rule,
+                            const char *field, int64_t offset)
+{
+    ingest_parse_options o = {.format = fmt, .image_width = 640, .image_height = 480};
+    for (size_t chunk = 0; chunk <= 7; chunk++) {
+        got g;
+        sl_error e;
+        CHECK_INT(parse_opts(&o, text, len, chunk, &g, &e), SL_EINVAL);
+        if (!strstr(e.message, rule) || strcmp(e.field, field) || e.offset != offset)
+            fprintf(stderr,
+                    "  chunk %zu: %s (field \"%s\", offset %lld), wanted \"%s\" at %s %lld\n",
+                    chunk, e.message, e.field, (long long)e.offset, rule, field, (long long)offset);
+        CHECK(strstr(e.message, rule) != NULL);
+        CHECK_STR(e.field, field);
+        CHECK_INT(e.offset, offset);
+        CHECK_INT(g.n, 0); /* nothing of the input came out */
+        got_free(&g);
+    }
+}
+
+#define DK_LABEL(label)                                                                            \
+    "[{\"frame_id\":1,\"filename\":\"D:\\\\or\\\\f1.jpg\",\"objects\":[{\"name\":\"" label         \
+    "\",\"relative_coordinates\":{\"center_x\":0.5,\"center_y\":0.5,\"width\":0.2,"                \
+    "\"height\":0.2},\"confidence\":0.5}]}]"
+#define DK_LABEL_AT 63 /* offset of the label's first byte in DK_LABEL */
+#define NDJ_LABEL(label)                                                                           \
+    "{\"frame\":1,\"detections\":[{\"label\":\"" label "\",\"confidence\":0.5,"                    \
+    "\"box\":{\"x\":0.1,\"y\":0.1,\"w\":0.2,\"h\":0.2}}]}\n"
+#define NDJ_LABEL_AT 35
+
+/* Regression: yajl accepted overlong forms, UTF-8-encoded surrogates and code
+ * points above U+10FFFF in any string (labels were stored with them, and GET
+ * .../frames then answered invalid UTF-8), decoded a lone \ud800 escape as
+ * '?' and a lone \udc00 as an encoded surrogate.  Every string of every
+ * format is now held to schema's UTF-8 check, naming field and offset. */
+static void test_utf8_strict(void)
+{
+    static const struct {
+        const char *bytes, *rule;
+        int64_t at; /* offset of the fault within the label */
+    } raw[] = {
+        {"sc\xc0\xafl", "an overlong form", 2},
+        {"\xe0\x80\xaf", "an overlong form", 0},
+        {"ab\xf0\x80\x80\xaf", "an overlong form", 2},
+        {"x\xed\xa0\x80y", "a UTF-16 surrogate", 1},
+        {"\xed\xbf\xbf", "a UTF-16 surrogate", 0},
+        {"tool\xf4\x90\x80\x80", "a code point above U+10FFFF", 4},
+        {"\xf7\xbf\xbf\xbf", "a code point above U+10FFFF", 0},
+        {"cut\xe2\x82", "a character cut short", 3},
+    };
+    char text[512];
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        int n = snprintf(text, sizeof text, DK_LABEL("%s"), raw[i].bytes);
+        refused_chunked(INGEST_FORMAT_DARKNET, text, (size_t)n, raw[i].rule, "[0].objects[0].name",
+                        DK_LABEL_AT + raw[i].at);
+        n = snprintf(text, sizeof text, NDJ_LABEL("%s"), raw[i].bytes);
+        refused_chunked(INGEST_FORMAT_NDJSON, text, (size_t)n, raw[i].rule,
+                        "line 1: detections[0].label", NDJ_LABEL_AT + raw[i].at);
+    }
+
+    /* Surrogate escapes: a pair is one character; anything else is refused at
+     * the escape that has no partner (darknet's own escape repair included). */
+    static const struct {
+        const char *label, *rule;
+        int64_t at;
+    } esc[] = {
+        {"a\\ud800", "high surrogate", 1},
+        {"a\\ud800b", "high surrogate", 1},
+        {"\\udbff\\n", "high surrogate", 0},
+        {"\\ud800\\ud800\\udc00", "high surrogate", 0},
+        {"\\ud800\\u0041", "high surrogate", 0},
+        {"ab\\udc00", "a low surrogate with no high", 2},
+        {"\\ud83d\\udd2a\\udfff", "a low surrogate with no high", 12},
+    };
+    for (size_t i = 0; i < sizeof esc / sizeof esc[0]; i++) {
+        int n = snprintf(text, sizeof text, DK_LABEL("%s"), esc[i].label);
+        refused_chunked(INGEST_FORMAT_DARKNET, text, (size_t)n, esc[i].rule, "[0].objects[0].name",
+                        DK_LABEL_AT + esc[i].at);
+        n = snprintf(text, sizeof text, NDJ_LABEL("%s"), esc[i].label);
+        refused_chunked(INGEST_FORMAT_NDJSON, text, (size_t)n, esc[i].rule,
+                        "line 1: detections[0].label", NDJ_LABEL_AT + esc[i].at);
+    }
+    /* darknet's repair path (a Windows path earlier in the same chunk) too. */
+    const char *dk_repair =
+        "[{\"frame_id\":1,\"filename\":\"C:\\new\\a\\ud800.jpg\",\"objects\":[]}]";
+    refused_chunked(INGEST_FORMAT_DARKNET, dk_repair, strlen(dk_repair), "high surrogate",
+                    "[0].filename", 35);
+
+    /* A surrogate pair and every plane pass, decoded exactly. */
+    const char *good[] = {
+        DK_LABEL("\\ud83d\\udd2a \xf0\x9f\x94\xaa \xe2\x80\x94 \xf4\x8f\xbf\xbf"),
+        NDJ_LABEL("\\ud83d\\udd2a \xf0\x9f\x94\xaa \xe2\x80\x94 \xf4\x8f\xbf\xbf")};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t chunk = 0; chunk <= 7; chunk++) {
+            got g;
+            sl_error e;
+            ingest_parse_options o = {.format = i ? INGEST_FORMAT_NDJSON : INGEST_FORMAT_DARKNET};
+            CHECK_INT(parse_opts(&o, good[i], strlen(good[i]), chunk, &g, &e), SL_OK);
+            REQUIRE(g.n == 1 && g.f[0].n == 1);
+            CHECK_STR(g.f[0].d[0].label,
+                      "\xf0\x9f\x94\xaa \xf0\x9f\x94\xaa \xe2\x80\x94 \xf4\x8f\xbf\xbf");
+            got_free(&g);
+        }
+
+    /* Strings the formats skip are held to it too: COCO and TF-OD members
+     * nobody reads, object keys. */
+    const char *coco = "[{\"image_id\":1,\"category_id\":1,\"bbox\":[1,1,2,2],\"score\":0.5,"
+                       "\"note\":\"\xed\xa0\x80\"}]";
+    refused_chunked(INGEST_FORMAT_COCO, coco, strlen(coco), "a UTF-16 surrogate", "[0].note", 68);
+    const char *tfod = "{\"detection_boxes\":[[0.1,0.2,0.3,0.4]],\"detection_scores\":[0.5],"
+                       "\"detection_classes\":[1],\"num_detections\":1,\"model\":\"\\udc01\"}";
+    refused_chunked(INGEST_FORMAT_TFOD, tfod, strlen(tfod), "a low surrogate", "line 1: model",
+                    116);
+    const char *key = "{\"frame\":1,\"detections\":[],\"k\xc0\x80\":1}\n";
+    refused_chunked(INGEST_FORMAT_NDJSON, key, strlen(key), "an overlong form", "line 1", 29);
+
+    /* The PUT bodies' free text: an asset's model_version, a surgery's
+     * surgeon (the codecs read them through the same reader). */
+    bson_t *doc = NULL;
+    sl_error de;
+    const char *asset = "{\"client\": \"c\", \"brand\": \"b\", \"campaign\": \"c\", "
+                        "\"sector\": \"s\", \"media_type\": \"image\", \"memorability\": 0.5, "
+                        "\"saliency\": {}, \"model_version\": \"v2\xed\xb0\x80\"}";
+    sl_error_clear(&de);
+    CHECK_INT(ingest_asset_doc("t", "a1", asset, strlen(asset), NULL, &doc, &de), SL_EINVAL);
+    CHECK_STR(de.field, "model_version");
+    CHECK_INT(de.offset, 142);
+    CHECK(strstr(de.message, "surrogate") != NULL && doc == NULL);
+
+    /* Category maps (COCO / TF-OD names). */
+    ingest_categories *cats = NULL;
+    sl_error e;
+    sl_error_clear(&e);
+    const char *map = "{\"1\":\"scalpel\",\"2\":\"forceps\\udfff\"}";
+    CHECK_INT(ingest_categories_parse(map, strlen(map), NULL, &cats, &e), SL_EINVAL);
+    CHECK(strstr(e.message, "low surrogate") != NULL);
+    CHECK_STR(e.field, "2");
+    CHECK_INT(e.offset, 27);
+    CHECK(cats == NULL);
 }
 
 /* 10^6-deep nesting and a 100 MB string, streamed: refused early, in bounded
@@ -722,6 +869,7 @@ int main(int argc, char **argv)
     test_tfod();
     test_ndjson();
     test_bad_input();
+    test_utf8_strict();
     test_bounds();
     return check_finish();
 }

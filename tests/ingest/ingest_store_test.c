@@ -468,7 +468,7 @@ static void test_bad_input_stores_nothing(void)
         {INGEST_FORMAT_DARKNET, "[" DK_FRAME(1, "0.5") ",{\"frame_id\":\"x\",\"objects\":[]}]",
          "frame_id must be a whole number"},
         {INGEST_FORMAT_DARKNET, "[" DK_FRAME(1, "0.5") ",{\"frame_id\":2,\"filename\":\"\xff\"}]",
-         "UTF8"},
+         "not valid UTF-8"},
         {INGEST_FORMAT_NDJSON,
          "{\"frame\":1,\"detections\":[]}\n{\"frame\":2,\"detections\":[{\"label\":\"a\","
          "\"confidence\":0.5,\"box\":{\"x\":-0.1,\"y\":0,\"w\":0.2,\"h\":0.2}}]}",

@@ -1,6 +1,10 @@
-/* schema_test.c -- key builders, component validation, scores and times. */
+/* schema_test.c -- key builders, component validation, scores and times,
+ * and the one UTF-8 check (against libpcre2's, byte sequence by sequence). */
 #include "schema/schema.h"
 #include "tests/check.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 static void test_status_table(void)
 {
@@ -76,6 +80,127 @@ static void test_components(void)
     sl_error_clear(&e);
     CHECK_INT(schema_component_check_n("sku", "ab\0cd", 5, &e), SL_EINVAL);
     CHECK(strstr(e.message, "0x00") != NULL);
+}
+
+/* libpcre2's verdict (its UTF check is strict RFC 3629): the valid prefix. */
+static pcre2_code *oracle_re;
+static pcre2_match_data *oracle_md;
+
+static size_t oracle_prefix(const unsigned char *s, size_t len)
+{
+    int m = pcre2_match(oracle_re, s, len, 0, 0, oracle_md, NULL);
+    return (m <= PCRE2_ERROR_UTF8_ERR1 && m >= PCRE2_ERROR_UTF8_ERR21)
+               ? (size_t)pcre2_get_startchar(oracle_md)
+               : len;
+}
+
+/* Our prefix, fed whole and fed in two pieces split at every position. */
+static int utf8_agrees(const unsigned char *s, size_t len)
+{
+    size_t want = oracle_prefix(s, len);
+    int ok = schema_utf8_valid_prefix((const char *)s, len) == want;
+    for (size_t cut = 0; ok && cut <= len; cut++) {
+        schema_utf8 st = {0};
+        size_t at = schema_utf8_feed(&st, (const char *)s, cut);
+        if (at == cut)
+            at = cut + schema_utf8_feed(&st, (const char *)s + cut, len - cut);
+        ok = (at == len && st.need == 0) == (want == len);
+    }
+    if (!ok) {
+        fprintf(stderr, "utf8 disagrees on");
+        for (size_t i = 0; i < len; i++)
+            fprintf(stderr, " %02x", s[i]);
+        fprintf(stderr, " (pcre2: valid prefix %zu)\n", want);
+    }
+    return ok;
+}
+
+/* Regression (issue 9, finding 7): overlong forms, surrogates and code
+ * points above U+10FFFF passed yajl's check and were stored.  The one check
+ * agrees with libpcre2 on every 1- and 2-byte sequence, every 3-byte one
+ * whose last byte is a boundary value, and every 4-byte one of boundary
+ * continuations; each refusal says why. */
+static void test_utf8(void)
+{
+    static const unsigned char edge[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                         0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff};
+    const size_t ne = sizeof edge;
+    int code;
+    PCRE2_SIZE where;
+    oracle_re = pcre2_compile((PCRE2_SPTR) "", 0, PCRE2_UTF, &code, &where, NULL);
+    oracle_md = pcre2_match_data_create(1, NULL);
+    REQUIRE(oracle_re && oracle_md);
+    long bad = 0;
+    unsigned char s[4];
+    for (int a = 0; a < 256; a++) {
+        s[0] = (unsigned char)a;
+        bad += !utf8_agrees(s, 1);
+        for (int b = 0; b < 256; b++) {
+            s[1] = (unsigned char)b;
+            bad += !utf8_agrees(s, 2);
+            for (size_t c = 0; c < ne; c++) {
+                s[2] = edge[c];
+                bad += !utf8_agrees(s, 3);
+            }
+        }
+        if (a >= 0xc0) /* 4-byte sequences: leads from 0xc0 up, boundary continuations */
+            for (size_t b = 0; b < ne; b++)
+                for (size_t c = 0; c < ne; c++)
+                    for (size_t d = 0; d < ne; d++) {
+                        s[1] = edge[b];
+                        s[2] = edge[c];
+                        s[3] = edge[d];
+                        bad += !utf8_agrees(s, 4);
+                    }
+    }
+    CHECK_INT(bad, 0);
+    pcre2_match_data_free(oracle_md);
+    pcre2_code_free(oracle_re);
+
+    /* Long ASCII runs (the 8-byte fast path) with a fault at each place. */
+    char text[64];
+    for (size_t at = 0; at < 40; at++) {
+        memset(text, 'a', sizeof text);
+        memcpy(text + at, "\xed\xa0\x80", 3); /* U+D800 encoded */
+        CHECK_INT(schema_utf8_valid_prefix(text, 48), at);
+    }
+
+    sl_error e;
+    struct {
+        const char *s, *why;
+        int64_t at;
+    } cases[] = {
+        {"ab\xc0\x80", "an overlong form", 2},
+        {"\xe0\x80\x80", "an overlong form", 0},
+        {"x\xf0\x80\x80\x80", "an overlong form", 1},
+        {"\xed\xa0\x80", "a UTF-16 surrogate (U+D800..U+DFFF)", 0},
+        {"ok \xed\xbf\xbf", "a UTF-16 surrogate (U+D800..U+DFFF)", 3},
+        {"\xf4\x90\x80\x80", "a code point above U+10FFFF", 0},
+        {"\xf5\x80\x80\x80", "a code point above U+10FFFF", 0},
+        {"a\x80", "a continuation byte without a lead byte", 1},
+        {"\xc3(", "a character cut short (a continuation byte is missing)", 0},
+        {"abc\xe2\x82", "a character cut short at the end of the text", 3},
+        {"\xff", "a byte that UTF-8 never uses", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sl_error_clear(&e);
+        CHECK_INT(schema_utf8_check("surgeon", cases[i].s, strlen(cases[i].s), &e), SL_EINVAL);
+        CHECK_STR(e.field, "surgeon");
+        CHECK_INT(e.offset, cases[i].at);
+        if (!strstr(e.message, cases[i].why))
+            fprintf(stderr, "case %zu: \"%s\" does not say \"%s\"\n", i, e.message, cases[i].why);
+        CHECK(strstr(e.message, cases[i].why) != NULL);
+    }
+    sl_error_clear(&e);
+    const char *fine = "OR 3 \xe2\x80\x94 \xf0\x9f\x94\xaa \xf4\x8f\xbf\xbf \xef\xbf\xbd";
+    CHECK_INT(schema_utf8_check("room", fine, strlen(fine), &e), SL_OK);
+    /* The component check uses it too. */
+    CHECK_INT(comp("L\xc3\xa9"
+                   "a\xed\xa0\x80",
+                   &e),
+              SL_EINVAL);
+    CHECK(strstr(e.message, "surrogate") != NULL);
+    CHECK_INT(e.offset, 4);
 }
 
 static void test_keys(void)
@@ -155,6 +280,7 @@ int main(void)
     test_status_table();
     test_error_first_wins();
     test_components();
+    test_utf8();
     test_keys();
     test_numbers();
     return check_finish();
