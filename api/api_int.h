@@ -346,15 +346,15 @@ sl_status api_get_doc(store *st, store_table t, const char *pk, const char *sk, 
 /* ---- cursors: a listing's position, sealed (api/cursor.c) ----
  *
  * A cursor is opaque and authenticated: the position (a store page token,
- * or a key), enciphered and sealed with HMAC-SHA-256 under the store's
- * cursor secret, bound to the listing -- the key's tenant, the route, its
+ * or a key), enciphered and sealed with AES-256-SIV (GnuTLS) under the
+ * store's cursor secret, bound to the listing -- the key's tenant, the route, its
  * path parameters and its query parameters but `cursor` and `limit` -- and
  * written in base64url.  One that was altered, cut short, or made for
  * another tenant, listing or store does not open: SL_EINVAL naming `cursor`.
  * The secret is made once per store (aggregates SYS#API / CURSOR_SECRET,
  * with a must-not-exist condition, so every server of a store agrees) and
  * loaded when the server starts. */
-#define API__CURSOR_SIV 16 /* bytes of the seal */
+#define API__CURSOR_SIV 16 /* bytes of the seal (the SIV tag) */
 /* Bytes of position a cursor carries: a packed page token (two length
  * bytes, six bits a character), or a key. */
 #define API__CURSOR_POS_MAX (2 + (STORE_PAGE_TOKEN_MAX * 6 + 7) / 8)
@@ -555,7 +555,7 @@ void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
 
 /* ---- cursor keys (cursor.c) ---- */
 typedef struct api__cursor_key {
-    unsigned char mac[32], enc[32]; /* derived from the store's secret */
+    unsigned char siv[64]; /* AES-256-SIV key, derived from the store's secret */
 } api__cursor_key;
 
 /* Reads the store's cursor secret, making it first when there is none (with

@@ -1,26 +1,25 @@
-/* cursor.c -- listing cursors, opaque and authenticated (issue 9, finding 14).
+/* cursor.c -- listing cursors, opaque and authenticated.
  *
  * A cursor carries a listing's position (a store page token, or a key) to the
- * client and back.  It used to be that position itself, base64 or hex: a
- * client could read the internal sort keys and forge another position.  Now
- * it is sealed with the store's cursor secret, deterministically (SIV with
- * HMAC-SHA-256, GnuTLS):
+ * client and back, sealed with AES-256-SIV (GnuTLS's AEAD) under the store's
+ * cursor secret, so a client can neither read the internal sort keys in it
+ * nor forge another position:
  *
- *   siv    = HMAC(K_mac, version, binding, position)[0..16)
- *   cipher = position XOR HMAC(K_enc, siv, 0) || HMAC(K_enc, siv, 1) || ...
- *   cursor = base64url(version, siv, cipher)
+ *   cursor = base64url(version, SIV tag (16 bytes), enciphered position)
  *
- * The binding is what makes a listing: the key's tenant, the route (method
- * and pattern), its path parameters and its query parameters other than
- * `cursor` and `limit` (a client may change its page size).  A cursor that
- * was altered, cut short, or made for another tenant, listing or store
- * (another secret) does not open: 400 naming `cursor`.  K_mac and K_enc are
- * derived from the secret, 32 random bytes made once per store and kept in
- * the aggregates table (SYS#API / CURSOR_SECRET, which no tenant key
- * reaches), so every server of a store seals alike and cursors outlive a
- * restart. */
+ * with the listing's binding as associated data: the key's tenant, the
+ * route (method and pattern), its path parameters and its query parameters
+ * other than `cursor` and `limit` (a client may change its page size).  SIV
+ * is deterministic (one position of one listing, one cursor) and misuse
+ * resistant.  A cursor that was altered, cut short, or made for another
+ * tenant, listing or store (another secret) does not open: 400 naming
+ * `cursor`.  The key is derived from the secret, 32 random bytes made once
+ * per store and kept in the aggregates table (SYS#API / CURSOR_SECRET, which
+ * no tenant key reaches), so every server of a store seals alike and cursors
+ * outlive a restart. */
 #include "api_int.h"
 
+#include <assert.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdlib.h>
@@ -40,9 +39,11 @@ _Static_assert(API__CURSOR_RAW_MAX == 1 + API__CURSOR_SIV + API__CURSOR_POS_MAX,
 
 void api__cursor_key_derive(const unsigned char secret[32], api__cursor_key *out)
 {
-    /* Two keys from one secret: sealing and enciphering never share one. */
-    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor mac", 20, out->mac);
-    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor enc", 20, out->enc);
+    /* AES-256-SIV takes two AES keys (64 bytes); both come from the stored
+     * secret through HMAC-SHA-256 with distinct labels. */
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor siv 1", 22, out->siv);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, SECRET_LEN, "sightline cursor siv 2", 22,
+                     out->siv + 32);
 }
 
 /* The secret of a stored document into out; SL_ECORRUPT when it has none. */
@@ -165,50 +166,59 @@ static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
     return o;
 }
 
-static void mac_str(gnutls_hmac_hd_t h, const void *s, size_t n)
+/* The associated data of a seal: the version, then each binding string
+ * after its length (four bytes, big-endian), so no two bindings serialize
+ * alike.  *out is malloc'd (caller frees); NULL when out of memory. */
+static unsigned char *binding_serialize(const char *const *binding, size_t nbinding, size_t *len)
 {
-    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                            (unsigned char)(n >> 8), (unsigned char)n};
-    gnutls_hmac(h, len, sizeof len);
-    gnutls_hmac(h, s, n);
-}
-
-/* The SIV of pos under the binding. */
-static int siv_of(const api__cursor_key *k, const char *const *binding, size_t nbinding,
-                  const unsigned char *pos, size_t len, unsigned char siv[API__CURSOR_SIV])
-{
-    gnutls_hmac_hd_t h;
-    unsigned char digest[32], version = CURSOR_VERSION;
-    if (gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, k->mac, sizeof k->mac) < 0)
-        return -1;
-    unsigned char count[4] = {(unsigned char)(nbinding >> 24), (unsigned char)(nbinding >> 16),
-                              (unsigned char)(nbinding >> 8), (unsigned char)nbinding};
-    gnutls_hmac(h, &version, 1);
-    gnutls_hmac(h, count, sizeof count);
+    size_t n = 1;
     for (size_t i = 0; i < nbinding; i++)
-        mac_str(h, binding[i], strlen(binding[i]));
-    mac_str(h, pos, len);
-    gnutls_hmac_deinit(h, digest);
-    memcpy(siv, digest, API__CURSOR_SIV);
-    return 0;
+        n += 4 + strlen(binding[i]);
+    unsigned char *buf = malloc(n), *p = buf;
+    if (!buf)
+        return NULL;
+    *p++ = CURSOR_VERSION;
+    for (size_t i = 0; i < nbinding; i++) {
+        size_t l = strlen(binding[i]);
+        *p++ = (unsigned char)(l >> 24);
+        *p++ = (unsigned char)(l >> 16);
+        *p++ = (unsigned char)(l >> 8);
+        *p++ = (unsigned char)l;
+        memcpy(p, binding[i], l);
+        p += l;
+    }
+    assert((size_t)(p - buf) == n);
+    *len = n;
+    return buf;
 }
 
-/* buf[0..len) ^= the keystream of siv. */
-static void keystream_xor(const api__cursor_key *k, const unsigned char siv[API__CURSOR_SIV],
-                          unsigned char *buf, size_t len)
+/* Runs AES-256-SIV (GnuTLS's AEAD) over in[0..inlen) into out: sealing when
+ * seal, else opening.  SIV is deterministic by design (a fixed nonce is its
+ * intended use), so one position of one listing always has one cursor.
+ * Returns the bytes written, or -1 when opening fails (altered, cut short,
+ * another binding or key) or GnuTLS does. */
+static long siv_run(const api__cursor_key *k, const char *const *binding, size_t nbinding, int seal,
+                    const unsigned char *in, size_t inlen, unsigned char *out, size_t outcap)
 {
-    unsigned char in[API__CURSOR_SIV + 4], block[32];
-    memcpy(in, siv, API__CURSOR_SIV);
-    for (size_t at = 0, n = 0; at < len; at += sizeof block, n++) {
-        in[API__CURSOR_SIV] = (unsigned char)(n >> 24);
-        in[API__CURSOR_SIV + 1] = (unsigned char)(n >> 16);
-        in[API__CURSOR_SIV + 2] = (unsigned char)(n >> 8);
-        in[API__CURSOR_SIV + 3] = (unsigned char)n;
-        gnutls_hmac_fast(GNUTLS_MAC_SHA256, k->enc, sizeof k->enc, in, sizeof in, block);
-        for (size_t i = 0; i < sizeof block && at + i < len; i++)
-            buf[at + i] ^= block[i];
-    }
-    gnutls_memset(block, 0, sizeof block);
+    static const unsigned char nonce[1] = {CURSOR_VERSION};
+    gnutls_aead_cipher_hd_t h = NULL;
+    gnutls_datum_t key = {(unsigned char *)k->siv, sizeof k->siv};
+    size_t adlen = 0, outlen = outcap;
+    long got = -1;
+    unsigned char *ad = binding_serialize(binding, nbinding, &adlen);
+    if (!ad || gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_SIV, &key) < 0)
+        goto out;
+    int rc = seal ? gnutls_aead_cipher_encrypt(h, nonce, sizeof nonce, ad, adlen, API__CURSOR_SIV,
+                                               in, inlen, out, &outlen)
+                  : gnutls_aead_cipher_decrypt(h, nonce, sizeof nonce, ad, adlen, API__CURSOR_SIV,
+                                               in, inlen, out, &outlen);
+    if (rc >= 0)
+        got = (long)outlen;
+out:
+    if (h)
+        gnutls_aead_cipher_deinit(h);
+    free(ad);
+    return got;
 }
 
 sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding, size_t nbinding,
@@ -216,6 +226,7 @@ sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding,
 {
     sl_status rc = SL_OK;
     unsigned char raw[API__CURSOR_RAW_MAX];
+    long n = -1;
     if (len > API__CURSOR_POS_MAX) {
         rc = sl_error_set(err, SL_EINTERNAL,
                           "a listing position of %zu bytes cannot travel as a "
@@ -224,13 +235,12 @@ sl_status api__cursor_seal(const api__cursor_key *k, const char *const *binding,
         goto out;
     }
     raw[0] = CURSOR_VERSION;
-    memcpy(raw + 1 + API__CURSOR_SIV, pos, len);
-    if (siv_of(k, binding, nbinding, raw + 1 + API__CURSOR_SIV, len, raw + 1) < 0) {
-        rc = sl_error_set(err, SL_EINTERNAL, "sealing a cursor failed (GnuTLS)");
+    n = siv_run(k, binding, nbinding, 1, pos, len, raw + 1, sizeof raw - 1);
+    if (n != (long)(API__CURSOR_SIV + len)) {
+        rc = sl_error_set(err, SL_EINTERNAL, "sealing a cursor failed (GnuTLS AES-SIV)");
         goto out;
     }
-    keystream_xor(k, raw + 1, raw + 1 + API__CURSOR_SIV, len);
-    b64_encode(raw, 1 + API__CURSOR_SIV + len, out);
+    b64_encode(raw, 1 + (size_t)n, out);
 out:
     return rc;
 }
@@ -249,29 +259,17 @@ sl_status api__cursor_open(const api__cursor_key *k, const char *const *binding,
                            sl_error *err)
 {
     sl_status rc = SL_OK;
-    unsigned char raw[API__CURSOR_RAW_MAX], siv[API__CURSOR_SIV];
+    unsigned char raw[API__CURSOR_RAW_MAX];
     size_t n = strnlen(cursor, API_CURSOR_MAX);
     long got = n < API_CURSOR_MAX ? b64_decode(cursor, n, raw, sizeof raw) : -1;
-    if (got < 1 + API__CURSOR_SIV || raw[0] != CURSOR_VERSION) {
+    long plen = -1;
+    if (got >= 1 + API__CURSOR_SIV && raw[0] == CURSOR_VERSION)
+        plen = siv_run(k, binding, nbinding, 0, raw + 1, (size_t)got - 1, pos, API__CURSOR_POS_MAX);
+    if (plen < 0) {
         rc = not_ours(err);
         goto out;
     }
-    size_t plen = (size_t)got - 1 - API__CURSOR_SIV;
-    memcpy(pos, raw + 1 + API__CURSOR_SIV, plen);
-    keystream_xor(k, raw + 1, pos, plen);
-    if (siv_of(k, binding, nbinding, pos, plen, siv) < 0) {
-        rc = sl_error_set(err, SL_EINTERNAL, "opening a cursor failed (GnuTLS)");
-        goto out;
-    }
-    unsigned char diff = 0; /* in constant time: the MAC is a secret's */
-    for (size_t i = 0; i < API__CURSOR_SIV; i++)
-        diff |= (unsigned char)(siv[i] ^ raw[1 + i]);
-    if (diff) {
-        gnutls_memset(pos, 0, plen);
-        rc = not_ours(err);
-        goto out;
-    }
-    *len = plen;
+    *len = (size_t)plen;
 out:
     return rc;
 }
