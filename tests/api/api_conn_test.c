@@ -106,8 +106,9 @@ static void test_many_idle(void)
     snprintf(limit, sizeof limit, "%d", LIMIT);
     REQUIRE(support_server_init(&s, NULL, NULL) == 0);
     /* Generous deadlines: this test is about the limit, not the timeouts. */
-    REQUIRE(support_server_start(&s, "--max-connections", limit, "--header-timeout", "600",
-                                 "--idle-timeout", "600", (char *)NULL) == 0);
+    REQUIRE(support_server_start(&s, "--max-connections", limit, "--max-connections-per-ip", "0",
+                                 "--header-timeout", "600", "--idle-timeout", "600",
+                                 (char *)NULL) == 0);
     long t0 = support_now_ms();
 
     int keep = support_connect(s.port);
