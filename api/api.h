@@ -27,19 +27,30 @@ typedef struct api_config {
     FILE *access_log;            /* one JSON line per request; NULL for none (not owned) */
 
     /* The table (api/config.c): */
-    int64_t threads;               /* worker threads; 0 = one per online core */
-    int64_t max_connections;       /* open connections at once; more are closed on accept */
-    int64_t idle_timeout_s;        /* a connection silent this long is closed */
-    int64_t header_timeout_s;      /* a request head must arrive whole within this */
-    int64_t max_header_bytes;      /* request line + headers */
-    int64_t max_json_body;         /* default limit of buffered bodies */
-    int64_t max_upload_body;       /* default limit of streamed bodies */
-    int64_t drain_bytes;           /* refused body bytes read (and dropped) before closing */
-    int64_t key_cache_ms;          /* API-key cache lifetime; revocation takes effect within it */
-    int64_t shutdown_grace_s;      /* how long a stop waits for in-flight requests */
-    int64_t job_threads;           /* threads running long handlers (ingest jobs) */
-    int64_t job_queue;             /* jobs waiting for a job thread; more are answered 503 */
-    char upload_dir[API_PATH_MAX]; /* where request bodies are spooled; "" = $TMPDIR or /tmp */
+    int64_t threads;                /* worker threads; 0 = one per online core */
+    int64_t max_connections;        /* open connections at once; more wait to be accepted */
+    int64_t max_connections_per_ip; /* open connections of one client address; 0 = no limit */
+    int64_t connection_memory;      /* bytes of libmicrohttpd's buffer per connection */
+    int64_t idle_timeout_s;         /* a connection silent this long is closed */
+    int64_t header_timeout_s;       /* a request head must arrive whole within this */
+    int64_t max_header_bytes;       /* request line + headers */
+    int64_t max_json_body;          /* default limit of buffered bodies */
+    int64_t max_upload_body;        /* default limit of streamed bodies */
+    int64_t drain_bytes;            /* refused body bytes read (and dropped) before closing */
+    int64_t key_cache_ms;           /* API-key cache lifetime; revocation takes effect within it */
+    int64_t key_negative_cache_ms;  /* how long an unknown key id is remembered as unknown */
+    int64_t auth_failures_burst;    /* failed key checks per client address before 429; 0 = off */
+    int64_t auth_failures_per_min;  /* ...regained per minute */
+    int64_t shutdown_grace_s;       /* how long a stop waits for in-flight requests */
+    int64_t job_threads;            /* threads running long handlers (ingest jobs) */
+    int64_t job_queue;              /* jobs waiting for a job thread; more are answered 503 */
+    char upload_dir[API_PATH_MAX];  /* where request bodies are spooled; "" = $TMPDIR or /tmp */
+    int64_t uploads_per_key;        /* streamed uploads one key may have in progress */
+    int64_t upload_bytes_per_key;   /* bytes one key may have spooled at once */
+    int64_t upload_free_floor;      /* free bytes the upload directory keeps */
+    char tls_priorities[512];       /* GnuTLS priority string of HTTPS */
+    int64_t hsts_max_age_s;         /* Strict-Transport-Security on HTTPS answers; 0 = none */
+    char metrics_key[256];          /* bearer token GET /metrics needs; "" = public */
 } api_config;
 
 /* Sets every field to its default (listen 127.0.0.1:8080, no TLS, log to stdout). */

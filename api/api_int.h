@@ -178,8 +178,11 @@ const char *api_upload_dir(const api_request *req);
  * the input capped at max-upload-body, and *out a new spool file in the
  * upload directory taking that much (ingest_upload_free() it; the caller's
  * request state owns it).  A missing or full directory is SL_EIO/SL_EBUSY
- * naming it. */
-sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_upload **out,
+ * naming it.  First the upload is counted against its key's quotas and the
+ * disk's floor (api/quota.c), which a refusal names: 429 with Retry-After
+ * (the key's uploads in progress hold its quota) or 507 (the disk, or a body
+ * larger than a key may spool); the request keeps the count until it ends. */
+sl_status api_upload_start(api_request *req, ingest_limits *lim, ingest_upload **out,
                            sl_error *err);
 
 /* What a streamed ingest route keeps at the start of its request state: the
@@ -190,7 +193,9 @@ typedef struct api_upload {
 } api_upload;
 
 /* The on_chunk hook of a streamed ingest route whose request state starts
- * with an api_upload that its head hook opened: the bytes go to the spool. */
+ * with an api_upload that its head hook opened: the bytes are counted (a
+ * chunked body against its key's quota and the disk's floor as it comes)
+ * and go to the spool. */
 sl_status api_upload_chunk(api_request *req, const char *data, size_t len, sl_error *err);
 
 /* The tenant and role of the key; NULL on API_PUBLIC routes. */
@@ -495,17 +500,73 @@ sl_status api__key_lookup(store *st, const char *key_id, api_key_info *info, cha
 
 /* ---- authentication and the key cache (auth.c) ---- */
 typedef struct api__key_cache api__key_cache;
+struct sockaddr;
 
-/* A direct-mapped cache of verified key documents; entries live ttl_ms
- * (0 disables the cache).  Free with api__key_cache_free(). */
-sl_status api__key_cache_new(int64_t ttl_ms, api__key_cache **out, sl_error *err);
+/* A direct-mapped cache of verified key documents (entries live
+ * key-cache-ms; 0 disables it), one of unknown key ids (key-negative-cache-ms)
+ * and a bounded table of failed checks per client address
+ * (auth-failures-burst, auth-failures-per-minute), from cfg.  Free with
+ * api__key_cache_free(). */
+sl_status api__key_cache_new(const api_config *cfg, api__key_cache **out, sl_error *err);
 void api__key_cache_free(api__key_cache **c);
 
-/* Checks an Authorization header value ("Bearer sl_..."; NULL when absent).
- * SL_EAUTH for a missing, malformed, unknown, wrong or revoked key (message
- * says which, never echoing the secret); store failures pass through. */
-sl_status api__authenticate(api__key_cache *c, store *st, const char *authorization, api_auth *out,
+/* Forgets key_id at once (its key was revoked through this server); a check
+ * that was reading the key's document meanwhile does not put it back. */
+void api__key_cache_drop(api__key_cache *c, const char *key_id);
+
+/* Checks an Authorization header value ("Bearer sl_..."; NULL when absent)
+ * from client (the peer's address; NULL: not limited).  SL_EAUTH for a
+ * missing, malformed, unknown, wrong or revoked key (message says which,
+ * never echoing the secret), and for a client out of failed checks: then
+ * *retry_after_s > 0 (answer 429 with Retry-After; nothing was looked up),
+ * else 0.  Store failures pass through. */
+sl_status api__authenticate(api__key_cache *c, store *st, const char *authorization,
+                            const struct sockaddr *client, api_auth *out, int *retry_after_s,
                             sl_error *err);
+
+/* The checks' counters (store lookups, failures, 429s, unknown-id cache
+ * hits) in Prometheus text format. */
+void api__key_cache_metrics(api__key_cache *c, FILE *out);
+
+/* The server's key cache (for a route that revokes a key). */
+api__key_cache *api__server_keys(api_server *srv);
+
+/* ---- upload quotas (quota.c) ---- */
+typedef struct api__uploads api__uploads;
+
+/* A request's share of the quotas (in api_request; q NULL: none). */
+typedef struct api__upload_hold {
+    api__uploads *q;
+    char key_id[API_KEY_ID_LEN + 1];
+    uint64_t reserved;        /* bytes counted against the key */
+    uint64_t received;        /* bytes of body seen */
+    uint64_t next_disk_check; /* received count at which the disk is read again */
+} api__upload_hold;
+
+/* The counts of uploads-per-key, upload-bytes-per-key and upload-free-floor
+ * of cfg.  Free with api__uploads_free(). */
+sl_status api__uploads_new(const api_config *cfg, api__uploads **out, sl_error *err);
+void api__uploads_free(api__uploads **q);
+
+/* Counts an upload of the request's key declaring `declared` bytes (0 when
+ * chunked) into req->upload, or refuses it: SL_ETOOLARGE with the refusal
+ * (429 or 507, naming the limit) recorded in req. */
+sl_status api__upload_begin(api__uploads *q, api_request *req, const char *dir, uint64_t declared,
+                            sl_error *err);
+
+/* Counts len more bytes of the request's body; past the declared length
+ * they count against the key and the disk as they come (a refusal as
+ * api__upload_begin's). */
+sl_status api__upload_grow(api_request *req, const char *dir, size_t len, sl_error *err);
+
+/* Gives back what the hold counts (api__request_release calls it). */
+void api__upload_end(api__upload_hold *h);
+
+/* Uploads in progress, bytes reserved, refusals by limit (Prometheus text). */
+void api__uploads_metrics(api__uploads *q, FILE *out);
+
+/* The server's quotas. */
+api__uploads *api__server_uploads(api_server *srv);
 
 /* ---- metrics (metrics.c) ---- */
 typedef struct api__metrics api__metrics;
@@ -655,6 +716,8 @@ struct api_request {
      * once its reply or problem is set and the connection resumed. */
     _Atomic int job;
     int retry_after_s; /* > 0: a Retry-After header goes with the problem */
+
+    api__upload_hold upload; /* a streamed upload's share of the quotas */
 };
 
 enum { API__JOB_NONE = 0, API__JOB_QUEUED, API__JOB_DONE };

@@ -22,23 +22,50 @@ typedef struct config_row {
     row_kind kind;
     size_t offset;
     const char *help;
+    const char *text_def; /* ROW_TEXT: the default */
+    const char *arg;      /* ROW_TEXT: what --help calls the value */
 } config_row;
 
 #define ROW(name, min, max, def, bytes, field, help)                                               \
     {                                                                                              \
-        name, min, max, def, (bytes) ? ROW_BYTES : ROW_INT, offsetof(api_config, field), help      \
+        name, min, max, def, (bytes) ? ROW_BYTES : ROW_INT, offsetof(api_config, field), help,     \
+            NULL, NULL                                                                             \
     }
-/* Text: up to the field's size less the NUL; the default is "". */
-#define TEXT_ROW(name, field, help)                                                                \
+/* Text: up to the field's size less the NUL. */
+#define TEXT_ROW(name, field, arg, def, help)                                                      \
     {                                                                                              \
         name, 0, (int64_t)sizeof((api_config *)0)->field - 1, 0, ROW_TEXT,                         \
-            offsetof(api_config, field), help                                                      \
+            offsetof(api_config, field), help, def, arg                                            \
     }
+
+/* HTTPS: TLS 1.3 and 1.2 only; AEAD ciphers only (AES-GCM, ChaCha20-Poly1305:
+ * no CBC, so no SHA-1 MACs and no padding oracles); forward-secret key
+ * exchange only (ECDHE: no static RSA, no finite-field DHE); no SHA-1
+ * signatures; keys of at least 112-bit strength (%PROFILE_MEDIUM: RSA 2048,
+ * P-256); the server's order of preference.  TLS 1.3 suites follow the same
+ * cipher list.  Every current browser, curl and Python client speaks it. */
+#define TLS_PRIORITIES_DEFAULT                                                                     \
+    "NORMAL:%SERVER_PRECEDENCE:%PROFILE_MEDIUM:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"               \
+    "-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:"             \
+    "+ECDHE-ECDSA:+ECDHE-RSA:-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1"
 
 static const config_row rows[] = {
     ROW("threads", 0, 256, 0, 0, threads, "worker threads (0: one per online core)"),
-    ROW("max-connections", 1, 1000000, 16384, 0, max_connections,
-        "open connections at once; more are closed on accept"),
+    /* What an open connection costs is its buffer (connection-memory), ~0.4 KB
+     * of libmicrohttpd's own, and with TLS a GnuTLS session (~10 KB):
+     * measured 16.4 KB plain and 26.6 KB with TLS per idle keep-alive
+     * connection (docs/limits.md), so the default bounds idle connections to
+     * ~67 MB (~109 MB with TLS). */
+    ROW("max-connections", 1, 1000000, 4096, 0, max_connections,
+        "open connections at once; more wait in the kernel's queue until one closes"),
+    ROW("max-connections-per-ip", 0, 1000000, 128, 0, max_connections_per_ip,
+        "open connections from one client address; more are closed at once (0: no limit; "
+        "behind a reverse proxy every client has the proxy's address)"),
+    /* libmicrohttpd zeroes the whole buffer after every request, so an idle
+     * keep-alive connection holds all of it in memory. */
+    ROW("connection-memory", 4096, 1 << 20, 16 << 10, 1, connection_memory,
+        "bytes of each connection's buffer (request head, answer head, body reads); at least "
+        "max-header-bytes + 4k"),
     ROW("idle-timeout", 1, 3600, 30, 0, idle_timeout_s, "seconds a silent connection stays open"),
     ROW("header-timeout", 1, 3600, 15, 0, header_timeout_s,
         "seconds a request head may take to arrive, from connect or the previous answer"),
@@ -51,7 +78,15 @@ static const config_row rows[] = {
     ROW("drain-bytes", 0, INT64_C(1) << 30, 1 << 20, 1, drain_bytes,
         "bytes of a refused body read and dropped before the connection is closed"),
     ROW("key-cache-ms", 0, 60000, 5000, 0, key_cache_ms,
-        "milliseconds a verified API key is cached; revocation takes effect within this"),
+        "milliseconds a verified API key is cached; a revocation through another process or "
+        "server takes effect within this (through this server's API: at once)"),
+    ROW("key-negative-cache-ms", 0, 60000, 2000, 0, key_negative_cache_ms,
+        "milliseconds an unknown key id is remembered as unknown (no store lookup meanwhile)"),
+    ROW("auth-failures-burst", 0, 1000000, 20, 0, auth_failures_burst,
+        "failed key checks one client address may make at once; then 429 until it regains some "
+        "(0: no limit)"),
+    ROW("auth-failures-per-minute", 1, 1000000, 30, 0, auth_failures_per_min,
+        "failed key checks a client address regains per minute"),
     ROW("shutdown-grace", 0, 3600, 30, 0, shutdown_grace_s,
         "seconds a stop waits for in-flight requests (running jobs: always)"),
     /* One job thread by default: ingest jobs write through one store batch
@@ -61,8 +96,26 @@ static const config_row rows[] = {
     ROW("job-threads", 1, 64, 1, 0, job_threads, "threads running long requests (ingest jobs)"),
     ROW("job-queue", 0, 4096, 16, 0, job_queue,
         "jobs waiting for a job thread; more are answered 503"),
-    TEXT_ROW("upload-dir", upload_dir,
+    TEXT_ROW("upload-dir", upload_dir, "DIR", "",
              "where request bodies are spooled (default: the store's directory)"),
+    ROW("uploads-per-key", 1, 4096, 4, 0, uploads_per_key,
+        "streamed uploads (detections, asset batches) one key may have in progress; more are "
+        "answered 429"),
+    ROW("upload-bytes-per-key", 64 << 10, INT64_C(1) << 50, INT64_C(8) << 30, 1,
+        upload_bytes_per_key,
+        "bytes one key may have spooled at once (a declared Content-Length counts in full from "
+        "the start); past it 429, or 507 for one upload larger than this alone"),
+    ROW("upload-free-floor", 0, INT64_C(1) << 60, INT64_C(1) << 30, 1, upload_free_floor,
+        "free bytes the upload directory's disk keeps: an upload that would leave less is "
+        "answered 507"),
+    TEXT_ROW("tls-priorities", tls_priorities, "STRING", TLS_PRIORITIES_DEFAULT,
+             "GnuTLS priority string of HTTPS: protocol versions and ciphers (the default: TLS "
+             "1.3 and 1.2, AEAD ciphers, ECDHE; docs/limits.md)"),
+    ROW("hsts-max-age", 0, INT64_C(1) << 31, 31536000, 0, hsts_max_age_s,
+        "seconds of Strict-Transport-Security sent with HTTPS answers (0: none)"),
+    TEXT_ROW("metrics-key", metrics_key, "TOKEN|@FILE", "",
+             "bearer token GET /metrics requires (at least 16 characters; @FILE reads it from the "
+             "file's first line, keeping it out of the process list); default: /metrics is public"),
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])
@@ -93,7 +146,7 @@ void api_config_defaults(api_config *cfg)
     cfg->access_log = stdout;
     for (size_t i = 0; i < NROWS; i++)
         if (rows[i].kind == ROW_TEXT)
-            text_of(cfg, &rows[i])[0] = '\0';
+            snprintf(text_of(cfg, &rows[i]), (size_t)rows[i].max + 1, "%s", rows[i].text_def);
         else
             *field_of(cfg, &rows[i]) = rows[i].def;
 }
@@ -202,10 +255,13 @@ out:
 void api_config_help(FILE *out)
 {
     for (size_t i = 0; i < NROWS; i++) {
-        char flag[40];
+        char flag[48];
         int text = rows[i].kind == ROW_TEXT;
-        snprintf(flag, sizeof flag, "--%s %s", rows[i].name, text ? "DIR" : "N");
-        if (text)
+        snprintf(flag, sizeof flag, "--%s %s", rows[i].name, text ? rows[i].arg : "N");
+        if (text && rows[i].text_def[0])
+            fprintf(out, "  %-24s %s\n  %-24s (default %s)\n", flag, rows[i].help, "",
+                    rows[i].text_def);
+        else if (text)
             fprintf(out, "  %-24s %s\n", flag, rows[i].help);
         else
             fprintf(out, "  %-24s %s\n  %-24s (default %" PRId64 ", %" PRId64 "..%" PRId64 ")\n",

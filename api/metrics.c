@@ -8,7 +8,7 @@
 
 static const int tracked_status[] = {200, 201, 202, 204, 206, 304, 400, 401, 403,
                                      404, 405, 406, 409, 410, 411, 413, 415, 416,
-                                     422, 429, 431, 500, 501, 503, 504};
+                                     422, 429, 431, 500, 501, 503, 504, 507};
 #define NSTATUS (sizeof tracked_status / sizeof tracked_status[0])
 
 /* Histogram upper bounds in microseconds (rendered in seconds). */

@@ -49,20 +49,30 @@ const char *api_upload_dir(const api_request *req)
     return req->cfg->upload_dir[0] ? req->cfg->upload_dir : ingest_upload_dir();
 }
 
-sl_status api_upload_start(const api_request *req, ingest_limits *lim, ingest_upload **out,
-                           sl_error *err)
+sl_status api_upload_start(api_request *req, ingest_limits *lim, ingest_upload **out, sl_error *err)
 {
+    sl_status rc = SL_OK;
     uint64_t max = (uint64_t)req->cfg->max_upload_body;
+    /* The server checked the Content-Length against max-upload-body; none
+     * (chunked) counts as the body comes. */
+    const char *cl = api_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t declared = cl ? strtoull(cl, NULL, 10) : 0;
     ingest_limits_default(lim);
     if (max < lim->max_input_bytes)
         lim->max_input_bytes = max;
-    return ingest_upload_open(api_upload_dir(req), lim->max_input_bytes, out, err);
+    if ((rc = api__upload_begin(api__server_uploads(req->srv), req, api_upload_dir(req), declared,
+                                err)) != SL_OK)
+        goto out;
+    rc = ingest_upload_open(api_upload_dir(req), lim->max_input_bytes, out, err);
+out:
+    return rc;
 }
 
 sl_status api_upload_chunk(api_request *req, const char *data, size_t len, sl_error *err)
 {
     api_upload *u = api_state(req); /* made by the head hook, which succeeded */
-    return ingest_upload_write(u->up, data, len, err);
+    sl_status rc = api__upload_grow(req, api_upload_dir(req), len, err);
+    return rc == SL_OK ? ingest_upload_write(u->up, data, len, err) : rc;
 }
 
 const api_auth *api_auth_of(const api_request *req)
@@ -448,10 +458,12 @@ static const struct {
     {410, "Gone"},
     {413, "Content too large"},
     {415, "Unsupported media type"},
+    {429, "Too many requests"},
     {431, "Request header fields too large"},
     {501, "Not implemented"},
     {503, "Service unavailable"},
     {504, "Gateway timeout"},
+    {507, "Insufficient storage"},
 };
 
 static const char *http_title(int http_status)
@@ -471,8 +483,10 @@ sl_status api__request_problem_reply(api_request *req)
     char detail[600];
     const sl_error *e = &req->problem;
     int http = req->problem_http ? req->problem_http : 500;
-    /* Internal failures are described in the access log, not to the client. */
-    if (http >= 500 && http != 501 && http != 503)
+    /* Internal failures are described in the access log, not to the client;
+     * 501, 503 and 507 say what the client can act on. */
+    int internal = http >= 500 && http != 501 && http != 503 && http != 507;
+    if (internal)
         snprintf(detail, sizeof detail,
                  "the server failed to answer; quote request id %s to the operator",
                  req->request_id);
@@ -483,9 +497,10 @@ sl_status api__request_problem_reply(api_request *req)
         MHD_destroy_response(req->resp);
         req->resp = NULL;
     }
-    rc = api__problem_body(http, req->problem_slug ? req->problem_slug : "internal-error",
-                           http_title(http), detail, http >= 500 ? NULL : e->field,
-                           http >= 500 ? -1 : e->offset, req->request_id, &body, &len);
+    rc =
+        api__problem_body(http, req->problem_slug ? req->problem_slug : "internal-error",
+                          http_title(http), detail, http < 500 || http == 507 ? e->field : NULL,
+                          http < 500 || http == 507 ? e->offset : -1, req->request_id, &body, &len);
     if (rc != SL_OK)
         goto out;
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, body, free);
@@ -520,6 +535,8 @@ void api__request_release(api_request *req)
     if (req->state_free && req->state)
         req->state_free(req->state);
     req->state = NULL;
+    /* After the state: its spool file is gone, so are the bytes counted. */
+    api__upload_end(&req->upload);
     if (req->resp)
         MHD_destroy_response(req->resp);
     req->resp = NULL;

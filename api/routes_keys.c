@@ -149,8 +149,13 @@ static sl_status keys_get(api_request *req, sl_error *err)
 
 static sl_status keys_revoke(api_request *req, sl_error *err)
 {
-    sl_status rc =
-        api_key_revoke(api_store(req), api_auth_of(req)->tenant, api_param(req, "key_id"), err);
+    const char *key_id = api_param(req, "key_id");
+    sl_status rc = api_key_revoke(api_store(req), api_auth_of(req)->tenant, key_id, err);
+    /* This server stops taking the key at once (other servers and processes
+     * within their key-cache-ms): the next request with it reads the revoked
+     * document.  Dropped only once the revocation committed. */
+    if (rc == SL_OK)
+        api__key_cache_drop(api__server_keys(api_server_of(req)), key_id);
     if (rc == SL_OK)
         rc = api_reply_empty(req, 204, err);
     return rc;

@@ -42,12 +42,14 @@ struct api_server {
     api__router router;
     api__metrics *metrics;
     api__key_cache *keys;
+    api__uploads *uploads;
     api__jobs *jobs;
     ingest_catalog_cache *catalogs;
     api__cursor_key cursor_key; /* from the store's secret, loaded at start */
     uint16_t port;
     char url[320];
     char *tls_cert_pem, *tls_key_pem;
+    char hsts[48]; /* Strict-Transport-Security value; "" without TLS or with hsts-max-age 0 */
 
     char id_prefix[9];
     _Atomic uint64_t id_counter;
@@ -601,7 +603,16 @@ static void check_head(api_server *srv, api_request *req, const char *url, const
     if (!(r->roles & API_PUBLIC)) {
         const char *authz =
             MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        sl_status rc = api__authenticate(srv->keys, srv->st, authz, &req->auth, &e);
+        const union MHD_ConnectionInfo *peer =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        int retry_s = 0;
+        sl_status rc = api__authenticate(srv->keys, srv->st, authz, peer ? peer->client_addr : NULL,
+                                         &req->auth, &retry_s, &e);
+        if (rc == SL_EAUTH && retry_s > 0) {
+            req->retry_after_s = retry_s;
+            api__request_fail(req, 429, "too-many-failed-keys", &e);
+            goto out;
+        }
         if (rc == SL_EAUTH) {
             req->www_authenticate = authz ? 2 : 1;
             api__request_fail(req, 401, authz ? "invalid-key" : "missing-key", &e);
@@ -737,6 +748,8 @@ static enum MHD_Result queue(api_server *srv, api_request *req)
     if (!MHD_get_response_header(req->resp, MHD_HTTP_HEADER_CACHE_CONTROL))
         MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(req->resp, "X-Content-Type-Options", "nosniff");
+    if (srv->hsts[0]) /* HTTPS only: over plain HTTP the header means nothing (RFC 6797) */
+        MHD_add_response_header(req->resp, "Strict-Transport-Security", srv->hsts);
     if (atomic_load(&srv->stopping))
         MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(req->conn, (unsigned)req->resp_status, req->resp);
@@ -823,6 +836,11 @@ static enum MHD_Result finish(api_server *srv, api_request *req)
     }
     if (job == API__JOB_NONE)
         run_handler(srv, req);
+    /* The body is used up: an upload's quota is given back before its answer
+     * goes out, so a client that sends its next upload on this answer never
+     * finds the last one still counted (the spool file goes when the request
+     * ends, moments later). */
+    api__upload_end(&req->upload);
     /* queue() builds the problem answer when no reply is set. */
     ret = queue(srv, req);
 out:
@@ -973,6 +991,90 @@ out:
     return rc;
 }
 
+/* The metrics key of "@FILE": its first line, into key (cap bytes). */
+static sl_status read_metrics_key(const char *path, char *key, size_t cap, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char line[512];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rc = sl_error_set_at(err, SL_EINVAL, "metrics-key", -1,
+                             "cannot open metrics key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!fgets(line, sizeof line, f))
+        line[0] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strlen(line) >= cap) {
+        rc = sl_error_set_at(err, SL_EINVAL, "metrics-key", -1,
+                             "the metrics key in %s is longer than %zu characters", path, cap - 1);
+        goto out;
+    }
+    memcpy(key, line, strlen(line) + 1);
+out:
+    gnutls_memset(line, 0, sizeof line);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+/* What the table's bounds cannot say alone: the connection buffer holds a
+ * head at max-header-bytes; GnuTLS takes the priority string (checked even
+ * without TLS, so a typo shows before TLS is turned on); the metrics key is
+ * read (from its file) and long enough to resist guessing.  The key is a
+ * secret: no message quotes it. */
+static sl_status check_settings(api_server *srv, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    api_config *cfg = &srv->cfg;
+    gnutls_priority_t prio = NULL;
+    const char *where = NULL;
+    if (cfg->connection_memory < cfg->max_header_bytes + 4096) {
+        rc = sl_error_set_at(err, SL_EINVAL, "connection-memory", -1,
+                             "--connection-memory %lld is too small for --max-header-bytes %lld: "
+                             "it needs at least %lld (the head plus 4 KiB for the answer)",
+                             (long long)cfg->connection_memory, (long long)cfg->max_header_bytes,
+                             (long long)cfg->max_header_bytes + 4096);
+        goto out;
+    }
+    int g = gnutls_priority_init(&prio, cfg->tls_priorities, &where);
+    if (g < 0) {
+        size_t at =
+            where && where >= cfg->tls_priorities ? (size_t)(where - cfg->tls_priorities) : 0;
+        rc = sl_error_set_at(err, SL_EINVAL, "tls-priorities", (int64_t)at,
+                             "--tls-priorities: GnuTLS refuses the priority string at byte %zu "
+                             "(\"%.40s\"): %s",
+                             at, cfg->tls_priorities + at, gnutls_strerror(g));
+        goto out;
+    }
+    if (cfg->metrics_key[0] == '@') {
+        char path[sizeof cfg->metrics_key];
+        memcpy(path, cfg->metrics_key + 1, sizeof path - 1);
+        path[sizeof path - 1] = '\0';
+        if ((rc = read_metrics_key(path, cfg->metrics_key, sizeof cfg->metrics_key, err)) != SL_OK)
+            goto out;
+        if (!cfg->metrics_key[0]) {
+            rc = sl_error_set_at(err, SL_EINVAL, "metrics-key", -1,
+                                 "the metrics key file %s is empty", path);
+            goto out;
+        }
+    }
+    size_t klen = strlen(cfg->metrics_key);
+    if (klen > 0 && (klen < 16 ||
+                     strspn(cfg->metrics_key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789-._~+/=") != klen)) {
+        rc = sl_error_set_at(err, SL_EINVAL, "metrics-key", -1,
+                             "the metrics key must be 16 to %zu characters of letters, digits and "
+                             "-._~+/= (a bearer token)",
+                             sizeof cfg->metrics_key - 1);
+        goto out;
+    }
+out:
+    if (prio)
+        gnutls_priority_deinit(prio);
+    return rc;
+}
+
 static sl_status start_daemon(api_server *srv, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -1002,11 +1104,17 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
     OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv);
     OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv);
     OPT(MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, NULL);
+    /* Refused at accept (closed without an answer): libmicrohttpd counts per
+     * address under its own lock. */
+    OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->cfg.max_connections_per_ip, NULL);
     OPT(MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.idle_timeout_s, NULL);
-    /* The head must fit in the connection's pool; the exact limit is checked
-     * in check_head() so most refusals get a problem answer, and twice the
-     * limit plus room for the answer is the hard stop. */
-    OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)srv->cfg.max_header_bytes * 2 + 32768, NULL);
+    /* The connection's pool holds the request head (read in place), the
+     * answer's head and the body's read buffer.  libmicrohttpd zeroes all of
+     * it after each request, so an idle keep-alive connection keeps the whole
+     * pool resident: this, not the request, is what an idle connection costs
+     * (docs/limits.md).  A head at max-header-bytes fits (checked at start);
+     * one a little over it still fits and gets check_head()'s 431. */
+    OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)srv->cfg.connection_memory, NULL);
     /* Lax: a missing Host and a space in the target are refused by
      * check_head() with a problem answer, not by libmicrohttpd's HTML. */
     OPT(MHD_OPTION_STRICT_FOR_CLIENT, 0, NULL);
@@ -1023,6 +1131,11 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
         flags |= MHD_USE_TLS;
         OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert_pem);
         OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key_pem);
+        /* Checked by check_settings() first, so a bad string is named there. */
+        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, srv->cfg.tls_priorities);
+        if (srv->cfg.hsts_max_age_s > 0)
+            snprintf(srv->hsts, sizeof srv->hsts, "max-age=%lld",
+                     (long long)srv->cfg.hsts_max_age_s);
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
@@ -1093,7 +1206,8 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
     for (size_t i = 0; i < srv->router.n; i++)
         labels[i] = srv->router.routes[i].label;
     if ((rc = api__metrics_new(labels, srv->router.n, &srv->metrics, err)) != SL_OK ||
-        (rc = api__key_cache_new(cfg->key_cache_ms, &srv->keys, err)) != SL_OK ||
+        (rc = api__key_cache_new(cfg, &srv->keys, err)) != SL_OK ||
+        (rc = api__uploads_new(cfg, &srv->uploads, err)) != SL_OK ||
         (rc = ingest_catalog_cache_new(&srv->catalogs, err)) != SL_OK ||
         (rc = api__jobs_new(cfg->job_threads > 0 ? (size_t)cfg->job_threads : 1,
                             cfg->job_queue > 0 ? (size_t)cfg->job_queue : 0, &srv->jobs, err)) !=
@@ -1104,7 +1218,7 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
         goto out;
     }
     srv->watchdog_started = 1;
-    if ((rc = start_daemon(srv, err)) != SL_OK)
+    if ((rc = check_settings(srv, err)) != SL_OK || (rc = start_daemon(srv, err)) != SL_OK)
         goto out;
     *out = srv;
     srv = NULL;
@@ -1161,8 +1275,11 @@ static void jobs_metrics(api_server *srv, FILE *out)
 sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err)
 {
     sl_status rc = api__metrics_render(srv->metrics, out, err);
-    if (rc == SL_OK)
+    if (rc == SL_OK) {
         jobs_metrics(srv, out);
+        api__key_cache_metrics(srv->keys, out);
+        api__uploads_metrics(srv->uploads, out);
+    }
     pthread_mutex_lock(&srv->writers_lock);
     for (size_t i = 0; i < srv->nwriters && rc == SL_OK; i++)
         srv->writers[i].fn(srv->writers[i].ctx, out);
@@ -1173,6 +1290,16 @@ sl_status api__server_metrics(api_server *srv, FILE *out, sl_error *err)
 ingest_catalog_cache *api_catalogs(const api_request *req)
 {
     return req->srv->catalogs;
+}
+
+api__key_cache *api__server_keys(api_server *srv)
+{
+    return srv->keys;
+}
+
+api__uploads *api__server_uploads(api_server *srv)
+{
+    return srv->uploads;
 }
 
 struct ingest_catalog_cache *api_server_catalogs(api_server *srv)
@@ -1245,6 +1372,7 @@ void api_server_free(api_server **srv)
     api__router_free(&s->router);
     api__metrics_free(&s->metrics);
     api__key_cache_free(&s->keys);
+    api__uploads_free(&s->uploads);
     api__jobs_free(&s->jobs);
     ingest_catalog_cache_free(&s->catalogs);
     if (s->tls_key_pem)
@@ -1252,6 +1380,7 @@ void api_server_free(api_server **srv)
     gnutls_memset(&s->cursor_key, 0, sizeof s->cursor_key);
     free(s->tls_key_pem);
     free(s->tls_cert_pem);
+    gnutls_memset(s->cfg.metrics_key, 0, sizeof s->cfg.metrics_key);
     pthread_mutex_destroy(&s->conns_lock);
     pthread_mutex_destroy(&s->tick_lock);
     pthread_cond_destroy(&s->tick_cond);

@@ -28,7 +28,13 @@ static void test_config(void)
     api_config c;
     sl_error e;
     api_config_defaults(&c);
-    CHECK_INT(c.max_connections, 16384);
+    CHECK_INT(c.max_connections, 4096);
+    CHECK_INT(c.max_connections_per_ip, 128);
+    CHECK_INT(c.connection_memory, 16384);
+    /* Text rows with a default: the TLS priorities start as TLS 1.2/1.3 only. */
+    CHECK(strstr(c.tls_priorities, "-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2") != NULL);
+    CHECK_STR(c.metrics_key, "");
+    CHECK_INT(c.hsts_max_age_s, 31536000);
     CHECK_STR(c.listen, "127.0.0.1:8080");
     sl_error_clear(&e);
     CHECK_INT(api_config_set(&c, "max-json-body", "64k", &e), SL_OK);
@@ -75,6 +81,10 @@ static void test_config(void)
     api_config_help(hf);
     fclose(hf);
     CHECK(strstr(help, "--upload-dir DIR") != NULL);
+    CHECK(strstr(help, "--tls-priorities STRING") != NULL);
+    CHECK(strstr(help, "(default NORMAL:%SERVER_PRECEDENCE") != NULL);
+    CHECK(strstr(help, "--max-connections-per-ip N") != NULL);
+    CHECK(strstr(help, "--upload-free-floor N") != NULL);
     CHECK(strstr(help, "--job-threads N") != NULL);
     free(help);
 }

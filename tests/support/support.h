@@ -200,6 +200,10 @@ const char *support_body(const support_client *c);
 /* Connects to 127.0.0.1:port (TCP_NODELAY); the socket or -1. */
 int support_connect(int port);
 
+/* The same from another loopback address (from: "127.0.0.2"; NULL: any), so
+ * a test can be two clients at two addresses. */
+int support_connect_from(int port, const char *from);
+
 /* Writes everything; 0, or -1 on failure. */
 int support_write_all(int fd, const char *data, size_t len);
 

@@ -377,12 +377,24 @@ const char *support_body(const support_client *c)
  * ------------------------------------------------------------------------- */
 int support_connect(int port)
 {
+    return support_connect_from(port, NULL);
+}
+
+int support_connect_from(int port, const char *from)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
+    struct sockaddr_in a, me;
     memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
+    memset(&me, 0, sizeof me);
+    a.sin_family = me.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && from &&
+        (inet_pton(AF_INET, from, &me.sin_addr) != 1 ||
+         bind(fd, (struct sockaddr *)&me, sizeof me) != 0)) {
+        close(fd);
+        fd = -1;
+    }
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
         fd = -1;
