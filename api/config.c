@@ -54,7 +54,7 @@ static const config_row rows[] = {
     /* What an open connection costs is its buffer (connection-memory), ~0.4 KB
      * of libmicrohttpd's own, and with TLS a GnuTLS session (~10 KB):
      * measured 16.4 KB plain and 26.6 KB with TLS per idle keep-alive
-     * connection (docs/limits.md), so the default bounds idle connections to
+     * connection (docs/security.md), so the default bounds idle connections to
      * ~67 MB (~109 MB with TLS). */
     ROW("max-connections", 1, 1000000, 4096, 0, max_connections,
         "open connections at once; more wait in the kernel's queue until one closes"),
@@ -110,7 +110,7 @@ static const config_row rows[] = {
         "answered 507"),
     TEXT_ROW("tls-priorities", tls_priorities, "STRING", TLS_PRIORITIES_DEFAULT,
              "GnuTLS priority string of HTTPS: protocol versions and ciphers (the default: TLS "
-             "1.3 and 1.2, AEAD ciphers, ECDHE; docs/limits.md)"),
+             "1.3 and 1.2, AEAD ciphers, ECDHE; docs/security.md)"),
     ROW("hsts-max-age", 0, INT64_C(1) << 31, 31536000, 0, hsts_max_age_s,
         "seconds of Strict-Transport-Security sent with HTTPS answers (0: none)"),
     TEXT_ROW("metrics-key", metrics_key, "TOKEN|@FILE", "",

@@ -1112,7 +1112,7 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
      * answer's head and the body's read buffer.  libmicrohttpd zeroes all of
      * it after each request, so an idle keep-alive connection keeps the whole
      * pool resident: this, not the request, is what an idle connection costs
-     * (docs/limits.md).  A head at max-header-bytes fits (checked at start);
+     * (docs/security.md).  A head at max-header-bytes fits (checked at start);
      * one a little over it still fits and gets check_head()'s 431. */
     OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)srv->cfg.connection_memory, NULL);
     /* Lax: a missing Host and a space in the target are refused by

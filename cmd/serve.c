@@ -25,7 +25,7 @@ static void help(FILE *out)
             "Runs the HTTP API (GET /healthz needs no key, nor GET /metrics unless\n"
             "--metrics-key is set; /v1/... need 'Authorization: Bearer <key>', see\n"
             "'sightline keys create').  Stops gracefully on SIGTERM or SIGINT.  The\n"
-            "limits below are described in docs/limits.md.\n\n"
+            "limits below are described in docs/security.md.\n\n"
             "  --store URI              store (default %s, or $SIGHTLINE_STORE)\n"
             "  --listen HOST:PORT       address to serve on (default 127.0.0.1:8080; port 0\n"
             "                           picks a free port, printed on stderr)\n"

@@ -196,7 +196,7 @@ static long settled_rss_kb(int pid)
  * connection limit let anyone who can connect hold ~0.8 GB.  The buffer is
  * connection-memory (16 KB) now: measured ~16.5 KB per idle connection in a
  * release build; this sanitizer build adds its own bookkeeping, so the bound
- * here is 32 KB (docs/limits.md has the figures). */
+ * here is 32 KB (docs/security.md has the figures). */
 #define MEM_CONNS   120 /* under the per-address limit (128) */
 #define MEM_PER_MAX 32  /* kB per idle connection */
 static void test_idle_memory(void)
