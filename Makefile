@@ -15,17 +15,21 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # Quiet nested makes (cmake --build) about entering directories.
 export MAKEFLAGS += --no-print-directory
 
-.PHONY: all build run test deps bench fuzz format clean
+.PHONY: all build configure run test deps bench fuzz format clean
 
 all: build
 
 deps:
 	@scripts/deps.sh build
 
-build: deps
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target sightline
+
+# The release build folder for the binary alone (what `make build` does first;
+# the test make_configure_test runs it without libcurl).
+configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DSIGHTLINE_TESTS=OFF -DSIGHTLINE_BENCH=OFF >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) --target sightline
 
 run: build
 	@mkdir -p data
