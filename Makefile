@@ -1,7 +1,11 @@
 # The two commands of the README, and the named long runs.
 #   make run   build and start the service on the embedded store, with demo data
 #   make test  build (ASan + UBSan) and run the whole suite through ctest
-# Each target installs the Debian packages it needs first (scripts/deps.sh).
+# Each target installs the Debian packages it needs first (scripts/deps.sh) and
+# configures only what it builds: every configure below passes SIGHTLINE_TESTS
+# and SIGHTLINE_BENCH explicitly, so a build directory's cache (say one a
+# developer configured by hand) never decides it.  `make build` / `make run`
+# need only scripts/packages/build.txt; the tests and benchmarks add libcurl.
 BUILD      ?= build
 TEST_BUILD ?= build-test
 FUZZ_BUILD ?= build-fuzz
@@ -11,26 +15,33 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # Quiet nested makes (cmake --build) about entering directories.
 export MAKEFLAGS += --no-print-directory
 
-.PHONY: all build run test deps bench fuzz format clean
+.PHONY: all build configure run test deps bench fuzz format clean
 
 all: build
 
 deps:
 	@scripts/deps.sh build
 
-build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target sightline
+
+# The release build folder for the binary alone (what `make build` does first;
+# the test make_configure_test runs it without libcurl).
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DSIGHTLINE_TESTS=OFF -DSIGHTLINE_BENCH=OFF >/dev/null
 
 run: build
 	@mkdir -p data
 	@scripts/run.sh $(BUILD)/sightline "$(STORE)" "$(LISTEN)"
 
 # The suite: every test under ASan + UBSan (gcc), then every fuzz target for
-# FUZZ_SECONDS each (clang + libFuzzer).
+# FUZZ_SECONDS each (clang + libFuzzer).  The benchmarks are built too (never
+# run), so they keep compiling.
 test:
 	@scripts/deps.sh build test
-	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_SANITIZE=ON \
+	    -DSIGHTLINE_TESTS=ON -DSIGHTLINE_BENCH=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
@@ -40,12 +51,17 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/deps.sh build test
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_FUZZ=ON \
-	    -DSIGHTLINE_SANITIZE=ON -DSL_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	    -DSIGHTLINE_SANITIZE=ON -DSL_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	    -DSIGHTLINE_TESTS=ON -DSIGHTLINE_BENCH=OFF >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -L fuzz --timeout $$(( $(FUZZ_SECONDS) * 3 + 120 ))
 
-bench: build
-	@scripts/deps.sh bench
+# The benchmarks share the release build directory with `make build` (figures
+# from an optimised binary); each of the two targets configures it its way.
+bench:
+	@scripts/deps.sh build bench
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DSIGHTLINE_TESTS=OFF -DSIGHTLINE_BENCH=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target benchmarks
 	@bench/run_all.sh $(BUILD)
 
