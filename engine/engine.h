@@ -61,7 +61,9 @@
  * Listener state and audits live in partition `SYS#ENGINE` of `aggregates`
  * (never a tenant's: tenant keys start with "T#"):
  *   LEASE#<consumer>       { type: "lease", consumer, holder, acquired_ms, renewed_ms, expires_ms }
+ *                          (seized for a moment by a repairing recompute: see Recompute)
  *   LEASE#recompute        held by a repairing recompute run
+ *   QUARANTINE#<aggregate pk>#<aggregate sk>   an aggregate set aside (see Quarantine)
  *   CHECKPOINT#RECOMPUTE#<ALL|TENANT:t>#<check|repair>   an unfinished recompute run:
  *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
  *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
