@@ -1,6 +1,9 @@
 /* aggregate_codec.c -- aggregate documents <-> engine_agg (layout in engine.h).
- * Decoding is lenient underneath: an unreadable field reads as 0 and is listed,
- * so a damaged aggregate still takes deltas and recompute can repair it. */
+ * Decoding reads a document against the key it is stored under and lists
+ * every problem (an unreadable field reads as 0), so recompute can name what
+ * is wrong with a damaged aggregate; the strict readers (engine_agg_decode,
+ * engine_agg_read) refuse any problem, and the listener quarantines what
+ * engine_agg_read refuses. */
 #include "engine_int.h"
 
 #include <stdarg.h>
@@ -570,18 +573,6 @@ done:
 out:
     engine_agg_free(&a);
     return rc;
-}
-
-sl_status engine__agg_decode_lenient(const bson_t *doc, engine_agg *out, engine__problems *problems,
-                                     sl_error *err)
-{
-    bson_iter_t it;
-    char pk[STORE_KEY_MAX + 1] = "", sk[STORE_KEY_MAX + 1] = "";
-    if (bson_iter_init_find(&it, doc, SCHEMA_F_PK) && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(pk, sizeof pk, "%s", bson_iter_utf8(&it, NULL));
-    if (bson_iter_init_find(&it, doc, SCHEMA_F_SK) && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(sk, sizeof sk, "%s", bson_iter_utf8(&it, NULL));
-    return engine__agg_decode_at(doc, pk, sk, out, problems, err);
 }
 
 /* ---------------------------------------------------------------------------

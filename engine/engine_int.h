@@ -1,5 +1,6 @@
-/* engine_int.h -- what the engine's files share and nobody else sees: lenient
- * decoding of live aggregates, key parsing, the lease, logging and clocks. */
+/* engine_int.h -- what the engine's files share and nobody else sees: decoding
+ * of live aggregates with their problems listed, key parsing, quarantine
+ * records, the lease, logging and clocks. */
 #ifndef SIGHTLINE_ENGINE_INT_H
 #define SIGHTLINE_ENGINE_INT_H
 
@@ -37,11 +38,6 @@ extern const char *const engine__why_missing,
  * Fails (SL_ECORRUPT) only when (pk, sk) is not an aggregate key. */
 sl_status engine__agg_decode_at(const bson_t *doc, const char *pk, const char *sk, engine_agg *out,
                                 engine__problems *problems, sl_error *err);
-
-/* As engine__agg_decode_at with the key the document names itself (for a
- * document whose key is not known otherwise). */
-sl_status engine__agg_decode_lenient(const bson_t *doc, engine_agg *out, engine__problems *problems,
-                                     sl_error *err);
 
 /* Adds to *p every value of a that no aggregate of real documents has (see
  * engine_agg_check). */
