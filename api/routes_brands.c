@@ -145,7 +145,8 @@ typedef struct listing {
     store_index index;     /* 0: the partition itself */
     const char *key;       /* pk, or the index partition key */
     const char *prefix;    /* every listed key starts with it ("" for all) */
-    const char *pos_field; /* the document field holding the key: sk, gsi1sk, gsi2sk */
+    const char *pos_field; /* the document field holding the key: sk (the stored key is
+                            * used), gsi1sk, gsi2sk */
     int descending;
     const char *tag;
     /* 1 to list the document, 0 to pass over it (row: its stored key). */
@@ -255,7 +256,10 @@ static sl_status listing_run(api_request *req, const listing *ls, const char *ar
             bson_t view;
             const char *at = NULL;
             const store_doc *row = &page.docs[i];
-            if (!store_page_view(&page, i, &view) || !(at = api_doc_str(&view, ls->pos_field))) {
+            /* A partition is walked by the keys the store keeps, whatever a
+             * document's bytes say; an index by the index key in them. */
+            if (!store_page_view(&page, i, &view) ||
+                !(at = ls->index ? api_doc_str(&view, ls->pos_field) : row->sk)) {
                 /* Bytes that are not BSON (or lack their key) under this key. */
                 rc =
                     ls->table == STORE_AGGREGATES
