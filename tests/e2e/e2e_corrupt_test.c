@@ -354,7 +354,8 @@ int main(void)
         while (!quarantined(st, pk, v[i].sk) && support_now_ms() < until)
             support_sleep_ms(50);
         if (!quarantined(st, pk, v[i].sk))
-            fprintf(stderr, "%s / %s (%s) was not quarantined\n", pk, v[i].sk, v[i].what);
+            fprintf(stderr, "%s / %s (%s) was not quarantined after %ld ms\n", pk, v[i].sk,
+                    v[i].what, support_now_ms() - until + 60000);
         CHECK(quarantined(st, pk, v[i].sk));
     }
 
@@ -409,6 +410,8 @@ int main(void)
         CHECK(line && says && (!end || says < end));
     }
     CHECK(strstr(out, "(--verbose lists each of the") != NULL);
+    if (check_failures_)
+        fprintf(stderr, "recompute printed:\n%.4000s\n", out);
 
     /* --repair with the writes going on again: exit 0. */
     writer_start(&wr);
