@@ -3,7 +3,8 @@
  * kind's document under a key, bytes that are not BSON, a field missing,
  * extra or mistyped, a negative count, a histogram that does not decode, a
  * tool counter out of range), on a real SQLite store while a writer writes
- * and the listener runs.  The listener quarantines each one it meets and
+ * and the listener runs (and a name field disagreeing with the key).  The
+ * listener quarantines each one it meets and
  * keeps every other aggregate exact; recompute names each document and what
  * is wrong with it, in one line each; --repair, with the writer still
  * writing, replaces them; at the end every aggregate equals the model, the
@@ -120,6 +121,8 @@ static void test_every_kind_while_writing(void)
         {"globex", "SECTOR#sport", "a histogram that does not decode",
          "hist (does not decode) differ", 1},
         {"globex", "", "a negative tool counter", "surgeries live -3 recomputed", 1},
+        {"globex", "BRAND#nike", "a name disagreeing with the key",
+         "fields: brand disagrees with the key", 1},
         {"acme", "SECTOR#retail", "a disk fault (not BSON, version kept)", "", 0},
     };
     const int nv = (int)(sizeof v / sizeof v[0]);
@@ -140,8 +143,9 @@ static void test_every_kind_while_writing(void)
     md_rewrite(ws, "T#globex#AGG", v[5].sk, "count", MD_SET_INT, -5, NULL);
     md_rewrite(ws, "T#globex#AGG", v[6].sk, "metrics.memorability.hist", MD_SET_BYTES, 0, "\x81");
     md_rewrite(ws, "T#globex#AGG", v[7].sk, "surgeries", MD_SET_INT, -3, NULL);
+    md_rewrite(ws, "T#globex#AGG", v[8].sk, "brand", MD_SET_STR, 0, "puma");
     REQUIRE(md_raw(uri, "UPDATE aggregates SET doc = randomblob(64) WHERE pk = ?1 AND sk = ?2",
-                   "T#acme#AGG", v[8].sk, NULL) == 1);
+                   "T#acme#AGG", v[9].sk, NULL) == 1);
 
     /* The listener meets each and sets it aside (the writer touches them all). */
     for (int i = 0; i < nv; i++) {
