@@ -2,7 +2,9 @@
  * aggregates, read from aggregate documents only (a request costs the same
  * with a thousand assets or ten million), and the drill-down to a brand's
  * assets through the asset index.  Viewer and admin keys; the tenant is the
- * key's.  Shapes, numbers and cursors: docs/dashboard.md. */
+ * key's.  Shapes, numbers and cursors: docs/dashboard.md.  An aggregate the
+ * request needs that is damaged or quarantined (engine.h) is answered 503,
+ * naming it: only `sightline recompute --repair` brings it back. */
 #include "api_int.h"
 
 #include <math.h>
@@ -72,22 +74,54 @@ static void agg_json(yajl_gen g, const engine_agg *a, int hist)
     yajl_gen_map_close(g);
 }
 
-/* Decodes an aggregate document of the expected kind into *a (initialized;
- * the caller frees it with engine_agg_free).  A damaged one is SL_ECORRUPT
- * naming it and the field: `sightline recompute --repair` fixes it. */
-static sl_status agg_decode(const bson_t *doc, engine_agg_kind kind, engine_agg *a, sl_error *err)
+/* Records the answer to a request that needs aggregate sk of the caller's
+ * tenant, which cannot be served: 503, type aggregate-needs-repair, naming
+ * it (the details -- which may name what its damaged bytes hold -- are the
+ * operator's, in recompute's report).  Returns SL_ECORRUPT; the problem
+ * recorded here is the one answered (the first recorded wins). */
+static sl_status needs_repair(api_request *req, const char *sk, const char *what, sl_error *err)
 {
     sl_error e;
     sl_error_clear(&e);
-    sl_status rc = engine_agg_decode(doc, a, &e);
+    sl_error_set_at(&e, SL_ECORRUPT, "aggregate", -1,
+                    "aggregate %s is %s and cannot be served until an operator runs `sightline "
+                    "recompute --repair`, which rebuilds it",
+                    sk, what);
+    api__request_fail(req, 503, "aggregate-needs-repair", &e);
+    return sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
+}
+
+/* 503 (needs_repair) when an aggregate of the tenant whose sort key starts
+ * with prefix and whose kind is kind is quarantined; SL_OK when none is. */
+static sl_status quarantine_check(api_request *req, const char *prefix, engine_agg_kind kind,
+                                  sl_error *err)
+{
+    engine_quarantine q;
+    sl_status rc =
+        engine_quarantine_first(api_store(req), api_auth_of(req)->tenant, prefix, kind, &q, err);
+    if (rc == SL_ENOTFOUND) {
+        sl_error_clear(err);
+        rc = SL_OK;
+    } else if (rc == SL_OK) {
+        rc = needs_repair(req, q.sk, "quarantined (its document could not be read)", err);
+    }
+    return rc;
+}
+
+/* Reads the aggregate stored under (pk, sk) into *a (initialized; the caller
+ * frees it with engine_agg_free), which must be of kind kind.  A damaged one
+ * is answered 503 (needs_repair). */
+static sl_status agg_read(api_request *req, const bson_t *doc, const char *pk, const char *sk,
+                          engine_agg_kind kind, engine_agg *a, sl_error *err)
+{
+    sl_error e;
+    sl_error_clear(&e);
+    sl_status rc = engine_agg_read(doc, pk, sk, a, &e);
     if (rc == SL_OK && a->kind != kind)
         rc = sl_error_set(&e, SL_ECORRUPT, "an aggregate of kind %d where kind %d was expected",
                           (int)a->kind, (int)kind);
     if (rc != SL_OK)
-        sl_error_set_at(err, rc, e.field, -1,
-                        "an aggregate document is damaged (%s); run `sightline recompute "
-                        "--repair`",
-                        e.message);
+        rc = needs_repair(req, sk, "damaged", err);
     return rc;
 }
 
@@ -107,12 +141,14 @@ typedef struct listing {
     store_index index;     /* 0: the partition itself */
     const char *key;       /* pk, or the index partition key */
     const char *prefix;    /* every listed key starts with it ("" for all) */
-    const char *pos_field; /* the document field holding the key: sk, gsi1sk, gsi2sk */
+    const char *pos_field; /* the document field holding the key: sk (the stored key is
+                            * used), gsi1sk, gsi2sk */
     int descending;
-    /* 1 to list the document, 0 to pass over it. */
-    int (*keep)(const bson_t *doc);
+    /* 1 to list the document, 0 to pass over it (row: its stored key). */
+    int (*keep)(const bson_t *doc, const store_doc *row);
     /* Writes one listed document; an error ends the listing. */
-    sl_status (*emit)(yajl_gen g, const bson_t *doc, sl_error *err);
+    sl_status (*emit)(api_request *req, yajl_gen g, const bson_t *doc, const store_doc *row,
+                      sl_error *err);
 } listing;
 
 /* The cursor's position for this listing into pos (STORE_KEY_MAX + 1); ""
@@ -188,15 +224,23 @@ static sl_status listing_run(api_request *req, const listing *ls, const char *ar
         for (size_t i = 0; i < page.count && !done; i++) {
             bson_t view;
             const char *at = NULL;
-            if (!store_page_view(&page, i, &view) || !(at = api_doc_str(&view, ls->pos_field))) {
-                rc = sl_error_set(err, SL_ECORRUPT, "document %zu of a %s page has no %s", i, array,
-                                  ls->pos_field);
+            const store_doc *row = &page.docs[i];
+            /* A partition is walked by the keys the store keeps, whatever a
+             * document's bytes say; an index by the index key in them. */
+            if (!store_page_view(&page, i, &view) ||
+                !(at = ls->index ? api_doc_str(&view, ls->pos_field) : row->sk)) {
+                /* Bytes that are not BSON (or lack their key) under this key. */
+                rc =
+                    ls->table == STORE_AGGREGATES
+                        ? needs_repair(req, row->sk, "damaged", err)
+                        : sl_error_set(err, SL_ECORRUPT, "document %s / %s of a %s page is damaged",
+                                       row->pk, row->sk, array);
                 goto out;
             }
             scanned++;
             if (pos[0] && !strcmp(at, pos))
                 continue; /* the previous page's last */
-            if (ls->keep && !ls->keep(&view)) {
+            if (ls->keep && !ls->keep(&view, row)) {
                 snprintf(last, sizeof last, "%s", at);
                 continue;
             }
@@ -204,7 +248,7 @@ static sl_status listing_run(api_request *req, const listing *ls, const char *ar
                 more = done = 1; /* one more exists: the page is full */
                 break;
             }
-            if ((rc = ls->emit(g, &view, err)) != SL_OK)
+            if ((rc = ls->emit(req, g, &view, row, err)) != SL_OK)
                 goto out;
             emitted++;
             snprintf(last, sizeof last, "%s", at);
@@ -286,44 +330,53 @@ static sl_status list_reply(api_request *req, const listing *ls, const char *arr
 /* ---------------------------------------------------------------------------
  * Emitters and filters.
  * ------------------------------------------------------------------------- */
-static int is_brand_agg(const bson_t *doc)
+/* A brand aggregate's key (BRAND#<b>, no campaign), whatever its bytes say. */
+static int is_brand_agg(const bson_t *doc, const store_doc *row)
 {
-    const char *t = api_doc_str(doc, SCHEMA_F_TYPE);
-    return t && !strcmp(t, SCHEMA_TYPE_BRAND_AGG);
+    (void)doc;
+    return !strncmp(row->sk, SCHEMA_SK_BRAND_PREFIX, strlen(SCHEMA_SK_BRAND_PREFIX)) &&
+           !strchr(row->sk + strlen(SCHEMA_SK_BRAND_PREFIX), '#');
 }
 
-static sl_status emit_agg(yajl_gen g, const bson_t *doc, engine_agg_kind kind, sl_error *err)
+static sl_status emit_agg(api_request *req, yajl_gen g, const bson_t *doc, const store_doc *row,
+                          engine_agg_kind kind, sl_error *err)
 {
     engine_agg a;
     engine_agg_init(&a);
-    sl_status rc = agg_decode(doc, kind, &a, err);
+    sl_status rc = agg_read(req, doc, row->pk, row->sk, kind, &a, err);
     if (rc == SL_OK)
         agg_json(g, &a, 0);
     engine_agg_free(&a);
     return rc;
 }
 
-static sl_status emit_brand(yajl_gen g, const bson_t *doc, sl_error *err)
+static sl_status emit_brand(api_request *req, yajl_gen g, const bson_t *doc, const store_doc *row,
+                            sl_error *err)
 {
-    return emit_agg(g, doc, ENGINE_AGG_BRAND, err);
+    return emit_agg(req, g, doc, row, ENGINE_AGG_BRAND, err);
 }
 
-static sl_status emit_campaign(yajl_gen g, const bson_t *doc, sl_error *err)
+static sl_status emit_campaign(api_request *req, yajl_gen g, const bson_t *doc,
+                               const store_doc *row, sl_error *err)
 {
-    return emit_agg(g, doc, ENGINE_AGG_CAMPAIGN, err);
+    return emit_agg(req, g, doc, row, ENGINE_AGG_CAMPAIGN, err);
 }
 
-static sl_status emit_sector(yajl_gen g, const bson_t *doc, sl_error *err)
+static sl_status emit_sector(api_request *req, yajl_gen g, const bson_t *doc, const store_doc *row,
+                             sl_error *err)
 {
-    return emit_agg(g, doc, ENGINE_AGG_SECTOR, err);
+    return emit_agg(req, g, doc, row, ENGINE_AGG_SECTOR, err);
 }
 
 /* An asset as clients sent it: its names, media type and scores (doubles as
  * received), model version and document version; not the keys, the
  * micro-unit copies or a video's per-second progression (GET
  * /v1/assets/{id} has it all). */
-static sl_status emit_asset(yajl_gen g, const bson_t *doc, sl_error *err)
+static sl_status emit_asset(api_request *req, yajl_gen g, const bson_t *doc, const store_doc *row,
+                            sl_error *err)
 {
+    (void)req;
+    (void)row;
     static const char *const names[] = {"asset",    "client", "brand",      "brand_id",
                                         "campaign", "sector", "media_type", "model_version"};
     bson_iter_t it;
@@ -379,7 +432,8 @@ static sl_status brands_list(api_request *req, sl_error *err)
     if ((rc = order_param(req, !by_name, &desc, err)) != SL_OK)
         goto out;
     if ((rc = schema_pk_aggregates(pk, tenant, err)) != SL_OK ||
-        (rc = schema_gpk_brand_aggs(gpk, tenant, err)) != SL_OK)
+        (rc = schema_gpk_brand_aggs(gpk, tenant, err)) != SL_OK ||
+        (rc = quarantine_check(req, SCHEMA_SK_BRAND_PREFIX, ENGINE_AGG_BRAND, err)) != SL_OK)
         goto out;
     listing ls = {.table = STORE_AGGREGATES,
                   .index = by_name    ? 0
@@ -437,14 +491,25 @@ static sl_status agg_get(api_request *req, const char *sk, engine_agg_kind kind,
     bson_t *doc = NULL;
     int hist = 0;
     engine_agg a;
+    engine_quarantine q;
     engine_agg_init(&a);
     if ((rc = histogram_param(req, &hist, err)) != SL_OK ||
         (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK)
         goto out;
+    /* Quarantined: whatever its document says, the listener stopped keeping it. */
+    rc = engine_quarantine_get(api_store(req), pk, sk, &q, err);
+    if (rc == SL_OK)
+        rc = needs_repair(req, sk, "quarantined (its document could not be read)", err);
+    else if (rc == SL_ENOTFOUND)
+        sl_error_clear(err);
+    if (rc != SL_ENOTFOUND)
+        goto out;
     rc = api_get_doc(api_store(req), STORE_AGGREGATES, pk, sk, &doc, err, what,
                      "no %s \"%s\" (no asset has it)", what, name);
+    if (rc == SL_ECORRUPT) /* not BSON */
+        rc = needs_repair(req, sk, "damaged", err);
     if (rc == SL_OK)
-        rc = agg_decode(doc, kind, &a, err);
+        rc = agg_read(req, doc, pk, sk, kind, &a, err);
     if (rc == SL_OK && a.count <= 0) /* counts nothing: as good as absent */
         rc = sl_error_set_at(err, SL_ENOTFOUND, what, -1, "no %s \"%s\" (no asset has it)", what,
                              name);
@@ -493,7 +558,8 @@ static sl_status campaigns_list(api_request *req, sl_error *err)
     const char *b = api_param(req, "brand");
     if ((rc = order_param(req, 0, &desc, err)) != SL_OK ||
         (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK ||
-        (rc = schema_sk_brand_campaigns_prefix(prefix, b, err)) != SL_OK)
+        (rc = schema_sk_brand_campaigns_prefix(prefix, b, err)) != SL_OK ||
+        (rc = quarantine_check(req, prefix, ENGINE_AGG_CAMPAIGN, err)) != SL_OK)
         goto out;
     snprintf(missing, sizeof missing, "no brand \"%s\" (no asset has it)", b);
     listing ls = {.table = STORE_AGGREGATES,
@@ -514,7 +580,8 @@ static sl_status sectors_list(api_request *req, sl_error *err)
     schema_key pk;
     int desc = 0;
     if ((rc = order_param(req, 0, &desc, err)) != SL_OK ||
-        (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK)
+        (rc = schema_pk_aggregates(pk, api_auth_of(req)->tenant, err)) != SL_OK ||
+        (rc = quarantine_check(req, SCHEMA_SK_SECTOR_PREFIX, ENGINE_AGG_SECTOR, err)) != SL_OK)
         goto out;
     listing ls = {.table = STORE_AGGREGATES,
                   .key = pk,

@@ -1,27 +1,49 @@
 /* routes_core.c -- the routes every deployment has: GET /healthz (store
- * reachable), GET /metrics (Prometheus text; behind --metrics-key when set)
- * and GET /v1/tenant (who am I). */
+ * reachable, aggregates quarantined), GET /metrics (Prometheus text; behind
+ * --metrics-key when set) and GET /v1/tenant (who am I). */
 #include "api_int.h"
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+
+#include "engine/engine.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+typedef struct health {
+    const store *st;
+    int64_t quarantined;
+} health;
+
+/* {"status": "ok"|"degraded", "store", "aggregates_quarantined"[, "action"]}.
+ * Degraded still answers 200: every request that does not need a
+ * quarantined aggregate is served.  Public, so no tenant or aggregate is
+ * named (recompute's report and the 503 answers to the tenant do that). */
 static sl_status healthz_json(yajl_gen g, const void *ctx, sl_error *err)
 {
+    const health *h = ctx;
     yajl_gen_map_open(g);
-    api_json_kv_str(g, "status", "ok");
-    api_json_kv_str(g, "store", store_backend((const store *)ctx));
+    api_json_kv_str(g, "status", h->quarantined ? "degraded" : "ok");
+    api_json_kv_str(g, "store", store_backend(h->st));
+    api_json_kv_int(g, "aggregates_quarantined", h->quarantined);
+    if (h->quarantined)
+        api_json_kv_str(g, "action",
+                        "aggregates are quarantined (their documents could not be read): run "
+                        "`sightline recompute --repair`");
     yajl_gen_map_close(g);
+    (void)err;
     return SL_OK;
 }
 
 static sl_status healthz(api_request *req, sl_error *err)
 {
+    health h = {api_store(req), 0};
     sl_status rc = store_ping(api_store(req), err);
-    return rc == SL_OK ? api_reply_json_with(req, 200, healthz_json, api_store(req), err) : rc;
+    if (rc == SL_OK)
+        rc = engine_quarantine_count(api_store(req), &h.quarantined, NULL, 0, err);
+    return rc == SL_OK ? api_reply_json_with(req, 200, healthz_json, &h, err) : rc;
 }
 
 /* With --metrics-key set, GET /metrics needs "Authorization: Bearer <it>":

@@ -43,10 +43,12 @@ static void print_stats(engine_listener *l)
     else
         fprintf(stderr,
                 "sightline listen: lease %s, %" PRId64 " events applied (%.0f/s), %" PRId64
-                " skipped, lag %" PRId64 " events / %" PRId64 " ms%s\n",
+                " skipped, lag %" PRId64 " events / %" PRId64 " ms%s%s\n",
                 st.holding_lease ? "held" : "waiting", st.events_applied, st.applied_per_s,
                 st.events_skipped, st.lag_events, st.lag_ms,
-                st.feed_gone ? ", FEED GONE: run `sightline recompute --repair`" : "");
+                st.feed_gone ? ", FEED GONE: run `sightline recompute --repair`" : "",
+                st.quarantined ? ", AGGREGATES QUARANTINED: run `sightline recompute --repair`"
+                               : "");
 }
 
 int cmd_listen(int argc, char **argv)

@@ -1,5 +1,6 @@
 /* recompute.c -- `sightline recompute`: the nightly job.  Rebuilds aggregates
- * from base documents, prints the drift (table or JSON), repairs it on request.
+ * from base documents, prints the drift (one line per drifted aggregate, by
+ * field group; every field with --verbose; or JSON), repairs it on request.
  * Exit 0: no drift (or all repaired), 3: drift left, 1: failure, 2: usage. */
 #include "cmd.h"
 #include "engine/engine.h"
@@ -18,23 +19,30 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sightline recompute [--tenant T] [--repair] [--json] [--fresh]\n"
+            "usage: sightline recompute [--tenant T] [--repair] [--json] [--verbose] [--fresh]\n"
             "                           [--max-aggregates N] [--store URI]\n\n"
             "Rebuilds every aggregate from the base documents, compares it field by field\n"
             "with the live aggregates (at the listener's committed position, so it can run\n"
-            "while the listener does) and prints the drift.  An interrupted run continues\n"
-            "after its last finished tenant (unless --fresh).  Every finished run leaves an\n"
-            "audit document.\n\n"
+            "while the listener does) and prints the drift: one line per drifted aggregate\n"
+            "naming what is wrong with its document (not BSON, another document's bytes,\n"
+            "fields missing, extra or mistyped, quarantined by the listener) and which\n"
+            "fields differ, by group.  An interrupted run continues after its last finished\n"
+            "tenant (unless --fresh).  Every finished run leaves an audit document.\n\n"
             "  --tenant T           only this tenant\n"
-            "  --repair             correct the drift (atomically per aggregate, no listener\n"
-            "                       update lost); if the listener's feed position was pruned,\n"
-            "                       also move it to the head (needs every tenant)\n"
-            "  --json               print the report as JSON on stdout\n"
+            "  --repair             replace each drifted aggregate with its rebuilt value and\n"
+            "                       clear its quarantine (the listener pauses while a tenant\n"
+            "                       with drift is rebuilt; no update is lost or applied\n"
+            "                       twice); if the listener's feed position was pruned, also\n"
+            "                       move it to the head (needs every tenant)\n"
+            "  --verbose            also list every drifted field (a histogram: each bin)\n"
+            "  --json               print the report as JSON on stdout (with --verbose: the\n"
+            "                       fields too)\n"
             "  --fresh              ignore the checkpoint of an interrupted run\n"
             "  --max-aggregates N   memory bound: aggregates of one tenant (default 2000000)\n"
             "  --store URI          the store (default %s, or $SIGHTLINE_STORE)\n"
             "  --help               this text\n\n"
-            "Exit codes: 0 no drift (or repaired), 1 failure, 2 bad usage, 3 drift found.\n",
+            "Exit codes: 0 no drift (or every drifted aggregate repaired), 1 failure,\n"
+            "2 bad usage, 3 drift found and not repaired.\n",
             CMD_DEFAULT_STORE);
 }
 
@@ -90,7 +98,7 @@ static int draw(void *ctx, const engine_recompute_progress *p)
 /* ---------------------------------------------------------------------------
  * Output.
  * ------------------------------------------------------------------------- */
-static void print_table(const engine_recompute_report *r, int repair)
+static void print_table(const engine_recompute_report *r, int repair, int verbose)
 {
     char started[25];
     schema_time_format(r->started_ms, started);
@@ -102,14 +110,28 @@ static void print_table(const engine_recompute_report *r, int repair)
         printf("the listener's feed position had been pruned%s\n",
                r->consumer_reset ? "; the consumer was reset to the head"
                                  : ": live aggregates are stale, run with --repair");
-    if (!r->drift_fields)
+    if (!r->drift_fields) {
         printf("no drift\n");
-    else
-        printf("drift: %" PRId64 " fields in %" PRId64 " aggregates, %s\n%-16s %-40s %-36s %20s "
-               "%20s\n",
-               r->drift_fields, r->drift_aggregates,
-               repair ? "repaired" : "not repaired (run with --repair to correct it)", "TENANT",
-               "AGGREGATE", "FIELD", "LIVE", "RECOMPUTED");
+        return;
+    }
+    printf("drift: %" PRId64 " fields in %" PRId64 " aggregates, %s\n", r->drift_fields,
+           r->drift_aggregates,
+           !repair ? "not repaired (run with --repair to correct it)"
+           : r->repaired_aggregates < r->drift_aggregates
+               ? "NOT ALL repaired (see the aggregates without \"repaired\")"
+               : "repaired");
+    for (size_t i = 0; i < r->naggs; i++) {
+        const engine_drift_agg *a = &r->aggs[i];
+        printf("%s %s: %s%s\n", a->tenant, a->sk, a->summary, a->repaired ? " (repaired)" : "");
+    }
+    if ((int64_t)r->naggs < r->drift_aggregates)
+        printf("... and %" PRId64 " more drifted aggregates (only the first %zu are listed)\n",
+               r->drift_aggregates - (int64_t)r->naggs, r->naggs);
+    if (!verbose) {
+        printf("(--verbose lists each of the %" PRId64 " fields)\n", r->drift_fields);
+        return;
+    }
+    printf("%-16s %-40s %-36s %20s %20s\n", "TENANT", "AGGREGATE", "FIELD", "LIVE", "RECOMPUTED");
     for (size_t i = 0; i < r->nrows; i++) {
         const engine_drift_row *d = &r->rows[i];
         printf("%-16s %-40s %-36s %20s %20s\n", d->tenant, d->sk, d->field, d->live, d->recomputed);
@@ -157,7 +179,7 @@ static void gen_value(yajl_gen g, const char *k, const char *v)
         yajl_gen_string(g, (const unsigned char *)v, strlen(v));
 }
 
-static int print_json(const engine_recompute_report *r, const char *tenant, int repair)
+static int print_json(const engine_recompute_report *r, const char *tenant, int repair, int verbose)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     char when[25];
@@ -186,10 +208,27 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     gen_int(g, "drift_fields", r->drift_fields);
     gen_int(g, "drift_aggregates", r->drift_aggregates);
     gen_int(g, "repaired_aggregates", r->repaired_aggregates);
-    gen_bool(g, "rows_truncated", (int64_t)r->nrows < r->drift_fields);
-    gen_key(g, "drift");
+    gen_bool(g, "aggregates_truncated", (int64_t)r->naggs < r->drift_aggregates);
+    gen_key(g, "aggregates");
     yajl_gen_array_open(g);
-    for (size_t i = 0; i < r->nrows; i++) {
+    for (size_t i = 0; i < r->naggs; i++) {
+        const engine_drift_agg *a = &r->aggs[i];
+        yajl_gen_map_open(g);
+        gen_str(g, "tenant", a->tenant);
+        gen_str(g, "aggregate", a->sk);
+        gen_int(g, "fields", a->fields);
+        gen_bool(g, "repaired", a->repaired);
+        gen_str(g, "summary", a->summary);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    if (verbose)
+        gen_bool(g, "rows_truncated", (int64_t)r->nrows < r->drift_fields);
+    if (verbose)
+        gen_key(g, "drift");
+    if (verbose)
+        yajl_gen_array_open(g);
+    for (size_t i = 0; verbose && i < r->nrows; i++) {
         const engine_drift_row *d = &r->rows[i];
         yajl_gen_map_open(g);
         gen_str(g, "tenant", d->tenant);
@@ -199,7 +238,8 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
         gen_value(g, "recomputed", d->recomputed);
         yajl_gen_map_close(g);
     }
-    yajl_gen_array_close(g);
+    if (verbose)
+        yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     const unsigned char *buf;
     size_t len;
@@ -215,13 +255,17 @@ out:
 
 int cmd_recompute(int argc, char **argv)
 {
-    static const struct option longs[] = {
-        {"store", required_argument, NULL, 's'}, {"tenant", required_argument, NULL, 't'},
-        {"repair", no_argument, NULL, 'r'},      {"json", no_argument, NULL, 'j'},
-        {"fresh", no_argument, NULL, 'f'},       {"max-aggregates", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"store", required_argument, NULL, 's'},
+                                          {"tenant", required_argument, NULL, 't'},
+                                          {"repair", no_argument, NULL, 'r'},
+                                          {"json", no_argument, NULL, 'j'},
+                                          {"fresh", no_argument, NULL, 'f'},
+                                          {"max-aggregates", required_argument, NULL, 'm'},
+                                          {"verbose", no_argument, NULL, 'v'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     const char *uri = NULL;
-    int json = 0, c, rc = CMD_EXIT_OK;
+    int json = 0, verbose = 0, c, rc = CMD_EXIT_OK;
     engine_recompute_options opt = {0};
     store *s = NULL;
     engine_recompute_report rep = {0};
@@ -246,6 +290,9 @@ int cmd_recompute(int argc, char **argv)
             break;
         case 'f':
             opt.fresh = 1;
+            break;
+        case 'v':
+            verbose = 1;
             break;
         case 'm': {
             long long v = 0;
@@ -277,13 +324,13 @@ int cmd_recompute(int argc, char **argv)
         goto out;
     }
     if (json) {
-        if (!print_json(&rep, opt.tenant, opt.repair)) {
+        if (!print_json(&rep, opt.tenant, opt.repair, verbose)) {
             fprintf(stderr, "sightline recompute: could not write the JSON report\n");
             rc = CMD_EXIT_FAILURE;
             goto out;
         }
     } else {
-        print_table(&rep, opt.repair);
+        print_table(&rep, opt.repair, verbose);
     }
     /* Drift counts as left unless this run repaired every drifted aggregate. */
     if (rep.drift_fields && (!opt.repair || rep.repaired_aggregates < rep.drift_aggregates))

@@ -166,7 +166,9 @@ static void listener_metrics(void *ctx, FILE *out)
 }
 
 /* /metrics lines for the change feed, through the API's metrics hook: how far
- * the aggregates listener (this process or `sightline listen`) is behind. */
+ * the aggregates listener (this process or `sightline listen`) is behind,
+ * and how many aggregates it quarantined (read from the store, so every
+ * server reports them whichever process runs the listener). */
 static void feed_metrics(void *ctx, FILE *out)
 {
     store_feed_stats fs;
@@ -183,6 +185,16 @@ static void feed_metrics(void *ctx, FILE *out)
                 "# TYPE sightline_feed_lag_seconds gauge\n"
                 "sightline_feed_lag_seconds %.3f\n",
                 (long long)fs.behind_events, (double)fs.behind_ms / 1000.0);
+    int64_t quarantined = 0;
+    sl_error_clear(&err);
+    if (engine_quarantine_count(ctx, &quarantined, NULL, 0, &err) == SL_OK)
+        fprintf(out,
+                "# HELP sightline_aggregates_quarantined Aggregates the listener set aside "
+                "because their documents could not be read (their deltas are skipped; the API "
+                "answers 503 for them): run `sightline recompute --repair`.\n"
+                "# TYPE sightline_aggregates_quarantined gauge\n"
+                "sightline_aggregates_quarantined %lld\n",
+                (long long)quarantined);
 }
 
 int cmd_serve(int argc, char **argv)

@@ -61,7 +61,9 @@
  * Listener state and audits live in partition `SYS#ENGINE` of `aggregates`
  * (never a tenant's: tenant keys start with "T#"):
  *   LEASE#<consumer>       { type: "lease", consumer, holder, acquired_ms, renewed_ms, expires_ms }
+ *                          (seized for a moment by a repairing recompute: see Recompute)
  *   LEASE#recompute        held by a repairing recompute run
+ *   QUARANTINE#<aggregate pk>#<aggregate sk>   an aggregate set aside (see Quarantine)
  *   CHECKPOINT#RECOMPUTE#<ALL|TENANT:t>#<check|repair>   an unfinished recompute run:
  *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
  *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
@@ -186,11 +188,28 @@ sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
 
 /* Decodes an aggregate document into *out (initialized by the caller; its
  * previous content is freed).  *out then owns its metrics: engine_agg_free().  Kind and names come
- * from pk and sk.  Strict: any missing or wrongly typed field, or a name field that disagrees with
- * the key, is SL_ECORRUPT naming the field.  Stale index fields of a brand aggregate are not (the
- * numbers are still right; recompute reports them and --repair rewrites them).  On failure *out is
- * left empty. */
+ * from the document's own pk and sk.  Strict about the layout: a missing, wrongly typed (every
+ * integer is int64), duplicated or extra field, a histogram that does not decode, or a name or type
+ * field that disagrees with the key is SL_ECORRUPT naming the field.  Stale index fields of a brand
+ * aggregate are not (the numbers are still right; recompute reports them and --repair rewrites
+ * them).  Values are not checked (engine_agg_check does).  On failure *out is left empty. */
 sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err);
+
+/* Reads the aggregate stored under (pk, sk), the key the store keeps for the
+ * document (store_get's, or a page's store_doc), whatever the bytes say: as
+ * engine_agg_decode, and also SL_ECORRUPT when the bytes are another document
+ * (their pk, sk or type disagree with the key) or fail engine_agg_check.
+ * What the API serves and the listener adds deltas to. */
+sl_status engine_agg_read(const bson_t *doc, const char *pk, const char *sk, engine_agg *out,
+                          sl_error *err);
+
+/* SL_ECORRUPT naming the field when a holds what no aggregate of real
+ * documents can: a negative count, n, sum, sum of squares, bin or tool
+ * counter; n above count; bins that do not add up to n; a sum outside what
+ * the bins allow (each score of bin i lies in [i * 10000, i * 10000 + 9999],
+ * the last bin up to 1000000); a sum of squares above n * 10^12; more
+ * surgeries opened or used than surgeries. */
+sl_status engine_agg_check(const engine_agg *a, sl_error *err);
 
 /* Numbers derived on read, in score units ([0, 1]).  Everything is NaN when
  * n == 0.
@@ -255,6 +274,48 @@ sl_status engine_aggset_apply_image(engine_aggset *set, const bson_t *image, int
                                     sl_error *err);
 
 /* ---------------------------------------------------------------------------
+ * Quarantine: an aggregate whose document the listener cannot read (not
+ * BSON, another document's bytes, a field missing, extra, mistyped,
+ * negative or inconsistent: engine_agg_read fails), or would make
+ * impossible by adding its deltas (it had drifted), is set aside instead of
+ * stopping the feed for everyone.  The listener writes the record
+ *   SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
+ *     { type: "aggregate_quarantine", agg_pk, agg_sk, tenant, consumer, reason,
+ *       since_ms, since_token }
+ * in the same consumer commit as its token, leaves the document as it is,
+ * and from then on skips the aggregate's deltas while every other aggregate
+ * keeps moving.  `recompute --repair` rebuilds the aggregate from the items
+ * and removes the record in one write (docs/recompute.md says why that is
+ * exact).  Meanwhile the API answers 503 for a request that needs it, and
+ * /healthz and /metrics count it.
+ * ------------------------------------------------------------------------- */
+#define ENGINE_QUARANTINE_PREFIX "QUARANTINE#"
+
+typedef struct engine_quarantine {
+    char pk[SCHEMA_KEY_MAX]; /* the aggregate's key */
+    char sk[SCHEMA_KEY_MAX];
+    char reason[256];
+    int64_t since_ms; /* 0 when the record's bytes are damaged */
+    int64_t version;  /* of the record */
+} engine_quarantine;
+
+/* The record of aggregate (pk, sk) into *out: SL_OK when it is quarantined
+ * (also when the record's bytes are damaged), SL_ENOTFOUND when it is not. */
+sl_status engine_quarantine_get(store *s, const char *pk, const char *sk, engine_quarantine *out,
+                                sl_error *err);
+
+/* The first quarantined aggregate of tenant whose sort key starts with
+ * sk_prefix ("" or NULL: any) and whose kind is kind (0: any), in key order:
+ * SL_OK and *out, or SL_ENOTFOUND. */
+sl_status engine_quarantine_first(store *s, const char *tenant, const char *sk_prefix,
+                                  engine_agg_kind kind, engine_quarantine *out, sl_error *err);
+
+/* How many aggregates are quarantined (all tenants) into *n, and the first
+ * max of them (in key order) into first[] (may be NULL). */
+sl_status engine_quarantine_count(store *s, int64_t *n, engine_quarantine *first, size_t max,
+                                  sl_error *err);
+
+/* ---------------------------------------------------------------------------
  * The listener: one per store (a lease decides which), as a thread.
  * ------------------------------------------------------------------------- */
 typedef struct engine_listener engine_listener;
@@ -284,16 +345,19 @@ void engine_listener_stop(engine_listener **l);
 #define ENGINE_LAG_BUCKETS 1025 /* 1 ms buckets 0..1023 ms, then one for >= 1024 ms */
 
 typedef struct engine_listener_stats {
-    int holding_lease;      /* 1 while this instance holds the lease */
-    int feed_gone;          /* 1 when the feed position was pruned: run recompute --repair */
-    int64_t events_applied; /* events whose deltas were committed (since start) */
-    int64_t events_skipped; /* malformed images among them (contributed nothing) */
-    int64_t commits;        /* consumer commits */
-    int64_t conflicts;      /* commits retried after a version conflict */
-    int64_t errors;         /* store errors survived (retried) */
-    double applied_per_s;   /* over the last few seconds */
-    int64_t lag_events;     /* events not applied yet (-1: unknown) */
-    int64_t lag_ms;         /* age of the oldest event not applied (0: caught up) */
+    int holding_lease;         /* 1 while this instance holds the lease */
+    int feed_gone;             /* 1 when the feed position was pruned: run recompute --repair */
+    int64_t events_applied;    /* events whose deltas were committed (since start) */
+    int64_t events_skipped;    /* malformed images among them (contributed nothing) */
+    int64_t commits;           /* consumer commits */
+    int64_t conflicts;         /* commits retried after a version conflict */
+    int64_t errors;            /* store errors survived (retried) */
+    int64_t quarantined;       /* aggregates quarantined now, as this listener last read them */
+    int64_t quarantined_total; /* aggregates this listener quarantined (since start) */
+    int64_t quarantine_skips;  /* deltas to quarantined aggregates dropped (since start) */
+    double applied_per_s;      /* over the last few seconds */
+    int64_t lag_events;        /* events not applied yet (-1: unknown) */
+    int64_t lag_ms;            /* age of the oldest event not applied (0: caught up) */
     /* Commit-to-applied latency of every applied event, in 1 ms buckets. */
     int64_t lag_hist[ENGINE_LAG_BUCKETS];
     char last_error[256];
@@ -304,7 +368,8 @@ sl_status engine_listener_stats_get(engine_listener *l, engine_listener_stats *o
 
 /* Writes the listener's counters as Prometheus text (sightline_listener_*:
  * running, lease_held, feed_gone, events_applied_total, events_skipped_total,
- * commits_total, conflicts_total, errors_total, applied_events_per_second and
+ * commits_total, conflicts_total, errors_total, quarantined,
+ * quarantined_total, quarantine_skips_total, applied_events_per_second and
  * the histogram apply_latency_seconds).  l may be NULL (a process without a
  * listener): then only sightline_listener_running 0.  The lag itself is the
  * store's to tell (store_feed_stats_get), whoever runs the listener. */
@@ -318,27 +383,54 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out);
  * from items is brought back to C by subtracting the deltas of the feed events
  * in (C, H], so both sides describe the same point.  The shadow is kept in
  * memory one tenant at a time (items are scanned in pk order, so a tenant's
- * documents are contiguous), bounded by max_aggregates.
+ * documents are contiguous), bounded by max_aggregates.  Every live document
+ * is read against the key the store keeps for it (store_doc), so a document
+ * that is not BSON, holds another document's bytes, or has a field missing,
+ * extra, mistyped, negative or inconsistent is named as such; so is a
+ * quarantined aggregate (its record).
  *
- * --repair adds (shadow - live) to the current live document under a version
- * condition, retried on conflict, so a listener running meanwhile loses
- * nothing.  Only one repairing run at a time (a lease RECOMPUTE#... in
- * SYS#ENGINE).  When the consumer's feed position was pruned, repair first
- * resets the consumer to the head, then repairs every tenant.
+ * --repair replaces, it never adds: for a tenant with drift it takes the
+ * listener's lease (engine__lease_seize: the listener's commits stop, its
+ * token C' stays put), rebuilds that tenant in a fresh snapshot taken after,
+ * and writes each drifted aggregate as rebuilt, removing its quarantine
+ * record in the same write, each write fenced on the version the snapshot
+ * showed and on both leases; then gives the lease back and the listener goes
+ * on from C'.  docs/recompute.md ("Repair") argues why nothing is lost or
+ * applied twice.  Only one repairing run at a time (a lease RECOMPUTE#... in
+ * SYS#ENGINE).  When the consumer's feed position was pruned, repair holds
+ * the listener's lease for the whole run, resets the consumer to the head,
+ * then repairs every tenant.
  *
  * Resumable: after each tenant the run records a checkpoint; a run with the
  * same scope (tenant option and repair) continues after the last finished
  * tenant unless `fresh` is set.
  * ------------------------------------------------------------------------- */
-#define ENGINE_DRIFT_VALUE_MAX 48
+#define ENGINE_DRIFT_VALUE_MAX   48
+#define ENGINE_DRIFT_SUMMARY_MAX 768
 
+/* One drifted field (the --verbose listing). */
 typedef struct engine_drift_row {
     char tenant[ENGINE_NAME_SIZE];
     char sk[SCHEMA_KEY_MAX];                 /* the aggregate's sort key */
     char field[ENGINE_METRIC_NAME_MAX + 32]; /* "count", "metrics.memorability.hist[42]", ... */
-    char live[ENGINE_DRIFT_VALUE_MAX];       /* "absent" when missing */
+    char live[ENGINE_DRIFT_VALUE_MAX]; /* "absent" when missing; what is wrong when unreadable */
     char recomputed[ENGINE_DRIFT_VALUE_MAX];
 } engine_drift_row;
+
+/* One drifted aggregate, its fields summed up by group: what is wrong with
+ * the document itself ("document is not BSON (12 bytes)", "document holds a
+ * campaign_agg document of T#a#AGG / BRAND#b#CAMPAIGN#c", "quarantined by the
+ * listener since ...: why", "fields: count missing"), then each scalar that
+ * differs ("count live 3 recomputed 4") and each metric that differs
+ * ("metrics.memorability: n, sum, sumsq, hist (12 bins) differ"), separated
+ * by "; ". */
+typedef struct engine_drift_agg {
+    char tenant[ENGINE_NAME_SIZE];
+    char sk[SCHEMA_KEY_MAX];
+    int64_t fields; /* drifted fields (rows) of this aggregate */
+    int repaired;   /* 1 when this run replaced it */
+    char summary[ENGINE_DRIFT_SUMMARY_MAX];
+} engine_drift_agg;
 
 typedef struct engine_recompute_progress {
     const char *tenant; /* being processed */
@@ -355,7 +447,7 @@ typedef struct engine_recompute_options {
     int fresh;             /* ignore a checkpoint of an interrupted run */
     const char *consumer;  /* NULL: ENGINE_CONSUMER */
     size_t max_aggregates; /* of one tenant in memory; 0: 2,000,000 */
-    size_t max_rows;       /* drift rows kept in the report; 0: 10,000 */
+    size_t max_rows;       /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
     /* Called every few hundred documents and after each tenant; a nonzero
      * return interrupts the run (SL_EBUSY), which resumes from its checkpoint. */
     int (*progress)(void *ctx, const engine_recompute_progress *p);
@@ -377,6 +469,8 @@ typedef struct engine_recompute_report {
     int64_t repaired_aggregates;
     size_t nrows; /* rows kept (at most max_rows) of this process's part */
     engine_drift_row *rows;
+    size_t naggs; /* drifted aggregates kept (at most max_rows) of this process's part */
+    engine_drift_agg *aggs;
 } engine_recompute_report;
 
 /* Runs a recompute.  On SL_OK *out holds the report: free it with

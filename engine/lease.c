@@ -1,6 +1,8 @@
 /* lease.c -- a lease document (SYS#ENGINE / LEASE#<name>) that lets one process
  * act at a time: the store's listener, a repairing recompute.  Taking it bumps
- * its version, so writes fenced on "version == mine" stop once it is taken. */
+ * its version, so writes fenced on "version == mine" stop once it is taken.
+ * A repairing recompute may also seize the listener's lease for a moment
+ * (engine__lease_seize), which stops the listener's commits. */
 #include "engine_int.h"
 
 #include <stdio.h>
@@ -108,6 +110,35 @@ sl_status engine__lease_renew(store *s, engine__lease *l, sl_error *err)
     sl_status rc = lease_write(s, l, cond, l->acquired_ms, err);
     if (rc == SL_ECONDITION)
         l->held = 0;
+    return rc;
+}
+
+sl_status engine__lease_seize(store *s, engine__lease *l, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    for (int attempt = 0;; attempt++) {
+        bson_t *cur = NULL;
+        bson_iter_t it;
+        store_cond cond = {STORE_COND_NOT_EXISTS, 0};
+        sl_error_clear(err);
+        rc = store_get(s, STORE_AGGREGATES, ENGINE_SYS_PK, l->sk, &cur, err);
+        if (rc == SL_OK && bson_iter_init_find(&it, cur, SCHEMA_F_VERSION) &&
+            BSON_ITER_HOLDS_INT64(&it))
+            cond = (store_cond){STORE_COND_VERSION, bson_iter_int64(&it)};
+        if (cur)
+            bson_destroy(cur);
+        if (rc == SL_ENOTFOUND || rc == SL_OK) {
+            sl_error_clear(err);
+            rc = lease_write(s, l, cond, engine__now_ms(), err);
+        }
+        /* The holder renewed in between: read again. */
+        if (rc != SL_ECONDITION || attempt == 100)
+            break;
+    }
+    if (rc != SL_OK) {
+        l->held = 0;
+        sl_error_prefix(err, "taking lease %s", l->name);
+    }
     return rc;
 }
 

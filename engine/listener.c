@@ -1,6 +1,8 @@
 /* listener.c -- the change-feed listener thread: holds the lease, reads events
  * from its committed token, merges their deltas per aggregate and commits them
- * with its new token (fenced by the lease) in one store_consumer_commit. */
+ * with its new token (fenced by the lease) in one store_consumer_commit.  An
+ * aggregate it cannot apply deltas to is quarantined (engine.h) in that same
+ * commit, and the feed goes on for every other aggregate. */
 #include "engine_int.h"
 
 #include <errno.h>
@@ -30,6 +32,10 @@
 #define ENGINE__CONFLICT_RETRIES  20
 #define ENGINE__ADVANCE_SKIPPED   4096u /* skipped events that make a position-only commit */
 #define ENGINE__ADVANCE_MS        1000  /* or the time after which one is made */
+/* Quarantined aggregates the listener keeps in memory (~1 KB each).  Past it
+ * a new quarantine cannot be recorded and the batch that needs it waits,
+ * retried, as any batch that cannot be applied: run recompute --repair. */
+#define ENGINE__QUARANTINE_MAX 10000u
 
 struct engine_listener {
     store *s;
@@ -55,6 +61,12 @@ struct engine_listener {
     char last_token[STORE_TOKEN_MAX]; /* token after the last pending event */
     engine_aggset *pending;           /* merged deltas of the pending events */
     engine_aggset *cache;             /* live aggregates; version 0 = known absent */
+    /* Identities of the quarantined aggregates: loaded from the records when
+     * the feed opens (after the lease was taken; only this holder adds
+     * records while it holds the lease, and only a repair that took the
+     * lease away removes them), grown by this listener's commits. */
+    engine_aggset *quarantined;
+    int64_t pending_quarantine_skips; /* aggregate deltas of the batch dropped */
     size_t npending;
     int64_t *pending_commit_ms; /* batch_max commit times, for the lag histogram */
     int64_t pending_skipped;
@@ -103,6 +115,13 @@ static void note_error(engine_listener *l, const sl_error *e, const char *what)
     pthread_mutex_unlock(&l->mu);
 }
 
+static void set_quarantined(engine_listener *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stats.quarantined = (int64_t)engine_aggset_count(l->quarantined);
+    pthread_mutex_unlock(&l->mu);
+}
+
 static void set_flags(engine_listener *l, int holding, int feed_gone)
 {
     pthread_mutex_lock(&l->mu);
@@ -119,6 +138,7 @@ static void drop_state(engine_listener *l)
     engine_aggset_clear(l->cache);
     l->npending = 0;
     l->pending_skipped = 0;
+    l->pending_quarantine_skips = 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -127,7 +147,9 @@ static void drop_state(engine_listener *l)
 
 /* The live state of d's aggregate into *live (version 0 when absent), from
  * the cache or the store.  *live (initialized by the caller) owns its metrics
- * afterwards: the caller frees them with engine_agg_free(). */
+ * afterwards: the caller frees them with engine_agg_free().  SL_ECORRUPT (err
+ * says why) when the stored document cannot be read as that aggregate
+ * (engine_agg_read): the caller quarantines it. */
 static sl_status live_get(engine_listener *l, const engine_agg *d, engine_agg *live, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -148,14 +170,7 @@ static sl_status live_get(engine_listener *l, const engine_agg *d, engine_agg *l
         live->version = 0;
         rc = SL_OK;
     } else if (rc == SL_OK) {
-        engine__problems p = {0};
-        if ((rc = engine__agg_decode_lenient(doc, live, &p, err)) != SL_OK)
-            goto out;
-        if (p.n)
-            engine__log(l->log, l->log_ctx, "warning",
-                        "aggregate %s / %s: field %s unreadable, taken as 0; run `sightline "
-                        "recompute --repair`",
-                        pk, sk, p.field[0]);
+        rc = engine_agg_read(doc, pk, sk, live, err);
     }
 out:
     if (doc)
@@ -186,13 +201,26 @@ static void cache_put(engine_listener *l, const engine_agg *a)
  * ------------------------------------------------------------------------- */
 typedef struct planned {
     engine_agg next; /* the state to write */
-    int kind;        /* 0 nothing, 1 put, 2 delete */
+    int kind;        /* 0 nothing, 1 put, 2 delete, 3 quarantine */
+    char why[300];   /* kind 3: the reason recorded */
 } planned;
 
+/* 1 when a failure to apply deltas to one aggregate is the aggregate's own
+ * (its document, or what the deltas would make of it), not the store's:
+ * that aggregate is quarantined and the batch goes on. */
+static int aggregate_failure(sl_status rc)
+{
+    return rc == SL_ECORRUPT || rc == SL_EINVAL || rc == SL_ETOOLARGE;
+}
+
 /* Builds the writes for the pending deltas and commits them with the token.
- * SL_ECONDITION: a version, the lease or the token moved (the caller tells
- * which).  On failure nothing is stored and the pending deltas are kept.  The
- * plan, ops and documents are allocated and freed here. */
+ * Deltas to a quarantined aggregate are dropped (counted); an aggregate that
+ * cannot take its deltas (its document unreadable, or the sum impossible:
+ * engine_agg_read, engine_agg_check) is quarantined by a record written with
+ * the token instead of the aggregate.  SL_ECONDITION: a version, a record,
+ * the lease or the token moved (the caller tells which).  On failure nothing
+ * is stored and the pending deltas are kept.  The plan, ops and documents
+ * are allocated and freed here. */
 static sl_status commit_once(engine_listener *l, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -202,7 +230,8 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
     /* bson_t wants 128-byte alignment, more than calloc promises. */
     bson_t *docs = aligned_alloc(BSON_ALIGNOF(bson_t), (n ? n : 1) * sizeof *docs);
     char(*keys)[2][SCHEMA_KEY_MAX] = calloc(n ? n : 1, sizeof *keys);
-    size_t nops = 0, ndocs = 0;
+    size_t nops = 0, ndocs = 0, nquarantine = 0;
+    int64_t skips = 0;
     if (!plan || !ops || !docs || !keys) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory planning a commit of %zu aggregates", n);
         goto out;
@@ -212,16 +241,48 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
         engine_agg_init(&plan[i].next);
         if (engine_agg_is_zero(d))
             continue; /* e.g. a rescore undone within the batch */
-        if ((rc = live_get(l, d, &plan[i].next, err)) != SL_OK)
-            goto out;
-        int64_t version = plan[i].next.version;
-        if ((rc = engine_agg_add(&plan[i].next, d, +1, err)) != SL_OK)
-            goto out;
+        if (engine_aggset_find(l->quarantined, d)) {
+            skips++; /* recompute --repair rebuilds it from the items, these deltas included */
+            continue;
+        }
         if ((rc = engine_agg_keys(d, keys[i][0], keys[i][1], err)) != SL_OK)
             goto out;
+        sl_error e;
+        sl_error_clear(&e);
+        sl_status arc = live_get(l, d, &plan[i].next, &e);
+        int64_t version = plan[i].next.version;
+        if (arc == SL_OK)
+            arc = engine_agg_add(&plan[i].next, d, +1, &e);
+        if (arc == SL_OK && !engine_agg_is_zero(&plan[i].next) &&
+            (arc = engine_agg_check(&plan[i].next, &e)) != SL_OK)
+            sl_error_prefix(&e, "it had drifted: adding its deltas would leave it impossible");
         store_op *op = &ops[nops];
         op->table = STORE_AGGREGATES;
-        if (engine_agg_is_zero(&plan[i].next)) {
+        if (arc != SL_OK && !aggregate_failure(arc)) {
+            rc = sl_error_set(err, arc, "%s", e.message); /* the store's: retried */
+            goto out;
+        } else if (arc != SL_OK) {
+            if (engine_aggset_count(l->quarantined) + nquarantine >= ENGINE__QUARANTINE_MAX) {
+                rc = sl_error_set(err, SL_ETOOLARGE,
+                                  "%s / %s cannot be applied (%s) and %u aggregates are "
+                                  "quarantined already: run `sightline recompute --repair`",
+                                  keys[i][0], keys[i][1], e.message, ENGINE__QUARANTINE_MAX);
+                goto out;
+            }
+            /* Set it aside: a record, committed with the token, instead of the aggregate. */
+            plan[i].kind = 3;
+            snprintf(plan[i].why, sizeof plan[i].why, "%.299s", e.message);
+            char qsk[STORE_KEY_MAX];
+            if ((rc = engine__quarantine_sk(keys[i][0], keys[i][1], qsk, err)) != SL_OK)
+                goto out;
+            bson_init(&docs[ndocs]);
+            engine__quarantine_doc(&docs[ndocs], qsk, d, keys[i][0], keys[i][1], l->consumer,
+                                   plan[i].why, l->prev_token);
+            op->kind = STORE_OP_PUT;
+            op->doc = &docs[ndocs++];
+            op->cond = (store_cond){STORE_COND_NOT_EXISTS, 0};
+            nquarantine++;
+        } else if (engine_agg_is_zero(&plan[i].next)) {
             if (version == 0)
                 continue; /* absent and stays absent */
             plan[i].kind = 2;
@@ -258,12 +319,30 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
             continue;
         if (plan[i].kind == 1) {
             plan[i].next.version = ops[k].result.version;
-        } else { /* deleted: remember it as known-absent */
+        } else { /* deleted or quarantined: remember it as known-absent */
             engine_agg_free(&plan[i].next);
             engine__agg_copy_identity(&plan[i].next, engine_aggset_at(l->pending, i));
         }
-        cache_put(l, &plan[i].next);
+        if (plan[i].kind == 3) {
+            /* The set has room (checked above); a failure here is memory, and the
+             * record is reloaded when the feed reopens. */
+            if (engine_aggset_add(l->quarantined, &plan[i].next, +1, NULL) != SL_OK)
+                store_feed_close(&l->feed);
+            engine__log(l->log, l->log_ctx, "error",
+                        "aggregate %s / %s quarantined: %s; its deltas are skipped (every "
+                        "other aggregate goes on) until `sightline recompute --repair` rebuilds it",
+                        keys[i][0], keys[i][1], plan[i].why);
+        } else {
+            cache_put(l, &plan[i].next);
+        }
         k++;
+    }
+    l->pending_quarantine_skips = skips;
+    if (nquarantine) {
+        pthread_mutex_lock(&l->mu);
+        l->stats.quarantined_total += (int64_t)nquarantine;
+        pthread_mutex_unlock(&l->mu);
+        set_quarantined(l);
     }
 out:
     if (plan)
@@ -320,6 +399,7 @@ static void batch_done(engine_listener *l)
     pthread_mutex_lock(&l->mu);
     l->stats.events_applied += (int64_t)l->npending;
     l->stats.events_skipped += l->pending_skipped;
+    l->stats.quarantine_skips += l->pending_quarantine_skips;
     l->stats.commits++;
     for (size_t i = 0; i < l->npending; i++) {
         int64_t lag = now - l->pending_commit_ms[i];
@@ -332,6 +412,7 @@ static void batch_done(engine_listener *l)
     engine_aggset_clear(l->pending);
     l->npending = 0;
     l->pending_skipped = 0;
+    l->pending_quarantine_skips = 0;
 }
 
 /* Commits the pending batch (or, with no event pending, the position the
@@ -417,6 +498,36 @@ static int take_event(engine_listener *l, const store_event *ev)
     return ok;
 }
 
+static int load_one(void *ctx, const engine_quarantine *q)
+{
+    engine_listener *l = ctx;
+    engine_agg id;
+    /* A record whose key names no aggregate stands for nothing the listener applies. */
+    if (engine__agg_identity(q->pk, q->sk, &id, NULL) == SL_OK &&
+        engine_aggset_add(l->quarantined, &id, +1, NULL) != SL_OK)
+        return 0;
+    return 1;
+}
+
+/* Loads the identities of the quarantined aggregates (see struct
+ * engine_listener).  0 when they could not all be read. */
+static int load_quarantined(engine_listener *l)
+{
+    sl_error e;
+    sl_error_clear(&e);
+    engine_aggset_clear(l->quarantined);
+    sl_status rc = engine__quarantine_each(l->s, NULL, NULL, load_one, l, &e);
+    if (rc == SL_OK && engine_aggset_count(l->quarantined) >= ENGINE__QUARANTINE_MAX)
+        rc = sl_error_set(&e, SL_ETOOLARGE,
+                          "%u or more aggregates are quarantined: run `sightline recompute "
+                          "--repair`",
+                          ENGINE__QUARANTINE_MAX);
+    if (rc != SL_OK)
+        note_error(l, &e, "reading the quarantined aggregates");
+    set_quarantined(l);
+    return rc == SL_OK;
+}
+
 /* Opens the feed at the committed token.  0 when it could not. */
 static int open_feed(engine_listener *l)
 {
@@ -451,6 +562,11 @@ static int open_feed(engine_listener *l)
         l->prev_token[0] = '\0';
     } else if (rc != SL_OK) {
         note_error(l, &e, "reading the consumer token");
+        store_feed_close(&l->feed);
+        nap(l, ENGINE__BACKOFF_MAX_MS);
+        goto out;
+    }
+    if (!load_quarantined(l)) {
         store_feed_close(&l->feed);
         nap(l, ENGINE__BACKOFF_MAX_MS);
         goto out;
@@ -588,6 +704,7 @@ static void listener_free(engine_listener *l)
     if (l) {
         engine_aggset_free(&l->pending);
         engine_aggset_free(&l->cache);
+        engine_aggset_free(&l->quarantined);
         free(l->pending_commit_ms);
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);
@@ -655,7 +772,8 @@ sl_status engine_listener_start(store *s, const engine_listener_options *opt, en
      * with the most tools, old and new image). */
     if ((rc = engine_aggset_new(ENGINE__PENDING_SOFT + 2 * ENGINE_SUMMARY_TOOLS_MAX + 16,
                                 &l->pending, err)) != SL_OK ||
-        (rc = engine_aggset_new(ENGINE__CACHE_MAX + 1, &l->cache, err)) != SL_OK)
+        (rc = engine_aggset_new(ENGINE__CACHE_MAX + 1, &l->cache, err)) != SL_OK ||
+        (rc = engine_aggset_new(ENGINE__QUARANTINE_MAX + 1, &l->quarantined, err)) != SL_OK)
         goto out;
     l->rate_mono = engine__mono_ms();
     int e = pthread_create(&l->thread, NULL, listener_main, l);

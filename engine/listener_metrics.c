@@ -1,6 +1,7 @@
 /* listener_metrics.c -- the listener's counters as Prometheus text for
  * GET /metrics: whether this process runs it and holds the lease, events
- * applied (total and rate), and commit-to-applied latency as a histogram. */
+ * applied (total and rate), quarantined aggregates, and commit-to-applied
+ * latency as a histogram. */
 #include "engine_int.h"
 
 #include <inttypes.h>
@@ -46,6 +47,16 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out)
     counter(out, "sightline_listener_conflicts_total", "Commits retried after a version conflict.",
             st->conflicts);
     counter(out, "sightline_listener_errors_total", "Store errors survived (retried).", st->errors);
+    gauge(out, "sightline_listener_quarantined",
+          "Aggregates quarantined as this process's listener last read them (their deltas are "
+          "skipped until `sightline recompute --repair`).",
+          (double)st->quarantined);
+    counter(out, "sightline_listener_quarantined_total",
+            "Aggregates this process's listener quarantined (document unreadable or drifted).",
+            st->quarantined_total);
+    counter(out, "sightline_listener_quarantine_skips_total",
+            "Merged deltas to quarantined aggregates that were dropped (repair rebuilds them).",
+            st->quarantine_skips);
     gauge(out, "sightline_listener_applied_events_per_second",
           "Events applied per second over the last few seconds.", st->applied_per_s);
     const char *h = "sightline_listener_apply_latency_seconds";

@@ -1,8 +1,11 @@
 /* recompute.c -- rebuilds every aggregate from the base documents, compares it
- * field by field with the live aggregates, repairs the drift on request, and
- * keeps a checkpoint per tenant and an audit per run. */
+ * field by field with the live aggregates (read against the keys the store
+ * keeps, so a damaged document is named as such), replaces the drifted ones
+ * on request, and keeps a checkpoint per tenant and an audit per run. */
 #include "engine_int.h"
 
+#include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,34 +16,38 @@
  * snapshot head H; the shadow (f summed over items) minus the deltas of the
  * feed events in (C, H] describes the same point as the live side.
  *
+ * Repair replaces, fenced (see repair_group): a tenant with drift is rebuilt
+ * a second time in a snapshot taken after the listener's lease was seized,
+ * so its token cannot move while the rebuilt aggregates are written.
+ *
  * Memory: items are scanned in pk order, so a tenant's documents (pk
  * "T#<t>#...") are contiguous; the shadow holds one tenant at a time, next to
- * the same tenant's live aggregates (scanned in the same order) and the
- * pending deltas of the feed. */
+ * the same tenant's live aggregates (scanned in the same order), the pending
+ * deltas of the feed and the tenant's quarantine records. */
 
 #define ENGINE__RECOMPUTE_AGGS_DEFAULT 2000000u
 #define ENGINE__RECOMPUTE_ROWS_DEFAULT 10000u
 #define ENGINE__SCAN_PAGE              500u
 #define ENGINE__REPAIR_LEASE           "recompute"
 #define ENGINE__REPAIR_LEASE_MS        10000
-#define ENGINE__REPAIR_RETRIES         100
+#define ENGINE__REPAIR_BATCH           100u /* aggregates replaced by one atomic write */
 
 /* ---------------------------------------------------------------------------
  * A scan cursor that walks pages and remembers the token of its page.
  * ------------------------------------------------------------------------- */
 typedef struct run run;
-static sl_status renew_repair_lease(run *r, sl_error *err);
+static sl_status renew_leases(run *r, sl_error *err);
 
 typedef struct cursor {
-    run *owner; /* renews its repair lease between pages */
+    run *owner; /* renews its leases between pages */
     store *s;
     store_table table;
     char prefix[SCHEMA_KEY_MAX];
     store_page page;
     size_t i;
     int started, done;
-    char page_token[STORE_TOKEN_MAX]; /* the token that fetched the current page */
-    char next_token[STORE_TOKEN_MAX];
+    char page_token[STORE_PAGE_TOKEN_MAX]; /* the token that fetched the current page */
+    char next_token[STORE_PAGE_TOKEN_MAX];
     int64_t docs; /* documents passed */
 } cursor;
 
@@ -61,9 +68,11 @@ static void cursor_free(cursor *c)
     store_page_free(&c->page);
 }
 
-/* Makes the current document available in *view; 0 at the end (or on error,
- * with *rc set). */
-static int cursor_peek(cursor *c, bson_t *view, sl_status *rc, sl_error *err)
+/* Makes the current row available: *row (the key and version the store
+ * keeps, valid until the cursor leaves its page), *view and *readable (0
+ * when its bytes are not BSON).  0 at the end (or on error, with *rc set). */
+static int cursor_peek(cursor *c, const store_doc **row, bson_t *view, int *readable, sl_status *rc,
+                       sl_error *err)
 {
     while (!c->done && (!c->started || c->i >= c->page.count)) {
         if (c->started && !c->page.next_token) {
@@ -73,7 +82,7 @@ static int cursor_peek(cursor *c, bson_t *view, sl_status *rc, sl_error *err)
         if (c->started)
             snprintf(c->next_token, sizeof c->next_token, "%s", c->page.next_token);
         store_page_free(&c->page);
-        if ((*rc = renew_repair_lease(c->owner, err)) != SL_OK) {
+        if ((*rc = renew_leases(c->owner, err)) != SL_OK) {
             c->done = 1;
             break;
         }
@@ -89,10 +98,9 @@ static int cursor_peek(cursor *c, bson_t *view, sl_status *rc, sl_error *err)
         c->started = 1;
         c->i = 0;
     }
-    if (!c->done && !store_page_view(&c->page, c->i, view)) {
-        *rc = sl_error_set(err, SL_ECORRUPT, "unreadable document in a scan of %s",
-                           c->table == STORE_ITEMS ? "items" : "aggregates");
-        c->done = 1;
+    if (!c->done) {
+        *row = &c->page.docs[c->i];
+        *readable = store_page_view(&c->page, c->i, view);
     }
     return !c->done;
 }
@@ -103,13 +111,10 @@ static void cursor_next(cursor *c)
     c->docs++;
 }
 
-/* The tenant group ("T#<t>#") of a document, "" when it has none. */
-static void doc_group(const bson_t *doc, char *group)
+/* The tenant group ("T#<t>#") of a row's key, "" when it has none. */
+static void row_group(const store_doc *row, char *group)
 {
-    bson_iter_t it;
-    group[0] = '\0';
-    if (bson_iter_init_find(&it, doc, SCHEMA_F_PK) && BSON_ITER_HOLDS_UTF8(&it) &&
-        !engine__tenant_group(bson_iter_utf8(&it, NULL), group))
+    if (!engine__tenant_group(row->pk, group))
         group[0] = '\0';
 }
 
@@ -119,10 +124,11 @@ static void doc_group(const bson_t *doc, char *group)
 static sl_status cursor_group(cursor *c, const char *after, char *group, sl_error *err)
 {
     sl_status rc = SL_OK;
+    const store_doc *row;
     bson_t view;
-    int found = 0;
-    while (!found && cursor_peek(c, &view, &rc, err)) {
-        doc_group(&view, group);
+    int readable, found = 0;
+    while (!found && cursor_peek(c, &row, &view, &readable, &rc, err)) {
+        row_group(row, group);
         found = group[0] && (!after[0] || strcmp(group, after) > 0);
         if (!found)
             cursor_next(c);
@@ -145,13 +151,43 @@ struct run {
     char last_group[SCHEMA_KEY_MAX]; /* last finished tenant group */
     engine_recompute_report *rep;
     engine_aggset *pending; /* sum of deltas of the events in (C, H] */
-    char **pending_groups;  /* their groups, sorted, distinct */
-    size_t npending_groups, next_pending_group;
-    engine__lease lease; /* held while repairing */
+    char **groups;          /* tenant groups of the pending deltas and of quarantine records */
+    size_t ngroups, next_group;
+    size_t cap_aggs;        /* of rep->aggs */
+    engine__lease lease;    /* held while repairing */
+    engine__lease listener; /* the consumer's lease, seized while replacing */
+    int listener_for_run;   /* seized before r->snap was opened: replace in the first pass */
     int64_t lease_renew_mono;
     engine_recompute_progress progress;
     char progress_tenant[ENGINE_NAME_SIZE];
 };
+
+/* The report's counters and list lengths, to take back a first look at a
+ * tenant that is then rebuilt under the listener's lease. */
+typedef struct report_mark {
+    engine_recompute_report counters;
+    size_t nrows, naggs;
+} report_mark;
+
+static void mark_take(const run *r, report_mark *m)
+{
+    m->counters = *r->rep;
+    m->nrows = r->rep->nrows;
+    m->naggs = r->rep->naggs;
+}
+
+static void mark_restore(run *r, const report_mark *m)
+{
+    engine_recompute_report *rep = r->rep;
+    rep->items_scanned = m->counters.items_scanned;
+    rep->malformed = m->counters.malformed;
+    rep->aggregates_checked = m->counters.aggregates_checked;
+    rep->drift_fields = m->counters.drift_fields;
+    rep->drift_aggregates = m->counters.drift_aggregates;
+    rep->repaired_aggregates = m->counters.repaired_aggregates;
+    rep->nrows = m->nrows;
+    rep->naggs = m->naggs;
+}
 
 static void add_row(run *r, const char *tenant, const char *sk, const char *field, const char *live,
                     const char *recomputed)
@@ -169,22 +205,229 @@ static void add_row(run *r, const char *tenant, const char *sk, const char *fiel
     }
 }
 
+/* A summary under construction: parts separated by "; ", cut with "..." when
+ * full. */
+typedef struct sbuf {
+    char s[ENGINE_DRIFT_SUMMARY_MAX];
+    size_t len;
+} sbuf;
+
+static void sb_part(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_part(sbuf *b, const char *fmt, ...)
+{
+    char part[ENGINE_DRIFT_SUMMARY_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(part, sizeof part, fmt, ap);
+    va_end(ap);
+    size_t room = sizeof b->s - b->len;
+    if (room > 4) {
+        int n = snprintf(b->s + b->len, room, "%s%s", b->len ? "; " : "", part);
+        b->len = n < 0 ? b->len : (size_t)n >= room ? sizeof b->s - 1 : b->len + (size_t)n;
+        if (b->len == sizeof b->s - 1)
+            memcpy(b->s + sizeof b->s - 4, "...", 4);
+    }
+}
+
+/* Records one drifted aggregate's summary (the count goes on past the
+ * entries kept, as for rows). */
+static sl_status add_summary(run *r, const char *tenant, const char *sk, int64_t fields,
+                             const sbuf *b, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    engine_recompute_report *rep = r->rep;
+    if (rep->naggs >= r->opt.max_rows)
+        goto out;
+    if (rep->naggs == r->cap_aggs) {
+        size_t cap = r->cap_aggs ? r->cap_aggs * 2 : 16;
+        engine_drift_agg *grown = realloc(rep->aggs, cap * sizeof *grown);
+        if (!grown) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory listing drifted aggregates");
+            goto out;
+        }
+        rep->aggs = grown;
+        r->cap_aggs = cap;
+    }
+    engine_drift_agg *a = &rep->aggs[rep->naggs++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+    snprintf(a->sk, sizeof a->sk, "%s", sk);
+    snprintf(a->summary, sizeof a->summary, "%s", b->s);
+    a->fields = fields;
+out:
+    return rc;
+}
+
 static void fmt_i64(int64_t v, char *out)
 {
     snprintf(out, ENGINE_DRIFT_VALUE_MAX, "%lld", (long long)v);
 }
 
-/* Compares one counter; adds a row and returns 1 when they differ. */
-static int cmp_i64(run *r, const engine_agg *id, const char *sk, const char *field, int64_t live,
-                   int64_t shadow)
+/* ---------------------------------------------------------------------------
+ * One tenant's state: the shadow, the live documents as read, the
+ * quarantine records.
+ * ------------------------------------------------------------------------- */
+typedef enum live_state {
+    LIVE_OK = 0,    /* the layout holds (values may still drift) */
+    LIVE_FIELDS,    /* fields missing, mistyped, extra, negative, inconsistent, stale */
+    LIVE_FOREIGN,   /* another document's bytes */
+    LIVE_UNREADABLE /* not BSON */
+} live_state;
+
+typedef struct live_info {
+    live_state state;
+    engine__problems problems;
+    int64_t version; /* the stored version (store_doc), for the repair's condition */
+    uint32_t bytes;
+    int compared;
+} live_info;
+
+typedef struct group_state {
+    engine_aggset *shadow, *live;
+    live_info *info; /* info[i] for the live aggregate whose version field is i + 1 */
+    size_t ninfo, cap_info;
+    engine_quarantine *q; /* this tenant's records, in key order */
+    size_t nq, cap_q;
+    char *q_compared;
+} group_state;
+
+static void group_free(group_state *g)
 {
-    if (live != shadow) {
-        char a[ENGINE_DRIFT_VALUE_MAX], b[ENGINE_DRIFT_VALUE_MAX];
-        fmt_i64(live, a);
-        fmt_i64(shadow, b);
-        add_row(r, id->tenant, sk, field, a, b);
+    engine_aggset_free(&g->shadow);
+    engine_aggset_free(&g->live);
+    free(g->info);
+    free(g->q);
+    free(g->q_compared);
+    memset(g, 0, sizeof *g);
+}
+
+/* Why a field (or the metric or histogram it belongs to) could not be read
+ * as a number, from the problems: NULL when its value is what it says. */
+static const char *unread_why(const live_info *li, const char *field)
+{
+    const char *why = NULL;
+    for (size_t i = 0; li && !why && i < li->problems.n; i++) {
+        const char *f = li->problems.field[i], *w = li->problems.why[i];
+        size_t fl = strlen(f);
+        int value_unknown = w == engine__why_missing || w == engine__why_type ||
+                            w == engine__why_duplicate || w == engine__why_decode;
+        /* "metrics.x" covers its fields; "metrics.x.hist" its bins; sumsq_hi/_lo the sumsq. */
+        int covers = !strcmp(f, field) ||
+                     (!strncmp(field, f, fl) && (field[fl] == '.' || field[fl] == '[')) ||
+                     (!strncmp(f, field, strlen(field)) && !strcmp(f + strlen(field), "_hi")) ||
+                     (!strncmp(f, field, strlen(field)) && !strcmp(f + strlen(field), "_lo"));
+        if (covers && value_unknown)
+            why = w;
     }
-    return live != shadow;
+    return why;
+}
+
+typedef struct cmp_ctx {
+    run *r;
+    const engine_agg *id;
+    const live_info *li;
+    const char *sk;
+    sbuf *sb;
+} cmp_ctx;
+
+/* One differing field as the summary tells it: "live 3" or the reason it
+ * could not be read ("missing"), and the recomputed value. */
+typedef struct diff {
+    char field[ENGINE_METRIC_NAME_MAX + 32];
+    char live[ENGINE_DRIFT_VALUE_MAX + 8];
+    char recomputed[ENGINE_DRIFT_VALUE_MAX];
+} diff;
+
+/* One field given as text: a row when live and recomputed differ (or the
+ * live value could not be read), described in *d.  1 when it differs. */
+static int cmp_text(cmp_ctx *c, const char *field, const char *live, const char *recomputed,
+                    diff *d)
+{
+    const char *why = unread_why(c->li, field);
+    if (!why && !strcmp(live, recomputed))
+        return 0;
+    add_row(c->r, c->id->tenant, c->sk, field, why ? why : live, recomputed);
+    if (d) {
+        snprintf(d->field, sizeof d->field, "%s", field);
+        snprintf(d->live, sizeof d->live, "%s%s", why ? "" : "live ", why ? why : live);
+        snprintf(d->recomputed, sizeof d->recomputed, "%s", recomputed);
+    }
+    return 1;
+}
+
+static int cmp_i64(cmp_ctx *c, const char *field, int64_t live, int64_t shadow, diff *d)
+{
+    char a[ENGINE_DRIFT_VALUE_MAX], b[ENGINE_DRIFT_VALUE_MAX];
+    fmt_i64(live, a);
+    fmt_i64(shadow, b);
+    return cmp_text(c, field, a, b, d);
+}
+
+/* A scalar of the aggregate itself (count, a tool counter): its own part of
+ * the summary. */
+static void cmp_top(cmp_ctx *c, const char *field, int64_t live, int64_t shadow)
+{
+    diff d;
+    if (cmp_i64(c, field, live, shadow, &d))
+        sb_part(c->sb, "%s %s recomputed %s", d.field, d.live, d.recomputed);
+}
+
+/* One metric present on either side (the other may be the zero metric):
+ * rows for each field and bin, one part of the summary. */
+static void cmp_metric(cmp_ctx *c, const char *name, const engine_metric *lm,
+                       const engine_metric *sm, int live_has, int shadow_has)
+{
+    char field[ENGINE_METRIC_NAME_MAX + 32], parts[96] = "";
+    char a[ENGINE_DRIFT_VALUE_MAX], b[ENGINE_DRIFT_VALUE_MAX];
+    diff d, one;
+    int nscalar = 0, bins = 0;
+    size_t plen = 0;
+    static const char *const names[3] = {"n", "sum", "sumsq"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(field, sizeof field, "metrics.%s.%s", name, names[k]);
+        if (k < 2) {
+            fmt_i64(k ? lm->sum : lm->n, a);
+            fmt_i64(k ? sm->sum : sm->n, b);
+        } else {
+            engine__i128_format(lm->sumsq, a, sizeof a);
+            engine__i128_format(sm->sumsq, b, sizeof b);
+        }
+        if (cmp_text(c, field, a, b, &d)) {
+            plen += (size_t)snprintf(parts + plen, sizeof parts - plen, "%s%s", plen ? ", " : "",
+                                     names[k]);
+            one = d;
+            nscalar++;
+        }
+    }
+    snprintf(field, sizeof field, "metrics.%s.hist", name);
+    const char *hist_why = unread_why(c->li, field);
+    if (hist_why) { /* one row, not a hundred for bins it never had */
+        cmp_text(c, field, "", "", NULL);
+        snprintf(parts + plen, sizeof parts - plen, "%shist (%s)", plen ? ", " : "", hist_why);
+        bins = 1;
+    }
+    for (int bin = 0; !hist_why && bin < ENGINE_HIST_BINS; bin++) {
+        snprintf(field, sizeof field, "metrics.%s.hist[%d]", name, bin);
+        bins += cmp_i64(c, field, lm->hist[bin], sm->hist[bin], NULL);
+    }
+    if (bins && !hist_why)
+        snprintf(parts + plen, sizeof parts - plen, "%shist (%d bin%s)", plen ? ", " : "", bins,
+                 bins == 1 ? "" : "s");
+    if (!nscalar && !bins)
+        return;
+    if (!live_has || !shadow_has)
+        sb_part(c->sb, "metrics.%s only %s (n %lld)", name, live_has ? "live" : "recomputed",
+                (long long)(live_has ? lm->n : sm->n));
+    else if (nscalar == 1 && !bins)
+        sb_part(c->sb, "%s %s recomputed %s", one.field, one.live, one.recomputed);
+    else
+        sb_part(c->sb, "metrics.%s: %s differ", name, parts);
+}
+
+/* 1 for a problem of a value that reads fine but is impossible. */
+static int value_problem(const char *why)
+{
+    return why == engine__why_negative || why == engine__why_inconsistent;
 }
 
 static int row_exists(const run *r, size_t from, const char *field)
@@ -195,176 +438,305 @@ static int row_exists(const run *r, size_t from, const char *field)
     return found;
 }
 
-/* Field-by-field comparison of one aggregate; live or shadow may be NULL
- * (absent).  Returns the number of drifted fields. */
-static int64_t compare_agg(run *r, const engine_agg *live, const engine__problems *problems,
-                           const engine_agg *shadow)
+/* Compares one aggregate: live (NULL when absent) as read (li), with the
+ * shadow (NULL when nothing contributes) and its quarantine record (NULL
+ * when none).  Adds rows and a summary; returns the number of drifted fields
+ * (SL_ENOMEM aside, which *rc reports). */
+static int64_t compare_agg(run *r, const engine_agg *id, const engine_agg *live,
+                           const live_info *li, const engine_agg *shadow,
+                           const engine_quarantine *q, sl_status *rc, sl_error *err)
 {
     static const engine_metric zero_metric;
-    const engine_agg *id = shadow ? shadow : live;
     engine_agg empty;
     engine_agg_init(&empty);
     const engine_agg *L = live ? live : &empty, *S = shadow ? shadow : &empty;
     schema_key pk, sk;
+    /* The summary: what is wrong with the document, then the values. */
+    sbuf sb = {.len = 0}, values = {.len = 0};
+    sb.s[0] = values.s[0] = '\0';
     if (engine_agg_keys(id, pk, sk, NULL) != SL_OK)
         snprintf(sk, sizeof sk, "?");
     int64_t before = r->rep->drift_fields;
     size_t first_row = r->rep->nrows;
-    if (id->kind == ENGINE_AGG_TOOL) {
-        cmp_i64(r, id, sk, "surgeries", L->surgeries, S->surgeries);
-        cmp_i64(r, id, sk, "surgeries_opened", L->surgeries_opened, S->surgeries_opened);
-        cmp_i64(r, id, sk, "surgeries_used", L->surgeries_used, S->surgeries_used);
-        cmp_i64(r, id, sk, "units_opened", L->units_opened, S->units_opened);
-        cmp_i64(r, id, sk, "units_used", L->units_used, S->units_used);
-        cmp_i64(r, id, sk, "waste_cents", L->waste_cents, S->waste_cents);
+    int shadow_exists = shadow && !engine_agg_is_zero(shadow);
+    const char *exists = shadow_exists ? "present" : "absent";
+    cmp_ctx c = {r, id, live ? li : NULL, sk, &values};
+    if (q) {
+        char since[25] = "an unknown time";
+        if (q->since_ms > 0)
+            schema_time_format(q->since_ms, since);
+        add_row(r, id->tenant, sk, "(quarantine)", "quarantined", "");
+        /* Its reason only when the document does not say it below. */
+        if (!live || li->state == LIVE_OK)
+            sb_part(&sb, "quarantined by the listener since %s: %s", since, q->reason);
+        else
+            sb_part(&sb, "quarantined by the listener since %s", since);
+    }
+    if (live && li->state == LIVE_UNREADABLE) {
+        /* Nothing of it can be compared: it is replaced as a whole. */
+        add_row(r, id->tenant, sk, "(document)", "not BSON", exists);
+        sb_part(&sb, "document is not BSON (%u bytes), recomputed %s", li->bytes, exists);
+    } else if (live && li->state == LIVE_FOREIGN) {
+        add_row(r, id->tenant, sk, "(document)", "another document", exists);
+        sb_part(&sb, "document holds %s, recomputed %s", li->problems.foreign, exists);
     } else {
-        cmp_i64(r, id, sk, "count", L->count, S->count);
-        /* Metrics are sorted by name on both sides: walk them together. */
-        size_t i = 0, j = 0;
-        while (i < L->nmetrics || j < S->nmetrics) {
-            int c = i >= L->nmetrics   ? 1
-                    : j >= S->nmetrics ? -1
-                                       : strcmp(L->metrics[i].name, S->metrics[j].name);
-            const engine_metric *lm = c <= 0 ? &L->metrics[i] : &zero_metric;
-            const engine_metric *sm = c >= 0 ? &S->metrics[j] : &zero_metric;
-            const char *name = c <= 0 ? lm->name : sm->name;
-            char field[ENGINE_METRIC_NAME_MAX + 32];
-            snprintf(field, sizeof field, "metrics.%s.n", name);
-            cmp_i64(r, id, sk, field, lm->n, sm->n);
-            snprintf(field, sizeof field, "metrics.%s.sum", name);
-            cmp_i64(r, id, sk, field, lm->sum, sm->sum);
-            if (lm->sumsq != sm->sumsq) {
-                char a[ENGINE_DRIFT_VALUE_MAX], b[ENGINE_DRIFT_VALUE_MAX];
-                engine__i128_format(lm->sumsq, a, sizeof a);
-                engine__i128_format(sm->sumsq, b, sizeof b);
-                snprintf(field, sizeof field, "metrics.%s.sumsq", name);
-                add_row(r, id->tenant, sk, field, a, b);
+        if (id->kind == ENGINE_AGG_TOOL) {
+            cmp_top(&c, "surgeries", L->surgeries, S->surgeries);
+            cmp_top(&c, "surgeries_opened", L->surgeries_opened, S->surgeries_opened);
+            cmp_top(&c, "surgeries_used", L->surgeries_used, S->surgeries_used);
+            cmp_top(&c, "units_opened", L->units_opened, S->units_opened);
+            cmp_top(&c, "units_used", L->units_used, S->units_used);
+            cmp_top(&c, "waste_cents", L->waste_cents, S->waste_cents);
+        } else {
+            cmp_top(&c, "count", L->count, S->count);
+            /* Metrics are sorted by name on both sides: walk them together. */
+            size_t i = 0, j = 0;
+            while (i < L->nmetrics || j < S->nmetrics) {
+                int d = i >= L->nmetrics   ? 1
+                        : j >= S->nmetrics ? -1
+                                           : strcmp(L->metrics[i].name, S->metrics[j].name);
+                const engine_metric *lm = d <= 0 ? &L->metrics[i] : &zero_metric;
+                const engine_metric *sm = d >= 0 ? &S->metrics[j] : &zero_metric;
+                cmp_metric(&c, d <= 0 ? lm->name : sm->name, lm, sm, d <= 0, d >= 0);
+                i += d <= 0;
+                j += d >= 0;
             }
-            for (int bin = 0; bin < ENGINE_HIST_BINS; bin++) {
-                if (lm->hist[bin] == sm->hist[bin])
-                    continue;
-                snprintf(field, sizeof field, "metrics.%s.hist[%d]", name, bin);
-                cmp_i64(r, id, sk, field, lm->hist[bin], sm->hist[bin]);
-            }
-            i += c <= 0;
-            j += c >= 0;
+        }
+        /* Problems no value row names (an extra or duplicated field, say): a
+         * row each, listed first.  A negative or inconsistent value, or a
+         * stale index field (gsi*), counts only when nothing else drifted:
+         * it follows from the values, so their drift explains it already (a
+         * wrong n makes the bins disagree with it, though they are right),
+         * and the replacement rewrites it. */
+        int64_t value_drift = r->rep->drift_fields - before;
+        char fields[ENGINE_DRIFT_SUMMARY_MAX] = "", stale[128] = "";
+        size_t flen = 0, slen = 0;
+        for (size_t p = 0; live && p < li->problems.n; p++) {
+            const char *f = li->problems.field[p], *why = li->problems.why[p];
+            int index = engine__index_problem(f);
+            if (((index || value_problem(why)) && value_drift) || row_exists(r, first_row, f))
+                continue;
+            add_row(r, id->tenant, sk, f, why, "");
+            if (index)
+                slen +=
+                    (size_t)snprintf(stale + slen, slen < sizeof stale ? sizeof stale - slen : 0,
+                                     "%s%s", slen ? ", " : "", f);
+            else
+                flen +=
+                    (size_t)snprintf(fields + flen, flen < sizeof fields ? sizeof fields - flen : 0,
+                                     "%s%s %s", flen ? ", " : "", f, why);
+        }
+        if (flen || (live && li->problems.more))
+            sb_part(&sb, "fields: %s%s", fields, live && li->problems.more ? ", ..." : "");
+        if (values.len)
+            sb_part(&sb, "%s", values.s);
+        if (slen)
+            sb_part(&sb, "index fields stale or misplaced: %s", stale);
+        /* Existence: an all-zero aggregate must not exist. */
+        if (r->rep->drift_fields == before && (live != NULL) != shadow_exists) {
+            add_row(r, id->tenant, sk, "(document)", live ? "present" : "absent", exists);
+            sb_part(&sb, "document %s live, %s recomputed", live ? "present" : "absent", exists);
         }
     }
-    /* Fields that could not be read, unless a value row already names them.
-     * A stale index field (gsi*) counts only when nothing else drifted: it
-     * follows from the content, so another drift explains it already, and
-     * the repair of that drift rewrites it. */
-    int64_t value_drift = r->rep->drift_fields - before;
-    if (problems)
-        for (size_t p = 0; p < problems->n; p++) {
-            const char *f = problems->field[p];
-            int index = !strncmp(f, "gsi", 3);
-            if ((!index || !value_drift) && !row_exists(r, first_row, f))
-                add_row(r, id->tenant, sk, f, index ? "stale" : "unreadable", "");
-        }
-    /* Existence: an all-zero aggregate must not exist. */
-    int shadow_exists = shadow && !engine_agg_is_zero(shadow);
-    if (r->rep->drift_fields == before && (live != NULL) != shadow_exists)
-        add_row(r, id->tenant, sk, "(document)", live ? "present" : "absent",
-                shadow_exists ? "present" : "absent");
-    return r->rep->drift_fields - before;
+    int64_t fields = r->rep->drift_fields - before;
+    if (fields)
+        *rc = add_summary(r, id->tenant, sk, fields, &sb, err);
+    return fields;
 }
 
 /* ---------------------------------------------------------------------------
- * Repair: add (shadow - live_at_C) to the current document under a version
- * condition, so deltas the listener applied since C are kept.
+ * Leases.
  * ------------------------------------------------------------------------- */
-static sl_status repair_agg(run *r, const engine_agg *live, const engine_agg *shadow, sl_error *err)
+static sl_status renew_leases(run *r, sl_error *err)
 {
     sl_status rc = SL_OK;
-    engine_agg corr, cur;
-    engine_agg_init(&corr);
-    engine_agg_init(&cur);
-    bson_t *doc = NULL;
-    bson_t out;
-    bson_init(&out);
-    const engine_agg *id = shadow ? shadow : live;
-    schema_key pk, sk;
-    if ((rc = engine_agg_keys(id, pk, sk, err)) != SL_OK)
-        goto done;
-    engine__agg_copy_identity(&corr, id);
-    if (shadow && (rc = engine_agg_add(&corr, shadow, +1, err)) != SL_OK)
-        goto done;
-    if (live && (rc = engine_agg_add(&corr, live, -1, err)) != SL_OK)
-        goto done;
-    for (int attempt = 0;; attempt++) {
-        if (attempt == ENGINE__REPAIR_RETRIES) {
-            rc = sl_error_set(err, SL_EBUSY,
-                              "aggregate %s / %s kept changing; %d repair attempts failed", pk, sk,
-                              ENGINE__REPAIR_RETRIES);
-            goto done;
-        }
-        if (doc) {
-            bson_destroy(doc);
-            doc = NULL;
-        }
-        engine_agg_free(&cur);
-        rc = store_get(r->s, STORE_AGGREGATES, pk, sk, &doc, err);
-        int64_t version = 0;
-        if (rc == SL_ENOTFOUND) {
-            sl_error_clear(err);
-            engine__agg_copy_identity(&cur, id);
-        } else if (rc != SL_OK) {
-            goto done;
-        } else if ((rc = engine__agg_decode_lenient(doc, &cur, NULL, err)) != SL_OK) {
-            goto done;
-        } else {
-            version = cur.version;
-        }
-        if ((rc = engine_agg_add(&cur, &corr, +1, err)) != SL_OK)
-            goto done;
-        /* The write, fenced by our repair lease: ops[0] checks it. */
-        store_op ops[2] = {{.kind = STORE_OP_CHECK,
-                            .table = STORE_AGGREGATES,
-                            .pk = ENGINE_SYS_PK,
-                            .sk = r->lease.sk,
-                            .cond = {STORE_COND_VERSION, r->lease.version}},
-                           {.table = STORE_AGGREGATES}};
-        if (engine_agg_is_zero(&cur)) {
-            if (!version)
-                break; /* absent, and should be */
-            ops[1].kind = STORE_OP_DELETE;
-            ops[1].pk = pk;
-            ops[1].sk = sk;
-            ops[1].cond = (store_cond){STORE_COND_VERSION, version};
-        } else {
-            bson_reinit(&out);
-            if ((rc = engine_agg_encode(&cur, &out, err)) != SL_OK)
-                goto done;
-            ops[1].kind = STORE_OP_PUT;
-            ops[1].doc = &out;
-            ops[1].cond = version ? (store_cond){STORE_COND_VERSION, version}
-                                  : (store_cond){STORE_COND_NOT_EXISTS, 0};
-        }
-        rc = store_write_batch(r->s, ops, 2, err);
-        if (rc != SL_ECONDITION)
-            break;
-        if (!strcmp(err->field, "ops[0]")) {
-            rc = SL_ECONFLICT;
-            sl_error_clear(err);
-            sl_error_set(err, rc, "another recompute took the repair lease; stopping this one");
-            goto done;
-        }
-        sl_error_clear(err); /* the listener wrote meanwhile: read again */
+    if (!r || !r->opt.repair ||
+        engine__mono_ms() - r->lease_renew_mono < ENGINE__REPAIR_LEASE_MS / 3)
+        goto out;
+    rc = engine__lease_renew(r->s, &r->lease, err);
+    if (rc == SL_ECONDITION) {
+        rc = sl_error_set(err, SL_ECONFLICT,
+                          "another recompute took the repair lease; stopping this one");
+        goto out;
+    }
+    if (rc == SL_OK && r->listener.held) {
+        rc = engine__lease_renew(r->s, &r->listener, err);
+        if (rc == SL_ECONDITION)
+            rc = sl_error_set(err, SL_ECONFLICT,
+                              "the listener's lease %s was taken from this repair (it went "
+                              "unrenewed for %d ms); stopping",
+                              r->listener.name, ENGINE__REPAIR_LEASE_MS);
     }
     if (rc == SL_OK)
-        r->rep->repaired_aggregates++;
-done:
-    if (doc)
-        bson_destroy(doc);
-    bson_destroy(&out);
-    engine_agg_free(&corr);
-    engine_agg_free(&cur);
+        r->lease_renew_mono = engine__mono_ms();
+out:
+    return rc;
+}
+
+/* Takes the listener's lease (see repair_group). */
+static sl_status seize_listener(run *r, sl_error *err)
+{
+    sl_status rc = engine__lease_seize(r->s, &r->listener, err);
+    if (rc == SL_OK)
+        r->lease_renew_mono = 0; /* renew both from now on together */
+    if (rc == SL_OK)
+        rc = renew_leases(r, err);
     return rc;
 }
 
 /* ---------------------------------------------------------------------------
- * One tenant group.
+ * Feed events in (C, H].
+ * ------------------------------------------------------------------------- */
+
+/* Adds the deltas of the events after the consumer's token up to the head of
+ * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+static sl_status read_feed_deltas(run *r, store *snap, const char *scope, engine_aggset *out,
+                                  int *gone, sl_error *err)
+{
+    sl_status rc;
+    store_feed *f = NULL;
+    store_feed_stats fs;
+    *gone = 0;
+    if ((rc = store_feed_stats_get(snap, r->consumer, &fs, err)) != SL_OK)
+        goto out;
+    rc = store_feed_open(snap, r->consumer, &f, err);
+    if (rc == SL_EFEEDGONE) {
+        sl_error_clear(err);
+        *gone = 1;
+        rc = SL_OK;
+        goto out;
+    }
+    if (rc != SL_OK)
+        goto out;
+    int at_head = fs.head_token[0] == '\0';
+    while (!at_head) {
+        const store_event *ev;
+        size_t n = 0;
+        if ((rc = store_feed_read(f, 1000, 0, &ev, &n, err)) != SL_OK ||
+            (rc = renew_leases(r, err)) != SL_OK)
+            goto out;
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n && !at_head; i++) {
+            char g[SCHEMA_KEY_MAX];
+            if (!scope[0] || (engine__tenant_group(ev[i].pk, g) && !strcmp(g, scope))) {
+                /* Malformed images contribute nothing, as in the listener. */
+                (void)engine_aggset_apply_image(out, ev[i].new_image, +1, NULL);
+                (void)engine_aggset_apply_image(out, ev[i].old_image, -1, NULL);
+            }
+            /* Events past the snapshot's head are not part of this point. */
+            at_head = !strcmp(ev[i].token, fs.head_token);
+        }
+    }
+out:
+    store_feed_close(&f);
+    return rc;
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void groups_free(run *r)
+{
+    for (size_t i = 0; i < r->ngroups; i++)
+        free(r->groups[i]);
+    free(r->groups);
+    r->groups = NULL;
+    r->ngroups = r->next_group = 0;
+}
+
+typedef struct group_list {
+    char **g;
+    size_t n, cap;
+    int failed;
+} group_list;
+
+static void group_list_add(group_list *l, const char *tenant)
+{
+    char g[SCHEMA_KEY_MAX];
+    if (l->failed)
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **grown = realloc(l->g, cap * sizeof *grown);
+        if (!grown) {
+            l->failed = 1;
+            return;
+        }
+        l->g = grown;
+        l->cap = cap;
+    }
+    snprintf(g, sizeof g, "T#%s#", tenant);
+    if (!(l->g[l->n] = strdup(g)))
+        l->failed = 1;
+    else
+        l->n++;
+}
+
+typedef struct scope_ctx {
+    run *r;
+    group_list *list;
+} scope_ctx;
+
+static int quarantine_group(void *ctx, const engine_quarantine *q)
+{
+    scope_ctx *c = ctx;
+    engine_agg id;
+    if (engine__agg_identity(q->pk, q->sk, &id, NULL) == SL_OK &&
+        (!c->r->scope_group[0] || !strncmp(q->pk, c->r->scope_group, strlen(c->r->scope_group))))
+        group_list_add(c->list, id.tenant);
+    return !c->list->failed;
+}
+
+/* Reads the events in (C, H] into r->pending and lists the tenant groups
+ * they, and the quarantine records, touch in r->groups (sorted, distinct;
+ * freed by groups_free()): tenants that may have no item and no aggregate
+ * document left, whose aggregates must still be compared.  *gone = 1 when
+ * the consumer's position was pruned (nothing read). */
+static sl_status read_pending(run *r, int *gone, sl_error *err)
+{
+    sl_status rc;
+    group_list list = {0};
+    scope_ctx sc = {r, &list};
+    engine_aggset_clear(r->pending);
+    groups_free(r);
+    if ((rc = read_feed_deltas(r, r->snap, r->scope_group, r->pending, gone, err)) != SL_OK ||
+        *gone)
+        goto out;
+    for (size_t i = 0; i < engine_aggset_count(r->pending); i++)
+        group_list_add(&list, engine_aggset_at(r->pending, i)->tenant);
+    if ((rc = engine__quarantine_each(r->snap, NULL, NULL, quarantine_group, &sc, err)) != SL_OK)
+        goto out;
+    if (list.failed) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory listing pending tenants");
+        goto out;
+    }
+    if (list.n)
+        qsort(list.g, list.n, sizeof *list.g, group_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < list.n; i++) {
+        if (w && !strcmp(list.g[w - 1], list.g[i])) {
+            free(list.g[i]);
+            continue;
+        }
+        list.g[w++] = list.g[i];
+    }
+    r->groups = list.g;
+    r->ngroups = w;
+    list.g = NULL;
+    list.n = 0;
+out:
+    for (size_t i = 0; i < list.n; i++)
+        free(list.g[i]);
+    free(list.g);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * One tenant group: build, compare, replace.
  * ------------------------------------------------------------------------- */
 static sl_status progress_tick(run *r, const char *group, sl_error *err)
 {
@@ -382,54 +754,67 @@ static sl_status progress_tick(run *r, const char *group, sl_error *err)
     return rc;
 }
 
-static sl_status renew_repair_lease(run *r, sl_error *err)
+/* A live document's problems, kept apart from live_info: only damaged
+ * documents have them, and a tenant may have millions of aggregates. */
+typedef struct group_build {
+    group_state *g;
+    engine__problems *problems;
+    size_t nproblems, cap_problems;
+    int failed;
+} group_build;
+
+static int collect_quarantine(void *ctx, const engine_quarantine *q)
 {
-    sl_status rc = SL_OK;
-    if (!r || !r->opt.repair ||
-        engine__mono_ms() - r->lease_renew_mono < ENGINE__REPAIR_LEASE_MS / 3)
-        goto out;
-    rc = engine__lease_renew(r->s, &r->lease, err);
-    if (rc == SL_OK)
-        r->lease_renew_mono = engine__mono_ms();
-    else if (rc == SL_ECONDITION)
-        rc = sl_error_set(err, SL_ECONFLICT,
-                          "another recompute took the repair lease; stopping this one");
-out:
-    return rc;
+    group_state *g = ctx;
+    if (g->nq == g->cap_q) {
+        size_t cap = g->cap_q ? g->cap_q * 2 : 8;
+        engine_quarantine *grown = realloc(g->q, cap * sizeof *grown);
+        if (!grown)
+            return 0;
+        g->q = grown;
+        g->cap_q = cap;
+    }
+    g->q[g->nq++] = *q;
+    return 1;
 }
 
-/* Rebuilds, compares and (with repair) corrects one tenant group, leaving both
- * cursors at the next group.  The shadow and live sets are freed here. */
-static sl_status process_group(run *r, const char *group, cursor *items, cursor *aggs,
-                               sl_error *err)
+/* Builds *g for group from cursors over snap: the shadow (f over the items,
+ * minus the pending deltas of the group), the live aggregates as read
+ * against their stored keys (info[] says what is wrong with each), the
+ * quarantine records of the tenant.  Both cursors are left at the next
+ * group.  Documents under the tenant's aggregates partition whose key names
+ * no aggregate are reported here (they are not repaired: nothing tells what
+ * they should be). */
+static sl_status build_group(run *r, store *snap, const char *group, cursor *items, cursor *aggs,
+                             engine_aggset *pending, group_state *g, sl_error *err)
 {
     sl_status rc = SL_OK;
-    engine_aggset *shadow = NULL, *live = NULL;
-    engine__problems *problems = NULL;
-    size_t nproblems = 0, cap_problems = 0;
+    const store_doc *row;
     bson_t view;
-    char g[SCHEMA_KEY_MAX];
-    if ((rc = engine_aggset_new(r->opt.max_aggregates, &shadow, err)) != SL_OK ||
-        (rc = engine_aggset_new(r->opt.max_aggregates, &live, err)) != SL_OK)
+    int readable;
+    char rg[SCHEMA_KEY_MAX];
+    memset(g, 0, sizeof *g);
+    if ((rc = engine_aggset_new(r->opt.max_aggregates, &g->shadow, err)) != SL_OK ||
+        (rc = engine_aggset_new(r->opt.max_aggregates, &g->live, err)) != SL_OK)
         goto out;
     /* The shadow: f over the tenant's items. */
     int64_t page_mark = items->docs;
-    while (cursor_peek(items, &view, &rc, err)) {
-        doc_group(&view, g);
-        if (strcmp(g, group) != 0)
+    while (cursor_peek(items, &row, &view, &readable, &rc, err)) {
+        row_group(row, rg);
+        if (strcmp(rg, group) != 0)
             break;
         sl_error e;
         sl_error_clear(&e);
-        sl_status arc = engine_aggset_apply_image(shadow, &view, +1, &e);
+        sl_status arc = readable ? engine_aggset_apply_image(g->shadow, &view, +1, &e) : SL_EINVAL;
         if (arc == SL_EINVAL) {
-            r->rep->malformed++;
+            r->rep->malformed++; /* contributes nothing, as in the listener */
         } else if (arc != SL_OK) {
             rc = sl_error_set(err, arc, "tenant %s: %s", group, e.message);
             goto out;
         }
         bson_iter_t it;
-        if (bson_iter_init_find(&it, &view, SCHEMA_F_TYPE) && BSON_ITER_HOLDS_UTF8(&it) &&
-            !strcmp(bson_iter_utf8(&it, NULL), SCHEMA_TYPE_ASSET))
+        if (readable && bson_iter_init_find(&it, &view, SCHEMA_F_TYPE) &&
+            BSON_ITER_HOLDS_UTF8(&it) && !strcmp(bson_iter_utf8(&it, NULL), SCHEMA_TYPE_ASSET))
             r->progress.assets_scanned++;
         r->rep->items_scanned++;
         r->progress.items_scanned++;
@@ -437,207 +822,377 @@ static sl_status process_group(run *r, const char *group, cursor *items, cursor 
         if (items->docs - page_mark >= ENGINE__SCAN_PAGE) {
             page_mark = items->docs;
             if ((rc = progress_tick(r, group, err)) != SL_OK ||
-                (rc = renew_repair_lease(r, err)) != SL_OK)
+                (rc = renew_leases(r, err)) != SL_OK)
                 goto out;
         }
     }
     if (rc != SL_OK)
         goto out;
     /* Back to the consumer's point C: minus the deltas it has not applied. */
-    for (size_t i = 0; i < engine_aggset_count(r->pending); i++) {
-        const engine_agg *p = engine_aggset_at(r->pending, i);
+    for (size_t i = 0; i < engine_aggset_count(pending); i++) {
+        const engine_agg *p = engine_aggset_at(pending, i);
         char pg[SCHEMA_KEY_MAX];
         snprintf(pg, sizeof pg, "T#%s#", p->tenant);
-        if (!strcmp(pg, group) && (rc = engine_aggset_add(shadow, p, -1, err)) != SL_OK)
+        if (!strcmp(pg, group) && (rc = engine_aggset_add(g->shadow, p, -1, err)) != SL_OK)
             goto out;
     }
-    /* The live side, with what could not be read of it. */
-    while (cursor_peek(aggs, &view, &rc, err)) {
-        doc_group(&view, g);
-        if (strcmp(g, group) != 0)
+    /* The live side, read against the keys the store keeps. */
+    while (cursor_peek(aggs, &row, &view, &readable, &rc, err)) {
+        row_group(row, rg);
+        if (strcmp(rg, group) != 0)
             break;
         engine_agg a;
         engine_agg_init(&a);
-        engine__problems p = {0};
-        sl_error e;
-        sl_error_clear(&e);
-        if (engine__agg_decode_lenient(&view, &a, &p, &e) != SL_OK) {
-            /* Not an aggregate key at all: report it; repair cannot guess its identity. */
-            bson_iter_t it;
-            const char *sk =
-                bson_iter_init_find(&it, &view, SCHEMA_F_SK) && BSON_ITER_HOLDS_UTF8(&it)
-                    ? bson_iter_utf8(&it, NULL)
-                    : "?";
-            add_row(r, group, sk, "(key)", "unreadable", "");
+        live_info li = {.state = LIVE_OK, .version = row->version, .bytes = row->len};
+        if (engine__agg_identity(row->pk, row->sk, &a, NULL) != SL_OK) {
+            /* Not an aggregate key: named, not repaired (its identity is unknown). */
+            sbuf sb = {.len = 0};
+            sb.s[0] = '\0';
+            sb_part(&sb, "not an aggregate key (left as it is)");
+            add_row(r, group, row->sk, "(key)", "not an aggregate", "");
             r->rep->drift_aggregates++;
+            if ((rc = add_summary(r, group, row->sk, 1, &sb, err)) != SL_OK)
+                goto out;
             cursor_next(aggs);
             continue;
         }
-        if (engine_aggset_find(live, &a)) {
+        if (!readable) {
+            li.state = LIVE_UNREADABLE;
+        } else {
+            (void)engine__agg_decode_at(&view, row->pk, row->sk, &a, &li.problems, NULL);
+            if (li.problems.foreign[0])
+                li.state = LIVE_FOREIGN;
+            else if (li.problems.n || li.problems.more)
+                li.state = LIVE_FIELDS; /* its values are not all there: not checked */
+            else if ((engine__agg_check(&a, &li.problems), li.problems.n || li.problems.more))
+                li.state = LIVE_FIELDS;
+        }
+        if (engine_aggset_find(g->live, &a)) {
             engine_agg_free(&a);
             cursor_next(aggs);
             continue; /* cannot happen: keys are unique */
         }
-        rc = engine_aggset_add(live, &a, +1, err);
-        int64_t version = a.version;
+        rc = engine_aggset_add(g->live, &a, +1, err);
         engine_agg_free(&a);
         if (rc != SL_OK)
             goto out;
-        (void)version;
-        /* The live entry's version field holds its index + 1 here (negated
-         * once compared); repair reads the current version anyway. */
-        engine_agg *stored = engine_aggset_at(live, engine_aggset_count(live) - 1);
-        stored->version = (int64_t)nproblems + 1;
-        if (nproblems == cap_problems) {
-            size_t cap = cap_problems ? cap_problems * 2 : 64;
-            engine__problems *np = realloc(problems, cap * sizeof *np);
-            if (!np) {
+        if (g->ninfo == g->cap_info) {
+            size_t cap = g->cap_info ? g->cap_info * 2 : 64;
+            live_info *grown = realloc(g->info, cap * sizeof *grown);
+            if (!grown) {
                 rc = sl_error_set(err, SL_ENOMEM, "out of memory reading live aggregates");
                 goto out;
             }
-            problems = np;
-            cap_problems = cap;
+            g->info = grown;
+            g->cap_info = cap;
         }
-        problems[nproblems++] = p;
+        /* The live entry's version field holds its index + 1 here; the
+         * stored version is in its info. */
+        engine_aggset_at(g->live, engine_aggset_count(g->live) - 1)->version =
+            (int64_t)g->ninfo + 1;
+        g->info[g->ninfo++] = li;
         cursor_next(aggs);
     }
     if (rc != SL_OK)
         goto out;
-    /* Compare every aggregate either side has. */
-    engine_aggset_sort(shadow);
-    size_t nlive = engine_aggset_count(live);
-    for (size_t i = 0; i < engine_aggset_count(shadow); i++) {
-        const engine_agg *sa = engine_aggset_at(shadow, i);
-        engine_agg *la = engine_aggset_find(live, sa);
-        if (!la && engine_agg_is_zero(sa))
-            continue;
-        size_t li = la ? (size_t)(la->version - 1) : 0;
-        r->rep->aggregates_checked++;
-        int64_t d = compare_agg(r, la, la ? &problems[li] : NULL, sa);
-        if (la)
-            la->version = -la->version; /* mark as compared */
-        if (d) {
-            r->rep->drift_aggregates++;
-            if (r->opt.repair && (rc = repair_agg(r, la, sa, err)) != SL_OK)
-                goto out;
-        }
-    }
-    for (size_t i = 0; i < nlive; i++) {
-        engine_agg *la = engine_aggset_at(live, i);
-        if (la->version < 0)
-            continue;
-        r->rep->aggregates_checked++;
-        if (compare_agg(r, la, &problems[i], NULL)) {
-            r->rep->drift_aggregates++;
-            if (r->opt.repair && (rc = repair_agg(r, la, NULL, err)) != SL_OK)
-                goto out;
-        }
-    }
-    r->rep->tenants++;
-    r->progress.tenants_done++;
+    /* The tenant's quarantine records, in the same snapshot. */
+    char tenant[ENGINE_NAME_SIZE];
+    snprintf(tenant, sizeof tenant, "%.*s", (int)(strlen(group) - 3), group + 2);
+    if ((rc = engine__quarantine_each(snap, tenant, NULL, collect_quarantine, g, err)) != SL_OK)
+        goto out;
+    if (!(g->q_compared = calloc(g->nq ? g->nq : 1, 1)))
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory reading quarantine records");
 out:
-    engine_aggset_free(&shadow);
-    engine_aggset_free(&live);
-    free(problems);
     return rc;
 }
 
-/* ---------------------------------------------------------------------------
- * Feed events in (C, H].
- * ------------------------------------------------------------------------- */
-static int group_cmp(const void *a, const void *b)
+/* The quarantine record of aggregate a in g, or NULL. */
+static engine_quarantine *find_quarantine(group_state *g, const engine_agg *a, size_t *at)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    schema_key pk, sk;
+    engine_quarantine *q = NULL;
+    if (engine_agg_keys(a, pk, sk, NULL) == SL_OK)
+        for (size_t i = 0; !q && i < g->nq; i++)
+            if (!strcmp(g->q[i].pk, pk) && !strcmp(g->q[i].sk, sk)) {
+                q = &g->q[i];
+                *at = i;
+            }
+    return q;
 }
 
-static void pending_groups_free(run *r)
-{
-    for (size_t i = 0; i < r->npending_groups; i++)
-        free(r->pending_groups[i]);
-    free(r->pending_groups);
-    r->pending_groups = NULL;
-    r->npending_groups = r->next_pending_group = 0;
-}
+/* One replacement: the aggregate becomes its shadow (or goes, when the
+ * shadow counts nothing), its quarantine record goes. */
+typedef struct fix {
+    engine_agg id;            /* identity only */
+    const engine_agg *shadow; /* NULL or all-zero: delete */
+    int64_t live_version;     /* the stored version the snapshot showed; 0: absent */
+    int64_t q_version;        /* the record's version; 0: no record */
+    long summary;             /* index into rep->aggs, -1 when not kept */
+} fix;
 
-/* Reads the events in (C, H] into r->pending and lists their tenant groups in
- * r->pending_groups (strdup'ed, freed by pending_groups_free()).  *gone = 1
- * when the consumer's position was pruned (nothing read). */
-static sl_status read_pending(run *r, int *gone, sl_error *err)
+/* Writes fixes[0..n) in one atomic batch, fenced on the repair lease and the
+ * listener's lease and on each document's version as the snapshot showed it
+ * (nothing else writes them while the listener's lease is ours). */
+static sl_status write_fixes(run *r, fix *fixes, size_t n, sl_error *err)
 {
-    sl_status rc;
-    store_feed *f = NULL;
-    store_feed_stats fs;
-    *gone = 0;
-    engine_aggset_clear(r->pending);
-    pending_groups_free(r);
-    if ((rc = store_feed_stats_get(r->snap, r->consumer, &fs, err)) != SL_OK)
+    sl_status rc = SL_OK;
+    store_op ops[2 + 2 * ENGINE__REPAIR_BATCH];
+    bson_t docs[ENGINE__REPAIR_BATCH];
+    /* Keys are big (100 * 3.3 KB): on the heap. */
+    schema_key(*keys)[2] = calloc(ENGINE__REPAIR_BATCH, sizeof *keys);
+    char(*qsk)[STORE_KEY_MAX] = calloc(ENGINE__REPAIR_BATCH, sizeof *qsk);
+    size_t nops = 0, ndocs = 0;
+    assert(n <= ENGINE__REPAIR_BATCH);
+    memset(ops, 0, sizeof ops);
+    if (!keys || !qsk) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory writing repairs");
         goto out;
-    rc = store_feed_open(r->snap, r->consumer, &f, err);
-    if (rc == SL_EFEEDGONE) {
+    }
+    ops[nops++] = (store_op){.kind = STORE_OP_CHECK,
+                             .table = STORE_AGGREGATES,
+                             .pk = ENGINE_SYS_PK,
+                             .sk = r->lease.sk,
+                             .cond = {STORE_COND_VERSION, r->lease.version}};
+    ops[nops++] = (store_op){.kind = STORE_OP_CHECK,
+                             .table = STORE_AGGREGATES,
+                             .pk = ENGINE_SYS_PK,
+                             .sk = r->listener.sk,
+                             .cond = {STORE_COND_VERSION, r->listener.version}};
+    for (size_t i = 0; i < n; i++) {
+        fix *f = &fixes[i];
+        if ((rc = engine_agg_keys(&f->id, keys[i][0], keys[i][1], err)) != SL_OK)
+            goto out;
+        if (f->shadow && !engine_agg_is_zero(f->shadow)) {
+            bson_init(&docs[ndocs]);
+            ndocs++;
+            if ((rc = engine_agg_encode(f->shadow, &docs[ndocs - 1], err)) != SL_OK)
+                goto out;
+            ops[nops++] = (store_op){.kind = STORE_OP_PUT,
+                                     .table = STORE_AGGREGATES,
+                                     .doc = &docs[ndocs - 1],
+                                     .cond = f->live_version
+                                                 ? (store_cond){STORE_COND_VERSION, f->live_version}
+                                                 : (store_cond){STORE_COND_NOT_EXISTS, 0}};
+        } else if (f->live_version) {
+            ops[nops++] = (store_op){.kind = STORE_OP_DELETE,
+                                     .table = STORE_AGGREGATES,
+                                     .pk = keys[i][0],
+                                     .sk = keys[i][1],
+                                     .cond = {STORE_COND_VERSION, f->live_version}};
+        }
+        if (f->q_version) {
+            if ((rc = engine__quarantine_sk(keys[i][0], keys[i][1], qsk[i], err)) != SL_OK)
+                goto out;
+            ops[nops++] = (store_op){.kind = STORE_OP_DELETE,
+                                     .table = STORE_AGGREGATES,
+                                     .pk = ENGINE_SYS_PK,
+                                     .sk = qsk[i],
+                                     .cond = {STORE_COND_VERSION, f->q_version}};
+        }
+    }
+    rc = store_write_batch(r->s, ops, nops, err);
+    if (rc == SL_ECONDITION) {
+        char field[sizeof err->field];
+        snprintf(field, sizeof field, "%s", err->field);
         sl_error_clear(err);
-        *gone = 1;
-        rc = SL_OK;
+        if (!strcmp(field, "ops[0]"))
+            rc = sl_error_set(err, SL_ECONFLICT,
+                              "another recompute took the repair lease; stopping this one");
+        else if (!strcmp(field, "ops[1]"))
+            rc = sl_error_set(err, SL_ECONFLICT,
+                              "the listener's lease %s was taken back from this repair; "
+                              "nothing of this tenant was written by the failed step, run "
+                              "again",
+                              r->listener.name);
+        else
+            rc = sl_error_set(err, SL_ECONFLICT,
+                              "an aggregate of tenant %s changed while the listener was "
+                              "stopped (%s): another writer? nothing of this batch was "
+                              "written",
+                              fixes[0].id.tenant, field);
         goto out;
     }
     if (rc != SL_OK)
         goto out;
-    int at_head = fs.head_token[0] == '\0';
-    while (!at_head) {
-        const store_event *ev;
-        size_t n = 0;
-        if ((rc = store_feed_read(f, 1000, 0, &ev, &n, err)) != SL_OK ||
-            (rc = renew_repair_lease(r, err)) != SL_OK)
-            goto out;
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n && !at_head; i++) {
-            char g[SCHEMA_KEY_MAX];
-            if (!r->scope_group[0] ||
-                (engine__tenant_group(ev[i].pk, g) && !strcmp(g, r->scope_group))) {
-                /* Malformed images contribute nothing, as in the listener. */
-                (void)engine_aggset_apply_image(r->pending, ev[i].new_image, +1, NULL);
-                (void)engine_aggset_apply_image(r->pending, ev[i].old_image, -1, NULL);
-            }
-            /* Events past the snapshot's head are not part of this point. */
-            at_head = !strcmp(ev[i].token, fs.head_token);
-        }
-    }
-    /* The distinct tenant groups the deltas touch, sorted. */
-    size_t n = engine_aggset_count(r->pending);
-    if (n) {
-        r->pending_groups = calloc(n, sizeof *r->pending_groups);
-        if (!r->pending_groups) {
-            rc = sl_error_set(err, SL_ENOMEM, "out of memory listing pending tenants");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const engine_agg *a = engine_aggset_at(r->pending, i);
-            char g[SCHEMA_KEY_MAX];
-            snprintf(g, sizeof g, "T#%s#", a->tenant);
-            if (!(r->pending_groups[r->npending_groups] = strdup(g))) {
-                rc = sl_error_set(err, SL_ENOMEM, "out of memory listing pending tenants");
-                goto out;
-            }
-            r->npending_groups++;
-        }
-        qsort(r->pending_groups, r->npending_groups, sizeof *r->pending_groups, group_cmp);
-        size_t w = 0;
-        for (size_t i = 0; i < r->npending_groups; i++) {
-            if (w && !strcmp(r->pending_groups[w - 1], r->pending_groups[i])) {
-                free(r->pending_groups[i]);
-                continue;
-            }
-            r->pending_groups[w++] = r->pending_groups[i];
-        }
-        r->npending_groups = w;
-    }
+    r->rep->repaired_aggregates += (int64_t)n;
+    for (size_t i = 0; i < n; i++)
+        if (fixes[i].summary >= 0)
+            r->rep->aggs[fixes[i].summary].repaired = 1;
 out:
-    store_feed_close(&f);
+    for (size_t i = 0; i < ndocs; i++)
+        bson_destroy(&docs[i]);
+    free(keys);
+    free(qsk);
+    return rc;
+}
+
+/* Compares every aggregate g has on either side or in a record; with
+ * replace, writes each drifted one as rebuilt (see repair_group for when
+ * that is exact).  *drifted counts the drifted aggregates. */
+static sl_status compare_group(run *r, group_state *g, int replace, int64_t *drifted, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    fix *fixes = calloc(ENGINE__REPAIR_BATCH, sizeof *fixes);
+    size_t nfix = 0;
+    *drifted = 0;
+    if (!fixes) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory planning repairs");
+        goto out;
+    }
+    engine_aggset_sort(g->shadow);
+    size_t nshadow = engine_aggset_count(g->shadow), nlive = engine_aggset_count(g->live);
+    /* Three passes: shadow (with its live document and record), live left
+     * over, records left over. */
+    for (size_t pass = 0; pass < 3; pass++) {
+        size_t count = pass == 0 ? nshadow : pass == 1 ? nlive : g->nq;
+        for (size_t i = 0; i < count; i++) {
+            engine_agg qid;
+            const engine_agg *sa = NULL, *id;
+            engine_agg *la = NULL;
+            engine_quarantine *q = NULL;
+            size_t qi = 0;
+            if (pass == 0) {
+                sa = engine_aggset_at(g->shadow, i);
+                la = engine_aggset_find(g->live, sa);
+                id = sa;
+            } else if (pass == 1) {
+                la = engine_aggset_at(g->live, i);
+                if (g->info[la->version - 1].compared)
+                    continue;
+                id = la;
+            } else {
+                if (g->q_compared[i] ||
+                    engine__agg_identity(g->q[i].pk, g->q[i].sk, &qid, NULL) != SL_OK)
+                    continue;
+                q = &g->q[i];
+                qi = i;
+                id = &qid;
+            }
+            if (pass < 2)
+                q = find_quarantine(g, id, &qi);
+            if (pass == 0 && !la && !q && engine_agg_is_zero(sa))
+                continue;
+            live_info *li = la ? &g->info[la->version - 1] : NULL;
+            if (li)
+                li->compared = 1;
+            if (q)
+                g->q_compared[qi] = 1;
+            r->rep->aggregates_checked++;
+            size_t summaries = r->rep->naggs;
+            int64_t d = compare_agg(r, id, la, li, sa, q, &rc, err);
+            if (rc != SL_OK)
+                goto out;
+            if (!d)
+                continue;
+            r->rep->drift_aggregates++;
+            (*drifted)++;
+            if (!replace)
+                continue;
+            fix *f = &fixes[nfix++];
+            memset(f, 0, sizeof *f);
+            engine__agg_copy_identity(&f->id, id);
+            f->shadow = sa;
+            f->live_version = li ? li->version : 0;
+            f->q_version = q ? q->version : 0;
+            f->summary = r->rep->naggs > summaries ? (long)summaries : -1;
+            if (nfix == ENGINE__REPAIR_BATCH) {
+                if ((rc = write_fixes(r, fixes, nfix, err)) != SL_OK)
+                    goto out;
+                nfix = 0;
+            }
+        }
+    }
+    if (nfix)
+        rc = write_fixes(r, fixes, nfix, err);
+out:
+    free(fixes);
+    return rc;
+}
+
+/* Replaces the drifted aggregates of group, exactly.
+ *
+ * The first look (process_group) compared at the run's snapshot, where the
+ * live side is at the consumer's token C; the listener has gone on since,
+ * so writing that shadow now could lose what it applied after C.  So: take
+ * the listener's lease first.  From then on the listener cannot commit
+ * (every commit checks that lease's version in the same transaction), so its
+ * token stays at some C' and no aggregate moves.  A snapshot opened after
+ * that sees the aggregates at exactly C', and its shadow minus the deltas of
+ * (C', H'] is the truth at C'.  Each drifted aggregate is written as that
+ * shadow (or deleted), its quarantine record removed in the same write, each
+ * write checking both leases and the version the snapshot showed.  Then the
+ * lease goes back: the listener, having lost it, has dropped its cache and
+ * state, re-reads its quarantine records and the documents, and goes on from
+ * C' -- every event up to C' is in the shadow, every later one it applies
+ * itself.  The pause is one scan of this tenant's items. */
+static sl_status repair_group(run *r, const char *group, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    store *snap = NULL;
+    engine_aggset *pending = NULL;
+    group_state g;
+    cursor items, aggs;
+    int gone = 0;
+    int64_t drifted = 0;
+    memset(&g, 0, sizeof g);
+    cursor_init(&items, r, NULL, STORE_ITEMS, group, NULL);
+    cursor_init(&aggs, r, NULL, STORE_AGGREGATES, group, NULL);
+    if ((rc = seize_listener(r, err)) != SL_OK)
+        goto out;
+    if ((rc = store_snapshot_open(r->s, &snap, err)) != SL_OK ||
+        (rc = engine_aggset_new(r->opt.max_aggregates, &pending, err)) != SL_OK ||
+        (rc = read_feed_deltas(r, snap, group, pending, &gone, err)) != SL_OK)
+        goto out;
+    if (gone) {
+        rc = sl_error_set(err, SL_EFEEDGONE,
+                          "the feed position of consumer %s was pruned during the run: run "
+                          "recompute --repair again (without --tenant)",
+                          r->consumer);
+        goto out;
+    }
+    items.s = aggs.s = snap;
+    if ((rc = build_group(r, snap, group, &items, &aggs, pending, &g, err)) != SL_OK)
+        goto out;
+    rc = compare_group(r, &g, 1, &drifted, err);
+out:
+    group_free(&g);
+    cursor_free(&items);
+    cursor_free(&aggs);
+    engine_aggset_free(&pending);
+    store_close(&snap);
+    engine__lease_release(r->s, &r->listener);
+    return rc;
+}
+
+/* Rebuilds and compares one tenant group at the run's snapshot, leaving both
+ * cursors at the next group; with repair, replaces its drift (in place when
+ * the listener's lease is held for the whole run, else by repair_group). */
+static sl_status process_group(run *r, const char *group, cursor *items, cursor *aggs,
+                               sl_error *err)
+{
+    sl_status rc = SL_OK;
+    group_state g;
+    report_mark m;
+    int64_t drifted = 0;
+    mark_take(r, &m);
+    if ((rc = build_group(r, r->snap, group, items, aggs, r->pending, &g, err)) != SL_OK ||
+        (rc = compare_group(r, &g, r->opt.repair && r->listener_for_run, &drifted, err)) != SL_OK)
+        goto out;
+    if (r->opt.repair && !r->listener_for_run && drifted) {
+        /* What the repair finds, under the listener's lease, is what the run reports. */
+        group_free(&g);
+        mark_restore(r, &m);
+        if ((rc = repair_group(r, group, err)) != SL_OK)
+            goto out;
+    }
+    r->rep->tenants++;
+    r->progress.tenants_done++;
+out:
+    group_free(&g);
     return rc;
 }
 
 /* ---------------------------------------------------------------------------
- * Checkpoint and audit.
  * ------------------------------------------------------------------------- */
 static void put_counters(bson_t *d, const engine_recompute_report *rep)
 {
@@ -697,8 +1252,8 @@ static int load_checkpoint(run *r, char *items_token, char *aggs_token)
         goto out;
     get_str(d, "run_id", rep->run_id, sizeof rep->run_id);
     get_str(d, "last_group", r->last_group, sizeof r->last_group);
-    get_str(d, "items_token", items_token, STORE_TOKEN_MAX);
-    get_str(d, "aggregates_token", aggs_token, STORE_TOKEN_MAX);
+    get_str(d, "items_token", items_token, STORE_PAGE_TOKEN_MAX);
+    get_str(d, "aggregates_token", aggs_token, STORE_PAGE_TOKEN_MAX);
     rep->started_ms = get_int(d, "started_ms");
     rep->tenants = get_int(d, "tenants");
     rep->items_scanned = get_int(d, "items_scanned");
@@ -748,16 +1303,18 @@ static sl_status write_audit(run *r, sl_error *err)
 static int64_t estimate_assets(run *r)
 {
     cursor c;
+    const store_doc *row;
     bson_t view;
+    int readable;
     sl_status rc = SL_OK;
     int64_t total = 0;
     char prefix[SCHEMA_KEY_MAX];
     snprintf(prefix, sizeof prefix, "%s", r->scope_group[0] ? r->scope_group : "T#");
     cursor_init(&c, r, r->snap, STORE_AGGREGATES, prefix, NULL);
-    while (cursor_peek(&c, &view, &rc, NULL)) {
+    while (cursor_peek(&c, &row, &view, &readable, &rc, NULL)) {
         bson_iter_t it;
-        if (bson_iter_init_find(&it, &view, SCHEMA_F_TYPE) && BSON_ITER_HOLDS_UTF8(&it) &&
-            !strcmp(bson_iter_utf8(&it, NULL), SCHEMA_TYPE_BRAND_AGG))
+        if (readable && bson_iter_init_find(&it, &view, SCHEMA_F_TYPE) &&
+            BSON_ITER_HOLDS_UTF8(&it) && !strcmp(bson_iter_utf8(&it, NULL), SCHEMA_TYPE_BRAND_AGG))
             total += get_int(&view, "count");
         cursor_next(&c);
     }
@@ -801,11 +1358,11 @@ static sl_status compare_all(run *r, const char *items_token, const char *aggs_t
             sl_error_set(err, e.status, "%s", e.message);
             goto out;
         }
-        while (r->next_pending_group < r->npending_groups && r->last_group[0] &&
-               strcmp(r->pending_groups[r->next_pending_group], r->last_group) <= 0)
-            r->next_pending_group++;
-        if (r->next_pending_group < r->npending_groups)
-            snprintf(gp, sizeof gp, "%s", r->pending_groups[r->next_pending_group]);
+        while (r->next_group < r->ngroups && r->last_group[0] &&
+               strcmp(r->groups[r->next_group], r->last_group) <= 0)
+            r->next_group++;
+        if (r->next_group < r->ngroups)
+            snprintf(gp, sizeof gp, "%s", r->groups[r->next_group]);
         /* The smallest group of the three sources is next. */
         const char *g = NULL;
         const char *cand[3] = {gi, ga, gp};
@@ -820,8 +1377,7 @@ static sl_status compare_all(run *r, const char *items_token, const char *aggs_t
             goto out;
         snprintf(r->last_group, sizeof r->last_group, "%s", group);
         if ((rc = save_checkpoint(r, items.page_token, aggs.page_token, err)) != SL_OK ||
-            (rc = renew_repair_lease(r, err)) != SL_OK ||
-            (rc = progress_tick(r, group, err)) != SL_OK)
+            (rc = renew_leases(r, err)) != SL_OK || (rc = progress_tick(r, group, err)) != SL_OK)
             goto out;
     }
 out:
@@ -834,6 +1390,7 @@ void engine_recompute_report_free(engine_recompute_report *r)
 {
     if (r) {
         free(r->rows);
+        free(r->aggs);
         memset(r, 0, sizeof *r);
     }
 }
@@ -844,7 +1401,7 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     sl_status rc = SL_OK;
     run r;
     engine_recompute_report rep;
-    char items_token[STORE_TOKEN_MAX] = "", aggs_token[STORE_TOKEN_MAX] = "";
+    char items_token[STORE_PAGE_TOKEN_MAX] = "", aggs_token[STORE_PAGE_TOKEN_MAX] = "";
     memset(&r, 0, sizeof r);
     memset(&rep, 0, sizeof rep);
     r.s = s;
@@ -874,9 +1431,11 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     if ((rc = engine_aggset_new(r.opt.max_aggregates, &r.pending, err)) != SL_OK)
         goto out;
     if (r.opt.repair) {
-        char holder[128];
+        char holder[128], lholder[128];
         engine__holder_default(holder, sizeof holder);
         engine__lease_init(&r.lease, ENGINE__REPAIR_LEASE, holder, ENGINE__REPAIR_LEASE_MS);
+        snprintf(lholder, sizeof lholder, "recompute:%.100s", holder);
+        engine__lease_init(&r.listener, r.consumer, lholder, ENGINE__REPAIR_LEASE_MS);
         if ((rc = engine__lease_acquire(s, &r.lease, err)) != SL_OK) {
             sl_error_prefix(err, "another repairing recompute runs");
             goto out;
@@ -911,11 +1470,19 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
                                   r.consumer);
                 goto out;
             }
-            /* Move the consumer to the head first; then the usual repair at
-             * the new point corrects every aggregate, whatever the listener
-             * applies meanwhile. */
+            /* The listener cannot apply anything now: hold its lease for the
+             * whole run, move the consumer to the head, and replace every
+             * drifted aggregate with what a snapshot taken after shows. */
             store_close(&r.snap);
-            if ((rc = store_consumer_reset(s, r.consumer, NULL, 0, err)) != SL_OK)
+            if ((rc = seize_listener(&r, err)) != SL_OK)
+                goto out;
+            r.listener_for_run = 1;
+            store_op fence = {.kind = STORE_OP_CHECK,
+                              .table = STORE_AGGREGATES,
+                              .pk = ENGINE_SYS_PK,
+                              .sk = r.listener.sk,
+                              .cond = {STORE_COND_VERSION, r.listener.version}};
+            if ((rc = store_consumer_reset(s, r.consumer, &fence, 1, err)) != SL_OK)
                 goto out;
             rep.consumer_reset = 1;
             r.last_group[0] = '\0';
@@ -946,10 +1513,11 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     memset(&rep, 0, sizeof rep);
 out:
     store_close(&r.snap);
+    engine__lease_release(s, &r.listener);
     if (r.opt.repair)
         engine__lease_release(s, &r.lease);
     engine_aggset_free(&r.pending);
-    pending_groups_free(&r);
+    groups_free(&r);
     engine_recompute_report_free(&rep);
     return rc;
 }

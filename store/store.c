@@ -750,14 +750,18 @@ sl_status store_delete(store *s, store_table t, const char *pk, const char *sk, 
 }
 
 /* ---------------------------------------------------------------------------
- * Pages.  Documents are copied into one growing buffer; offsets are kept
- * while it grows and turned into pointers when the page is finished.
+ * Pages.  Documents and their row keys are copied into one growing buffer;
+ * offsets are kept while it grows and turned into pointers when the page is
+ * finished.
  * ------------------------------------------------------------------------- */
+#define NO_OFFSET SIZE_MAX
+
 typedef struct page_arena {
     uint8_t *buf;
     size_t len, cap;
-    size_t *offs;
+    size_t *offs; /* per document: data, pk, sk, gsk (NO_OFFSET: none) */
     size_t nalloc;
+    const char **gsk; /* per document, after page_finish: the index sort key or NULL */
 } page_arena;
 
 void store_page_free(store_page *page)
@@ -766,6 +770,7 @@ void store_page_free(store_page *page)
     if (a) {
         free(a->buf);
         free(a->offs);
+        free(a->gsk);
         free(a);
     }
     if (page) {
@@ -780,7 +785,28 @@ int store_page_view(const store_page *page, size_t i, bson_t *view)
     return page && i < page->count && bson_init_static(view, page->docs[i].data, page->docs[i].len);
 }
 
-sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len, sl_error *err)
+/* Appends len bytes (a string with its NUL when s is a string) to the arena;
+ * its offset into *off.  0 when out of memory. */
+static int arena_put(page_arena *a, const void *p, size_t len, size_t *off)
+{
+    if (a->len + len > a->cap) {
+        size_t cap = a->cap ? a->cap : 4096;
+        while (cap < a->len + len)
+            cap *= 2;
+        uint8_t *buf = realloc(a->buf, cap);
+        if (!buf)
+            return 0;
+        a->buf = buf;
+        a->cap = cap;
+    }
+    memcpy(a->buf + a->len, p, len);
+    *off = a->len;
+    a->len += len;
+    return 1;
+}
+
+sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len,
+                          const store__row *row, sl_error *err)
 {
     sl_status rc = SL_OK;
     page_arena *a = page->arena_;
@@ -790,7 +816,7 @@ sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len, s
     }
     if (page->count == a->nalloc) {
         size_t n = a->nalloc ? 2 * a->nalloc : 16;
-        size_t *offs = realloc(a->offs, n * sizeof *offs);
+        size_t *offs = realloc(a->offs, 4 * n * sizeof *offs);
         store_doc *docs = offs ? realloc(page->docs, n * sizeof *docs) : NULL;
         if (offs)
             a->offs = offs;
@@ -802,22 +828,16 @@ sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len, s
         }
         a->nalloc = n;
     }
-    if (a->len + len > a->cap) {
-        size_t cap = a->cap ? a->cap : 4096;
-        while (cap < a->len + len)
-            cap *= 2;
-        uint8_t *buf = realloc(a->buf, cap);
-        if (!buf) {
-            rc = sl_error_set(err, SL_ENOMEM, "out of memory building a page of %zu bytes", cap);
-            goto out;
-        }
-        a->buf = buf;
-        a->cap = cap;
+    size_t *o = &a->offs[4 * page->count];
+    o[3] = NO_OFFSET;
+    if (!arena_put(a, data, len, &o[0]) || !arena_put(a, row->pk, strlen(row->pk) + 1, &o[1]) ||
+        !arena_put(a, row->sk, strlen(row->sk) + 1, &o[2]) ||
+        (row->gsk && !arena_put(a, row->gsk, strlen(row->gsk) + 1, &o[3]))) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory building a page of %zu bytes",
+                          a->len + len);
+        goto out;
     }
-    memcpy(a->buf + a->len, data, len);
-    a->offs[page->count] = a->len;
-    page->docs[page->count].len = len;
-    a->len += len;
+    page->docs[page->count] = (store_doc){.len = len, .version = row->version};
     page->count++;
 out:
     return rc;
@@ -829,11 +849,22 @@ int store__page_full(const store_page *page)
     return a && a->len >= PAGE_BYTES_MAX;
 }
 
-static void page_finish(store_page *page)
+/* Turns the arena's offsets into pointers.  0 when out of memory. */
+static int page_finish(store_page *page)
 {
     page_arena *a = page->arena_;
-    for (size_t i = 0; i < page->count; i++)
-        page->docs[i].data = a->buf + a->offs[i];
+    if (!a)
+        return 1;
+    if (!(a->gsk = calloc(page->count ? page->count : 1, sizeof *a->gsk)))
+        return 0;
+    for (size_t i = 0; i < page->count; i++) {
+        const size_t *o = &a->offs[4 * i];
+        page->docs[i].data = a->buf + o[0];
+        page->docs[i].pk = (const char *)a->buf + o[1];
+        page->docs[i].sk = (const char *)a->buf + o[2];
+        a->gsk[i] = o[3] == NO_OFFSET ? NULL : (const char *)a->buf + o[3];
+    }
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1113,32 +1144,27 @@ static sl_status range_apply(const store_range *r, store__query *q, char *succ, 
     return rc;
 }
 
-/* Reads the ordering columns of a stored document (the page's last one). */
-static sl_status doc_position(const store__query *q, const store_doc *d, const char **pos,
-                              sl_error *err)
+/* The ordering columns of a page's document i (its last one): the row's
+ * keys as the adapter read them, never the document's bytes, which may be
+ * damaged (not BSON, or naming another key). */
+static sl_status doc_position(const store__query *q, const store_page *page, size_t i,
+                              const char **pos, sl_error *err)
 {
     sl_status rc = SL_OK;
-    bson_t view;
-    bson_iter_t it;
-    const char *names[3];
+    const page_arena *a = page->arena_;
+    const store_doc *d = &page->docs[i];
     int n = 0;
-    if (q->kind == STORE__Q_PARTITION) {
-        names[n++] = SCHEMA_F_SK;
-    } else if (q->kind == STORE__Q_INDEX) {
-        names[n++] = q->index == STORE_GSI1 ? SCHEMA_F_GSI1SK : SCHEMA_F_GSI2SK;
-        names[n++] = SCHEMA_F_PK;
-        names[n++] = SCHEMA_F_SK;
+    if (q->kind == STORE__Q_INDEX) {
+        if (!a->gsk[i])
+            rc = sl_error_set(err, SL_EINTERNAL, "an index page row has no index sort key");
+        pos[n++] = a->gsk[i];
+        pos[n++] = d->pk;
+        pos[n++] = d->sk;
+    } else if (q->kind == STORE__Q_PARTITION) {
+        pos[n++] = d->sk;
     } else {
-        names[n++] = SCHEMA_F_PK;
-        names[n++] = SCHEMA_F_SK;
-    }
-    if (!bson_init_static(&view, d->data, d->len))
-        rc = sl_error_set(err, SL_ECORRUPT, "a stored document is not BSON");
-    for (int i = 0; rc == SL_OK && i < n; i++) {
-        if (!bson_iter_init_find(&it, &view, names[i]) || !BSON_ITER_HOLDS_UTF8(&it))
-            rc = sl_error_set(err, SL_ECORRUPT, "a stored document has no string %s", names[i]);
-        else
-            pos[i] = bson_iter_utf8(&it, NULL);
+        pos[n++] = d->pk;
+        pos[n++] = d->sk;
     }
     return rc;
 }
@@ -1209,10 +1235,13 @@ static sl_status run_query(store *s, store__query *q, const store_query_opts *in
     rc = s->vt->query(s, q, &p, &more, err);
     if (rc != SL_OK)
         goto out;
-    page_finish(&p);
+    if (!page_finish(&p)) {
+        rc = sl_error_set(err, SL_ENOMEM, "out of memory finishing a page");
+        goto out;
+    }
     if (more && p.count > 0) {
         const char *pos[3];
-        rc = doc_position(q, &p.docs[p.count - 1], pos, err);
+        rc = doc_position(q, &p, p.count - 1, pos, err);
         if (rc == SL_OK)
             rc = token_encode(q, rk, pos, npos_of(q->kind), &p.next_token, err);
     }

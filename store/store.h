@@ -152,9 +152,16 @@ typedef struct store_query_opts {
     const char *page_token; /* NULL or "" for the first page; else a next_token */
 } store_query_opts;
 
+/* One document of a page.  pk, sk and version are the store's own record of
+ * where the document is kept and its `v` (the key a condition or a delete
+ * names), read beside the bytes, not from them: they are what identifies the
+ * document even when its bytes were damaged (not BSON, or naming another
+ * key), which store_page_view() then cannot or should not be trusted for. */
 typedef struct store_doc {
     const uint8_t *data; /* BSON bytes, valid until store_page_free() */
     uint32_t len;
+    const char *pk, *sk; /* the key it is stored under, valid until store_page_free() */
+    int64_t version;     /* the stored version (what STORE_COND_VERSION compares) */
 } store_doc;
 
 typedef struct store_page {
@@ -167,12 +174,16 @@ typedef struct store_page {
 /* Frees what a query put into page and zeroes it.  Safe on a zeroed page. */
 void store_page_free(store_page *page);
 
-/* Initializes *view as a read-only view of docs[i] (no copy; do not destroy). */
+/* Initializes *view as a read-only view of docs[i] (no copy; do not destroy).
+ * 0 when the stored bytes are not a BSON document (docs[i].pk and .sk still
+ * name it). */
 int store_page_view(const store_page *page, size_t i, bson_t *view);
 
 /* Documents of partition pk in table t.  On SL_OK *page must be freed with
  * store_page_free(); on error it is zeroed.  A page token from another query,
- * or a forged one, is SL_EINVAL. */
+ * or a forged one, is SL_EINVAL.  Pages are positioned by the keys the store
+ * keeps (store_doc), so a document with damaged bytes neither ends a query
+ * nor moves its next page. */
 sl_status store_query(store *s, store_table t, const char *pk, const store_query_opts *q,
                       store_page *page, sl_error *err);
 

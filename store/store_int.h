@@ -105,9 +105,19 @@ typedef struct store__query {
     const char *pos[3];
 } store__query;
 
-/* Adds a copy of a document to a page under construction.  Adapters call it
- * for each row, then return; store.c finishes the page. */
-sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len, sl_error *err);
+/* Where a row is kept, as the adapter knows it apart from the document's
+ * bytes: its key, its version and, for an index query, its index sort key
+ * (NULL otherwise).  They become the page's store_doc fields and position
+ * the next page. */
+typedef struct store__row {
+    const char *pk, *sk, *gsk;
+    int64_t version;
+} store__row;
+
+/* Adds a copy of a document and its row to a page under construction.
+ * Adapters call it for each row, then return; store.c finishes the page. */
+sl_status store__page_add(store_page *page, const uint8_t *data, uint32_t len,
+                          const store__row *row, sl_error *err);
 
 /* 1 once a page holds so many bytes (16 MiB) that it should end there, with
  * a next token, even below its limit. */

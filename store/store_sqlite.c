@@ -323,7 +323,12 @@ static void query_sql(int shape, char *buf, size_t n)
         cols[ncols++] = "pk";
         cols[ncols++] = "sk";
     }
-    size_t at = (size_t)snprintf(buf, n, "SELECT doc FROM %s WHERE %s", table_names[table], where);
+    /* The row's key, version and index sort key come beside the document:
+     * they name it and position the next page even when its bytes are
+     * damaged (see store__row). */
+    size_t at = (size_t)snprintf(buf, n, "SELECT doc, pk, sk, v%s%s FROM %s WHERE %s",
+                                 kind == 1 || kind == 2 ? ", " : "",
+                                 kind == 1 || kind == 2 ? cols[0] : "", table_names[table], where);
     if (lo && !(haspos && !desc))
         at += (size_t)snprintf(buf + at, n - at, " AND %s >= ?2", cols[0]);
     if (hi && !(haspos && desc))
@@ -1521,8 +1526,17 @@ static sl_status sq_query(store *s, const store__query *q, store_page *page, int
             m = 1;
             break;
         }
+        int index = q->kind == STORE__Q_INDEX;
+        store__row row = {.pk = (const char *)sqlite3_column_text(st, 1),
+                          .sk = (const char *)sqlite3_column_text(st, 2),
+                          .version = sqlite3_column_int64(st, 3),
+                          .gsk = index ? (const char *)sqlite3_column_text(st, 4) : NULL};
+        if (!row.pk || !row.sk || (index && !row.gsk)) {
+            rc = sl_error_set(err, SL_ENOMEM, "out of memory reading a row's key");
+            break;
+        }
         rc = store__page_add(page, sqlite3_column_blob(st, 0),
-                             (uint32_t)sqlite3_column_bytes(st, 0), err);
+                             (uint32_t)sqlite3_column_bytes(st, 0), &row, err);
     }
     if (rc == SL_OK && !m && code != SQLITE_DONE)
         rc = sq_fail(err, h->db, c->db, code, "running a query");

@@ -636,8 +636,9 @@ static int each_item(support_client *c, const char *path, const char *array,
         for (size_t i = 0; i < arr->u.array.len; i++, (*items)++)
             diffs += fn(ctx, arr->u.array.values[i]);
         int last = YAJL_IS_NULL(next);
-        if (!last)
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+        const char *nx = last ? NULL : YAJL_GET_STRING(next); /* a string: checked above */
+        if (nx)
+            snprintf(cursor, sizeof cursor, "%s", nx);
         yajl_tree_free(v);
         if (last)
             break;

