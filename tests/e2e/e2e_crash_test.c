@@ -188,6 +188,10 @@ int main(int argc, char **argv)
     }
     c.sanitizer_logs += sanitizer_report(&c);
     CHECK_INT(c.sanitizer_logs, 0);
+    if (check_failures_) {
+        fprintf(stderr, "e2e_crash_test: the last listener's log:\n");
+        support_print_tail(c.log, 80);
+    }
     CHECK_INT(e2e_world_stop(&w), 0);
     store_close(&c.st);
     e2e_model_free(&m);
