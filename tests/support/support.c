@@ -235,6 +235,63 @@ void support_kill(pid_t pid, int sig)
     }
 }
 
+int support_wait_status(pid_t pid, int timeout_ms, int stops, int *status)
+{
+    long until = support_now_ms() + timeout_ms;
+    int rc = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG | (stops ? WUNTRACED : 0));
+        if (r == pid) {
+            if (!WIFSTOPPED(*status))
+                track_pid(pid, 0);
+            rc = 0;
+            break;
+        }
+        if ((r < 0 && errno != EINTR) || support_now_ms() >= until)
+            break;
+        support_sleep_ms(1);
+    }
+    return rc;
+}
+
+const char *support_status_str(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else if (WIFSTOPPED(status))
+        snprintf(buf, cap, "stopped by signal %d (%s)", WSTOPSIG(status),
+                 strsignal(WSTOPSIG(status)));
+    else
+        snprintf(buf, cap, "wait status 0x%x", (unsigned)status);
+    return buf;
+}
+
+void support_print_tail(const char *path, int lines)
+{
+    size_t len = 0;
+    char *text = support_read_file(path, &len);
+    const char *from = text;
+    for (size_t i = len, seen = 0; text && i-- > 0;)
+        if (text[i] == '\n' && i + 1 < len && ++seen >= (size_t)lines) {
+            from = text + i + 1;
+            break;
+        }
+    if (text)
+        fprintf(stderr, "  %s (its last %d lines at most):\n", path, lines);
+    else
+        fprintf(stderr, "  %s: cannot be read\n", path);
+    for (const char *p = from; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(stderr, "  | %.*s\n", n, p);
+        p = nl ? nl + 1 : NULL;
+    }
+    free(text);
+}
+
 int support_run(char *out, size_t cap, unsigned flags, const char *const *args)
 {
     const char *argv[ARGS_MAX];
