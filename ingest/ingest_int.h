@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <yajl/yajl_parse.h>
 
 /* ---------------------------------------------------------------------------
@@ -565,5 +566,43 @@ sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
                             const ingest_frame *f, uint32_t nlabels, const char *const *names,
                             const char *const *skus, sl_error *err);
 void ingest__frame_enc_free(ingest__frame_enc *e);
+
+/* ---------------------------------------------------------------------------
+ * The spool folder (spool.c) and its descriptor-level operations (spool_fs.c).
+ * ------------------------------------------------------------------------- */
+#define INGEST__SPOOL_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+
+/* printf into new memory: the caller frees it; NULL when out of memory. */
+char *ingest__spool_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* "a symbolic link", "a folder", ... for a file type. */
+const char *ingest__spool_kind_name(mode_t m);
+
+/* Opens the folder name in the folder at dirfd without following a link;
+ * *st gets what it is.  SL_ENOTFOUND when gone, SL_EFORBIDDEN when it is a
+ * link or anything but a folder, SL_EIO otherwise; the message does not name
+ * it (the caller does).  On success *out is the caller's to close. */
+sl_status ingest__spool_open_folder(int dirfd, const char *name, int *out, struct stat *st,
+                                    sl_error *err);
+
+/* Moves name from the folder at dfd into its sub/ (made if missing).  sub/
+ * must be a real folder: a link or anything else there is refused
+ * (SL_EFORBIDDEN) and nothing moves.  On success *sub_fd is sub/ open, the
+ * caller's to close.  What sits at sub/name is replaced (a file sent again),
+ * never followed. */
+sl_status ingest__spool_move_into(int dfd, const char *name, const char *sub, int *sub_fd,
+                                  sl_error *err);
+
+/* Writes NAME.error.json in the folder at dfd (failed/).  The temporary
+ * file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a name already there (a
+ * crash's leftover, or a link planted to make the watcher write elsewhere)
+ * is never opened but removed -- it is an entry of failed/, the spool's own
+ * -- and made anew; renameat then replaces whatever is at NAME.error.json
+ * without following it.  On failure why says what went wrong. */
+bool ingest__spool_write_error(int dfd, const char *name, const sl_error *e, char *why, size_t cap);
+
+/* True when nobody has the file open for writing (a read lease is granted
+ * only then).  Where leases are not supported, the file is taken. */
+bool ingest__spool_complete(int fd);
 
 #endif /* SIGHTLINE_INGEST_INT_H */
