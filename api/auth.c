@@ -290,8 +290,10 @@ static int retry_after(const api__key_cache *c, const fail_bucket *b)
     return ms <= 0 ? 1 : (int)((ms + 999) / 1000);
 }
 
-/* Whether addr has no failed check left: > 0 is the Retry-After. */
-static int limit_check(api__key_cache *c, const struct sockaddr *client)
+/* Whether addr has a failed check left: 0 when it has (and take uses it
+ * up: a failed check is being recorded), else the Retry-After (> 0; the
+ * check is then answered 429). */
+static int limit_use(api__key_cache *c, const struct sockaddr *client, int take)
 {
     unsigned char addr[16];
     int retry = 0;
@@ -302,26 +304,8 @@ static int limit_check(api__key_cache *c, const struct sockaddr *client)
     fail_bucket *b = bucket_of(c, addr, mono_ms());
     if (b->tokens < MILLI)
         retry = retry_after(c, b);
-    pthread_mutex_unlock(lock);
-out:
-    return retry;
-}
-
-/* Records a failed check of addr: 0 when it had one left, else the
- * Retry-After (the check is then answered 429). */
-static int limit_take(api__key_cache *c, const struct sockaddr *client)
-{
-    unsigned char addr[16];
-    int retry = 0;
-    if (c->burst <= 0 || !addr_key(client, addr))
-        goto out;
-    pthread_mutex_t *lock = &c->limit_locks[set_of(c, addr) % LIMIT_STRIPES];
-    pthread_mutex_lock(lock);
-    fail_bucket *b = bucket_of(c, addr, mono_ms());
-    if (b->tokens >= MILLI)
+    else if (take)
         b->tokens -= MILLI;
-    else
-        retry = retry_after(c, b);
     pthread_mutex_unlock(lock);
 out:
     return retry;
@@ -390,7 +374,7 @@ static sl_status check_key(api__key_cache *c, store *st, const char *authorizati
         }
         /* An address out of failed checks gets no store lookup; a key this
          * server verified lately (a cache hit above) still works for it. */
-        if ((*retry_s = limit_check(c, client)) > 0) {
+        if ((*retry_s = limit_use(c, client, 0)) > 0) {
             rc = sl_error_set(err, SL_EAUTH,
                               "too many failed key checks from this address; retry in %d s",
                               *retry_s);
@@ -435,7 +419,7 @@ sl_status api__authenticate(api__key_cache *c, store *st, const char *authorizat
     if (rc == SL_EAUTH) {
         atomic_fetch_add_explicit(&c->failures, 1, memory_order_relaxed);
         if (retry == 0)
-            retry = limit_take(c, client);
+            retry = limit_use(c, client, 1);
         if (retry > 0) {
             atomic_fetch_add_explicit(&c->throttled, 1, memory_order_relaxed);
             sl_error_clear(&e);
