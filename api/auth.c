@@ -72,13 +72,6 @@ struct api__key_cache {
     _Atomic uint64_t lookups, failures, throttled, neg_hits;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 sl_status api__key_cache_new(const api_config *cfg, api__key_cache **out, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -149,7 +142,7 @@ static int cache_get(api__key_cache *c, const char *key_id, cache_entry *e, uint
     cache_entry *slot = &c->slots[s];
     *gen = c->gens[s];
     if (c->ttl_ms > 0 && slot->used && !strcmp(slot->auth.key_id, key_id) &&
-        mono_ms() - slot->fetched_ms < c->ttl_ms) {
+        api__mono_ms() - slot->fetched_ms < c->ttl_ms) {
         *e = *slot;
         hit = 1;
     }
@@ -166,7 +159,7 @@ static void cache_put(api__key_cache *c, const cache_entry *e, uint64_t gen)
     if (c->ttl_ms > 0 && c->gens[s] == gen) {
         c->slots[s] = *e;
         c->slots[s].used = 1;
-        c->slots[s].fetched_ms = mono_ms();
+        c->slots[s].fetched_ms = api__mono_ms();
     }
     pthread_mutex_unlock(lock_of(c, s));
 }
@@ -187,7 +180,8 @@ static int neg_get(api__key_cache *c, const char *key_id)
     int hit = 0;
     size_t s = slot_of(key_id) % NEG_SLOTS;
     pthread_mutex_lock(lock_of(c, s));
-    hit = c->neg_ttl_ms > 0 && !strcmp(c->neg[s].key_id, key_id) && mono_ms() < c->neg[s].until_ms;
+    hit = c->neg_ttl_ms > 0 && !strcmp(c->neg[s].key_id, key_id) &&
+          api__mono_ms() < c->neg[s].until_ms;
     pthread_mutex_unlock(lock_of(c, s));
     return hit;
 }
@@ -198,7 +192,7 @@ static void neg_put(api__key_cache *c, const char *key_id)
     if (c->neg_ttl_ms > 0) {
         pthread_mutex_lock(lock_of(c, s));
         memcpy(c->neg[s].key_id, key_id, API_KEY_ID_LEN + 1);
-        c->neg[s].until_ms = mono_ms() + c->neg_ttl_ms;
+        c->neg[s].until_ms = api__mono_ms() + c->neg_ttl_ms;
         pthread_mutex_unlock(lock_of(c, s));
     }
 }
@@ -301,7 +295,7 @@ static int limit_use(api__key_cache *c, const struct sockaddr *client, int take)
         goto out;
     pthread_mutex_t *lock = &c->limit_locks[set_of(c, addr) % LIMIT_STRIPES];
     pthread_mutex_lock(lock);
-    fail_bucket *b = bucket_of(c, addr, mono_ms());
+    fail_bucket *b = bucket_of(c, addr, api__mono_ms());
     if (b->tokens < MILLI)
         retry = retry_after(c, b);
     else if (take)
