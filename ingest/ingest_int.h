@@ -1,8 +1,9 @@
 /* ingest_int.h -- what the files of ingest/ share and nobody else sees: the
- * bounded streaming JSON reader over yajl (json.c), exact number parsing,
- * the small JSON tree used for PUT bodies and asset lines (tree.c), the
- * parser core the formats plug into (parser.c) and the frame codec
- * (frame_doc.c). */
+ * bounded streaming JSON reader over yajl (json.c, json_filter.c), exact
+ * number parsing (json_number.c), the small JSON tree used for PUT bodies and
+ * asset lines (tree.c), the parser core the formats plug into (parser.c),
+ * the frame codec (frame_doc.c) and the spool folder's descriptor-level
+ * operations (spool_fs.c). */
 #ifndef SIGHTLINE_INGEST_INT_H
 #define SIGHTLINE_INGEST_INT_H
 
@@ -14,7 +15,8 @@
 #include <yajl/yajl_parse.h>
 
 /* ---------------------------------------------------------------------------
- * Streaming JSON (json.c): yajl behind a pre-filter that bounds strings and
+ * Streaming JSON (json.c; the pre-filter in json_filter.c, numbers in
+ * json_number.c): yajl behind a pre-filter that bounds strings and
  * tokens, repairs darknet's unescaped backslashes and maps offsets back to
  * the input; the reader bounds depth and keys, refuses duplicate keys and
  * keeps the JSON path of the current value for messages.
