@@ -5,8 +5,6 @@
  * recompute_compare.c. */
 #include "engine_int.h"
 
-#include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

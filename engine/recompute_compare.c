@@ -3,12 +3,10 @@
  * aggregate in the report. */
 #include "engine_int.h"
 
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---------------------------------------------------------------------------
  * The report: drift rows and summaries.

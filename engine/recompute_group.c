@@ -4,11 +4,9 @@
 #include "engine_int.h"
 
 #include <assert.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define ENGINE__SCAN_PAGE    500u
 #define ENGINE__REPAIR_BATCH 100u /* aggregates replaced by one atomic write */

@@ -9,12 +9,10 @@
  * feeding of yajl are in json_filter.c, numbers in json_number.c. */
 #include "ingest_int.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <yajl/yajl_parse.h>
 
 #define KEY_MAX 256u /* bytes of one object key */
