@@ -406,6 +406,7 @@ static void batch_done(engine_listener *l)
         if (lag < 0)
             lag = 0;
         l->stats.lag_hist[lag >= ENGINE_LAG_BUCKETS - 1 ? ENGINE_LAG_BUCKETS - 1 : lag]++;
+        l->stats.lag_sum_ms += lag;
     }
     pthread_mutex_unlock(&l->mu);
     memcpy(l->prev_token, l->last_token, sizeof l->prev_token);
