@@ -4,6 +4,8 @@
  * HTTP come from the test-support library (tests/support). */
 #include "e2e.h"
 
+#include "tests/exact.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,105 +329,9 @@ void e2e_expect(const e2e_model *m, int t, m_expect *out)
 /* ---------------------------------------------------------------------------
  * The expected numbers, exactly.  docs/dashboard.md, "Numbers", defines each
  * as a rational of the integer sums (or the square root of one); the API's
- * double must lie within one ulp of it: between the doubles just below and
- * just above what it printed.  The comparison is exact, in integers of 512
- * bits, so it shares no floating-point step with the engine.
+ * double must lie within one ulp of it (tests/exact.h: compared in integers,
+ * sharing no floating-point step with the engine).
  * ------------------------------------------------------------------------- */
-#define BIG_LIMBS 8
-
-typedef struct big {
-    uint64_t w[BIG_LIMBS]; /* least significant first */
-} big;
-
-static big big_of(unsigned __int128 v)
-{
-    big b = {{(uint64_t)v, (uint64_t)(v >> 64)}};
-    return b;
-}
-
-/* a * v; the callers keep every product below 2^500. */
-static big big_mul(big a, unsigned __int128 v)
-{
-    big r = {{0}};
-    uint64_t part[2] = {(uint64_t)v, (uint64_t)(v >> 64)};
-    for (int h = 0; h < 2; h++) {
-        unsigned __int128 carry = 0;
-        for (int i = 0; i + h < BIG_LIMBS; i++) {
-            unsigned __int128 t = (unsigned __int128)a.w[i] * part[h] + r.w[i + h] + carry;
-            r.w[i + h] = (uint64_t)t;
-            carry = t >> 64;
-        }
-    }
-    return r;
-}
-
-static big big_shl(big a, int k)
-{
-    big r = {{0}};
-    for (int i = BIG_LIMBS - 1; i >= 0; i--) {
-        int from = i - k / 64, bits = k % 64;
-        uint64_t hi = from >= 0 ? a.w[from] << bits : 0;
-        uint64_t lo = bits && from - 1 >= 0 ? a.w[from - 1] >> (64 - bits) : 0;
-        r.w[i] = hi | lo;
-    }
-    return r;
-}
-
-static int big_cmp(big a, big b)
-{
-    for (int i = BIG_LIMBS - 1; i >= 0; i--)
-        if (a.w[i] != b.w[i])
-            return a.w[i] < b.w[i] ? -1 : 1;
-    return 0;
-}
-
-/* An exact value: num / den, or its square root. */
-typedef struct exact {
-    unsigned __int128 num, den; /* den > 0 */
-    int root;
-} exact;
-
-/* The sign of y - x, exactly (y a finite double; x at most 2^64). */
-static int cmp_exact(double y, const exact *x)
-{
-    if (y < 0)
-        return -1;
-    if (y == 0)
-        return x->num ? -1 : 0;
-    if (y >= 0x1p64)
-        return 1;
-    int e;
-    double f = frexp(y, &e); /* y = f * 2^e, f in [0.5, 1) */
-    uint64_t mant = (uint64_t)ldexp(f, 53);
-    int shift = e - 53; /* y = mant * 2^shift, shift <= 11 */
-    if (x->root)
-        shift *= 2;   /* compare y^2 with num / den */
-    if (shift < -380) /* y below 2^-280: under any nonzero x of the tests */
-        return x->num ? -1 : 1;
-    big left = x->root ? big_mul(big_of((unsigned __int128)mant * mant), x->den)
-                       : big_mul(big_of(mant), x->den);
-    big right = big_of(x->num);
-    if (shift >= 0)
-        left = big_shl(left, shift);
-    else
-        right = big_shl(right, -shift);
-    return big_cmp(left, right);
-}
-
-/* 1 when got is within one ulp of x. */
-static int within_ulp(double got, const exact *x)
-{
-    return isfinite(got) && cmp_exact(nextafter(got, -INFINITY), x) <= 0 &&
-           cmp_exact(nextafter(got, INFINITY), x) >= 0;
-}
-
-/* x to print in a message (not compared). */
-static long double approx(const exact *x)
-{
-    long double v = (long double)x->num / (long double)x->den;
-    return x->root ? sqrtl(v) : v;
-}
-
 /* mean = sum / n / 1e6 */
 static exact exact_mean(const m_metric *m)
 {
@@ -482,13 +388,13 @@ int e2e_oracle_selftest(void)
                            {(unsigned)(rng % 101), 100, 0}};
         for (size_t j = 0; j < sizeof x / sizeof x[0]; j++) {
             /* Nearest double to x (long double first: well within half an ulp). */
-            double d = (double)approx(&x[j]);
+            double d = (double)exact_approx(&x[j]);
             double two_up = nextafter(nextafter(d, INFINITY), INFINITY);
             double two_down = nextafter(nextafter(d, -INFINITY), -INFINITY);
-            if (!within_ulp(d, &x[j]) || within_ulp(two_up, &x[j]) ||
-                (d > 0 && within_ulp(two_down, &x[j]))) {
+            if (!exact_within_ulp(d, &x[j]) || exact_within_ulp(two_up, &x[j]) ||
+                (d > 0 && exact_within_ulp(two_down, &x[j]))) {
                 fprintf(stderr, "e2e: the one-ulp comparison is wrong for %.21Lg (%zu of n %lld)\n",
-                        approx(&x[j]), j, (long long)m.n);
+                        exact_approx(&x[j]), j, (long long)m.n);
                 bad++;
             }
         }
@@ -547,9 +453,9 @@ int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want)
                                 exact_percentile(w, 50), exact_percentile(w, 90)};
         for (int p = 0; p < 5; p++) {
             double x = e2e_get_num(got, pn[p], NAN);
-            if (!within_ulp(x, &want_x[p]))
+            if (!exact_within_ulp(x, &want_x[p]))
                 DIFF("%s.%s %.17g, expected %.21Lg (within one ulp)", name, pn[p], x,
-                     approx(&want_x[p]));
+                     exact_approx(&want_x[p]));
         }
         int lo = -1, hi = -1;
         for (int b = 0; b < M_BINS; b++)
@@ -560,7 +466,7 @@ int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want)
             }
         const exact edge[2] = {{(unsigned)lo, 100, 0}, {(unsigned)hi + 1, 100, 0}};
         double mn = e2e_get_num(got, "min", NAN), mx = e2e_get_num(got, "max", NAN);
-        if (!within_ulp(mn, &edge[0]) || !within_ulp(mx, &edge[1]))
+        if (!exact_within_ulp(mn, &edge[0]) || !exact_within_ulp(mx, &edge[1]))
             DIFF("%s min/max %.17g/%.17g, expected %d/100 and %d/100", name, mn, mx, lo, hi + 1);
         yajl_val hist = e2e_get(got, "histogram");
         if (hist) {
