@@ -111,36 +111,39 @@ static int put_asset(const char *id, const char *brand, const char *score)
 }
 
 /* Rewrites (pk, sk) of the aggregates table in one write, under a version
- * condition: field f1 set to the string s1, and (f2 not NULL) field f2 set to
- * the int64 n2. */
+ * condition (tried again when the listener wrote it meanwhile, as a lease
+ * renewal may): field f1 set to the string s1, and (f2 not NULL) field f2 set
+ * to the int64 n2. */
 static void rewrite(const char *pk, const char *sk, const char *f1, const char *s1, const char *f2,
                     int64_t n2)
 {
-    bson_t *doc = NULL, out = BSON_INITIALIZER;
-    bson_iter_t it;
-    REQUIRE(store_get(st, STORE_AGGREGATES, pk, sk, &doc, NULL) == SL_OK);
-    REQUIRE(bson_iter_init_find(&it, doc, "v") && BSON_ITER_HOLDS_INT64(&it));
-    int64_t v = bson_iter_int64(&it);
-    int found = 0;
-    REQUIRE(bson_iter_init(&it, doc));
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (!strcmp(k, f1)) {
-            BSON_APPEND_UTF8(&out, k, s1);
-            found++;
-        } else if (f2 && !strcmp(k, f2)) {
-            BSON_APPEND_INT64(&out, k, n2);
-            found++;
-        } else {
-            bson_append_iter(&out, k, -1, &it);
+    sl_status rc = SL_ECONDITION;
+    for (int attempt = 0; rc == SL_ECONDITION && attempt < 100; attempt++) {
+        bson_t *doc = NULL, out = BSON_INITIALIZER;
+        bson_iter_t it;
+        REQUIRE(store_get(st, STORE_AGGREGATES, pk, sk, &doc, NULL) == SL_OK);
+        REQUIRE(bson_iter_init_find(&it, doc, "v") && BSON_ITER_HOLDS_INT64(&it));
+        int64_t v = bson_iter_int64(&it);
+        int found = 0;
+        REQUIRE(bson_iter_init(&it, doc));
+        while (bson_iter_next(&it)) {
+            const char *k = bson_iter_key(&it);
+            if (!strcmp(k, f1)) {
+                BSON_APPEND_UTF8(&out, k, s1);
+                found++;
+            } else if (f2 && !strcmp(k, f2)) {
+                BSON_APPEND_INT64(&out, k, n2);
+                found++;
+            } else {
+                bson_append_iter(&out, k, -1, &it);
+            }
         }
+        REQUIRE(found == 1 + (f2 != NULL));
+        rc = store_put(st, STORE_AGGREGATES, &out, (store_cond){STORE_COND_VERSION, v}, NULL, NULL);
+        bson_destroy(&out);
+        bson_destroy(doc);
     }
-    REQUIRE(found == 1 + (f2 != NULL));
-    CHECK_INT(
-        store_put(st, STORE_AGGREGATES, &out, (store_cond){STORE_COND_VERSION, v}, NULL, NULL),
-        SL_OK);
-    bson_destroy(&out);
-    bson_destroy(doc);
+    CHECK_INT(rc, SL_OK);
 }
 
 static long get_count(const char *brand)
