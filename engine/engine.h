@@ -381,6 +381,7 @@ typedef struct engine_listener_stats {
     int64_t lag_ms;            /* age of the oldest event not applied (0: caught up) */
     /* Commit-to-applied latency of every applied event, in 1 ms buckets. */
     int64_t lag_hist[ENGINE_LAG_BUCKETS];
+    int64_t lag_sum_ms; /* the sum of those latencies, exact (the last bucket has no top) */
     char last_error[256];
 } engine_listener_stats;
 

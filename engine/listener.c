@@ -420,6 +420,7 @@ static void batch_done(engine_listener *l)
         if (lag < 0)
             lag = 0;
         l->stats.lag_hist[lag >= ENGINE_LAG_BUCKETS - 1 ? ENGINE_LAG_BUCKETS - 1 : lag]++;
+        l->stats.lag_sum_ms += lag;
     }
     pthread_mutex_unlock(&l->mu);
     memcpy(l->prev_token, l->last_token, sizeof l->prev_token);
@@ -480,29 +481,62 @@ static int commit_pending(engine_listener *l)
  * The loop.
  * ------------------------------------------------------------------------- */
 
+/* Adds both images of one event to set (the new one +1, the old one -1).  A
+ * malformed image contributes nothing (*skipped is set), here and in
+ * recompute.  On any other failure set is left as it was: a new image
+ * already added is taken out again (its aggregates and metrics exist by
+ * then, so that cannot fail). */
+static sl_status apply_event(engine_listener *l, engine_aggset *set, const store_event *ev,
+                             int *skipped, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    int added_new = 0;
+    for (int side = 0; side < 2 && rc == SL_OK; side++) {
+        const bson_t *img = side ? ev->old_image : ev->new_image;
+        sl_error_clear(err);
+        rc = engine_aggset_apply_image(set, img, side ? -1 : +1, err);
+        if (rc == SL_EINVAL) {
+            *skipped = 1;
+            int64_t total = l->stats.events_skipped + l->pending_skipped;
+            if ((total & (total + 1)) == 0) /* log the 1st, 2nd, 4th, 8th, ... */
+                engine__log(l->log, l->log_ctx, "warning", "skipping a malformed image: %s",
+                            err->message);
+            sl_error_clear(err);
+            rc = SL_OK;
+        } else if (rc == SL_OK && side == 0) {
+            added_new = 1;
+        }
+    }
+    if (rc != SL_OK && added_new)
+        (void)engine_aggset_apply_image(set, ev->new_image, -1, NULL);
+    return rc;
+}
+
 /* Adds one event's delta to the pending batch.  0 when it cannot be applied
  * (the state was dropped; the event will be read again). */
 static int take_event(engine_listener *l, const store_event *ev)
 {
     sl_error e;
     int skipped = 0, ok = 1;
-    for (int side = 0; side < 2; side++) {
-        const bson_t *img = side ? ev->old_image : ev->new_image;
-        sl_error_clear(&e);
-        sl_status rc = engine_aggset_apply_image(l->pending, img, side ? -1 : +1, &e);
-        if (rc == SL_EINVAL) {
-            skipped = 1; /* malformed: contributes nothing, here and in recompute */
-            int64_t total = l->stats.events_skipped + l->pending_skipped;
-            if ((total & (total + 1)) == 0) /* log the 1st, 2nd, 4th, 8th, ... */
-                engine__log(l->log, l->log_ctx, "warning", "skipping a malformed image: %s",
-                            e.message);
-        } else if (rc != SL_OK) {
-            note_error(l, &e, "applying an event");
-            drop_state(l);
-            nap(l, ENGINE__BACKOFF_MAX_MS);
-            ok = 0;
-            break;
-        }
+    sl_status rc = apply_event(l, l->pending, ev, &skipped, &e);
+    if (rc == SL_ETOOLARGE && l->npending) {
+        /* The batch's deltas to one aggregate would hold more metrics than an
+         * aggregate may (ENGINE_AGG_METRICS_MAX): commit the events before
+         * this one, then take it alone.  One event always fits (two images of
+         * at most 1 + ENGINE_ASSET_SALIENCY_MAX metrics each), and an
+         * aggregate that cannot take its delta is quarantined by the commit.
+         * Dropping the batch instead read the same events again and refused
+         * them again, forever: the listener stopped for every tenant. */
+        ok = commit_pending(l);
+        skipped = 0;
+        if (ok)
+            rc = apply_event(l, l->pending, ev, &skipped, &e);
+    }
+    if (ok && rc != SL_OK) {
+        note_error(l, &e, "applying an event");
+        drop_state(l);
+        nap(l, ENGINE__BACKOFF_MAX_MS);
+        ok = 0;
     }
     if (ok) {
         l->pending_skipped += skipped;

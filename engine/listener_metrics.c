@@ -64,7 +64,7 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out)
             "# HELP %s Time from an event's commit to the commit of its aggregates.\n"
             "# TYPE %s histogram\n",
             h, h);
-    int64_t cum = 0, total = 0, sum_ms = 0;
+    int64_t cum = 0, total = 0;
     size_t next = 0;
     for (int i = 0; i < ENGINE_LAG_BUCKETS; i++) {
         while (next < sizeof lag_bounds_ms / sizeof lag_bounds_ms[0] && i >= lag_bounds_ms[next]) {
@@ -74,10 +74,11 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out)
         }
         cum += st->lag_hist[i];
         total += st->lag_hist[i];
-        sum_ms += st->lag_hist[i] * i;
     }
+    /* The exact sum: the buckets would count every latency past the last
+     * one as 1.024 s. */
     fprintf(out, "%s_bucket{le=\"+Inf\"} %" PRId64 "\n%s_sum %.3f\n%s_count %" PRId64 "\n", h,
-            total, h, (double)sum_ms / 1000.0, h, total);
+            total, h, (double)st->lag_sum_ms / 1000.0, h, total);
 out:
     free(st);
 }

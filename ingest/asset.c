@@ -24,13 +24,18 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const measure *)a)->name, ((const measure *)b)->name);
 }
 
-/* Checks a score node and converts it, naming the node on error. */
+/* Checks a score node and converts it, naming the node on error: the double
+ * nearest to the text, and the micro-units rounded from the text itself
+ * (docs/formats.md, "Scores"), so that a half-micro tie is decided on the
+ * decimal the client wrote, not on the binary value nearest to it. */
 static sl_status score(const ingest__tree *t, const ingest__jnode *n, double *v, int64_t *micro,
                        sl_error *err)
 {
+    sl_error e;
+    sl_error_clear(&e);
     sl_status rc = ingest__tree_node_double(t, n, 0, 1, v, err);
-    if (rc == SL_OK)
-        rc = schema_micro_from_score(*v, micro, err);
+    if (rc == SL_OK && (rc = schema_micro_from_decimal(n->s, n->len, micro, &e)) != SL_OK)
+        rc = ingest__tree_fail(t, n, err, rc, "%s", e.message);
     return rc;
 }
 

@@ -16,6 +16,101 @@ sl_status schema_micro_from_score(double score, int64_t *micro, sl_error *err)
     return SL_OK;
 }
 
+/* The digits of a JSON number and where its decimal point goes. */
+typedef struct decimal {
+    const char *digits[2]; /* integer part, fraction */
+    size_t ndigits[2];
+    int64_t exp10; /* saturated at +-10^9: far past any digit count a body can hold */
+    int neg;
+} decimal;
+
+static int decimal_parse(const char *s, size_t len, decimal *d)
+{
+    size_t i = 0;
+    memset(d, 0, sizeof *d);
+    if (i < len && s[i] == '-') {
+        d->neg = 1;
+        i++;
+    }
+    for (int part = 0; part < 2; part++) {
+        if (part == 1) {
+            if (i >= len || s[i] != '.')
+                break;
+            i++;
+        }
+        d->digits[part] = s + i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        d->ndigits[part] = (size_t)(s + i - d->digits[part]);
+        if (d->ndigits[part] == 0)
+            return 0;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        int eneg = 0;
+        size_t start;
+        if (++i < len && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        for (start = i; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+            if (d->exp10 < 1000000000)
+                d->exp10 = d->exp10 * 10 + (s[i] - '0');
+        if (i == start)
+            return 0;
+        if (eneg)
+            d->exp10 = -d->exp10;
+    }
+    return i == len;
+}
+
+/* Digit k (0 = the most significant written) of the integer and fraction
+ * parts read as one digit string; 0 past either end. */
+static int digit_at(const decimal *d, int64_t k)
+{
+    int64_t n0 = (int64_t)d->ndigits[0], n1 = (int64_t)d->ndigits[1];
+    if (k < 0 || k >= n0 + n1)
+        return 0;
+    return k < n0 ? d->digits[0][k] - '0' : d->digits[1][k - n0] - '0';
+}
+
+sl_status schema_micro_from_decimal(const char *s, size_t len, int64_t *micro, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    int shown = (int)(len > 40 ? 40 : len);
+    decimal d;
+    int64_t whole = 0;
+    if (!s || !decimal_parse(s, len, &d)) {
+        rc = sl_error_set(err, SL_EINVAL, "score \"%.*s\" is not a number", s ? shown : 0,
+                          s ? s : "");
+        goto out;
+    }
+    /* The digit string D (integer then fraction digits) times
+     * 10^(exp10 - fraction digits) is the value; in micro-units, D's digit
+     * `point - 1` is the units digit and digit `point` the first dropped. */
+    int64_t total = (int64_t)(d.ndigits[0] + d.ndigits[1]);
+    int64_t point = (int64_t)d.ndigits[0] + d.exp10 + 6;
+    int64_t first = 0; /* the first nonzero digit; total when the value is 0 ("-0", "0e99") */
+    while (first < total && digit_at(&d, first) == 0)
+        first++;
+    if (first == total)
+        goto out;
+    /* Negative, or 8 digits or more before the point: outside [0, 1]. */
+    int outside = d.neg || point - first > 7;
+    for (int64_t k = first; !outside && k < point; k++)
+        whole = whole * 10 + digit_at(&d, k);
+    int dropped = 0; /* a nonzero digit below the micro-unit */
+    for (int64_t k = point > first ? point : first; !outside && k < total && !dropped; k++)
+        dropped = digit_at(&d, k) != 0;
+    if (outside || whole > 1000000 || (whole == 1000000 && dropped)) {
+        rc = sl_error_set(err, SL_EINVAL, "score %.*s is outside [0, 1]", shown, s);
+        goto out;
+    }
+    /* Half away from zero (the value is positive here): the first dropped digit decides. */
+    whole += digit_at(&d, point) >= 5;
+out:
+    if (rc == SL_OK)
+        *micro = whole;
+    return rc;
+}
+
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
 static int64_t days_from_civil(int64_t y, int m, int d)
 {

@@ -176,8 +176,17 @@ sl_status schema_sk_frame_parse(const char *sk, uint32_t *frame, sl_error *err);
  * ------------------------------------------------------------------------- */
 
 /* Scores in [0,1] as exact integers: round(score * 1e6).  SL_EINVAL when the
- * score is NaN, infinite or outside [0,1]. */
+ * score is NaN, infinite or outside [0,1].  For a score that arrives as text,
+ * use schema_micro_from_decimal: a double cannot hold a half-micro tie. */
 sl_status schema_micro_from_score(double score, int64_t *micro, sl_error *err);
+
+/* A score written as a JSON number (s, len bytes: -?digits[.digits][e[+-]digits])
+ * in micro-units, decided on the decimal itself, never on a double: the
+ * number rounded to the nearest millionth, a half away from zero
+ * ("0.0001245" is 125, "5e-7" is 1, "0.00000049999999999999999" is 0).
+ * SL_EINVAL when s is not such a number or its exact value is outside [0, 1]
+ * ("-0" is 0). */
+sl_status schema_micro_from_decimal(const char *s, size_t len, int64_t *micro, sl_error *err);
 
 /* Parses an RFC 3339 / ISO-8601 UTC time ("2026-11-26T12:00:00Z", optional
  * fraction, 'Z' or +00:00) into milliseconds since the epoch. */

@@ -141,9 +141,62 @@ int ih_get_frames(const support_server *s, const char *key, const char *surgery,
     return rc;
 }
 
+const ih_sku ih_fixture_skus[] = {
+    /* FORCEPS-1 "forceps": that exact label only. */
+    {"forceps", "FORCEPS-1"},
+    {"Forceps", NULL},
+    {"forceps ", NULL},
+    {"forceps-2", NULL},
+    /* SC-10 "scalpel", "(?i)scalpel[ _-]?10". */
+    {"scalpel", "SC-10"},
+    {"scalpel10", "SC-10"},
+    {"scalpel 10", "SC-10"},
+    {"Scalpel_10", "SC-10"},
+    {"SCALPEL-10", "SC-10"},
+    {"Scalpel", NULL}, /* case as written: only the pattern with 10 has (?i) */
+    {"scalpel-holder", NULL},
+    {"scalpel 11", NULL},
+    {"scalpel  10", NULL},
+    {"scalpel-100", NULL},
+    {"a scalpel", NULL},
+    /* SPONGE-18 "sponge", "(?i)surgical sponge". */
+    {"sponge", "SPONGE-18"},
+    {"surgical sponge", "SPONGE-18"},
+    {"Surgical sponge", "SPONGE-18"},
+    {"SURGICAL SPONGE", "SPONGE-18"},
+    {"Sponge", NULL},
+    {"sponges", NULL},
+    {"surgical sponges", NULL},
+    {"surgical  sponge", NULL},
+    /* Other labels of the fixtures (COCO's default map, tfod, ndjson, darknet). */
+    {"needle holder", NULL},
+    {"Pinzette (anatomisch)", NULL},
+    {"person", NULL},
+    {"bottle", NULL},
+    {"knife", NULL},
+    {"scissors", NULL},
+    {"Scissors", NULL},
+    /* ../shared/realdata/darknet */
+    {"car", NULL},
+    {"truck", NULL},
+    {"bus", NULL},
+    {"motorbike", NULL},
+    {"bicycle", NULL},
+    {"joint", NULL},
+    {NULL, NULL},
+};
+
+const ih_sku *ih_sku_find(const ih_sku *table, const char *label)
+{
+    for (const ih_sku *e = table; e && e->label; e++)
+        if (!strcmp(e->label, label))
+            return e;
+    return NULL;
+}
+
 typedef struct parse_ctx {
     ih_frames *out;
-    const ingest_catalog *cat;
+    const ih_sku *skus;
     ingest_parser *p;
 } parse_ctx;
 
@@ -157,10 +210,14 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
         const ingest_detection *d = &f->detections[i];
         ih_det *x = &fr->d[i];
         snprintf(x->label, sizeof x->label, "%s", d->label);
-        const char *sku =
-            pc->cat ? ingest_catalog_match(pc->cat, d->label, strlen(d->label)) : NULL;
-        x->has_sku = sku != NULL;
-        snprintf(x->sku, sizeof x->sku, "%s", sku ? sku : "");
+        const ih_sku *e = pc->skus ? ih_sku_find(pc->skus, d->label) : NULL;
+        if (pc->skus && !e)
+            return sl_error_set(err, SL_EINVAL,
+                                "label \"%.100s\" (frame %lld) is not in ih_fixture_skus: write "
+                                "down the SKU it must get",
+                                d->label, (long long)f->frame);
+        x->has_sku = e && e->sku;
+        snprintf(x->sku, sizeof x->sku, "%s", x->has_sku ? e->sku : "");
         x->conf = d->confidence;
         x->x = d->x;
         x->y = d->y;
@@ -170,12 +227,33 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
     return SL_OK;
 }
 
-int ih_parse_file(const char *path, const ingest_parse_options *opt, const ingest_catalog *cat,
+int ih_frames_check_skus(const ih_frames *fr, const ih_sku *skus, const char *what)
+{
+    int bad = 0;
+    for (size_t i = 0; i < fr->n; i++)
+        for (size_t k = 0; k < fr->f[i].n; k++) {
+            const ih_det *d = &fr->f[i].d[k];
+            const ih_sku *e = ih_sku_find(skus, d->label);
+            const char *want = e && e->sku ? e->sku : "";
+            if (!e || d->has_sku != (e->sku != NULL) || strcmp(d->sku, want)) {
+                if (bad++ < 10)
+                    fprintf(stderr, "%s: frame %lld: label \"%s\" got SKU %s%s%s, expected %s\n",
+                            what, (long long)fr->f[i].frame, d->label, d->has_sku ? "\"" : "",
+                            d->has_sku ? d->sku : "null", d->has_sku ? "\"" : "",
+                            !e       ? "(not listed)"
+                            : e->sku ? e->sku
+                                     : "null");
+            }
+        }
+    return bad;
+}
+
+int ih_parse_file(const char *path, const ingest_parse_options *opt, const ih_sku *skus,
                   ih_frames *out)
 {
     size_t len = 0;
     char *text = support_read_file(path, &len);
-    parse_ctx pc = {out, cat, NULL};
+    parse_ctx pc = {out, skus, NULL};
     sl_error err;
     sl_error_clear(&err);
     memset(out, 0, sizeof *out);

@@ -45,10 +45,32 @@ void ih_frames_free(ih_frames *fr);
 int ih_get_frames(const support_server *s, const char *key, const char *surgery, int limit,
                   const char *extra, ih_frames *out);
 
+/* The SKU each label must get with the fixture catalog (ih_put_catalog),
+ * written down by hand from its patterns -- FORCEPS-1: "forceps"; SC-10:
+ * "scalpel", "(?i)scalpel[ _-]?10"; SPONGE-18: "sponge", "(?i)surgical
+ * sponge"; each matched against the whole label, case as written unless (?i)
+ * (docs/formats.md) -- never computed with ingest's matcher.  sku NULL: the
+ * label must match nothing.  Every label of the fixtures and of realdata is
+ * listed, and more at the edges of the patterns.  Ends with {NULL, NULL}. */
+typedef struct ih_sku {
+    const char *label, *sku;
+} ih_sku;
+
+extern const ih_sku ih_fixture_skus[];
+
+/* The entry of label in table, NULL when it is not listed. */
+const ih_sku *ih_sku_find(const ih_sku *table, const char *label);
+
 /* Parses a fixture in-process with opt (the frames the server should
- * store); 0 on success.  Labels are mapped with cat (may be NULL). */
-int ih_parse_file(const char *path, const ingest_parse_options *opt, const ingest_catalog *cat,
+ * store); 0 on success.  Labels get their SKU from skus (NULL: no catalog, no
+ * SKU); a label the table does not list fails the parse, naming it. */
+int ih_parse_file(const char *path, const ingest_parse_options *opt, const ih_sku *skus,
                   ih_frames *out);
+
+/* Compares the SKU of every detection of fr with the table; returns the
+ * number of detections that differ or whose label is not listed (each new
+ * label printed once). */
+int ih_frames_check_skus(const ih_frames *fr, const ih_sku *skus, const char *what);
 
 /* 0 when a and b hold the same frames in the same order with the same
  * labels, SKUs, and values to the micro-unit; prints the first difference. */

@@ -4,11 +4,14 @@
  * HTTP come from the test-support library (tests/support). */
 #include "e2e.h"
 
+#include "tests/exact.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int e2e_wait_caught_up(support_client *c, int timeout_ms)
 {
@@ -115,8 +118,19 @@ const char *const m_metric_names[M_METRICS] = {"memorability", "face", "logo", "
 
 uint64_t e2e_seed(void)
 {
-    const char *env = getenv("E2E_SEED");
-    return env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+    /* The one place that picks a seed: switch it to the suite's own seed
+     * function when tests/support has one. */
+    const char *env = getenv("SIGHTLINE_TEST_SEED");
+    if (!env || !*env)
+        env = getenv("E2E_SEED"); /* the older name */
+    if (env && *env)
+        return strtoull(env, NULL, 10);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    /* Nanoseconds and the pid: two tests started in the same second differ. */
+    uint64_t s = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec * 2654435761ull ^
+                 (uint64_t)getpid() << 40;
+    return s ? s : 1;
 }
 
 int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed)
@@ -147,38 +161,114 @@ uint32_t e2e_below(e2e_model *m, uint32_t n)
     return (uint32_t)(((m->rng * 2685821657736338717ull) >> 32) % n);
 }
 
-/* round(score * 1e6) as the contract says, computed here. */
-static int64_t micro_of(const char *s)
+/* docs/formats.md, "Scores": the number as written, rounded to the nearest
+ * millionth, a half away from zero, decided on the decimal.  Done here on the
+ * text alone, without a double and without schema/'s code: the digits are
+ * written out as a fixed-point string with the decimal point moved by the
+ * exponent, and the seventh digit after the point decides. */
+int64_t e2e_micro_of(const char *s)
 {
-    return (int64_t)llround(strtod(s, NULL) * 1e6);
+    char digits[160];
+    size_t nd = 0, nint = 0;
+    long exp10 = 0;
+    const char *p = s;
+    if (*p == '-')
+        p++; /* only "-0" reaches here: a negative score is refused */
+    for (; *p >= '0' && *p <= '9' && nd < 64; p++, nint++)
+        digits[nd++] = *p;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9' && nd < 64; p++)
+            digits[nd++] = *p;
+    if (*p == 'e' || *p == 'E')
+        exp10 = strtol(p + 1, NULL, 10);
+    /* Where the point goes among the digits; pad with zeros on either side
+     * until there is one digit before it and seven after. */
+    long point = (long)nint + exp10;
+    if (point > 64) /* far past 1: no score of the tests */
+        return INT64_MAX;
+    if (point < -64)
+        return 0;
+    char fixed[240];
+    size_t n = 0;
+    for (long k = point < 1 ? point - 1 : 0; k < point + 7; k++)
+        fixed[n++] = k >= 0 && k < (long)nd ? digits[k] : '0';
+    fixed[n] = '\0';
+    /* fixed: the integer part, then exactly seven decimals; micro-units are
+     * everything but the last digit, which rounds them. */
+    int64_t micro = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        micro = micro * 10 + (fixed[i] - '0');
+    return micro + (fixed[n - 1] >= '5');
 }
 
-/* A score as a client would send it: mostly nine decimals (never a tie at
- * half a micro-unit, so no rounding rule is assumed), sometimes 0 or 1. */
-static void random_score(e2e_model *m, char out[24])
+/* A score as a client would send it, with its micro-units known by
+ * construction: m micro-units, then a tail that says which way it rounds --
+ * none, a tie ("5", up: away from zero), just below half ("49999"), just
+ * above ("50001"), or three digits -- in several spellings (plain, trailing
+ * zeros, exponent). */
+static void random_score(e2e_model *m, char out[24], int64_t *micro)
 {
-    uint32_t r = e2e_below(m, 100);
+    uint32_t r = e2e_below(m, 100), v = e2e_below(m, 1000000), k = e2e_below(m, 8);
     if (r < 3) {
-        snprintf(out, 24, "0");
+        snprintf(out, 24, "%s", k < 4 ? "0" : "0.0");
+        *micro = 0;
     } else if (r < 6) {
-        snprintf(out, 24, "1");
-    } else {
-        uint32_t micro = e2e_below(m, 1000000), rest = e2e_below(m, 999);
-        snprintf(out, 24, "0.%06u%03u", micro, rest >= 500 ? rest + 1 : rest);
+        snprintf(out, 24, "%s", k < 4 ? "1" : "1.0000000");
+        *micro = 1000000;
+    } else if (r < 16) { /* exactly six decimals */
+        snprintf(out, 24, k < 4 ? "0.%06u" : "0.%06u000", v);
+        *micro = v;
+    } else if (r < 36) { /* a tie at half a micro-unit */
+        if (k < 4)
+            snprintf(out, 24, "0.%06u5", v);
+        else if (k < 6 && v > 0)
+            snprintf(out, 24, "%u5e-7", v);
+        else
+            snprintf(out, 24, "0.%06u50E-0", v);
+        *micro = (int64_t)v + 1;
+    } else if (r < 44) { /* as close to a tie as a double can tell apart */
+        snprintf(out, 24, k < 4 ? "0.%06u49999999" : "0.%06u50000001", v);
+        *micro = (int64_t)v + (k >= 4);
+    } else { /* nine decimals: a tie when the last three are 500 */
+        uint32_t rest = e2e_below(m, 1000);
+        snprintf(out, 24, "0.%06u%03u", v, rest);
+        *micro = (int64_t)v + (rest >= 500);
+    }
+    /* Two derivations must agree: a failure here is the test's own. */
+    if (e2e_micro_of(out) != *micro) {
+        fprintf(stderr, "e2e: the model reads score %s as %lld micro-units, built as %lld\n", out,
+                (long long)e2e_micro_of(out), (long long)*micro);
+        exit(1);
     }
 }
 
 void e2e_random_scores(e2e_model *m, m_asset *a)
 {
-    random_score(m, a->score[0]);
+    random_score(m, a->score[0], &a->micro[0]);
     for (int k = 1; k < M_METRICS; k++) {
+        a->micro[k] = 0;
         if (e2e_below(m, 2))
-            random_score(m, a->score[k]);
+            random_score(m, a->score[k], &a->micro[k]);
         else
             a->score[k][0] = '\0';
     }
+}
+
+/* 1 when a and b store the same: both absent, or the same nearest double and
+ * the same micro-units (two spellings of one number store equal bytes). */
+static int same_score(const char *a, const char *b)
+{
+    if (!a[0] || !b[0])
+        return !a[0] && !b[0];
+    return strtod(a, NULL) == strtod(b, NULL) && e2e_micro_of(a) == e2e_micro_of(b);
+}
+
+int e2e_same_scores(const m_asset *a, const m_asset *b)
+{
     for (int k = 0; k < M_METRICS; k++)
-        a->micro[k] = a->score[k][0] ? micro_of(a->score[k]) : 0;
+        if (!same_score(a->score[k], b->score[k]))
+            return 0;
+    return 1;
 }
 
 void e2e_asset_id(size_t i, char out[16])
@@ -236,45 +326,80 @@ void e2e_expect(const e2e_model *m, int t, m_expect *out)
     }
 }
 
-/* docs/dashboard.md, "Numbers": the mean and stddev from the integer sums. */
-double e2e_mean(const m_metric *m)
+/* ---------------------------------------------------------------------------
+ * The expected numbers, exactly.  docs/dashboard.md, "Numbers", defines each
+ * as a rational of the integer sums (or the square root of one); the API's
+ * double must lie within one ulp of it (tests/exact.h: compared in integers,
+ * sharing no floating-point step with the engine).
+ * ------------------------------------------------------------------------- */
+/* mean = sum / n / 1e6 */
+static exact exact_mean(const m_metric *m)
 {
-    return (double)((long double)m->sum / (long double)m->n / 1000000);
+    return (exact){(unsigned __int128)m->sum, (unsigned __int128)m->n * 1000000, 0};
 }
 
-double e2e_stddev(const m_metric *m)
+/* stddev = sqrt((n * sumsq - sum^2) / n^2) / 1e6, population */
+static exact exact_stddev(const m_metric *m)
 {
     __int128 num = (__int128)m->n * m->sumsq - (__int128)m->sum * m->sum;
-    long double var = (long double)(num < 0 ? 0 : num) / ((long double)m->n * (long double)m->n);
-    return (double)(sqrtl(var) / 1000000);
+    return (exact){(unsigned __int128)num, (unsigned __int128)m->n * m->n * 1000000000000ull, 1};
 }
 
 /* The documented interpolation: in the bin i where the cumulative count
  * before it, c, satisfies c < q*n <= c + hist[i],
  * x = (i * 10000 + (q*n - c) / hist[i] * 10000) / 1e6; for q*n == 0 the
- * lower edge of the first non-empty bin.  q*n is exact here (q is a whole
- * number of hundredths), so a rank on a bin's edge is not pushed into the
- * next non-empty bin by q's rounding as a double. */
-double e2e_percentile(const m_metric *m, double q)
+ * lower edge of the first non-empty bin.  With q in hundredths (q100) and
+ * h = hist[i]: x = (i * 10000 * h + (q100 * n - 100 * c) * 100) / (h * 1e6). */
+static exact exact_percentile(const m_metric *m, int q100)
 {
-    __int128 rank = (__int128)llround(q * 100) * m->n, c = 0; /* in hundredths */
+    __int128 rank = (__int128)q100 * m->n, c = 0; /* in hundredths */
     for (int i = 0; i < M_BINS; i++) {
         if (m->hist[i] == 0)
             continue;
         __int128 h = m->hist[i];
         if (rank <= (c + h) * 100) {
-            long double within =
-                rank > c * 100 ? (long double)(rank - c * 100) * 100 / (long double)h : 0;
-            return (double)(((long double)i * 10000 + within) / 1000000);
+            __int128 within = rank > c * 100 ? (rank - c * 100) * 100 : 0;
+            return (exact){(unsigned __int128)((__int128)i * 10000 * h + within),
+                           (unsigned __int128)h * 1000000, 0};
         }
         c += h;
     }
-    return NAN;
+    return (exact){0, 0, 0}; /* bins that do not add up to n: never in the model */
 }
 
-static int close_to(double a, double b)
+int e2e_oracle_selftest(void)
 {
-    return fabs(a - b) <= 1e-12;
+    int bad = 0;
+    uint64_t rng = 88172645463325252ull;
+    for (int i = 0; i < 2000; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        m_metric m = {0};
+        m.n = 1 + (int64_t)(rng % 1000);
+        for (int64_t k = 0; k < m.n; k++) {
+            int64_t v = (int64_t)((rng >> 11) + (uint64_t)k * 7919u) % 1000001;
+            m.sum += v;
+            m.sumsq += (__int128)v * v;
+            m.hist[v >= 1000000 ? M_BINS - 1 : v / 10000]++;
+        }
+        const exact x[] = {exact_mean(&m),
+                           exact_stddev(&m),
+                           exact_percentile(&m, 10),
+                           exact_percentile(&m, 90),
+                           {(unsigned)(rng % 101), 100, 0}};
+        for (size_t j = 0; j < sizeof x / sizeof x[0]; j++) {
+            /* Nearest double to x (long double first: well within half an ulp). */
+            double d = (double)exact_approx(&x[j]);
+            double two_up = nextafter(nextafter(d, INFINITY), INFINITY);
+            double two_down = nextafter(nextafter(d, -INFINITY), -INFINITY);
+            if (!exact_within_ulp(d, &x[j]) || exact_within_ulp(two_up, &x[j]) ||
+                (d > 0 && exact_within_ulp(two_down, &x[j]))) {
+                fprintf(stderr, "e2e: the one-ulp comparison is wrong for %.21Lg (%zu of n %lld)\n",
+                        exact_approx(&x[j]), j, (long long)m.n);
+                bad++;
+            }
+        }
+    }
+    return bad;
 }
 
 static int metric_index(const char *name)
@@ -323,17 +448,14 @@ int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want)
             DIFF("%s.n %lld, expected %lld", name, (long long)n, (long long)w->n);
         if (sum != w->sum)
             DIFF("%s.sum_micro %lld, expected %lld", name, (long long)sum, (long long)w->sum);
-        double mean = e2e_get_num(got, "mean", NAN), sd = e2e_get_num(got, "stddev", NAN);
-        if (mean != e2e_mean(w))
-            DIFF("%s.mean %.17g, expected %.17g", name, mean, e2e_mean(w));
-        if (sd != e2e_stddev(w))
-            DIFF("%s.stddev %.17g, expected %.17g", name, sd, e2e_stddev(w));
-        static const char *const pn[] = {"p10", "median", "p90"};
-        static const double pq[] = {0.10, 0.50, 0.90};
-        for (int p = 0; p < 3; p++) {
-            double x = e2e_get_num(got, pn[p], NAN), e = e2e_percentile(w, pq[p]);
-            if (!close_to(x, e))
-                DIFF("%s.%s %.17g, expected %.17g", name, pn[p], x, e);
+        static const char *const pn[] = {"mean", "stddev", "p10", "median", "p90"};
+        const exact want_x[] = {exact_mean(w), exact_stddev(w), exact_percentile(w, 10),
+                                exact_percentile(w, 50), exact_percentile(w, 90)};
+        for (int p = 0; p < 5; p++) {
+            double x = e2e_get_num(got, pn[p], NAN);
+            if (!exact_within_ulp(x, &want_x[p]))
+                DIFF("%s.%s %.17g, expected %.21Lg (within one ulp)", name, pn[p], x,
+                     exact_approx(&want_x[p]));
         }
         int lo = -1, hi = -1;
         for (int b = 0; b < M_BINS; b++)
@@ -342,10 +464,10 @@ int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want)
                 if (lo < 0)
                     lo = b;
             }
+        const exact edge[2] = {{(unsigned)lo, 100, 0}, {(unsigned)hi + 1, 100, 0}};
         double mn = e2e_get_num(got, "min", NAN), mx = e2e_get_num(got, "max", NAN);
-        if (!close_to(mn, lo / 100.0) || !close_to(mx, (hi + 1) / 100.0))
-            DIFF("%s min/max %.17g/%.17g, expected %.2f/%.2f", name, mn, mx, lo / 100.0,
-                 (hi + 1) / 100.0);
+        if (!exact_within_ulp(mn, &edge[0]) || !exact_within_ulp(mx, &edge[1]))
+            DIFF("%s min/max %.17g/%.17g, expected %d/100 and %d/100", name, mn, mx, lo, hi + 1);
         yajl_val hist = e2e_get(got, "histogram");
         if (hist) {
             if (!YAJL_IS_ARRAY(hist) || hist->u.array.len != M_BINS) {
@@ -497,7 +619,7 @@ static void upsert_state(e2e_model *m, int t, size_t idx, int kind, m_asset *nex
          * comes round again often enough to matter): a rescore changes. */
         do
             e2e_random_scores(m, next);
-        while (!memcmp(next->score, cur->score, sizeof cur->score));
+        while (e2e_same_scores(next, cur));
     } else if (kind == OP_REASSIGN) {
         uint32_t what = 1 + e2e_below(m, 7); /* any non-empty subset of brand, campaign, sector */
         if (what & 1)

@@ -103,8 +103,8 @@ typedef struct e2e_world {
 int e2e_world_start(e2e_world *w, const char *const *extra);
 int e2e_world_stop(e2e_world *w);
 
-/* The seed of a run: $E2E_SEED, else the clock (printed by the tests, to
- * replay a failure). */
+/* The seed of a run: $SIGHTLINE_TEST_SEED (or the older $E2E_SEED), else
+ * the clock and the pid (printed by the tests, to replay a failure). */
 uint64_t e2e_seed(void);
 
 /* A model with nassets ids per tenant ("as-000000" ...), all absent; free
@@ -115,8 +115,18 @@ void e2e_model_free(e2e_model *m);
 /* A pseudo-random number below n (n > 0), from the model's generator. */
 uint32_t e2e_below(e2e_model *m, uint32_t n);
 
-/* Fresh random scores for a (keeps names). */
+/* Fresh random scores for a (keeps names), with their micro-units known by
+ * construction; a fifth of them are ties at half a micro-unit. */
 void e2e_random_scores(e2e_model *m, m_asset *a);
+
+/* The micro-units of a score as written (docs/formats.md, "Scores": the
+ * decimal rounded to the nearest millionth, a half away from zero), from the
+ * text alone. */
+int64_t e2e_micro_of(const char *score);
+
+/* 1 when a and b store the same scores (equal nearest doubles and
+ * micro-units: two spellings of one number are one score). */
+int e2e_same_scores(const m_asset *a, const m_asset *b);
 
 /* The JSON body of a's PUT; with_id adds "asset": id (a batch line).
  * Returns the length written (< cap). */
@@ -129,17 +139,18 @@ void e2e_asset_id(size_t i, char out[16]);
 void e2e_expect(const e2e_model *m, int t, m_expect *out);
 
 /* Compares an aggregate object of the API ({"count", "metrics": {...}}) with
- * the expected one: count, the set of metrics, each metric's n, sum_micro,
- * mean and stddev exactly (recomputed here from the integer sums by the
- * formulas of docs/dashboard.md), p10/median/p90/min/max from the histogram
- * by the documented interpolation, and the histogram itself when the object
- * carries it.  Prints each difference naming what; returns their number. */
+ * the expected one: count, the set of metrics, each metric's n and sum_micro
+ * exactly; mean, stddev, p10/median/p90 (the documented interpolation in the
+ * histogram) and min/max within one ulp of the exact rational docs/dashboard.md
+ * defines (compared in integer arithmetic, no floating-point step shared with
+ * the engine); and the histogram itself when the object carries it.  Prints
+ * each difference naming what; returns their number. */
 int e2e_compare_agg(const char *what, yajl_val obj, const m_agg *want);
 
-/* The expected numbers, exposed for the tests' own checks. */
-double e2e_mean(const m_metric *m);
-double e2e_stddev(const m_metric *m);
-double e2e_percentile(const m_metric *m, double q);
+/* Checks e2e_compare_agg's exact comparison itself on random sums: the
+ * double nearest each expected number passes, one two ulps away does not.
+ * Returns the number of failures (each printed). */
+int e2e_oracle_selftest(void);
 
 /* One random operation mix through HTTP (see e2e.c): inserts, rescores,
  * reassignments across brands, campaigns and sectors, deletes, identical

@@ -41,8 +41,7 @@ static void build(void)
             if (j % 2 == 0)
                 snprintf(a->score[2], sizeof a->score[2], "0.%d5", j);
             for (int k = 0; k < M_METRICS; k++)
-                a->micro[k] =
-                    a->score[k][0] ? (int64_t)llround(strtod(a->score[k], NULL) * 1e6) : 0;
+                a->micro[k] = a->score[k][0] ? e2e_micro_of(a->score[k]) : 0;
         }
     }
     for (int j = 0; j < 2; j++) {
@@ -50,7 +49,7 @@ static void build(void)
         a->present = 1;
         a->brand = 2;
         snprintf(a->score[0], sizeof a->score[0], "0.9%d", j);
-        a->micro[0] = (int64_t)llround(strtod(a->score[0], NULL) * 1e6);
+        a->micro[0] = e2e_micro_of(a->score[0]);
     }
 }
 
@@ -432,6 +431,7 @@ int main(void)
     support_client *gingest = support_client_new(srv.url, globex_ingest);
     REQUIRE(ingest && viewer && gingest);
 
+    CHECK_INT(e2e_oracle_selftest(), 0);
     build();
     send_all(ingest, 0);
     send_all(gingest, 1);

@@ -5,6 +5,7 @@
 #include "engine/engine_int.h"
 #include "tests/check.h"
 #include "tests/engine/engine_fixture.h"
+#include "tests/exact.h"
 
 #include <math.h>
 
@@ -113,10 +114,13 @@ static void test_mean_exact(void)
     CHECK(same);
     engine_stats st;
     engine_metric_stats(m, &st);
-    double want = (double)sum / n / 1e6;
-    CHECK(fabs(st.mean - want) <= 1e-15);
-    double var = ((double)n * (double)sumsq - (double)sum * (double)sum) / ((double)n * n);
-    CHECK(fabs(st.stddev - sqrt(var) / 1e6) <= 1e-9);
+    /* Within one ulp of the exact values of docs/dashboard.md's formulas
+     * (tests/exact.h compares in integers). */
+    const exact mean = {(unsigned __int128)sum, (unsigned __int128)n * 1000000, 0};
+    const exact sd = {(unsigned __int128)((__int128)n * sumsq - (__int128)sum * sum),
+                      (unsigned __int128)n * n * 1000000000000ull, 1};
+    CHECK(exact_within_ulp(st.mean, &mean));
+    CHECK(exact_within_ulp(st.stddev, &sd));
     CHECK(engine_agg_metric(b, "center") != NULL);
     /* The campaign and the sector got the same contributions. */
     engine_agg kc = key_campaign("acme", "nike", "spring"), ks = key_sector("acme", "apparel");
@@ -185,8 +189,15 @@ static void test_sumsq_128(void)
     CHECK_INT(back.count, 12000001);
     engine_stats st;
     engine_metric_stats(rm, &st);
-    /* mean = (12e6 * 1.0 + 0.5) / (12e6 + 1); stddev from the exact moments. */
-    CHECK(fabs(st.mean - (12e6 + 0.5) / 12000001.0) < 1e-12);
+    /* mean = (12e6 * 1.0 + 0.5) / (12e6 + 1); stddev from the exact moments;
+     * each within one ulp. */
+    const exact mean = {(unsigned __int128)12000000 * 1000000 + 500000,
+                        (unsigned __int128)12000001 * 1000000, 0};
+    const __int128 sum = (__int128)12000000 * 1000000 + 500000;
+    const exact sd = {(unsigned __int128)((__int128)12000001 * want - sum * sum),
+                      (unsigned __int128)12000001 * 12000001 * 1000000000000ull, 1};
+    CHECK(exact_within_ulp(st.mean, &mean));
+    CHECK(exact_within_ulp(st.stddev, &sd));
     CHECK(st.stddev > 0 && st.stddev < 0.001);
     bson_destroy(&doc);
     engine_agg_free(&back);
