@@ -267,9 +267,11 @@ static void test_revocation(void)
     CHECK(strstr(line, "staff") != NULL && strstr(line, "to revoke") != NULL);
     CHECK(strncmp(strchr(line, 'Z') + 3, "-", 1) != 0); /* a revocation time, not "-" */
     /* Another tenant's id through --tenant is not found. */
-    CHECK_INT(support_cli(out, sizeof out, "keys", "revoke", id, "--tenant", "globex", "--store",
-                          srv.store, (char *)NULL),
-              1);
+    char no_key[64];
+    snprintf(no_key, sizeof no_key, "no key with id %s", id);
+    CHECK_INT(support_cli_fails(1, no_key, "keys", "revoke", id, "--tenant", "globex", "--store",
+                                srv.store, (char *)NULL),
+              0);
 
     /* An admin revokes through the API: 204, then the key stops. */
     char admin[128], victim[128], path[64];
@@ -300,36 +302,48 @@ static void test_cli(void)
               0);
     CHECK_INT(strlen(out), 84);
     CHECK(strchr(out, '\n') == NULL && !strncmp(out, "sl_", 3));
-    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "acme", "--kind", "hospital",
-                          "--store", srv.store, (char *)NULL),
-              1); /* exists */
-    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "x1", "--kind", "zoo", "--store",
-                          srv.store, (char *)NULL),
-              1);
-    CHECK_INT(support_cli(out, sizeof out, "tenants", "create", "a/b", "--kind", "hospital",
-                          "--store", srv.store, (char *)NULL),
-              1);
+    /* Each refusal with its exit code and what it says (a crash would exit
+     * SUPPORT_SANITIZER_EXIT and stop the test). */
+    CHECK_INT(support_cli_fails(1, "tenant acme already exists", "tenants", "create", "acme",
+                                "--kind", "hospital", "--store", srv.store, (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(1, "tenant kind \"zoo\" is not hospital or brand-client", "tenants",
+                                "create", "x1", "--kind", "zoo", "--store", srv.store,
+                                (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(1, "tenant \"a/b\" holds '/' at byte 1", "tenants", "create", "a/b",
+                                "--kind", "hospital", "--store", srv.store, (char *)NULL),
+              0);
     CHECK_INT(
         support_cli(out, sizeof out, "tenants", "show", "acme", "--store", srv.store, (char *)NULL),
         0);
     CHECK_STR(out, "acme\thospital");
-    CHECK_INT(support_cli(out, sizeof out, "tenants", "show", "nobody", "--store", srv.store,
-                          (char *)NULL),
-              1);
-    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "nobody", "--role",
-                          "admin", "--store", srv.store, (char *)NULL),
-              1);
-    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "acme", "--role", "root",
-                          "--store", srv.store, (char *)NULL),
-              2);
-    CHECK_INT(support_cli(out, sizeof out, "keys", "create", "--tenant", "acme", (char *)NULL), 2);
-    CHECK_INT(support_cli(out, sizeof out, "keys", "frob", (char *)NULL), 2);
+    CHECK_INT(support_cli_fails(1, "tenant nobody does not exist", "tenants", "show", "nobody",
+                                "--store", srv.store, (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(1, "sightline keys: tenant nobody does not exist", "keys", "create",
+                                "--tenant", "nobody", "--role", "admin", "--store", srv.store,
+                                (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(2, "role \"root\" is not one of ingest, staff, viewer, admin",
+                                "keys", "create", "--tenant", "acme", "--role", "root", "--store",
+                                srv.store, (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(2, "create needs --role", "keys", "create", "--tenant", "acme",
+                                (char *)NULL),
+              0);
+    CHECK_INT(support_cli_fails(2, "unknown action 'frob': create, list or revoke", "keys", "frob",
+                                (char *)NULL),
+              0);
     CHECK_INT(support_cli(out, sizeof out, "keys", "--help", (char *)NULL), 0);
     CHECK(strstr(out, "usage: sightline keys create") != NULL);
     CHECK_INT(support_cli(out, sizeof out, "serve", "--help", (char *)NULL), 0);
     CHECK(strstr(out, "--max-connections") != NULL && strstr(out, "--tls-cert") != NULL);
-    CHECK_INT(support_cli(out, sizeof out, "serve", "--threads", "999", (char *)NULL), 2);
-    CHECK_INT(support_cli(out, sizeof out, "serve", "--bogus", "1", (char *)NULL), 2);
+    CHECK_INT(support_cli_fails(2, "--threads: 999 is outside 0..256", "serve", "--threads", "999",
+                                (char *)NULL),
+              0);
+    CHECK_INT(
+        support_cli_fails(2, "unknown option '--bogus'", "serve", "--bogus", "1", (char *)NULL), 0);
 }
 
 /* GET path on a new connection from the loopback address `from` with an
@@ -498,6 +512,10 @@ static void test_metrics_key(void)
 
     REQUIRE(support_server_init(&weak, NULL, NULL) == 0);
     CHECK(support_server_start(&weak, "--metrics-key", "short", (char *)NULL) != 0);
+    CHECK_INT(weak.exit_code, 1);
+    errs = support_read_file(weak.err_path, &len);
+    CHECK(errs && strstr(errs, "the metrics key must be 16 to 255 characters"));
+    free(errs);
     support_server_cleanup(&weak);
 }
 

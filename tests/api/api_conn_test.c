@@ -493,6 +493,7 @@ static void test_tls(void)
     REQUIRE(support_server_init(&badp, NULL, NULL) == 0);
     CHECK(support_server_start(&badp, "--tls-cert", cert, "--tls-key", key, "--tls-priorities",
                                "NORMAL:+VERS-TLS9.9", (char *)NULL) != 0);
+    CHECK_INT(badp.exit_code, 1);
     size_t elen = 0;
     char *errs = support_read_file(badp.err_path, &elen);
     CHECK(errs && strstr(errs, "--tls-priorities: GnuTLS refuses") && strstr(errs, "+VERS-TLS9.9"));
@@ -503,6 +504,10 @@ static void test_tls(void)
     support_server bad;
     REQUIRE(support_server_init(&bad, NULL, NULL) == 0);
     CHECK(support_server_start(&bad, "--tls-key", key, (char *)NULL) != 0);
+    CHECK_INT(bad.exit_code, 2);
+    errs = support_read_file(bad.err_path, &elen);
+    CHECK(errs && strstr(errs, "--tls-cert and --tls-key go together"));
+    free(errs);
     support_server_cleanup(&bad);
 
     CHECK_INT(support_server_stop(&s), 0);
