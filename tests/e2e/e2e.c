@@ -3,6 +3,7 @@
  * and the full check of a tenant's dashboard (see e2e.h).  Processes and
  * HTTP come from the test-support library (tests/support). */
 #include "e2e.h"
+#include "tests/seed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -115,8 +116,7 @@ const char *const m_metric_names[M_METRICS] = {"memorability", "face", "logo", "
 
 uint64_t e2e_seed(void)
 {
-    const char *env = getenv("E2E_SEED");
-    return env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+    return test_seed();
 }
 
 int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed)

@@ -5,7 +5,8 @@
  * thread; once the listener has caught up, every brand, campaign and sector
  * aggregate the API answers equals the model's, and `sightline recompute`
  * exits 0 with zero drift.  Argument: operations (default 100000); the seed
- * comes from $E2E_SEED or the clock and is printed, to replay a failure. */
+ * comes from $SIGHTLINE_TEST_SEED or getrandom and is printed, to replay a
+ * failure. */
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 

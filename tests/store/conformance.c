@@ -7,6 +7,7 @@
  *
  * The exactly-once test re-executes this binary as a consumer process and
  * kills it with SIGKILL at chosen and at random points. */
+#include "tests/seed.h"
 #include "tests/store/store_test.h"
 #include "tests/support/bson_readable.h"
 
@@ -2031,10 +2032,9 @@ static void test_kill9_exactly_once(const adapter *a)
     store *s = open_fresh(a, 0, uri);
     k9_sums want = {0, 0, 0, 0};
     int64_t live[16];
-    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    unsigned seed = (unsigned)test_rng(1); /* the run's seed is printed */
     int64_t w = 0;
     int killed = 0, finished = 0;
-    fprintf(stderr, "%s: kill -9 test seed %u\n", a->name, seed);
     for (int k = 0; k < 16; k++)
         live[k] = -1;
 

@@ -6,6 +6,7 @@
  * readers, and pages that name and position damaged rows by their stored
  * keys.  Helper processes are this binary re-executed with a mode
  * argument. */
+#include "tests/seed.h"
 #include "tests/store/store_test.h"
 
 #include <pthread.h>
@@ -446,7 +447,7 @@ static void test_kill_mid_batch(void)
     path_in_dir(path, sizeof path, "crash");
     store *s = open_uri(path); /* create it here, then leave it to the child */
     store_close(&s);
-    unsigned seed = (unsigned)getpid();
+    unsigned seed = (unsigned)test_rng(1);
     for (int round = 0; round < 3; round++) {
         pid_t pid = spawn("crasher", path, "-");
         struct timespec ts = {0, (long)(50 + rand_r(&seed) % 150) * 1000000L};
