@@ -4,7 +4,8 @@
  * points of the workload and restarted each time (after a kill, the next one
  * waits for the dead one's lease to expire, then takes over).  At the end
  * every aggregate is exact and recompute reports zero drift.  Argument:
- * operations (default 30000); seed from $E2E_SEED or the clock. */
+ * operations (default 30000); seed from $SIGHTLINE_TEST_SEED or getrandom
+ * (tests/seed.h). */
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 

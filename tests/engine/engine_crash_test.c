@@ -139,10 +139,10 @@ static void test_crash_loop(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    md_writer w = {.m = m, .s = s, .seed = 0xc0ffeeULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(1), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
-    fx_rng r = {0xdeadULL};
+    fx_rng r = {test_rng(2)};
     int worked = 0;
     for (int k = 0; k < 50; k++) {
         char before[STORE_TOKEN_MAX], after[STORE_TOKEN_MAX], holder[32];
@@ -206,14 +206,14 @@ static void test_crash_quarantine(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    fx_rng r0 = {0x5117};
+    fx_rng r0 = {test_rng(3)};
     for (int i = 0; i < 1500; i++)
         REQUIRE(md_step(m, s, &r0, 1) == SL_OK);
-    md_writer w = {.m = m, .s = s, .seed = 0xbadULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(4), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     static const char *const bad[] = {"BRAND#nike", "BRAND#puma#CAMPAIGN#fall", "SECTOR#shoes"};
-    fx_rng r = {0x1617ULL};
+    fx_rng r = {test_rng(5)};
     for (int k = 0; k < 20; k++) {
         char holder[32];
         snprintf(holder, sizeof holder, "q-%d", k);
@@ -252,7 +252,7 @@ static void test_crash_quarantine(void)
 
     /* A repair killed midway, with the writer writing again. */
     atomic_store(&w.stop, 0);
-    w.seed = 0xbad2ULL;
+    w.seed = test_rng(6);
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     const char *fix[] = {"recompute", "--store", uri, "--repair", NULL};
     pid_t rp = spawn(NULL, fix);
@@ -296,7 +296,7 @@ static void test_takeover(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    md_writer w = {.m = m, .s = s, .seed = 0xabcULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(7), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     /* A lease long enough that a loaded machine does not make A miss renewals. */
@@ -377,7 +377,7 @@ static void test_cli(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    fx_rng r = {31337};
+    fx_rng r = {test_rng(8)};
     for (int i = 0; i < 600; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
     /* Not applied yet is lag, not drift: live and rebuilt agree at point C. */
@@ -415,6 +415,7 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2);
     bin = argv[1];
     atexit(kill_live);
+    test_seed(); /* printed first; SIGHTLINE_TEST_SEED repeats the run */
     test_cli();
     test_takeover();
     test_crash_loop();
