@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -106,18 +107,36 @@ static void consumer_token(store *s, char tok[STORE_TOKEN_MAX])
         tok[0] = '\0';
 }
 
-/* The holder named in the listener's lease document ("" when none). */
-static void lease_holder(store *s, char *out, size_t size)
+/* The holder named in the listener's lease document ("" when none) and,
+ * when renewed_ms is not NULL, when it last renewed it (0 when none). */
+static void lease_read(store *s, char *out, size_t size, int64_t *renewed_ms)
 {
     bson_t *doc = NULL;
     out[0] = '\0';
+    if (renewed_ms)
+        *renewed_ms = 0;
     if (store_get(s, STORE_AGGREGATES, ENGINE_SYS_PK, "LEASE#" ENGINE_CONSUMER, &doc, NULL) !=
         SL_OK)
         return;
     bson_iter_t it;
     if (bson_iter_init_find(&it, doc, "holder") && BSON_ITER_HOLDS_UTF8(&it))
         snprintf(out, size, "%s", bson_iter_utf8(&it, NULL));
+    if (renewed_ms && bson_iter_init_find(&it, doc, "renewed_ms"))
+        *renewed_ms = bson_iter_as_int64(&it);
     bson_destroy(doc);
+}
+
+static void lease_holder(store *s, char *out, size_t size)
+{
+    lease_read(s, out, size, NULL);
+}
+
+/* Wall-clock milliseconds, the clock of the lease's renewed_ms. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void cleanup(const char *dir)
@@ -299,23 +318,34 @@ static void test_takeover(void)
     md_writer w = {.m = m, .s = s, .seed = test_rng(7), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
-    /* A lease long enough that a loaded machine does not make A miss renewals. */
-    const char *a_args[] = {"listen", "--store", uri, "--lease-ms", "1000", "--holder", "A", NULL};
-    const char *b_args[] = {"listen", "--store", uri, "--lease-ms", "1000", "--holder", "B", NULL};
+    /* A lease long enough that a loaded machine does not make A miss renewals
+     * (3 s, renewed every second: A would have to stall 2 s). */
+    const char *a_args[] = {"listen", "--store", uri, "--lease-ms", "3000", "--holder", "A", NULL};
+    const char *b_args[] = {"listen", "--store", uri, "--lease-ms", "3000", "--holder", "B", NULL};
     pid_t a = spawn(NULL, a_args);
     char holder[64] = "";
-    for (int i = 0; i < 1000 && strcmp(holder, "A"); i++) {
+    for (int i = 0; i < 6000 && strcmp(holder, "A"); i++) { /* 60 s at most */
         usleep(10000);
         lease_holder(s, holder, sizeof holder);
     }
     CHECK_STR(holder, "A");
+    /* B waits while A renews: watched until A's renewals have gone one and a
+     * half lease lifetimes past B's start (an event, not a clock: a slow
+     * machine only makes it take longer), A holding it at every look. */
+    int64_t b_start = wall_ms(), renewed = 0;
     pid_t b = spawn(NULL, b_args);
-    usleep(1500000); /* one and a half lease lifetimes: B must still be waiting */
-    lease_holder(s, holder, sizeof holder);
-    CHECK_STR(holder, "A");
+    int others = 0;
+    for (long waited = 0; renewed < b_start + 4500 && waited < 60000; waited += 20) {
+        usleep(20000);
+        lease_read(s, holder, sizeof holder, &renewed);
+        others += holder[0] && strcmp(holder, "A") != 0; /* "": not read this time */
+    }
+    CHECK(renewed >= b_start + 4500);
+    CHECK_INT(others, 0);
+    CHECK_INT(waitpid(b, NULL, WNOHANG), 0); /* B still runs, waiting */
     kill(a, SIGKILL);
     CHECK_INT(wait_exit(a), 128 + SIGKILL);
-    for (int i = 0; i < 1000 && strcmp(holder, "B"); i++) {
+    for (int i = 0; i < 6000 && strcmp(holder, "B"); i++) { /* 60 s at most */
         usleep(10000);
         lease_holder(s, holder, sizeof holder);
     }
