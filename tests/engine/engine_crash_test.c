@@ -205,6 +205,15 @@ static void test_crash_loop(void)
     cleanup(dir);
 }
 
+static int agg_exists(store *s, const char *pk, const char *sk)
+{
+    bson_t *doc = NULL;
+    int found = store_get(s, STORE_AGGREGATES, pk, sk, &doc, NULL) == SL_OK;
+    if (doc)
+        bson_destroy(doc);
+    return found;
+}
+
 static int is_quarantined(store *s, const char *pk, const char *sk)
 {
     engine_quarantine q;
@@ -240,6 +249,16 @@ static void test_crash_quarantine(void)
                               "250",    "--holder", holder, NULL};
         pid_t pid = spawn(NULL, args);
         if (k == 3) { /* while it runs: not BSON, another document, a mistyped field */
+            /* Once they exist: the lives before may all have been killed
+             * before their first commit (60 s at most). */
+            static const char *const need[] = {"BRAND#nike", "BRAND#puma#CAMPAIGN#fall",
+                                               "BRAND#puma", "SECTOR#shoes"};
+            for (int i = 0; i < 4; i++) {
+                for (int waited = 0; !agg_exists(s, "T#acme#AGG", need[i]) && waited < 60000;
+                     waited += 20)
+                    usleep(20000);
+                REQUIRE(agg_exists(s, "T#acme#AGG", need[i]));
+            }
             REQUIRE(md_raw(uri,
                            "UPDATE aggregates SET v = v + 1, doc = x'0badf00d0badf00d' WHERE pk = "
                            "?1 AND sk = ?2",
