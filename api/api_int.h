@@ -80,6 +80,8 @@
 #ifndef SIGHTLINE_API_INT_H
 #define SIGHTLINE_API_INT_H
 
+#include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -661,11 +663,84 @@ sl_status api__problem_body(int http_status, const char *slug, const char *title
 /* The slug of a status ("invalid-input" for SL_EINVAL ...). */
 const char *api__status_slug(sl_status s);
 
-/* ---- the request (private to server.c and request.c; route files use the
- * accessors above) ---- */
-struct MHD_Connection;
-struct MHD_Response;
+/* ---- the server and the request (private to server*.c and request.c;
+ * route files use the accessors above) ---- */
 typedef struct api__conn api__conn;
+
+#define API__WRITERS_MAX 16 /* api_server_add_metrics() writers */
+
+/* The watchdog's record of one connection. */
+struct api__conn {
+    api__conn *prev, *next;
+    int fd;
+    _Atomic int64_t deadline_ms; /* monotonic; 0 while a request is being served */
+};
+
+struct api_server {
+    api_config cfg;
+    store *st;
+    struct MHD_Daemon *mhd;
+    api__router router;
+    api__metrics *metrics;
+    api__key_cache *keys;
+    api__uploads *uploads;
+    api__jobs *jobs;
+    ingest_catalog_cache *catalogs;
+    api__cursor_key cursor_key; /* from the store's secret, loaded at start */
+    uint16_t port;
+    char url[320];
+    char *tls_cert_pem, *tls_key_pem;
+    char hsts[48]; /* Strict-Transport-Security value; "" without TLS or with hsts-max-age 0 */
+
+    char id_prefix[9];
+    _Atomic uint64_t id_counter;
+    _Atomic int stopping;
+    _Atomic int64_t in_flight;
+    int stopped;
+
+    pthread_mutex_t conns_lock;
+    api__conn conns; /* list head */
+
+    pthread_t watchdog;
+    int watchdog_started;
+    pthread_mutex_t tick_lock;
+    pthread_cond_t tick_cond;
+    int watchdog_quit;
+
+    pthread_mutex_t writers_lock;
+    struct {
+        api_metrics_writer fn;
+        void *ctx;
+    } writers[API__WRITERS_MAX];
+    size_t nwriters;
+
+    _Atomic int64_t log_second; /* libmicrohttpd message rate limit */
+    _Atomic int log_count;
+};
+
+/* Monotonic clock in microseconds and milliseconds (server.c). */
+int64_t api__mono_us(void);
+int64_t api__mono_ms(void);
+
+/* libmicrohttpd's callbacks for the life of a request (server_request.c):
+ * the request line (allocates the request), the raw path kept as it came,
+ * each call of the access handler, the end of the request (frees it). */
+void *api__on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+size_t api__no_unescape(void *cls, struct MHD_Connection *c, char *s);
+enum MHD_Result api__on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **req_cls);
+void api__on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                       enum MHD_RequestTerminationCode toe);
+
+/* Everything decided from the request head: routing, parameters, key, role,
+ * body limit, then the route's head hook.  Records a problem in req when the
+ * request is refused (server_head.c). */
+void api__check_head(api_server *srv, api_request *req, const char *url, const char *version);
+
+/* Records what a route's callback returned (rc != SL_OK, details in e) as
+ * the request's problem (server_request.c). */
+void api__route_failed(api_server *srv, api_request *req, sl_status rc, sl_error *e);
 
 struct api_request {
     api_server *srv;
@@ -725,6 +800,11 @@ enum { API__JOB_NONE = 0, API__JOB_QUEUED, API__JOB_DONE };
 /* Records a problem to answer for req (first one wins); slug may be NULL for
  * the status's own.  Returns e->status. */
 sl_status api__request_fail(api_request *req, int http_status, const char *slug, const sl_error *e);
+
+/* api__request_fail() with the error built from s, field and a message. */
+void api__request_failf(api_request *req, int http, const char *slug, sl_status s,
+                        const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Builds the problem response recorded in req into req->resp. */
 sl_status api__request_problem_reply(api_request *req);

@@ -72,13 +72,6 @@ struct api__key_cache {
     _Atomic uint64_t lookups, failures, throttled, neg_hits;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 sl_status api__key_cache_new(const api_config *cfg, api__key_cache **out, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -149,7 +142,7 @@ static int cache_get(api__key_cache *c, const char *key_id, cache_entry *e, uint
     cache_entry *slot = &c->slots[s];
     *gen = c->gens[s];
     if (c->ttl_ms > 0 && slot->used && !strcmp(slot->auth.key_id, key_id) &&
-        mono_ms() - slot->fetched_ms < c->ttl_ms) {
+        api__mono_ms() - slot->fetched_ms < c->ttl_ms) {
         *e = *slot;
         hit = 1;
     }
@@ -166,7 +159,7 @@ static void cache_put(api__key_cache *c, const cache_entry *e, uint64_t gen)
     if (c->ttl_ms > 0 && c->gens[s] == gen) {
         c->slots[s] = *e;
         c->slots[s].used = 1;
-        c->slots[s].fetched_ms = mono_ms();
+        c->slots[s].fetched_ms = api__mono_ms();
     }
     pthread_mutex_unlock(lock_of(c, s));
 }
@@ -187,7 +180,8 @@ static int neg_get(api__key_cache *c, const char *key_id)
     int hit = 0;
     size_t s = slot_of(key_id) % NEG_SLOTS;
     pthread_mutex_lock(lock_of(c, s));
-    hit = c->neg_ttl_ms > 0 && !strcmp(c->neg[s].key_id, key_id) && mono_ms() < c->neg[s].until_ms;
+    hit = c->neg_ttl_ms > 0 && !strcmp(c->neg[s].key_id, key_id) &&
+          api__mono_ms() < c->neg[s].until_ms;
     pthread_mutex_unlock(lock_of(c, s));
     return hit;
 }
@@ -198,7 +192,7 @@ static void neg_put(api__key_cache *c, const char *key_id)
     if (c->neg_ttl_ms > 0) {
         pthread_mutex_lock(lock_of(c, s));
         memcpy(c->neg[s].key_id, key_id, API_KEY_ID_LEN + 1);
-        c->neg[s].until_ms = mono_ms() + c->neg_ttl_ms;
+        c->neg[s].until_ms = api__mono_ms() + c->neg_ttl_ms;
         pthread_mutex_unlock(lock_of(c, s));
     }
 }
@@ -290,8 +284,10 @@ static int retry_after(const api__key_cache *c, const fail_bucket *b)
     return ms <= 0 ? 1 : (int)((ms + 999) / 1000);
 }
 
-/* Whether addr has no failed check left: > 0 is the Retry-After. */
-static int limit_check(api__key_cache *c, const struct sockaddr *client)
+/* Whether addr has a failed check left: 0 when it has (and take uses it
+ * up: a failed check is being recorded), else the Retry-After (> 0; the
+ * check is then answered 429). */
+static int limit_use(api__key_cache *c, const struct sockaddr *client, int take)
 {
     unsigned char addr[16];
     int retry = 0;
@@ -299,29 +295,11 @@ static int limit_check(api__key_cache *c, const struct sockaddr *client)
         goto out;
     pthread_mutex_t *lock = &c->limit_locks[set_of(c, addr) % LIMIT_STRIPES];
     pthread_mutex_lock(lock);
-    fail_bucket *b = bucket_of(c, addr, mono_ms());
+    fail_bucket *b = bucket_of(c, addr, api__mono_ms());
     if (b->tokens < MILLI)
         retry = retry_after(c, b);
-    pthread_mutex_unlock(lock);
-out:
-    return retry;
-}
-
-/* Records a failed check of addr: 0 when it had one left, else the
- * Retry-After (the check is then answered 429). */
-static int limit_take(api__key_cache *c, const struct sockaddr *client)
-{
-    unsigned char addr[16];
-    int retry = 0;
-    if (c->burst <= 0 || !addr_key(client, addr))
-        goto out;
-    pthread_mutex_t *lock = &c->limit_locks[set_of(c, addr) % LIMIT_STRIPES];
-    pthread_mutex_lock(lock);
-    fail_bucket *b = bucket_of(c, addr, mono_ms());
-    if (b->tokens >= MILLI)
+    else if (take)
         b->tokens -= MILLI;
-    else
-        retry = retry_after(c, b);
     pthread_mutex_unlock(lock);
 out:
     return retry;
@@ -390,7 +368,7 @@ static sl_status check_key(api__key_cache *c, store *st, const char *authorizati
         }
         /* An address out of failed checks gets no store lookup; a key this
          * server verified lately (a cache hit above) still works for it. */
-        if ((*retry_s = limit_check(c, client)) > 0) {
+        if ((*retry_s = limit_use(c, client, 0)) > 0) {
             rc = sl_error_set(err, SL_EAUTH,
                               "too many failed key checks from this address; retry in %d s",
                               *retry_s);
@@ -435,7 +413,7 @@ sl_status api__authenticate(api__key_cache *c, store *st, const char *authorizat
     if (rc == SL_EAUTH) {
         atomic_fetch_add_explicit(&c->failures, 1, memory_order_relaxed);
         if (retry == 0)
-            retry = limit_take(c, client);
+            retry = limit_use(c, client, 1);
         if (retry > 0) {
             atomic_fetch_add_explicit(&c->throttled, 1, memory_order_relaxed);
             sl_error_clear(&e);

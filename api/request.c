@@ -444,6 +444,18 @@ sl_status api__request_fail(api_request *req, int http_status, const char *slug,
     return e->status;
 }
 
+void api__request_failf(api_request *req, int http, const char *slug, sl_status s,
+                        const char *field, const char *fmt, ...)
+{
+    sl_error e;
+    va_list ap;
+    sl_error_clear(&e);
+    va_start(ap, fmt);
+    sl_error_vset_at(&e, s, field, -1, fmt, ap);
+    va_end(ap);
+    api__request_fail(req, http, slug, &e);
+}
+
 /* Title per HTTP status: the problem's short, stable summary. */
 static const struct {
     int http;

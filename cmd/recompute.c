@@ -179,6 +179,14 @@ static void gen_value(yajl_gen g, const char *k, const char *v)
         yajl_gen_string(g, (const unsigned char *)v, strlen(v));
 }
 
+/* Opens the object of one aggregate in a list: its tenant and key. */
+static void gen_entry(yajl_gen g, const char *tenant, const char *sk)
+{
+    yajl_gen_map_open(g);
+    gen_str(g, "tenant", tenant);
+    gen_str(g, "aggregate", sk);
+}
+
 static int print_json(const engine_recompute_report *r, const char *tenant, int repair, int verbose)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
@@ -213,33 +221,27 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     yajl_gen_array_open(g);
     for (size_t i = 0; i < r->naggs; i++) {
         const engine_drift_agg *a = &r->aggs[i];
-        yajl_gen_map_open(g);
-        gen_str(g, "tenant", a->tenant);
-        gen_str(g, "aggregate", a->sk);
+        gen_entry(g, a->tenant, a->sk);
         gen_int(g, "fields", a->fields);
         gen_bool(g, "repaired", a->repaired);
         gen_str(g, "summary", a->summary);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    if (verbose)
+    if (verbose) {
         gen_bool(g, "rows_truncated", (int64_t)r->nrows < r->drift_fields);
-    if (verbose)
         gen_key(g, "drift");
-    if (verbose)
         yajl_gen_array_open(g);
-    for (size_t i = 0; verbose && i < r->nrows; i++) {
-        const engine_drift_row *d = &r->rows[i];
-        yajl_gen_map_open(g);
-        gen_str(g, "tenant", d->tenant);
-        gen_str(g, "aggregate", d->sk);
-        gen_str(g, "field", d->field);
-        gen_value(g, "live", d->live);
-        gen_value(g, "recomputed", d->recomputed);
-        yajl_gen_map_close(g);
-    }
-    if (verbose)
+        for (size_t i = 0; i < r->nrows; i++) {
+            const engine_drift_row *d = &r->rows[i];
+            gen_entry(g, d->tenant, d->sk);
+            gen_str(g, "field", d->field);
+            gen_value(g, "live", d->live);
+            gen_value(g, "recomputed", d->recomputed);
+            yajl_gen_map_close(g);
+        }
         yajl_gen_array_close(g);
+    }
     yajl_gen_map_close(g);
     const unsigned char *buf;
     size_t len;

@@ -649,18 +649,18 @@ static sl_status problems_status(const char *pk, const char *sk, const engine__p
     return rc;
 }
 
-sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err)
+/* Decodes doc as the aggregate stored under (pk, sk) into *out (freed and
+ * replaced on success, freed on failure); with check, also refuses values
+ * no aggregate of real documents has (engine__agg_check). */
+static sl_status decode_into(const bson_t *doc, const char *pk, const char *sk, int check,
+                             engine_agg *out, sl_error *err)
 {
-    bson_iter_t it;
-    char pk[STORE_KEY_MAX + 1] = "", sk[STORE_KEY_MAX + 1] = "";
-    if (bson_iter_init_find(&it, doc, SCHEMA_F_PK) && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(pk, sizeof pk, "%s", bson_iter_utf8(&it, NULL));
-    if (bson_iter_init_find(&it, doc, SCHEMA_F_SK) && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(sk, sizeof sk, "%s", bson_iter_utf8(&it, NULL));
     engine__problems p = {0};
     engine_agg a;
     engine_agg_init(&a);
     sl_status rc = engine__agg_decode_at(doc, pk, sk, &a, &p, err);
+    if (rc == SL_OK && check && !p.foreign[0])
+        engine__agg_check(&a, &p);
     /* Stale index fields do not make the content unreadable: only listings
      * depend on them, and recompute --repair rewrites them. */
     if (rc == SL_OK)
@@ -676,26 +676,21 @@ sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err)
     return rc;
 }
 
+sl_status engine_agg_decode(const bson_t *doc, engine_agg *out, sl_error *err)
+{
+    bson_iter_t it;
+    char pk[STORE_KEY_MAX + 1] = "", sk[STORE_KEY_MAX + 1] = "";
+    if (bson_iter_init_find(&it, doc, SCHEMA_F_PK) && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(pk, sizeof pk, "%s", bson_iter_utf8(&it, NULL));
+    if (bson_iter_init_find(&it, doc, SCHEMA_F_SK) && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(sk, sizeof sk, "%s", bson_iter_utf8(&it, NULL));
+    return decode_into(doc, pk, sk, 0, out, err);
+}
+
 sl_status engine_agg_read(const bson_t *doc, const char *pk, const char *sk, engine_agg *out,
                           sl_error *err)
 {
-    engine__problems p = {0};
-    engine_agg a;
-    engine_agg_init(&a);
-    sl_status rc = engine__agg_decode_at(doc, pk, sk, &a, &p, err);
-    if (rc == SL_OK && !p.foreign[0])
-        engine__agg_check(&a, &p);
-    if (rc == SL_OK)
-        rc = problems_status(pk, sk, &p, err);
-    if (rc == SL_OK) {
-        free(out->metrics);
-        *out = a;
-        engine_agg_init(&a);
-    } else {
-        engine_agg_free(out);
-    }
-    engine_agg_free(&a);
-    return rc;
+    return decode_into(doc, pk, sk, 1, out, err);
 }
 
 sl_status engine_agg_check(const engine_agg *a, sl_error *err)

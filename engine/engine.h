@@ -322,6 +322,23 @@ typedef struct engine_listener engine_listener;
 
 typedef void (*engine_log_fn)(void *ctx, const char *level, const char *message);
 
+/* The points of the listener's loop where a crash matters, for a test that
+ * aims its kills there (engine_listener_options.at; `sightline listen
+ * --debug-stop-at`).  A kill at each must leave the aggregates exact after
+ * the next listener catches up, every event applied exactly once. */
+typedef enum engine_listener_point {
+    ENGINE_POINT_READ = 1,     /* events read into the batch, none of them committed */
+    ENGINE_POINT_COMMIT = 2,   /* inside the consumer commit: its writes made, not committed */
+    ENGINE_POINT_COMMITTED = 3 /* the consumer commit returned; nothing else done since */
+} engine_listener_point;
+
+/* Called on the listener thread at a point.  committed: the consumer token
+ * the listener last committed ("" for none); token: at READ, the feed
+ * position past the events read; at COMMIT and COMMITTED, the token being
+ * committed (so COMMITTED means the store now holds token). */
+typedef void (*engine_point_fn)(void *ctx, engine_listener_point point, const char *committed,
+                                const char *token);
+
 typedef struct engine_listener_options {
     const char *consumer; /* feed consumer name; NULL: ENGINE_CONSUMER */
     const char *holder;   /* lease holder id; NULL: "<host>:<pid>:<random>" */
@@ -331,6 +348,10 @@ typedef struct engine_listener_options {
     int wait_ms;          /* how long one read waits when idle; 0: 50 (max 1000) */
     engine_log_fn log;    /* NULL: lines on stderr */
     void *log_ctx;
+    /* A test hook, NULL in production (then it costs one test of a pointer
+     * per read and per commit): called at every point above. */
+    engine_point_fn at;
+    void *at_ctx;
 } engine_listener_options;
 
 /* Starts the listener thread on s (which must outlive it).  On success *out

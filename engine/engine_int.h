@@ -146,4 +146,143 @@ void engine__holder_default(char *out, size_t size);
 void engine__log(engine_log_fn fn, void *ctx, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---------------------------------------------------------------------------
+ * Recompute (recompute.c: the run; recompute_group.c: one tenant group and
+ * the scan cursor; recompute_compare.c: one aggregate compared, the report).
+ * ------------------------------------------------------------------------- */
+typedef struct engine__run engine__run;
+
+/* A scan cursor that walks pages and remembers the token of its page. */
+typedef struct engine__cursor {
+    engine__run *owner; /* renews its leases between pages */
+    store *s;
+    store_table table;
+    char prefix[SCHEMA_KEY_MAX];
+    store_page page;
+    size_t i;
+    int started, done;
+    char page_token[STORE_PAGE_TOKEN_MAX]; /* the token that fetched the current page */
+    char next_token[STORE_PAGE_TOKEN_MAX];
+    int64_t docs; /* documents passed */
+} engine__cursor;
+
+/* Prepares a cursor (no store access yet); its pages are freed by
+ * engine__cursor_free(). */
+void engine__cursor_init(engine__cursor *c, engine__run *owner, store *s, store_table t,
+                         const char *prefix, const char *token);
+void engine__cursor_free(engine__cursor *c);
+
+/* Makes the current row available: *row (the key and version the store
+ * keeps, valid until the cursor leaves its page), *view and *readable (0
+ * when its bytes are not BSON).  0 at the end (or on error, with *rc set). */
+int engine__cursor_peek(engine__cursor *c, const store_doc **row, bson_t *view, int *readable,
+                        sl_status *rc, sl_error *err);
+void engine__cursor_next(engine__cursor *c);
+
+/* Peeks the group of the cursor's next document that belongs to a group after
+ * `after` (documents without a group, or of groups already done, are passed
+ * over).  "" at the end. */
+sl_status engine__cursor_group(engine__cursor *c, const char *after, char *group, sl_error *err);
+
+/* The run's state. */
+struct engine__run {
+    store *s;    /* live store: repairs, checkpoints, audit */
+    store *snap; /* the snapshot: every read of the comparison */
+    engine_recompute_options opt;
+    char consumer[STORE_CONSUMER_MAX];
+    char scope_group[SCHEMA_KEY_MAX]; /* "T#<t>#" with --tenant, else "" */
+    char checkpoint_sk[STORE_KEY_MAX];
+    char last_group[SCHEMA_KEY_MAX]; /* last finished tenant group */
+    engine_recompute_report *rep;
+    engine_aggset *pending; /* sum of deltas of the events in (C, H] */
+    char **groups;          /* tenant groups of the pending deltas and of quarantine records */
+    size_t ngroups, next_group;
+    size_t cap_aggs;        /* of rep->aggs */
+    engine__lease lease;    /* held while repairing */
+    engine__lease listener; /* the consumer's lease, seized while replacing */
+    int listener_for_run;   /* seized before r->snap was opened: replace in the first pass */
+    int64_t lease_renew_mono;
+    engine_recompute_progress progress;
+    char progress_tenant[ENGINE_NAME_SIZE];
+};
+
+/* One tenant's state: the shadow, the live documents as read, the
+ * quarantine records. */
+typedef enum engine__live_state {
+    ENGINE__LIVE_OK = 0,    /* the layout holds (values may still drift) */
+    ENGINE__LIVE_FIELDS,    /* fields missing, mistyped, extra, negative, inconsistent, stale */
+    ENGINE__LIVE_FOREIGN,   /* another document's bytes */
+    ENGINE__LIVE_UNREADABLE /* not BSON */
+} engine__live_state;
+
+typedef struct engine__live_info {
+    engine__live_state state;
+    engine__problems problems;
+    int64_t version; /* the stored version (store_doc), for the repair's condition */
+    uint32_t bytes;
+    int compared;
+} engine__live_info;
+
+typedef struct engine__group_state {
+    engine_aggset *shadow, *live;
+    engine__live_info *info; /* info[i] for the live aggregate whose version field is i + 1 */
+    size_t ninfo, cap_info;
+    engine_quarantine *q; /* this tenant's records, in key order */
+    size_t nq, cap_q;
+    char *q_compared;
+} engine__group_state;
+
+/* A summary under construction: parts separated by "; ", cut with "..." when
+ * full. */
+typedef struct engine__sbuf {
+    char s[ENGINE_DRIFT_SUMMARY_MAX];
+    size_t len;
+} engine__sbuf;
+
+/* Renews the repair lease and, when held, the listener's, at most every
+ * third of their lifetime (recompute.c). */
+sl_status engine__renew_leases(engine__run *r, sl_error *err);
+
+/* Takes the listener's lease (see repair_group in recompute_group.c). */
+sl_status engine__seize_listener(engine__run *r, sl_error *err);
+
+/* Adds the deltas of the events after the consumer's token up to the head of
+ * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scope,
+                                   engine_aggset *out, int *gone, sl_error *err);
+
+/* Tells the caller's progress function (if any) where the run is; SL_EBUSY
+ * when it asks to stop (recompute_group.c). */
+sl_status engine__progress_tick(engine__run *r, const char *group, sl_error *err);
+
+/* Rebuilds and compares one tenant group at the run's snapshot, leaving both
+ * cursors at the next group; with repair, replaces its drift
+ * (recompute_group.c). */
+sl_status engine__process_group(engine__run *r, const char *group, engine__cursor *items,
+                                engine__cursor *aggs, sl_error *err);
+
+/* A drift row of the report (recompute_compare.c; the count goes on past
+ * the rows kept). */
+void engine__add_row(engine__run *r, const char *tenant, const char *sk, const char *field,
+                     const char *live, const char *recomputed);
+
+/* Adds a part to a summary, "; " between parts, cut with "..." when full. */
+void engine__sb_part(engine__sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records one drifted aggregate's summary (the count goes on past the
+ * entries kept, as for rows). */
+sl_status engine__add_summary(engine__run *r, const char *tenant, const char *sk, int64_t fields,
+                              const engine__sbuf *b, sl_error *err);
+
+void engine__group_free(engine__group_state *g);
+
+/* Compares one aggregate: live (NULL when absent) as read (li), with the
+ * shadow (NULL when nothing contributes) and its quarantine record (NULL
+ * when none).  Adds rows and a summary; returns the number of drifted fields
+ * (SL_ENOMEM aside, which *rc reports). */
+int64_t engine__compare_agg(engine__run *r, const engine_agg *id, const engine_agg *live,
+                            const engine__live_info *li, const engine_agg *shadow,
+                            const engine_quarantine *q, sl_status *rc, sl_error *err);
+
 #endif /* SIGHTLINE_ENGINE_INT_H */

@@ -46,6 +46,8 @@ struct engine_listener {
     int wait_ms;
     engine_log_fn log;
     void *log_ctx;
+    engine_point_fn at; /* test hook (engine.h); NULL in production */
+    void *at_ctx;
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards stop and stats */
@@ -199,6 +201,14 @@ static void cache_put(engine_listener *l, const engine_agg *a)
 /* ---------------------------------------------------------------------------
  * One commit.
  * ------------------------------------------------------------------------- */
+
+/* The store's before_commit hook: the test hook at ENGINE_POINT_COMMIT. */
+static void at_commit(void *ctx)
+{
+    engine_listener *l = ctx;
+    l->at(l->at_ctx, ENGINE_POINT_COMMIT, l->prev_token, l->last_token);
+}
+
 typedef struct planned {
     engine_agg next; /* the state to write */
     int kind;        /* 0 nothing, 1 put, 2 delete, 3 quarantine */
@@ -309,9 +319,13 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
                              .pk = ENGINE_SYS_PK,
                              .sk = l->lease.sk,
                              .cond = {STORE_COND_VERSION, l->lease.version}};
-    rc = store_consumer_commit(l->s, l->consumer, l->prev_token, l->last_token, ops, nops, err);
+    const store_commit_options copt = {.before_commit = at_commit, .ctx = l};
+    rc = store_consumer_commit_opt(l->s, l->consumer, l->prev_token, l->last_token, ops, nops,
+                                   l->at ? &copt : NULL, err);
     if (rc != SL_OK)
         goto out;
+    if (l->at)
+        l->at(l->at_ctx, ENGINE_POINT_COMMITTED, l->prev_token, l->last_token);
     /* Committed: remember what the store now holds. */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -672,6 +686,8 @@ static void *listener_main(void *arg)
             continue;
         /* Past the events read and the ones the filter skipped around them. */
         memcpy(l->last_token, pos.token, sizeof l->last_token);
+        if (n && l->at)
+            l->at(l->at_ctx, ENGINE_POINT_READ, l->prev_token, l->last_token);
         int64_t now = engine__mono_ms();
         int advance = !l->npending && strcmp(l->last_token, l->prev_token) &&
                       (pos.skipped - l->filtered_committed >= ENGINE__ADVANCE_SKIPPED ||
@@ -762,6 +778,8 @@ sl_status engine_listener_start(store *s, const engine_listener_options *opt, en
     l->wait_ms = o.wait_ms;
     l->log = o.log;
     l->log_ctx = o.log_ctx;
+    l->at = o.at;
+    l->at_ctx = o.at_ctx;
     engine__lease_init(&l->lease, l->consumer, l->holder, o.lease_ms);
     l->pending_commit_ms = calloc(o.batch_max, sizeof *l->pending_commit_ms);
     if (!l->pending_commit_ms) {

@@ -8,10 +8,10 @@
  *   {"frame_id": 1, "filename": "...", "objects": [{"class_id": 2,
  *    "name": "car", "relative_coordinates": {"center_x", "center_y",
  *    "width", "height"}, "confidence": 0.81}]}
- * Quirks handled on purpose: names printed unescaped (json.c repairs
+ * Quirks handled on purpose: names printed unescaped (json_filter.c repairs
  * backslashes), the same box listed once per class (each kept), boxes that
  * are not clipped to the image (clipped here), a run cut off before ']'
- * (refused by json.c, except for the stream). */
+ * (refused by json_filter.c, except for the stream). */
 
 typedef enum dk_key {
     K_OTHER,

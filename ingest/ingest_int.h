@@ -1,17 +1,22 @@
 /* ingest_int.h -- what the files of ingest/ share and nobody else sees: the
- * bounded streaming JSON reader over yajl (json.c), exact number parsing,
- * the small JSON tree used for PUT bodies and asset lines (tree.c), the
- * parser core the formats plug into (parser.c) and the frame codec
- * (frame_doc.c). */
+ * bounded streaming JSON reader over yajl (json.c, json_filter.c), exact
+ * number parsing (json_number.c), the small JSON tree used for PUT bodies and
+ * asset lines (tree.c), the parser core the formats plug into (parser.c),
+ * the frame codec (frame_doc.c) and the spool folder's descriptor-level
+ * operations (spool_fs.c). */
 #ifndef SIGHTLINE_INGEST_INT_H
 #define SIGHTLINE_INGEST_INT_H
 
 #include "ingest.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <sys/stat.h>
+#include <yajl/yajl_parse.h>
 
 /* ---------------------------------------------------------------------------
- * Streaming JSON (json.c): yajl behind a pre-filter that bounds strings and
+ * Streaming JSON (json.c; the pre-filter in json_filter.c, numbers in
+ * json_number.c): yajl behind a pre-filter that bounds strings and
  * tokens, repairs darknet's unescaped backslashes and maps offsets back to
  * the input; the reader bounds depth and keys, refuses duplicate keys and
  * keeps the JSON path of the current value for messages.
@@ -84,6 +89,129 @@ const char *ingest__jev_name(ingest__jev ev); /* "a string", "an object", ... */
  * number written with a fraction or exponent ("3.0") up to 2^53. */
 bool ingest__number(const char *s, size_t len, double *out);
 bool ingest__number_int(const char *s, size_t len, int64_t *out);
+
+/* ---------------------------------------------------------------------------
+ * The JSON reader's state (json.c, json_filter.c; nobody else touches it).
+ * ------------------------------------------------------------------------- */
+#define INGEST__JSON_CHUNK     (64u * 1024u) /* bytes handed to yajl at once */
+#define INGEST__JSON_KEY_SHOWN 48u           /* bytes of a key kept for paths */
+#define INGEST__JSON_TOKEN_MAX 64u           /* bytes of a number */
+#define INGEST__JSON_DEPTH_CAP 64u           /* whatever the limits say */
+
+typedef struct ingest__json_level {
+    bool is_map;
+    bool open_item;  /* a member / element is being read: the path names it */
+    bool key_cut;    /* key[] holds only the start of a long key */
+    uint16_t keylen; /* bytes of key[] used */
+    int64_t index;   /* array: current element, -1 before the first */
+    int64_t start;   /* input offset of the opening bracket */
+    uint32_t nkeys;
+    size_t keys_at;   /* where this object's keys start in the key arena */
+    uint64_t keymask; /* one bit per key hash: most keys need no scan */
+    char key[INGEST__JSON_KEY_SHOWN];
+} ingest__json_level;
+
+typedef enum ingest__json_fstate {
+    INGEST__JF_OUT,    /* between tokens */
+    INGEST__JF_IN,     /* inside a string */
+    INGEST__JF_ESC,    /* after a backslash (the next byte is escaped) */
+    INGEST__JF_U,      /* after "\u" and nhex of its hex digits */
+    INGEST__JF_DK_ESC, /* darknet: after a backslash, not yet written */
+    INGEST__JF_DK_U    /* darknet: after "\u" and nhex hex digits, not yet written */
+} ingest__json_fstate;
+
+struct ingest__json {
+    yajl_handle h;
+    ingest__json_fn fn;
+    void *ctx;
+    ingest_limits lim;
+    bool multi, dk;
+    int depth;
+    ingest__json_level lv[INGEST__JSON_DEPTH_CAP + 1];
+    char *keys; /* arena of the keys of open objects: [u16 len][bytes]... */
+    size_t keys_len, keys_cap;
+    /* pre-filter */
+    struct filter_state {
+        ingest__json_fstate fs;
+        int nhex;
+        char hex[4];
+        uint64_t str_len;
+        int64_t str_start;
+        uint32_t run;    /* bytes of the number or literal being read */
+        schema_utf8 u8;  /* the raw bytes of the string being read */
+        uint32_t cp;     /* INGEST__JF_U: the code unit of the \u escape so far */
+        int64_t esc_off; /* input offset of the backslash of the escape being read */
+        bool hi_pending; /* a high surrogate escape waits for its low half */
+        int64_t hi_off;  /* where that escape starts */
+    } f;
+    unsigned char *obuf;      /* the filter's copy, when a chunk needs a repair */
+    const unsigned char *out; /* what yajl reads: the input chunk itself, or obuf */
+    size_t nout;
+    uint32_t *ins; /* positions in out[] of bytes the filter inserted */
+    size_t nins;
+    uint32_t *nl; /* multi: positions in out[] of newlines */
+    size_t nnl;
+    uint64_t nl_base; /* newlines before out[0] */
+    int64_t out_base; /* input offset of out[0] */
+    uint64_t fed;     /* input bytes received */
+    uint64_t values;  /* top-level values started */
+    uint64_t line;    /* multi: line of the current top-level value */
+    /* Where the current value starts, computed only when asked (most values
+     * never are): fixed, or the token / string yajl has just read. */
+    enum { INGEST__JSON_CUR_FIXED, INGEST__JSON_CUR_TOKEN, INGEST__JSON_CUR_STRING } cur_kind;
+    size_t cur_len;
+    int64_t cur_start; /* INGEST__JSON_CUR_FIXED */
+    bool in_parse;     /* yajl is running on out[] */
+    /* A fault the filter found: reported only if yajl, fed up to it, finds
+     * none earlier (a garbled string may end where garbage starts). */
+    sl_status pend;
+    int64_t pend_off;
+    char pend_msg[200];
+    /* The last token yajl accepted (a callback) and what may follow it, so
+     * that the culprit of a syntax error is the first token after it, found
+     * the same way whatever the chunking (yajl's own position varies). */
+    struct last_token {
+        uint64_t chunk; /* chunk_no when it ended */
+        size_t end;     /* position in that chunk's out[] just after it */
+        char expect;    /* ':' after a key, ',' after a value in a container, 0 */
+    } last;
+    struct culprit {
+        bool found, sep_seen, is_string;
+        int64_t off;
+    } culprit;
+    uint64_t chunk_no;
+    /* The scan state where the current chunk starts, for the error path:
+     * a token or string may have begun in an earlier chunk. */
+    struct str_scan {
+        bool in_str, esc;
+        unsigned need;     /* UTF-8 continuation bytes still owed */
+        unsigned hex_left; /* hex digits still owed by a \u escape */
+        int64_t lead;      /* where the owing character or escape starts */
+        int64_t bad;       /* first byte a string may not hold, -1 none */
+    } c0;                  /* for the string open where the chunk starts */
+    struct chunk_state {
+        bool in_str, esc;  /* out[0] is inside a string / escaped */
+        int64_t str_start; /* where that string starts */
+    } cs;
+    sl_error *err;
+    bool failed;
+};
+
+/* Input offset of position pos of out[]: bytes the filter inserted before it
+ * do not count. */
+int64_t ingest__json_map_pos(const ingest__json *j, size_t pos);
+
+/* Input offset just after the token yajl is at. */
+int64_t ingest__json_token_end(const ingest__json *j);
+
+/* Fixes where the current value starts (out[] is about to be reused, or the
+ * culprit is known). */
+void ingest__json_set_fixed(ingest__json *j, int64_t off);
+
+/* Records the error at offset, named by the current path (and sub below it);
+ * returns false. */
+bool ingest__json_vfail(ingest__json *j, const char *sub, int64_t offset, sl_status s,
+                        const char *fmt, va_list ap);
 
 /* ---------------------------------------------------------------------------
  * JSON trees (tree.c) for small bounded values: PUT bodies, asset lines,
@@ -440,5 +568,43 @@ sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
                             const ingest_frame *f, uint32_t nlabels, const char *const *names,
                             const char *const *skus, sl_error *err);
 void ingest__frame_enc_free(ingest__frame_enc *e);
+
+/* ---------------------------------------------------------------------------
+ * The spool folder (spool.c) and its descriptor-level operations (spool_fs.c).
+ * ------------------------------------------------------------------------- */
+#define INGEST__SPOOL_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+
+/* printf into new memory: the caller frees it; NULL when out of memory. */
+char *ingest__spool_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* "a symbolic link", "a folder", ... for a file type. */
+const char *ingest__spool_kind_name(mode_t m);
+
+/* Opens the folder name in the folder at dirfd without following a link;
+ * *st gets what it is.  SL_ENOTFOUND when gone, SL_EFORBIDDEN when it is a
+ * link or anything but a folder, SL_EIO otherwise; the message does not name
+ * it (the caller does).  On success *out is the caller's to close. */
+sl_status ingest__spool_open_folder(int dirfd, const char *name, int *out, struct stat *st,
+                                    sl_error *err);
+
+/* Moves name from the folder at dfd into its sub/ (made if missing).  sub/
+ * must be a real folder: a link or anything else there is refused
+ * (SL_EFORBIDDEN) and nothing moves.  On success *sub_fd is sub/ open, the
+ * caller's to close.  What sits at sub/name is replaced (a file sent again),
+ * never followed. */
+sl_status ingest__spool_move_into(int dfd, const char *name, const char *sub, int *sub_fd,
+                                  sl_error *err);
+
+/* Writes NAME.error.json in the folder at dfd (failed/).  The temporary
+ * file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a name already there (a
+ * crash's leftover, or a link planted to make the watcher write elsewhere)
+ * is never opened but removed -- it is an entry of failed/, the spool's own
+ * -- and made anew; renameat then replaces whatever is at NAME.error.json
+ * without following it.  On failure why says what went wrong. */
+bool ingest__spool_write_error(int dfd, const char *name, const sl_error *e, char *why, size_t cap);
+
+/* True when nobody has the file open for writing (a read lease is granted
+ * only then).  Where leases are not supported, the file is taken. */
+bool ingest__spool_complete(int fd);
 
 #endif /* SIGHTLINE_INGEST_INT_H */

@@ -12,7 +12,8 @@
  * owner) and read from that descriptor; done/ and failed/ are opened like
  * folders, files move with renameat between descriptors, and the error file
  * is created with O_CREAT|O_EXCL|O_NOFOLLOW.  Path strings are built only
- * for inotify, which takes nothing else (add_inotify), and for messages. */
+ * for inotify, which takes nothing else (add_inotify), and for messages.
+ * The operations on descriptors are in spool_fs.c. */
 #include "ingest_int.h"
 
 #include <assert.h>
@@ -48,7 +49,6 @@
  * makes links and FIFOs, which are never closed after writing, seen at once;
  * a regular file is taken at its close or move. */
 #define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR)
-#define DIR_FLAGS  (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 /* O_NONBLOCK: a FIFO swapped in after the check must not hold the watcher
  * waiting for a writer; O_NOCTTY: nor may a terminal become ours. */
 #define FILE_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
@@ -94,8 +94,7 @@ struct ingest_spool {
 };
 
 /* printf into new memory: the caller frees it; NULL when out of memory. */
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
+char *ingest__spool_fmt(const char *f, ...)
 {
     va_list ap;
     va_start(ap, f);
@@ -110,10 +109,10 @@ static char *fmt(const char *f, ...)
     return p;
 }
 
-/* "rel/name" (or "name" below the root) in new memory, as fmt(). */
+/* "rel/name" (or "name" below the root) in new memory, as ingest__spool_fmt(). */
 static char *below(const char *rel, const char *name)
 {
-    return rel[0] ? fmt("%s/%s", rel, name) : strdup(name);
+    return rel[0] ? ingest__spool_fmt("%s/%s", rel, name) : strdup(name);
 }
 
 static bool hidden(const char *name)
@@ -137,23 +136,12 @@ static fid fid_of(const struct stat *s)
     return (fid){.dev = s->st_dev, .ino = s->st_ino};
 }
 
-static const char *kind_name(mode_t m)
-{
-    return S_ISLNK(m)                 ? "a symbolic link"
-           : S_ISDIR(m)               ? "a folder"
-           : S_ISREG(m)               ? "a regular file"
-           : S_ISFIFO(m)              ? "a FIFO"
-           : S_ISSOCK(m)              ? "a socket"
-           : S_ISCHR(m) || S_ISBLK(m) ? "a device"
-                                      : "of an unknown type";
-}
-
 /* Tells the caller about rel (below the root). */
 static void report(ingest_spool *sp, const char *rel, const ingest_summary *sum, const sl_error *e)
 {
     if (!sp->opt.on_file)
         return;
-    char *path = rel[0] ? fmt("%s/%s", sp->root, rel) : strdup(sp->root);
+    char *path = rel[0] ? ingest__spool_fmt("%s/%s", sp->root, rel) : strdup(sp->root);
     sp->opt.on_file(sp->opt.ctx, path ? path : rel, sum, e);
     free(path);
 }
@@ -168,40 +156,6 @@ static void before_open(ingest_spool *sp, const char *rel)
 /* ---------------------------------------------------------------------------
  * Folders: opened one name at a time, never through a link.
  * ------------------------------------------------------------------------- */
-
-/* Opens the folder name in the folder at dirfd without following a link;
- * *st gets what it is.  SL_ENOTFOUND when gone, SL_EFORBIDDEN when it is a
- * link or anything but a folder, SL_EIO otherwise; the message does not name
- * it (the caller does).  On success *out is the caller's to close. */
-static sl_status open_folder(int dirfd, const char *name, int *out, struct stat *st, sl_error *err)
-{
-    sl_status rc = SL_OK;
-    int fd = openat(dirfd, name, DIR_FLAGS);
-    if (fd < 0) {
-        int no = errno;
-        struct stat ls;
-        if (no == ENOENT)
-            rc = sl_error_set(err, SL_ENOTFOUND, "gone");
-        else if (no == ELOOP || no == ENOTDIR)
-            rc = sl_error_set(
-                err, SL_EFORBIDDEN, "%s, not a folder: not followed (the spool follows no link)",
-                fstatat(dirfd, name, &ls, AT_SYMLINK_NOFOLLOW) == 0 ? kind_name(ls.st_mode)
-                                                                    : "a symbolic link");
-        else
-            rc = sl_error_set(err, SL_EIO, "cannot open the folder: %s", strerror(no));
-        goto out;
-    }
-    if (fstat(fd, st) != 0) {
-        rc = sl_error_set(err, SL_EIO, "cannot stat the folder: %s", strerror(errno));
-        goto out;
-    }
-out:
-    if (rc != SL_OK && fd >= 0)
-        close(fd);
-    else if (rc == SL_OK)
-        *out = fd;
-    return rc;
-}
 
 static const watch *find_watch(const ingest_spool *sp, int wd)
 {
@@ -230,7 +184,7 @@ static sl_status open_watched(ingest_spool *sp, const watch *w, int *out, const 
         goto out;
     }
     *at = w->tenant;
-    if ((rc = open_folder(sp->root_fd, w->tenant, &t, &st, err)) != SL_OK)
+    if ((rc = ingest__spool_open_folder(sp->root_fd, w->tenant, &t, &st, err)) != SL_OK)
         goto out;
     if (!same(w->lv == L_TENANT ? &w->id : &w->tenant_id, &st)) {
         rc = sl_error_set(err, SL_EFORBIDDEN,
@@ -243,7 +197,7 @@ static sl_status open_watched(ingest_spool *sp, const watch *w, int *out, const 
         goto out;
     }
     *at = w->rel;
-    if ((rc = open_folder(t, w->target, &fd, &st, err)) != SL_OK)
+    if ((rc = ingest__spool_open_folder(t, w->target, &fd, &st, err)) != SL_OK)
         goto out;
     if (!same(&w->id, &st)) {
         rc = sl_error_set(err, SL_EFORBIDDEN,
@@ -294,7 +248,7 @@ static int add_inotify(ingest_spool *sp, int fd, const fid *id, const char *rel)
     int wd = inotify_add_watch(sp->ino, proc, WATCH_MASK);
     if (wd >= 0 || errno != ENOENT)
         return wd;
-    char *path = rel[0] ? fmt("%s/%s", sp->root, rel) : strdup(sp->root);
+    char *path = rel[0] ? ingest__spool_fmt("%s/%s", sp->root, rel) : strdup(sp->root);
     if (!path) {
         errno = ENOMEM;
         return -1;
@@ -416,7 +370,7 @@ static sl_status scan(ingest_spool *sp, int fd, const fid *id, const fid *tenant
     sl_status rc = add_watch(sp, fd, id, tenant_id, lv, rel, tenant, target, &wd, err);
     if (rc != SL_OK)
         goto out;
-    int lfd = openat(fd, ".", DIR_FLAGS); /* its own offset */
+    int lfd = openat(fd, ".", INGEST__SPOOL_DIR_FLAGS); /* its own offset */
     if (lfd < 0 || !(d = fdopendir(lfd))) {
         rc = sl_error_set(err, SL_EIO, "cannot list %s/%s: %s", sp->root, rel, strerror(errno));
         if (lfd >= 0)
@@ -463,7 +417,7 @@ static sl_status enter(ingest_spool *sp, int pfd, const fid *pid, level plv, con
         !(S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)))
         goto out;
     before_open(sp, rel);
-    sl_status orc = open_folder(pfd, name, &fd, &st, &e);
+    sl_status orc = ingest__spool_open_folder(pfd, name, &fd, &st, &e);
     if (orc == SL_ENOTFOUND)
         goto out;
     if (orc != SL_OK) {
@@ -525,7 +479,7 @@ static sl_status refusal(const ingest_spool *sp, const struct stat *st, sl_error
         rc = sl_error_set(err, SL_EFORBIDDEN,
                           "refused, not read: %s, not a regular file (the spool takes regular "
                           "files only)",
-                          kind_name(st->st_mode));
+                          ingest__spool_kind_name(st->st_mode));
     else if (st->st_nlink != 1)
         rc = sl_error_set(err, SL_EFORBIDDEN,
                           "refused, not read: a hard link (%lu names; the spool takes only a "
@@ -537,129 +491,6 @@ static sl_status refusal(const ingest_spool *sp, const struct stat *st, sl_error
                           "uid %lu only (--spool-owner)",
                           (unsigned long)st->st_uid, (unsigned long)sp->owner);
     return rc;
-}
-
-/* Moves name from the folder at dfd into its sub/ (made if missing).  sub/
- * must be a real folder: a link or anything else there is refused
- * (SL_EFORBIDDEN) and nothing moves.  On success *sub_fd is sub/ open, the
- * caller's to close.  What sits at sub/name is replaced (a file sent again),
- * never followed. */
-static sl_status move_into(int dfd, const char *name, const char *sub, int *sub_fd, sl_error *err)
-{
-    sl_status rc = SL_OK;
-    int sfd = -1;
-    struct stat st;
-    if (mkdirat(dfd, sub, 0755) != 0 && errno != EEXIST) {
-        rc = sl_error_set(err, SL_EIO, "cannot make %s/: %s", sub, strerror(errno));
-        goto out;
-    }
-    if ((rc = open_folder(dfd, sub, &sfd, &st, err)) != SL_OK) {
-        sl_error_prefix(err, "%s", sub);
-        goto out;
-    }
-    if (renameat(dfd, name, sfd, name) != 0) {
-        rc = sl_error_set(err, errno == ENOENT ? SL_ENOTFOUND : SL_EIO, "cannot move it to %s/: %s",
-                          sub, strerror(errno));
-        goto out;
-    }
-out:
-    if (rc != SL_OK && sfd >= 0)
-        close(sfd);
-    else if (rc == SL_OK)
-        *sub_fd = sfd;
-    return rc;
-}
-
-/* Writes all of data[0..len) to fd. */
-static bool write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        data += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-/* Writes NAME.error.json in the folder at dfd (failed/).  The temporary
- * file is created with O_CREAT|O_EXCL|O_NOFOLLOW: a name already there (a
- * crash's leftover, or a link planted to make the watcher write elsewhere)
- * is never opened but removed -- it is an entry of failed/, the spool's own
- * -- and made anew; renameat then replaces whatever is at NAME.error.json
- * without following it.  On failure why says what went wrong. */
-static bool write_error(int dfd, const char *name, const sl_error *e, char *why, size_t cap)
-{
-    bool ok = false;
-    int fd = -1;
-    char when[25];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    schema_time_format((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, when);
-    bson_t doc = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&doc, "file", name);
-    BSON_APPEND_UTF8(&doc, "status", sl_status_name(e->status));
-    BSON_APPEND_UTF8(&doc, "title", sl_status_title(e->status));
-    BSON_APPEND_UTF8(&doc, "message", e->message);
-    if (e->field[0])
-        BSON_APPEND_UTF8(&doc, "field", e->field);
-    if (e->offset >= 0)
-        BSON_APPEND_INT64(&doc, "offset", e->offset);
-    BSON_APPEND_UTF8(&doc, "failed_at", when);
-    size_t len = 0;
-    char *json = bson_as_relaxed_extended_json(&doc, &len);
-    char *final = fmt("%s.error.json", name), *tmp = fmt("%s.error.json.tmp", name);
-    if (!json || !final || !tmp) {
-        snprintf(why, cap, "out of memory");
-        goto out;
-    }
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
-    fd = openat(dfd, tmp, flags, 0644);
-    if (fd < 0 && errno == EEXIST && unlinkat(dfd, tmp, 0) == 0)
-        fd = openat(dfd, tmp, flags, 0644);
-    if (fd < 0) {
-        snprintf(why, cap, "cannot create failed/%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    bool wrote = write_all(fd, json, len) && write_all(fd, "\n", 1);
-    int no = wrote ? 0 : errno;
-    if (close(fd) != 0 && wrote) {
-        wrote = false;
-        no = errno;
-    }
-    fd = -1;
-    if (wrote && renameat(dfd, tmp, dfd, final) != 0) {
-        wrote = false;
-        no = errno;
-    }
-    if (!wrote) {
-        snprintf(why, cap, "cannot write failed/%s: %s", final, strerror(no));
-        (void)unlinkat(dfd, tmp, 0);
-        goto out;
-    }
-    ok = true;
-out:
-    if (fd >= 0)
-        close(fd);
-    free(final);
-    free(tmp);
-    bson_free(json);
-    bson_destroy(&doc);
-    return ok;
-}
-
-/* True when nobody has the file open for writing (a read lease is granted
- * only then).  Where leases are not supported, the file is taken. */
-static bool complete(int fd)
-{
-    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
-        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
-        return true;
-    }
-    return errno != EAGAIN; /* a writer has it open: its IN_CLOSE_WRITE will come */
 }
 
 /* Adds " (then)" to e's message, cut to fit. */
@@ -721,7 +552,7 @@ static void take(ingest_spool *sp, int wd, const char *name, bool created)
             goto out; /* removed since: taken already */
         else
             rc = refusal(sp, &st, &e);
-        if (rc == SL_OK && !complete(fd))
+        if (rc == SL_OK && !ingest__spool_complete(fd))
             goto out;
         if (rc == SL_OK) /* a regular file: reads never wait, but be plain */
             (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -752,10 +583,10 @@ static void take(ingest_spool *sp, int wd, const char *name, bool created)
                     now.st_ino != st.st_ino))
         mrc = sl_error_set(&me, SL_ECONFLICT, "it was replaced while being taken");
     const char *sub = rc == SL_OK ? DONE_DIR : FAILED_DIR;
-    if (mrc == SL_OK && (mrc = move_into(dfd, name, sub, &sfd, &me)) == SL_OK)
-        moved = fmt("%s/%s/%s", w->rel, sub, name);
+    if (mrc == SL_OK && (mrc = ingest__spool_move_into(dfd, name, sub, &sfd, &me)) == SL_OK)
+        moved = ingest__spool_fmt("%s/%s/%s", w->rel, sub, name);
     char why[600];
-    if (rc != SL_OK && mrc == SL_OK && !write_error(sfd, name, &e, why, sizeof why))
+    if (rc != SL_OK && mrc == SL_OK && !ingest__spool_write_error(sfd, name, &e, why, sizeof why))
         append(&e, why);
     if (mrc != SL_OK) {
         snprintf(why, sizeof why, "%snot moved to %s/: %s", rc == SL_OK ? "stored, but " : "", sub,
@@ -895,7 +726,7 @@ sl_status ingest_spool_open(store *s, const char *dir, const ingest_spool_option
         goto out;
     }
     struct stat st;
-    if ((sp->root_fd = open(dir, DIR_FLAGS)) < 0) {
+    if ((sp->root_fd = open(dir, INGEST__SPOOL_DIR_FLAGS)) < 0) {
         rc = errno == ELOOP || errno == ENOTDIR
                  ? sl_error_set(err, SL_EINVAL,
                                 "spool folder %s is a symbolic link or not a folder: name the "

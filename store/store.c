@@ -1477,6 +1477,13 @@ static void docs_free(store__doc *docs, size_t n)
 sl_status store_consumer_commit(store *s, const char *consumer, const char *prev_token,
                                 const char *token, store_op *ops, size_t n, sl_error *err)
 {
+    return store_consumer_commit_opt(s, consumer, prev_token, token, ops, n, NULL, err);
+}
+
+sl_status store_consumer_commit_opt(store *s, const char *consumer, const char *prev_token,
+                                    const char *token, store_op *ops, size_t n,
+                                    const store_commit_options *opt, sl_error *err)
+{
     store__doc *docs = NULL;
     sl_status rc = writable_check(s, err);
     if (rc == SL_OK)
@@ -1488,7 +1495,7 @@ sl_status store_consumer_commit(store *s, const char *consumer, const char *prev
     if (rc == SL_OK)
         rc = consumer_ops_make(ops, n, &docs, err);
     if (rc == SL_OK)
-        rc = s->vt->consumer_commit(s, consumer, prev_token, token, ops, docs, n, err);
+        rc = s->vt->consumer_commit(s, consumer, prev_token, token, ops, docs, n, opt, err);
     docs_free(docs, n);
     return rc;
 }
@@ -1512,7 +1519,7 @@ sl_status store_consumer_reset(store *s, const char *consumer, store_op *ops, si
     if (rc == SL_OK)
         rc = consumer_ops_make(ops, n, &docs, err);
     if (rc == SL_OK)
-        rc = s->vt->consumer_commit(s, consumer, NULL, NULL, ops, docs, n, err);
+        rc = s->vt->consumer_commit(s, consumer, NULL, NULL, ops, docs, n, NULL, err);
     docs_free(docs, n);
     return rc;
 }

@@ -322,6 +322,23 @@ sl_status store_feed_position(const store_feed *f, store_feed_pos *out, sl_error
 sl_status store_consumer_commit(store *s, const char *consumer, const char *prev_token,
                                 const char *token, store_op *ops, size_t n, sl_error *err);
 
+/* Options of one consumer commit (store_consumer_commit_opt). */
+typedef struct store_commit_options {
+    /* A test hook, NULL in production: called once, on the committing
+     * thread, inside the commit's transaction after its writes and the new
+     * token are made and before they are committed, so that a crash test can
+     * kill the process there (a crash at that point must leave nothing of
+     * the commit).  Not called when the commit fails before that point.  It
+     * must not use the store. */
+    void (*before_commit)(void *ctx);
+    void *ctx;
+} store_commit_options;
+
+/* store_consumer_commit with options (opt NULL: none). */
+sl_status store_consumer_commit_opt(store *s, const char *consumer, const char *prev_token,
+                                    const char *token, store_op *ops, size_t n,
+                                    const store_commit_options *opt, sl_error *err);
+
 /* The consumer's committed token into out; SL_ENOTFOUND if it never committed. */
 sl_status store_consumer_token(store *s, const char *consumer, char out[STORE_TOKEN_MAX],
                                sl_error *err);

@@ -160,10 +160,11 @@ struct store__vtable {
 
     /* ops are validated: docs already made (docs[i] for op i; unused for
      * non-puts), tables and kinds checked.  token is non-NULL for a commit,
-     * NULL for a reset (move to the head). */
+     * NULL for a reset (move to the head).  opt may be NULL; its
+     * before_commit, when set, runs as store.h says. */
     sl_status (*consumer_commit)(store *s, const char *consumer, const char *prev_token,
                                  const char *token, store_op *ops, store__doc *docs, size_t n,
-                                 sl_error *err);
+                                 const store_commit_options *opt, sl_error *err);
     sl_status (*consumer_token)(store *s, const char *consumer, char out[STORE_TOKEN_MAX],
                                 sl_error *err);
     sl_status (*consumer_drop)(store *s, const char *consumer, sl_error *err);

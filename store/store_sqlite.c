@@ -2053,7 +2053,7 @@ static sl_status apply_ops(sq *db, conn *c, store_op *ops, store__doc *docs, siz
 
 static sl_status sq_consumer_commit(store *s, const char *consumer, const char *prev_token,
                                     const char *token, store_op *ops, store__doc *docs, size_t n,
-                                    sl_error *err)
+                                    const store_commit_options *opt, sl_error *err)
 {
     sqh *h = s->impl;
     sq *db = h->db;
@@ -2106,6 +2106,8 @@ static sl_status sq_consumer_commit(store *s, const char *consumer, const char *
     }
     if (rc == SL_OK)
         rc = consumer_prune(db, c, head, token == NULL, err);
+    if (rc == SL_OK && opt && opt->before_commit)
+        opt->before_commit(opt->ctx); /* a test hook: everything written, nothing committed */
 end:
     if (rc == SL_OK)
         rc = write_end(db, 1, 0, err);

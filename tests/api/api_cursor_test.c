@@ -74,8 +74,10 @@ static long get_page(const support_server *s, const char *key, const char *path,
     yajl_val n = v ? yajl_tree_get(v, p1, yajl_t_string) : NULL;
     if (!n && v)
         n = yajl_tree_get(v, p2, yajl_t_string);
-    if (n)
-        snprintf(next, cap, "%s", YAJL_GET_STRING(n));
+    /* n->u.string directly: YAJL_GET_STRING's NULL arm (never taken for a
+     * string node) reads to GCC as a NULL %s argument. */
+    if (n && YAJL_IS_STRING(n))
+        snprintf(next, cap, "%s", n->u.string);
     if (v)
         yajl_tree_free(v);
     if (keep)

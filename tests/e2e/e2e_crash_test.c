@@ -3,13 +3,17 @@
  * listen` applies the change feed; the listener is SIGKILLed at 50 random
  * points of the workload and restarted each time (after a kill, the next one
  * waits for the dead one's lease to expire, then takes over).  At the end
- * every aggregate is exact and recompute reports zero drift.  Argument:
+ * every aggregate is exact and recompute reports zero drift.  Every listener
+ * must have been ended by our SIGKILL and by nothing else (an exit, another
+ * signal, a sanitizer's report): one that died by itself would otherwise just
+ * be replaced.  Each keeps its own log, printed when it fails.  Argument:
  * operations (default 30000); seed from $SIGHTLINE_TEST_SEED or getrandom
  * (tests/seed.h). */
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include "store/store.h"
 
@@ -17,23 +21,64 @@
 #define LEASE_MS "300"
 
 typedef struct crash {
-    char store[200], log[200];
-    store *st; /* the test's own handle: it reads the lease document */
+    char store[200], dir[128];
+    char log[200]; /* the running listener's: <dir>/listen-<generation>.log */
+    store *st;     /* the test's own handle: it reads the lease document */
     pid_t listener;
     int generation;
     int64_t at[KILLS];
     int next;
     int lease_waits_failed;
+    int killed;         /* listeners ended by our SIGKILL */
+    int died_alone;     /* ... by anything else */
+    int sanitizer_logs; /* listeners whose log holds a sanitizer's report */
 } crash;
 
 static void start_listener(crash *c)
 {
     char holder[32];
     snprintf(holder, sizeof holder, "crash-%d", ++c->generation);
+    snprintf(c->log, sizeof c->log, "%s/listen-%d.log", c->dir, c->generation);
     const char *args[] = {"listen", "--store",  c->store, "--lease-ms",
                           LEASE_MS, "--holder", holder,   NULL};
     c->listener = support_spawn(c->log, c->log, 0, args);
     REQUIRE(c->listener > 0);
+}
+
+/* 1 when the running listener's log holds a sanitizer's report (one that
+ * our SIGKILL cut short still shows there); the log is printed. */
+static int sanitizer_report(crash *c)
+{
+    size_t len = 0;
+    char *text = support_read_file(c->log, &len);
+    int found = text && (strstr(text, "Sanitizer") || strstr(text, "runtime error:"));
+    free(text);
+    if (found) {
+        fprintf(stderr, "e2e_crash_test: listener %d reported a sanitizer error\n", c->generation);
+        support_print_tail(c->log, 80);
+    }
+    return found;
+}
+
+/* Kills the running listener and checks that our SIGKILL, and nothing else,
+ * ended it; else prints why and its log. */
+static void kill_listener(crash *c)
+{
+    int st = 0;
+    char why[96] = "not reaped in 20 s";
+    kill(c->listener, SIGKILL);
+    int reaped = support_wait_status(c->listener, 20000, 0, &st) == 0;
+    if (reaped && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+        c->killed++;
+    } else {
+        c->died_alone++;
+        if (reaped)
+            support_status_str(st, why, sizeof why);
+        fprintf(stderr, "e2e_crash_test: listener %d was not ended by our SIGKILL: %s\n",
+                c->generation, why);
+        support_print_tail(c->log, 80);
+    }
+    c->sanitizer_logs += sanitizer_report(c);
 }
 
 /* Waits (10 s at most) until the newest listener holds the lease, so that
@@ -64,7 +109,7 @@ static void on_op(void *ctx, int64_t done)
 {
     crash *c = ctx;
     while (c->next < KILLS && done >= c->at[c->next]) {
-        support_kill(c->listener, SIGKILL);
+        kill_listener(c);
         c->next++;
         start_listener(c);
         c->lease_waits_failed += wait_lease(c) != 0;
@@ -92,7 +137,7 @@ int main(int argc, char **argv)
     const char *extra[] = {"--no-listener", NULL};
     REQUIRE(e2e_world_start(&w, extra) == 0);
     snprintf(c.store, sizeof c.store, "%s", w.store);
-    snprintf(c.log, sizeof c.log, "%s/listen.log", w.dir);
+    snprintf(c.dir, sizeof c.dir, "%s", w.dir);
     REQUIRE(store_open(c.store, NULL, &c.st, NULL) == SL_OK);
     /* This server runs no listener, and says so. */
     double running = -1;
@@ -110,6 +155,8 @@ int main(int argc, char **argv)
     e2e_workload_stats st;
     CHECK_INT(e2e_workload(&m, ingest, ops, on_op, &c, &st), 0);
     CHECK_INT(c.next, KILLS);
+    CHECK_INT(c.killed, KILLS);
+    CHECK_INT(c.died_alone, 0);
     CHECK_INT(c.lease_waits_failed, 0);
     REQUIRE(e2e_wait_caught_up(viewer[0], 120000) == 0);
     for (int t = 0; t < M_TENANTS; t++)
@@ -125,12 +172,27 @@ int main(int argc, char **argv)
         yajl_tree_free(rep);
     fprintf(stderr,
             "e2e_crash_test: %lld operations (%lld single requests, %lld batches), listener "
-            "killed %d times\n",
-            (long long)ops, (long long)st.single_requests, (long long)st.batch_requests, c.next);
+            "killed %d times (%d ended by our SIGKILL, %d by something else)\n",
+            (long long)ops, (long long)st.single_requests, (long long)st.batch_requests, c.next,
+            c.killed, c.died_alone);
 
     /* The last listener stops cleanly on SIGTERM. */
     support_kill(c.listener, SIGTERM);
-    CHECK_INT(support_wait(c.listener, 20000), 0);
+    int ws = 0, stopped = support_wait_status(c.listener, 20000, 0, &ws) == 0;
+    CHECK(stopped && WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (!stopped || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+        char why[96] = "not stopped in 20 s";
+        if (stopped)
+            support_status_str(ws, why, sizeof why);
+        fprintf(stderr, "e2e_crash_test: the last listener, on SIGTERM: %s\n", why);
+        support_print_tail(c.log, 80);
+    }
+    c.sanitizer_logs += sanitizer_report(&c);
+    CHECK_INT(c.sanitizer_logs, 0);
+    if (check_failures_) {
+        fprintf(stderr, "e2e_crash_test: the last listener's log:\n");
+        support_print_tail(c.log, 80);
+    }
     CHECK_INT(e2e_world_stop(&w), 0);
     store_close(&c.st);
     e2e_model_free(&m);

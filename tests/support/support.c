@@ -30,7 +30,6 @@
 #define STOP_MS  20000        /* support_server_stop: after SIGTERM */
 #define TMP_MARK "sl-"        /* the last component of every directory support_rmrf removes */
 #define ERR_MAX  (256 * 1024) /* stderr of a support_run child kept for the test */
-#define TAIL_MAX (64 * 1024)  /* of a child's stderr file, printed after a sanitizer stopped it */
 
 static const char *binary = SIGHTLINE_BIN;
 
@@ -137,24 +136,6 @@ __attribute__((constructor)) static void sanitizer_env_at_start(void)
     support_sanitizer_env();
 }
 
-/* Prints the last TAIL_MAX bytes of the file at path. */
-static void print_tail(const char *path)
-{
-    char buf[4096];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "  (cannot read %s)\n", path);
-        return;
-    }
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long size = ftell(f);
-        fseek(f, size > TAIL_MAX ? size - TAIL_MAX : 0, SEEK_SET);
-    }
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;)
-        fwrite(buf, 1, n, stderr);
-    fclose(f);
-}
-
 /* After pid ended with code: a sanitizer's code fails the test at once,
  * after printing the child's stderr (err_text, else the file its stderr went
  * to, else it was the test's own and is above). */
@@ -167,7 +148,7 @@ static void sanitizer_verdict(pid_t pid, int code, const char *err_text, const c
     if (err_text)
         fputs(err_text, stderr);
     else if (err_path && err_path[0])
-        print_tail(err_path);
+        support_print_tail(err_path, 400); /* a report is some 50 lines */
     else
         fprintf(stderr, "  (the test's own stderr, above)\n");
     fprintf(stderr, "\n");
@@ -345,6 +326,67 @@ void support_kill(pid_t pid, int sig)
                 sanitizer_verdict(pid, WEXITSTATUS(status), NULL, err_path);
         }
     }
+}
+
+int support_wait_status(pid_t pid, int timeout_ms, int stops, int *status)
+{
+    long until = support_now_ms() + timeout_ms;
+    int rc = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG | (stops ? WUNTRACED : 0));
+        if (r == pid) {
+            char err_path[256];
+            tracked_err(pid, err_path, sizeof err_path);
+            if (!WIFSTOPPED(*status))
+                track_pid(pid, 0, NULL);
+            if (WIFEXITED(*status)) /* a sanitizer's code still stops the test */
+                sanitizer_verdict(pid, WEXITSTATUS(*status), NULL, err_path);
+            rc = 0;
+            break;
+        }
+        if ((r < 0 && errno != EINTR) || support_now_ms() >= until)
+            break;
+        support_sleep_ms(1);
+    }
+    return rc;
+}
+
+const char *support_status_str(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else if (WIFSTOPPED(status))
+        snprintf(buf, cap, "stopped by signal %d (%s)", WSTOPSIG(status),
+                 strsignal(WSTOPSIG(status)));
+    else
+        snprintf(buf, cap, "wait status 0x%x", (unsigned)status);
+    return buf;
+}
+
+void support_print_tail(const char *path, int lines)
+{
+    size_t len = 0;
+    char *text = support_read_file(path, &len);
+    const char *from = text;
+    for (size_t i = len, seen = 0; text && i-- > 0;)
+        if (text[i] == '\n' && i + 1 < len && ++seen >= (size_t)lines) {
+            from = text + i + 1;
+            break;
+        }
+    if (text)
+        fprintf(stderr, "  %s (its last %d lines at most):\n", path, lines);
+    else
+        fprintf(stderr, "  %s: cannot be read\n", path);
+    for (const char *p = from; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(stderr, "  | %.*s\n", n, p);
+        p = nl ? nl + 1 : NULL;
+    }
+    free(text);
 }
 
 /* Reads the child's stdout (fds[0]) into out and its stderr (fds[1]) into

@@ -102,6 +102,22 @@ int support_wait(pid_t pid, int timeout_ms);
  * that had already ended by a sanitizer stops the test as support_wait does). */
 void support_kill(pid_t pid, int sig);
 
+/* Waits up to timeout_ms for pid to end (and reaps it) or, with stops
+ * nonzero, to stop (WIFSTOPPED: it still runs and is still to be reaped).
+ * *status gets waitpid's raw status, so that a test that kills a process can
+ * tell "killed by SIGKILL" from "exited with 137" or "killed by SIGABRT".
+ * 0 when it ended or stopped, -1 on timeout or error.  An exit with
+ * SUPPORT_SANITIZER_EXIT stops the test there, as support_wait does. */
+int support_wait_status(pid_t pid, int timeout_ms, int stops, int *status);
+
+/* A raw wait status in words into buf ("exited with 1", "killed by signal 6
+ * (Aborted)", "stopped by signal 19 (Stopped (signal))"); returns buf. */
+const char *support_status_str(int status, char *buf, size_t cap);
+
+/* Prints the last `lines` lines of the file at path (a child's log) to
+ * stderr, each as "  | line", under a line naming the file. */
+void support_print_tail(const char *path, int lines);
+
 /* Runs `<binary> ARGS` to completion (60 s at most, then killed) with stdout
  * into out (cap bytes, NUL-terminated, its final newline trimmed; out may be
  * NULL).  Its stderr is printed on the test's once it ended (not with
