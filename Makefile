@@ -37,14 +37,20 @@ run: build
 
 # The suite: every test under ASan + UBSan (gcc), then every fuzz target for
 # FUZZ_SECONDS each (clang + libFuzzer).  The benchmarks are built too (never
-# run), so they keep compiling.
+# run), so they keep compiling.  A test that cannot run here (no
+# ../shared/realdata, no SIGHTLINE_TEST_MONGO_URI, too few descriptors) is
+# reported skipped by ctest, and listed again by name, with its reason, as
+# the last lines (tests/skipped.sh).
 test:
 	@scripts/deps.sh build test
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_SANITIZE=ON \
 	    -DSIGHTLINE_TESTS=ON -DSIGHTLINE_BENCH=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
-	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@rm -f $(TEST_BUILD)/ctest-junit.xml
+	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900 \
+	    --output-junit ctest-junit.xml
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	@tests/skipped.sh $(TEST_BUILD)/ctest-junit.xml
 
 FUZZ_SECONDS ?= 60
 # Fuzzing for longer: make fuzz FUZZ_SECONDS=3600

@@ -3,6 +3,7 @@
  * and the full check of a tenant's dashboard (see e2e.h).  Processes and
  * HTTP come from the test-support library (tests/support). */
 #include "e2e.h"
+#include "tests/seed.h"
 
 #include "tests/exact.h"
 
@@ -118,19 +119,7 @@ const char *const m_metric_names[M_METRICS] = {"memorability", "face", "logo", "
 
 uint64_t e2e_seed(void)
 {
-    /* The one place that picks a seed: switch it to the suite's own seed
-     * function when tests/support has one. */
-    const char *env = getenv("SIGHTLINE_TEST_SEED");
-    if (!env || !*env)
-        env = getenv("E2E_SEED"); /* the older name */
-    if (env && *env)
-        return strtoull(env, NULL, 10);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    /* Nanoseconds and the pid: two tests started in the same second differ. */
-    uint64_t s = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec * 2654435761ull ^
-                 (uint64_t)getpid() << 40;
-    return s ? s : 1;
+    return test_seed();
 }
 
 int e2e_model_init(e2e_model *m, size_t nassets, uint64_t seed)

@@ -103,8 +103,8 @@ typedef struct e2e_world {
 int e2e_world_start(e2e_world *w, const char *const *extra);
 int e2e_world_stop(e2e_world *w);
 
-/* The seed of a run: $SIGHTLINE_TEST_SEED (or the older $E2E_SEED), else
- * the clock and the pid (printed by the tests, to replay a failure). */
+/* The seed of a run: tests/seed.h's test_seed() ($SIGHTLINE_TEST_SEED, else
+ * drawn from getrandom; printed, to replay a failure). */
 uint64_t e2e_seed(void);
 
 /* A model with nassets ids per tenant ("as-000000" ...), all absent; free

@@ -7,7 +7,8 @@
  * must have been ended by our SIGKILL and by nothing else (an exit, another
  * signal, a sanitizer's report): one that died by itself would otherwise just
  * be replaced.  Each keeps its own log, printed when it fails.  Argument:
- * operations (default 30000); seed from $E2E_SEED or the clock. */
+ * operations (default 30000); seed from $SIGHTLINE_TEST_SEED or getrandom
+ * (tests/seed.h). */
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 

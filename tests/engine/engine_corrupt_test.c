@@ -95,14 +95,14 @@ static void test_every_kind_while_writing(void)
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
     /* Every brand, campaign, sector and some tool aggregates exist before the damage. */
-    fx_rng r0 = {0x9a9a};
+    fx_rng r0 = {test_rng(1)};
     for (int i = 0; i < 2000; i++)
         REQUIRE(md_step(m, ws, &r0, 1) == SL_OK);
     engine_listener_options lo = {.holder = "main", .lease_ms = 2000, .log = quiet_log};
     engine_listener *l = NULL;
     REQUIRE(engine_listener_start(s, &lo, &l, NULL) == SL_OK);
     REQUIRE(md_wait_caught_up(s, ENGINE_CONSUMER, 60000));
-    md_writer w = {.m = m, .s = ws, .seed = 0x16171617ULL, .pause_us = 300};
+    md_writer w = {.m = m, .s = ws, .seed = test_rng(2), .pause_us = 300};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     usleep(100000);
@@ -224,7 +224,7 @@ static void test_every_kind_while_writing(void)
 
     /* --repair while the writer writes again: every damaged one is replaced. */
     atomic_store(&w.stop, 0);
-    w.seed = 0x17161716ULL;
+    w.seed = test_rng(3);
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     usleep(100000);
     rep = recompute(s, 1);
@@ -321,6 +321,7 @@ static void test_drift_found_by_the_listener(void)
 
 int main(void)
 {
+    test_seed(); /* printed first; SIGHTLINE_TEST_SEED repeats the run */
     test_drift_found_by_the_listener();
     test_every_kind_while_writing();
     return check_finish();

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -155,18 +156,36 @@ static void consumer_token(store *s, char tok[STORE_TOKEN_MAX])
         tok[0] = '\0';
 }
 
-/* The holder named in the listener's lease document ("" when none). */
-static void lease_holder(store *s, char *out, size_t size)
+/* The holder named in the listener's lease document ("" when none) and,
+ * when renewed_ms is not NULL, when it last renewed it (0 when none). */
+static void lease_read(store *s, char *out, size_t size, int64_t *renewed_ms)
 {
     bson_t *doc = NULL;
     out[0] = '\0';
+    if (renewed_ms)
+        *renewed_ms = 0;
     if (store_get(s, STORE_AGGREGATES, ENGINE_SYS_PK, "LEASE#" ENGINE_CONSUMER, &doc, NULL) !=
         SL_OK)
         return;
     bson_iter_t it;
     if (bson_iter_init_find(&it, doc, "holder") && BSON_ITER_HOLDS_UTF8(&it))
         snprintf(out, size, "%s", bson_iter_utf8(&it, NULL));
+    if (renewed_ms && bson_iter_init_find(&it, doc, "renewed_ms"))
+        *renewed_ms = bson_iter_as_int64(&it);
     bson_destroy(doc);
+}
+
+static void lease_holder(store *s, char *out, size_t size)
+{
+    lease_read(s, out, size, NULL);
+}
+
+/* Wall-clock milliseconds, the clock of the lease's renewed_ms. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Removes the test's directory, or keeps it (its logs and store) and says so
@@ -349,10 +368,10 @@ static void test_crash_loop(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    md_writer w = {.m = m, .s = s, .seed = 0xc0ffeeULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(1), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
-    fx_rng r = {0xdeadULL};
+    fx_rng r = {test_rng(2)};
     int order[CRASH_LIVES], hits[AIMS] = {0}, aimed[AIMS] = {0}, missed[AIMS] = {0}, worked = 0;
     for (int k = 0; k < CRASH_LIVES; k++)
         order[k] = k < CRASH_RANDOM ? AIM_RANDOM : 1 + (k - CRASH_RANDOM) % 3;
@@ -411,6 +430,15 @@ static void test_crash_loop(void)
     cleanup(dir, failures);
 }
 
+static int agg_exists(store *s, const char *pk, const char *sk)
+{
+    bson_t *doc = NULL;
+    int found = store_get(s, STORE_AGGREGATES, pk, sk, &doc, NULL) == SL_OK;
+    if (doc)
+        bson_destroy(doc);
+    return found;
+}
+
 static int is_quarantined(store *s, const char *pk, const char *sk)
 {
     engine_quarantine q;
@@ -432,14 +460,14 @@ static void test_crash_quarantine(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    fx_rng r0 = {0x5117};
+    fx_rng r0 = {test_rng(3)};
     for (int i = 0; i < 1500; i++)
         REQUIRE(md_step(m, s, &r0, 1) == SL_OK);
-    md_writer w = {.m = m, .s = s, .seed = 0xbadULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(4), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     static const char *const bad[] = {"BRAND#nike", "BRAND#puma#CAMPAIGN#fall", "SECTOR#shoes"};
-    fx_rng r = {0x1617ULL};
+    fx_rng r = {test_rng(5)};
     for (int k = 0; k < 20; k++) {
         char holder[32];
         snprintf(holder, sizeof holder, "q-%d", k);
@@ -448,6 +476,16 @@ static void test_crash_quarantine(void)
                               "250",    "--holder", holder, NULL};
         pid_t pid = spawn(NULL, args);
         if (k == 3) { /* while it runs: not BSON, another document, a mistyped field */
+            /* Once they exist: the lives before may all have been killed
+             * before their first commit (60 s at most). */
+            static const char *const need[] = {"BRAND#nike", "BRAND#puma#CAMPAIGN#fall",
+                                               "BRAND#puma", "SECTOR#shoes"};
+            for (int i = 0; i < 4; i++) {
+                for (int waited = 0; !agg_exists(s, "T#acme#AGG", need[i]) && waited < 60000;
+                     waited += 20)
+                    usleep(20000);
+                REQUIRE(agg_exists(s, "T#acme#AGG", need[i]));
+            }
             REQUIRE(md_raw(uri,
                            "UPDATE aggregates SET v = v + 1, doc = x'0badf00d0badf00d' WHERE pk = "
                            "?1 AND sk = ?2",
@@ -481,7 +519,7 @@ static void test_crash_quarantine(void)
 
     /* A repair killed midway, with the writer writing again. */
     atomic_store(&w.stop, 0);
-    w.seed = 0xbad2ULL;
+    w.seed = test_rng(6);
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     const char *fix[] = {"recompute", "--store", uri, "--repair", NULL};
     snprintf(logpath, sizeof logpath, "%s/recompute.log", dir);
@@ -529,30 +567,41 @@ static void test_takeover(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    md_writer w = {.m = m, .s = s, .seed = 0xabcULL, .pause_us = 500};
+    md_writer w = {.m = m, .s = s, .seed = test_rng(7), .pause_us = 500};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
-    /* A lease long enough that a loaded machine does not make A miss renewals. */
-    const char *a_args[] = {"listen", "--store", uri, "--lease-ms", "1000", "--holder", "A", NULL};
-    const char *b_args[] = {"listen", "--store", uri, "--lease-ms", "1000", "--holder", "B", NULL};
+    /* A lease long enough that a loaded machine does not make A miss renewals
+     * (3 s, renewed every second: A would have to stall 2 s). */
+    const char *a_args[] = {"listen", "--store", uri, "--lease-ms", "3000", "--holder", "A", NULL};
+    const char *b_args[] = {"listen", "--store", uri, "--lease-ms", "3000", "--holder", "B", NULL};
     char alog[160], blog[160];
     snprintf(alog, sizeof alog, "%s/listen-A.log", dir);
     snprintf(blog, sizeof blog, "%s/listen-B.log", dir);
     snprintf(logpath, sizeof logpath, "%s", alog);
     pid_t a = spawn(NULL, a_args);
     char holder[64] = "";
-    for (int i = 0; i < 1000 && strcmp(holder, "A"); i++) {
+    for (int i = 0; i < 6000 && strcmp(holder, "A"); i++) { /* 60 s at most */
         usleep(10000);
         lease_holder(s, holder, sizeof holder);
     }
     CHECK_STR(holder, "A");
+    /* B waits while A renews: watched until A's renewals have gone one and a
+     * half lease lifetimes past B's start (an event, not a clock: a slow
+     * machine only makes it take longer), A holding it at every look. */
     snprintf(logpath, sizeof logpath, "%s", blog);
+    int64_t b_start = wall_ms(), renewed = 0;
     pid_t b = spawn(NULL, b_args);
-    usleep(1500000); /* one and a half lease lifetimes: B must still be waiting */
-    lease_holder(s, holder, sizeof holder);
-    CHECK_STR(holder, "A");
+    int others = 0;
+    for (long waited = 0; renewed < b_start + 4500 && waited < 60000; waited += 20) {
+        usleep(20000);
+        lease_read(s, holder, sizeof holder, &renewed);
+        others += holder[0] && strcmp(holder, "A") != 0; /* "": not read this time */
+    }
+    CHECK(renewed >= b_start + 4500);
+    CHECK_INT(others, 0);
+    CHECK_INT(waitpid(b, NULL, WNOHANG), 0); /* B still runs, waiting */
     kill_checked(a, alog, "listener A", 0);
-    for (int i = 0; i < 1000 && strcmp(holder, "B"); i++) {
+    for (int i = 0; i < 6000 && strcmp(holder, "B"); i++) { /* 60 s at most */
         usleep(10000);
         lease_holder(s, holder, sizeof holder);
     }
@@ -629,7 +678,7 @@ static void test_cli(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    fx_rng r = {31337};
+    fx_rng r = {test_rng(8)};
     for (int i = 0; i < 600; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
     /* Not applied yet is lag, not drift: live and rebuilt agree at point C. */
@@ -667,6 +716,7 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2);
     bin = argv[1];
     atexit(kill_live);
+    test_seed(); /* printed first; SIGHTLINE_TEST_SEED repeats the run */
     test_cli();
     test_takeover();
     test_crash_loop();

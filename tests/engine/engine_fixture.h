@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/seed.h"
+
 #define FX_SAL_MAX 4
 
 typedef struct fx_asset {
@@ -122,7 +124,8 @@ static inline bson_t *fx_summary_doc(const fx_summary *s)
     return d;
 }
 
-/* xorshift64*: deterministic, seeded per test so failures reproduce. */
+/* xorshift64*: deterministic from its start, test_rng(k) (tests/seed.h): a
+ * run prints its seed, and SIGHTLINE_TEST_SEED repeats it. */
 typedef struct fx_rng {
     uint64_t s;
 } fx_rng;

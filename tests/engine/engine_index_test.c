@@ -10,24 +10,12 @@
  * printed; SIGHTLINE_TEST_SEED replays it. */
 #include "engine/engine.h"
 #include "tests/check.h"
+#include "tests/seed.h"
 
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_ASSETS 1000000LL /* the promise's bound */
-
-/* The seed of this run (one small function, to switch to the suite's). */
-static uint64_t test_seed(void)
-{
-    const char *env = getenv("SIGHTLINE_TEST_SEED");
-    if (env && *env)
-        return strtoull(env, NULL, 10);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t s = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec * 2654435761ull ^
-                 (uint64_t)getpid() << 40;
-    return s ? s : 1;
-}
 
 static uint64_t rng_state;
 
@@ -219,7 +207,6 @@ static void test_past_the_promise(void)
 int main(void)
 {
     uint64_t seed = test_seed();
-    fprintf(stderr, "engine_index_test: seed %llu\n", (unsigned long long)seed);
     rng_state = seed;
     test_shapes();
     test_same_count();

@@ -69,7 +69,7 @@ static void test_randomized(void)
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
     engine_listener *l = start(s, "solo", 2000);
-    fx_rng r = {0x5eed0001};
+    fx_rng r = {test_rng(1)};
     for (int i = 0; i < 4000; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
     /* A brand whose only asset goes away must disappear. */
@@ -150,12 +150,12 @@ static void test_corrupt_and_repair(void)
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
     /* Every brand, campaign and sector of acme exists before the damage. */
-    fx_rng r0 = {77};
+    fx_rng r0 = {test_rng(2)};
     for (int i = 0; i < 1500; i++)
         REQUIRE(md_step(m, ws, &r0, 0) == SL_OK);
     engine_listener *l = start(s, "main", 2000);
     REQUIRE(md_wait_caught_up(s, ENGINE_CONSUMER, 60000));
-    md_writer w = {.m = m, .s = ws, .seed = 0xfeedULL, .pause_us = 300};
+    md_writer w = {.m = m, .s = ws, .seed = test_rng(3), .pause_us = 300};
     pthread_t wt;
     REQUIRE(pthread_create(&wt, NULL, md_writer_main, &w) == 0);
     usleep(100000);
@@ -226,7 +226,7 @@ static void test_feed_gone(void)
     model *m = calloc(1, sizeof *m);
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
-    fx_rng r = {99};
+    fx_rng r = {test_rng(4)};
     engine_listener *l = start(s, "gone", 2000);
     for (int i = 0; i < 300; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
@@ -279,7 +279,7 @@ static void test_two_listeners(void)
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
     engine_listener *a = start(s1, "A", 1000), *b = start(s2, "B", 1000);
-    fx_rng r = {4242};
+    fx_rng r = {test_rng(5)};
     for (int i = 0; i < 1500; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
     REQUIRE(md_wait_caught_up(s, ENGINE_CONSUMER, 60000));
@@ -338,7 +338,7 @@ static void test_resume(void)
     REQUIRE(m != NULL);
     pthread_mutex_init(&m->mu, NULL);
     engine_listener *l = start(s, "resume", 2000);
-    fx_rng r = {555};
+    fx_rng r = {test_rng(6)};
     for (int i = 0; i < 800; i++)
         REQUIRE(md_step(m, s, &r, 1) == SL_OK);
     REQUIRE(md_wait_caught_up(s, ENGINE_CONSUMER, 60000));
@@ -379,6 +379,7 @@ static void test_resume(void)
 
 int main(void)
 {
+    test_seed(); /* printed first; SIGHTLINE_TEST_SEED repeats the run */
     test_randomized();
     test_corrupt_and_repair();
     test_feed_gone();

@@ -1,11 +1,13 @@
 /* support.c -- clocks, temporary directories, child processes and the server
  * of the tests and benchmarks (see support.h).  The binary under test comes
- * from CMake (SIGHTLINE_BIN). */
+ * from CMake (SIGHTLINE_BIN), the sanitizers' exit code too
+ * (SUPPORT_SANITIZER_EXIT, tests/support/CMakeLists.txt). */
 #include "support.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,10 +25,11 @@
 
 #define ARGS_MAX 64
 #define LEFT_MAX 32
-#define RUN_MS   60000 /* support_run */
-#define START_MS 30000 /* support_server_start: until the URL is printed */
-#define STOP_MS  20000 /* support_server_stop: after SIGTERM */
-#define TMP_MARK "sl-" /* the last component of every directory support_rmrf removes */
+#define RUN_MS   60000        /* support_run */
+#define START_MS 30000        /* support_server_start: until the URL is printed */
+#define STOP_MS  20000        /* support_server_stop: after SIGTERM */
+#define TMP_MARK "sl-"        /* the last component of every directory support_rmrf removes */
+#define ERR_MAX  (256 * 1024) /* stderr of a support_run child kept for the test */
 
 static const char *binary = SIGHTLINE_BIN;
 
@@ -47,16 +50,19 @@ void support_sleep_ms(long ms)
  * What a test that stops early (a failed REQUIRE exits) would leave behind:
  * killed and removed at exit.
  * ------------------------------------------------------------------------- */
-static pid_t left_pids[LEFT_MAX];
+static struct {
+    pid_t pid;
+    char err[256]; /* where its stderr goes ("" : the test's own, or a pipe) */
+} left[LEFT_MAX];
 static char left_dirs[LEFT_MAX][128];
 
 static void cleanup_at_exit(void)
 {
     for (int i = 0; i < LEFT_MAX; i++)
-        if (left_pids[i] > 0) {
-            kill(left_pids[i], SIGKILL);
-            waitpid(left_pids[i], NULL, 0);
-            left_pids[i] = 0;
+        if (left[i].pid > 0) {
+            kill(left[i].pid, SIGKILL);
+            waitpid(left[i].pid, NULL, 0);
+            left[i].pid = 0;
         }
     for (int i = 0; i < LEFT_MAX; i++)
         if (left_dirs[i][0])
@@ -70,15 +76,83 @@ static void register_cleanup(void)
         atexit(cleanup_at_exit);
 }
 
-/* Records pid (add) or forgets it. */
-static void track_pid(pid_t pid, int add)
+/* Records pid (add) with the file its stderr goes to (err_path, NULL: none),
+ * or forgets it. */
+static void track_pid(pid_t pid, int add, const char *err_path)
 {
     int done = 0;
     for (int i = 0; i < LEFT_MAX && !done; i++)
-        if (add ? left_pids[i] == 0 : left_pids[i] == pid) {
-            left_pids[i] = add ? pid : 0;
+        if (add ? left[i].pid == 0 : left[i].pid == pid) {
+            left[i].pid = add ? pid : 0;
+            snprintf(left[i].err, sizeof left[i].err, "%s", add && err_path ? err_path : "");
             done = 1;
         }
+}
+
+/* The stderr file recorded for pid into out ("" when none). */
+static void tracked_err(pid_t pid, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (int i = 0; i < LEFT_MAX; i++)
+        if (left[i].pid == pid)
+            snprintf(out, cap, "%s", left[i].err);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sanitizers: their own exit code, never one of the binary's.
+ * ------------------------------------------------------------------------- */
+
+/* Makes option name=value the last word of environment variable var (a
+ * sanitizer's option list, words separated by ':'), keeping the others. */
+static void ensure_option(const char *var, const char *name, const char *value)
+{
+    const char *cur = getenv(var), *last = NULL;
+    size_t nlen = strlen(name);
+    for (const char *p = cur; p && (p = strstr(p, name)) != NULL; p += nlen)
+        if ((p == cur || p[-1] == ':' || p[-1] == ' ') && p[nlen] == '=')
+            last = p + nlen + 1;
+    size_t vlen = strlen(value);
+    if (last && !strncmp(last, value, vlen) && (last[vlen] == '\0' || last[vlen] == ':'))
+        return;
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s%s%s=%s", cur ? cur : "", cur && cur[0] ? ":" : "", name, value);
+    setenv(var, buf, 1);
+}
+
+void support_sanitizer_env(void)
+{
+    char code[16];
+    snprintf(code, sizeof code, "%d", SUPPORT_SANITIZER_EXIT);
+    ensure_option("ASAN_OPTIONS", "exitcode", code);
+    ensure_option("ASAN_OPTIONS", "detect_leaks", "1");
+    ensure_option("UBSAN_OPTIONS", "exitcode", code);
+    ensure_option("UBSAN_OPTIONS", "print_stacktrace", "1");
+    ensure_option("LSAN_OPTIONS", "exitcode", code);
+}
+
+/* At start, while the test has one thread: whatever it starts inherits it. */
+__attribute__((constructor)) static void sanitizer_env_at_start(void)
+{
+    support_sanitizer_env();
+}
+
+/* After pid ended with code: a sanitizer's code fails the test at once,
+ * after printing the child's stderr (err_text, else the file its stderr went
+ * to, else it was the test's own and is above). */
+static void sanitizer_verdict(pid_t pid, int code, const char *err_text, const char *err_path)
+{
+    if (code != SUPPORT_SANITIZER_EXIT)
+        return;
+    fprintf(stderr, "FAIL: child %d (%s) was stopped by a sanitizer (exit %d); its stderr:\n",
+            (int)pid, binary, code);
+    if (err_text)
+        fputs(err_text, stderr);
+    else if (err_path && err_path[0])
+        support_print_tail(err_path, 400); /* a report is some 50 lines */
+    else
+        fprintf(stderr, "  (the test's own stderr, above)\n");
+    fprintf(stderr, "\n");
+    exit(1);
 }
 
 /* ---------------------------------------------------------------------------
@@ -190,37 +264,50 @@ pid_t support_spawn(const char *out_path, const char *err_path, unsigned flags,
     const char *argv[ARGS_MAX];
     int mode = O_WRONLY | O_CREAT | (flags & SUPPORT_TRUNCATE ? O_TRUNC : O_APPEND);
     register_cleanup();
+    support_sanitizer_env();
     make_argv(argv, args);
     pid_t pid = fork();
     if (pid == 0) {
         int o = open(out_path ? out_path : "/dev/null", mode, 0600);
-        int e = open(err_path ? err_path : "/dev/null", mode, 0600);
-        if (o < 0 || e < 0)
+        int e = err_path ? open(err_path, mode, 0600) : -1;
+        if (o < 0 || (err_path && e < 0))
             _exit(126);
         exec_child(o, e, flags, argv);
     }
     if (pid > 0)
-        track_pid(pid, 1);
+        track_pid(pid, 1, err_path);
     return pid;
 }
 
-int support_wait(pid_t pid, int timeout_ms)
+/* Waits for pid up to timeout_ms as support_wait does, without the verdict
+ * on a sanitizer's code (the caller gives it); *err_path gets the file its
+ * stderr went to. */
+static int wait_code(pid_t pid, int timeout_ms, char err_path[256])
 {
     long until = support_now_ms() + timeout_ms;
     int status = 0, code = -1;
+    tracked_err(pid, err_path, 256);
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            track_pid(pid, 0);
+            track_pid(pid, 0, NULL);
             break;
         }
         if (r < 0 && errno == ECHILD)
-            track_pid(pid, 0); /* reaped elsewhere: not ours to kill at exit */
+            track_pid(pid, 0, NULL); /* reaped elsewhere: not ours to kill at exit */
         if ((r < 0 && errno != EINTR) || support_now_ms() >= until)
             break;
         support_sleep_ms(5);
     }
+    return code;
+}
+
+int support_wait(pid_t pid, int timeout_ms)
+{
+    char err_path[256];
+    int code = wait_code(pid, timeout_ms, err_path);
+    sanitizer_verdict(pid, code, NULL, err_path);
     return code;
 }
 
@@ -229,8 +316,14 @@ void support_kill(pid_t pid, int sig)
     if (pid > 0) {
         kill(pid, sig);
         if (sig == SIGKILL) {
-            waitpid(pid, NULL, 0);
-            track_pid(pid, 0);
+            char err_path[256];
+            int status = 0;
+            tracked_err(pid, err_path, sizeof err_path);
+            pid_t r = waitpid(pid, &status, 0);
+            track_pid(pid, 0, NULL);
+            /* It may have ended on its own before the signal came. */
+            if (r == pid && WIFEXITED(status))
+                sanitizer_verdict(pid, WEXITSTATUS(status), NULL, err_path);
         }
     }
 }
@@ -242,8 +335,12 @@ int support_wait_status(pid_t pid, int timeout_ms, int stops, int *status)
     for (;;) {
         pid_t r = waitpid(pid, status, WNOHANG | (stops ? WUNTRACED : 0));
         if (r == pid) {
+            char err_path[256];
+            tracked_err(pid, err_path, sizeof err_path);
             if (!WIFSTOPPED(*status))
-                track_pid(pid, 0);
+                track_pid(pid, 0, NULL);
+            if (WIFEXITED(*status)) /* a sanitizer's code still stops the test */
+                sanitizer_verdict(pid, WEXITSTATUS(*status), NULL, err_path);
             rc = 0;
             break;
         }
@@ -292,43 +389,91 @@ void support_print_tail(const char *path, int lines)
     free(text);
 }
 
-int support_run(char *out, size_t cap, unsigned flags, const char *const *args)
+/* Reads the child's stdout (fds[0]) into out and its stderr (fds[1]) into
+ * err (both cap-bounded, NUL-terminated) until both reach their end. */
+static void drain_pipes(int fds[2], char *out, size_t cap, char *err, size_t errcap)
+{
+    struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+    char *buf[2] = {out, err};
+    size_t got[2] = {0, 0}, room[2] = {out ? cap : 0, errcap};
+    while (p[0].fd >= 0 || p[1].fd >= 0) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents)
+                continue;
+            char chunk[4096];
+            ssize_t r = read(p[i].fd, chunk, sizeof chunk);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                p[i].fd = -1;
+                continue;
+            }
+            for (ssize_t k = 0; k < r; k++)
+                if (got[i] + 1 < room[i])
+                    buf[i][got[i]++] = chunk[k];
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (room[i])
+            buf[i][got[i]] = '\0';
+}
+
+int support_run_err(char *out, size_t cap, char *err, size_t errcap, unsigned flags,
+                    const char *const *args)
 {
     const char *argv[ARGS_MAX];
-    int fds[2], code = -1;
-    size_t got = 0;
+    int o[2] = {-1, -1}, e[2] = {-1, -1}, code = -1;
+    char *errbuf = malloc(ERR_MAX), unused[256];
     register_cleanup();
+    support_sanitizer_env();
     make_argv(argv, args);
-    if (pipe(fds) != 0)
+    if (!errbuf || pipe(o) != 0 || pipe(e) != 0)
         goto out;
     pid_t pid = fork();
     if (pid == 0) {
-        int quiet = flags & SUPPORT_QUIET ? open("/dev/null", O_WRONLY) : -1;
-        close(fds[0]);
-        exec_child(fds[1], quiet, flags, argv);
+        close(o[0]);
+        close(e[0]);
+        exec_child(o[1], e[1], flags, argv);
     }
-    close(fds[1]);
-    if (pid > 0)
-        track_pid(pid, 1);
-    for (ssize_t r = 1; pid > 0 && r != 0;) {
-        char buf[4096];
-        r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno != EINTR)
-            r = 0;
-        for (ssize_t i = 0; i < r; i++)
-            if (out && got + 1 < cap)
-                out[got++] = buf[i];
+    close(o[1]);
+    close(e[1]);
+    o[1] = e[1] = -1;
+    if (pid > 0) {
+        track_pid(pid, 1, NULL);
+        int fds[2] = {o[0], e[0]};
+        drain_pipes(fds, out, cap, errbuf, ERR_MAX);
+        if ((code = wait_code(pid, RUN_MS, unused)) == -1)
+            support_kill(pid, SIGKILL);
+        sanitizer_verdict(pid, code, errbuf, NULL);
+        if (err && errcap)
+            snprintf(err, errcap, "%s", errbuf);
+        else if (!(flags & SUPPORT_QUIET))
+            fputs(errbuf, stderr);
     }
-    close(fds[0]);
     if (out && cap) {
-        out[got] = '\0';
+        size_t got = strlen(out);
         if (got && out[got - 1] == '\n')
             out[got - 1] = '\0';
     }
-    if (pid > 0 && (code = support_wait(pid, RUN_MS)) == -1)
-        support_kill(pid, SIGKILL);
 out:
+    for (int i = 0; i < 2; i++) {
+        if (o[i] >= 0)
+            close(o[i]);
+        if (e[i] >= 0)
+            close(e[i]);
+    }
+    free(errbuf);
     return code;
+}
+
+int support_run(char *out, size_t cap, unsigned flags, const char *const *args)
+{
+    return support_run_err(out, cap, NULL, 0, flags, args);
 }
 
 /* args = the arguments left in ap up to their NULL (at most ARGS_MAX - 1),
@@ -349,6 +494,27 @@ int support_cli(char *out, size_t cap, ...)
     collect(args, ap);
     va_end(ap);
     return support_run(out, cap, 0, args);
+}
+
+int support_cli_fails(int code, const char *message, ...)
+{
+    const char *args[ARGS_MAX];
+    char out[4096], err[8192], line[1024] = "";
+    va_list ap;
+    va_start(ap, message);
+    collect(args, ap);
+    va_end(ap);
+    int got = support_run_err(out, sizeof out, err, sizeof err, 0, args);
+    int ok = got == code && strstr(err, message) != NULL;
+    if (!ok) {
+        size_t n = 0;
+        for (int i = 0; args[i] && n < sizeof line; i++)
+            n += (size_t)snprintf(line + n, sizeof line - n, " %s", args[i]);
+        fprintf(stderr,
+                "sightline%s: exit %d, expected %d with \"%s\" on stderr; stderr was:\n%s\n", line,
+                got, code, message, err);
+    }
+    return ok ? 0 : -1;
 }
 
 int support_tenant(const char *store, const char *tenant, const char *kind)
@@ -372,6 +538,7 @@ int support_server_init(support_server *s, const char *dir, const char *store)
     int rc = 0;
     memset(s, 0, sizeof *s);
     s->pid = -1;
+    s->exit_code = -1;
     if (dir)
         snprintf(s->dir, sizeof s->dir, "%s", dir);
     else if ((rc = support_tmpdir(s->dir, "api")) == 0)
@@ -404,6 +571,7 @@ int support_server_startv(support_server *s, const char *const *extra)
         args[n++] = extra[i];
     args[n] = NULL;
     unlink(s->err_path); /* a previous server's "listening on" is not this one's */
+    s->exit_code = -1;
     s->pid = support_spawn(s->log_path, s->err_path, SUPPORT_TRUNCATE, args);
     for (long until = support_now_ms() + START_MS; s->pid > 0 && rc != 0;) {
         char buf[4096];
@@ -416,8 +584,10 @@ int support_server_startv(support_server *s, const char *const *extra)
             rc = s->port > 0 ? 0 : -1;
             break;
         }
-        if (support_wait(s->pid, 0) != -1) {
-            fprintf(stderr, "server exited early:\n%s\n", buf);
+        int code = support_wait(s->pid, 0);
+        if (code != -1) {
+            fprintf(stderr, "server exited early (exit %d):\n%s\n", code, buf);
+            s->exit_code = code;
             s->pid = -1;
         } else if (support_now_ms() >= until) {
             break;

@@ -10,7 +10,14 @@
  * Cleanup: directories made by support_tmpdir and processes started by
  * support_spawn, support_run or support_server_start are removed and killed
  * at exit, so a test stopped by a failed REQUIRE leaves nothing behind; a
- * child also dies with its parent (PR_SET_PDEATHSIG). */
+ * child also dies with its parent (PR_SET_PDEATHSIG).
+ *
+ * Sanitizers: a child stopped by AddressSanitizer (its SEGV handler and
+ * LeakSanitizer included) or UndefinedBehaviorSanitizer exits
+ * SUPPORT_SANITIZER_EXIT, which is none of the binary's own codes, and every
+ * function here that reaps a child fails the test at once on that code,
+ * printing the child's stderr: a crash never passes for an expected
+ * failure. */
 #ifndef SIGHTLINE_TESTS_SUPPORT_H
 #define SIGHTLINE_TESTS_SUPPORT_H
 
@@ -47,6 +54,24 @@ char *support_read_file(const char *path, size_t *len);
 long support_proc_kb(int pid, const char *field);
 
 /* ---------------------------------------------------------------------------
+ * Sanitizers.
+ * ------------------------------------------------------------------------- */
+
+/* The exit code of a process a sanitizer stopped (tests/support/CMakeLists.txt
+ * defines it, 86; ctest sets it for every test through sightline_add_test in
+ * tests/CMakeLists.txt).  Not 0-3 (the binary's codes) nor 77 (ctest's skip). */
+#ifndef SUPPORT_SANITIZER_EXIT
+#error "SUPPORT_SANITIZER_EXIT comes from tests/support/CMakeLists.txt"
+#endif
+
+/* Makes ASAN_OPTIONS, UBSAN_OPTIONS and LSAN_OPTIONS of this process end
+ * with exitcode=SUPPORT_SANITIZER_EXIT (ASan's with detect_leaks=1 too),
+ * keeping what they held, so every process it starts gets them -- also when
+ * a test is run by hand, outside ctest.  Runs at start (a constructor) and
+ * again before each spawn; idempotent. */
+void support_sanitizer_env(void);
+
+/* ---------------------------------------------------------------------------
  * The binary as child processes.
  * ------------------------------------------------------------------------- */
 
@@ -63,23 +88,26 @@ enum {
 };
 
 /* Starts `<binary> ARGS` (args NULL-terminated, without the program name)
- * with stdout to out_path and stderr to err_path (NULL: /dev/null).
- * Returns its pid, -1 on failure. */
+ * with stdout to out_path (NULL: /dev/null) and stderr to err_path (NULL:
+ * the test's own stderr).  Returns its pid, -1 on failure. */
 pid_t support_spawn(const char *out_path, const char *err_path, unsigned flags,
                     const char *const *args);
 
 /* Waits for pid up to timeout_ms: its exit code, 128 + signal when a signal
- * ended it, -1 on timeout (then it still runs). */
+ * ended it, -1 on timeout (then it still runs).  SUPPORT_SANITIZER_EXIT is
+ * never returned: the test stops there (exit 1), printing the child's stderr. */
 int support_wait(pid_t pid, int timeout_ms);
 
-/* Sends sig to pid (one spawned here) and, for SIGKILL, reaps it. */
+/* Sends sig to pid (one spawned here) and, for SIGKILL, reaps it (a child
+ * that had already ended by a sanitizer stops the test as support_wait does). */
 void support_kill(pid_t pid, int sig);
 
 /* Waits up to timeout_ms for pid to end (and reaps it) or, with stops
  * nonzero, to stop (WIFSTOPPED: it still runs and is still to be reaped).
  * *status gets waitpid's raw status, so that a test that kills a process can
  * tell "killed by SIGKILL" from "exited with 137" or "killed by SIGABRT".
- * 0 when it ended or stopped, -1 on timeout or error. */
+ * 0 when it ended or stopped, -1 on timeout or error.  An exit with
+ * SUPPORT_SANITIZER_EXIT stops the test there, as support_wait does. */
 int support_wait_status(pid_t pid, int timeout_ms, int stops, int *status);
 
 /* A raw wait status in words into buf ("exited with 1", "killed by signal 6
@@ -92,12 +120,23 @@ void support_print_tail(const char *path, int lines);
 
 /* Runs `<binary> ARGS` to completion (60 s at most, then killed) with stdout
  * into out (cap bytes, NUL-terminated, its final newline trimmed; out may be
- * NULL).  Returns the exit code as support_wait does; -1 when it could not
- * run or ran out of time. */
+ * NULL).  Its stderr is printed on the test's once it ended (not with
+ * SUPPORT_QUIET).  Returns the exit code as support_wait does; -1 when it
+ * could not run or ran out of time. */
 int support_run(char *out, size_t cap, unsigned flags, const char *const *args);
+
+/* support_run with the child's stderr into err (errcap bytes, NUL-terminated;
+ * then not printed), for a test to check what a failing run said. */
+int support_run_err(char *out, size_t cap, char *err, size_t errcap, unsigned flags,
+                    const char *const *args);
 
 /* support_run with the arguments listed (NULL-terminated) and no flags. */
 int support_cli(char *out, size_t cap, ...) __attribute__((sentinel));
+
+/* An expected failure: runs `<binary> ARGS` (NULL-terminated); 0 when it
+ * exited with code and its stderr holds message, else prints what it got and
+ * returns -1.  (A sanitizer's stop fails the test in any case.) */
+int support_cli_fails(int code, const char *message, ...) __attribute__((sentinel));
 
 /* Creates tenant (kind "hospital" or "brand-client") in the store; 0 on success. */
 int support_tenant(const char *store, const char *tenant, const char *kind);
@@ -117,6 +156,7 @@ typedef struct support_server {
     char log_path[256]; /* the server's stdout (access log) */
     char err_path[256]; /* the server's stderr */
     int own_dir;        /* dir was made by support_server_init: cleanup removes it */
+    int exit_code;      /* when it exited before listening: its code; else -1 */
 } support_server;
 
 /* Prepares s (no process yet): logs in dir, or a fresh temporary directory
@@ -126,7 +166,8 @@ int support_server_init(support_server *s, const char *dir, const char *store);
 
 /* Starts the server with the extra arguments (NULL-terminated; may be NULL)
  * and waits (30 s at most) until it prints its URL.  0 on success; when it
- * exits early its stderr is printed. */
+ * exits early its stderr is printed and s->exit_code holds its exit code
+ * (a refusal to start is checked by that code and err_path's text). */
 int support_server_startv(support_server *s, const char *const *extra);
 int support_server_start(support_server *s, ...) __attribute__((sentinel));
 
@@ -230,5 +271,10 @@ long support_raw(int port, const char *data, size_t len, char *out, size_t cap, 
 /* Reads one HTTP/1.1 response (head + Content-Length body) from fd into out;
  * returns its status, or -1 on timeout, close or a full buffer. */
 int support_read_response(int fd, char *out, size_t cap, int timeout_ms);
+
+/* Waits up to timeout_ms for the peer to close fd: 1 when it did (end of
+ * stream, or a reset) with no byte before, 0 when fd was still open and
+ * silent at the end, -1 when bytes came (the first ones are printed). */
+int support_wait_closed(int fd, int timeout_ms);
 
 #endif

@@ -481,3 +481,27 @@ int support_read_response(int fd, char *out, size_t cap, int timeout_ms)
     }
     return status;
 }
+
+int support_wait_closed(int fd, int timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char buf[256];
+    int rc = 0;
+    long until = support_now_ms() + timeout_ms;
+    for (long left = timeout_ms; rc == 0 && left >= 0; left = until - support_now_ms()) {
+        int ready = poll(&p, 1, (int)left);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            break;
+        ssize_t r = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+            rc = 1;
+        } else if (r > 0) {
+            buf[r] = '\0';
+            fprintf(stderr, "support_wait_closed: %zd bytes came instead: %.80s\n", r, buf);
+            rc = -1;
+        }
+    }
+    return rc;
+}
