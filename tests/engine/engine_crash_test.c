@@ -654,12 +654,23 @@ static void test_cli(void)
     const char *h1[] = {"listen", "--help", NULL}, *h2[] = {"recompute", "--help", NULL};
     CHECK_INT(run(out, h1), 0);
     CHECK_INT(run(out, h2), 0);
-    const char *u1[] = {"listen", "--lease-ms", "5", NULL};
-    const char *u2[] = {"recompute", "--tenant", "a#b", NULL};
-    const char *u3[] = {"recompute", "--bogus", NULL};
-    CHECK_INT(run(NULL, u1), 2);
-    CHECK_INT(run(NULL, u2), 2);
-    CHECK_INT(run(NULL, u3), 2);
+    /* Usage errors exit 2 and say what is wrong. */
+    static const struct {
+        const char *args[4];
+        const char *says;
+    } usage[] = {
+        {{"listen", "--lease-ms", "5", NULL}, "--lease-ms wants 50..600000, not '5'"},
+        {{"recompute", "--tenant", "a#b", NULL}, "holds '#' at byte 1"},
+        {{"recompute", "--bogus", NULL}, "unknown option or missing value: '--bogus'"},
+    };
+    for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+        unlink(logpath);
+        CHECK_INT(run(NULL, usage[i].args), 2);
+        size_t len = 0;
+        char *said = support_read_file(logpath, &len);
+        CHECK(said && strstr(said, usage[i].says));
+        free(said);
+    }
     /* The crash tests' hook refuses what it does not know, naming it. */
     static const char *const stops[] = {"bogus", "read:0", "commit:", "committed:1000001",
                                         "read:2x"};
