@@ -47,7 +47,10 @@ test:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 FUZZ_SECONDS ?= 60
-# Fuzzing for longer: make fuzz FUZZ_SECONDS=3600
+# Fuzzing for longer: make fuzz FUZZ_SECONDS=3600.  Each target grows its own
+# corpus in ~/.cache/sightline-fuzz/<target> and keeps what it finds in
+# ~/.cache/sightline-fuzz/artifacts/<target> (SIGHTLINE_FUZZ_CORPUS= and
+# SIGHTLINE_FUZZ_ARTIFACTS= move them; README.md "Fuzzing").
 fuzz:
 	@scripts/deps.sh build test
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_FUZZ=ON \
