@@ -106,7 +106,7 @@ static const fz_query queries[] = {
 #define NQ (sizeof queries / sizeof queries[0])
 
 static store *st;
-static char st_dir[64];
+static char st_dir[512];
 
 /* ---------------------------------------------------------------------------
  * The model: the token layout read from the comment in store.c ("version,
@@ -542,10 +542,13 @@ static void fz_fail(const char *what, const sl_error *e)
 static void fz_store(void)
 {
     sl_error e;
-    char uri[128];
-    snprintf(st_dir, sizeof st_dir, "/tmp/sl-fuzz-token-XXXXXX");
+    char uri[sizeof st_dir + 32];
+    /* Under $TMPDIR: run_fuzz.sh points it into its own folder, which it
+     * removes even after a crash (which skips atexit). */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(st_dir, sizeof st_dir, "%s/sl-fuzz-token-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(st_dir))
-        fz_fail("cannot make a directory under /tmp", NULL);
+        fz_fail("cannot make a directory under $TMPDIR or /tmp", NULL);
     atexit(fz_cleanup);
     snprintf(uri, sizeof uri, "sqlite:%s/store.db", st_dir);
     sl_error_clear(&e);

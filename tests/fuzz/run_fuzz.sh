@@ -31,7 +31,10 @@ keep_work=0
 cleanup() { [ "$keep_work" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-mkdir "$work/seeds"
+mkdir "$work/seeds" "$work/tmp"
+# What a target makes under $TMPDIR (fuzz_page_token: its store) goes with
+# $work, also when a crash skipped the target's own cleanup.
+export TMPDIR="$work/tmp"
 for seed in "$@"; do
     cp "$seed" "$work/seeds/"
 done
