@@ -53,7 +53,10 @@ test:
 	@tests/skipped.sh $(TEST_BUILD)/ctest-junit.xml
 
 FUZZ_SECONDS ?= 60
-# Fuzzing for longer: make fuzz FUZZ_SECONDS=3600
+# Fuzzing for longer: make fuzz FUZZ_SECONDS=3600.  Each target grows its own
+# corpus in ~/.cache/sightline-fuzz/<target> and keeps what it finds in
+# ~/.cache/sightline-fuzz/artifacts/<target> (SIGHTLINE_FUZZ_CORPUS= and
+# SIGHTLINE_FUZZ_ARTIFACTS= move them; README.md "Fuzzing").
 fuzz:
 	@scripts/deps.sh build test
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSIGHTLINE_FUZZ=ON \

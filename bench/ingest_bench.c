@@ -1,6 +1,11 @@
 /* ingest_bench.c -- ingest speed and memory through the CLI and through HTTP
  * (POST /v1/surgeries/{id}/detections to a `sightline serve` it starts) on a
- * generated 3-hour surgery in darknet format: detections/s, MB/s, peak RSS. */
+ * generated 3-hour surgery in darknet format: detections/s, MB/s, peak RSS.
+ * The rates are what the store holds after a send (frame documents and the
+ * detections they pack, counted through the storage port) over the send's
+ * time, not what the generator wrote; a re-send is checked to have changed
+ * nothing (every item's version and the change feed's head as before). */
+#include "store/store.h"
 #include "tests/support/support.h"
 
 #include <curl/curl.h>
@@ -212,13 +217,127 @@ out:
     return status;
 }
 
-/* Describes surgery s1 and catalog entry BENCH-1 of tenant bench in store
- * by the CLI; 0 on success. */
-static int describe(const char *store, const char *surgery, const char *catalog)
+/* What the store holds: the frame documents of surgery s1 of tenant bench
+ * and the detections they pack, and, to tell whether a send changed
+ * anything, every item of the tenant (pk, sk, version) folded into a digest
+ * and the change feed's head. */
+typedef struct held {
+    uint64_t frames, detections, docs, digest;
+    char head[STORE_TOKEN_MAX];
+} held;
+
+static void fnv(uint64_t *h, const void *p, size_t n)
 {
-    const char *put_surgery[] = {"ingest", "--store",  store,     "--tenant", "bench", "--surgery",
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        *h = (*h ^ b[i]) * 0x100000001b3ull;
+}
+
+/* Counts what store uri holds (read-only: a running server may share it);
+ * 0 on success. */
+static int store_held(const char *uri, held *h)
+{
+    store *s = NULL;
+    store_options o = {.no_create = 1, .read_only = 1};
+    store_page page = {0};
+    store_feed_stats fs;
+    char *token = NULL;
+    sl_error e;
+    int rc = -1;
+    memset(h, 0, sizeof *h);
+    h->digest = 0xcbf29ce484222325ull;
+    sl_error_clear(&e);
+    if (store_open(uri, &o, &s, &e) != SL_OK)
+        goto out;
+    do {
+        store_query_opts q = {.limit = STORE_PAGE_MAX, .page_token = token};
+        if (store_scan(s, STORE_ITEMS, "T#bench", &q, &page, &e) != SL_OK)
+            goto out;
+        for (size_t i = 0; i < page.count; i++) {
+            const store_doc *d = &page.docs[i];
+            bson_t view;
+            bson_iter_t it;
+            h->docs++;
+            fnv(&h->digest, d->pk, strlen(d->pk) + 1);
+            fnv(&h->digest, d->sk, strlen(d->sk) + 1);
+            fnv(&h->digest, &d->version, sizeof d->version);
+            if (strcmp(d->pk, "T#bench#SURGERY#s1") || strncmp(d->sk, "FRAME#", 6))
+                continue;
+            uint32_t det_len = 0;
+            const uint8_t *det = NULL;
+            if (!store_page_view(&page, i, &view) || !bson_iter_init_find(&it, &view, "n") ||
+                !BSON_ITER_HOLDS_INT32(&it)) {
+                snprintf(e.message, sizeof e.message, "frame %s has no detection count", d->sk);
+                goto out;
+            }
+            int32_t n = bson_iter_int32(&it);
+            if (bson_iter_init_find(&it, &view, "det") && BSON_ITER_HOLDS_BINARY(&it))
+                bson_iter_binary(&it, NULL, &det_len, &det);
+            if (n < 0 || (uint64_t)det_len != (uint64_t)n * SCHEMA_FRAME_DET_SIZE) {
+                snprintf(e.message, sizeof e.message, "frame %s: n %d, %u bytes of detections",
+                         d->sk, n, det_len);
+                goto out;
+            }
+            h->frames++;
+            h->detections += (uint64_t)n;
+        }
+        free(token);
+        token = page.next_token ? strdup(page.next_token) : NULL;
+        store_page_free(&page);
+    } while (token);
+    if (store_feed_stats_get(s, NULL, &fs, &e) != SL_OK)
+        goto out;
+    memcpy(h->head, fs.head_token, sizeof h->head);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "ingest_bench: cannot count what %s holds: %s\n", uri, e.message);
+    free(token);
+    store_page_free(&page);
+    store_close(&s);
+    return rc;
+}
+
+/* One send's line: the rates of what the store holds after it.  A first
+ * send must have stored every generated frame and detection; a re-send
+ * must have changed nothing (before: the store after the first send).
+ * Returns 0 when the send did what its label says. */
+static int report(const char *what, int resend, double seconds, uint64_t bytes, uint64_t frames,
+                  uint64_t total, const held *before, const held *after, const char *rss)
+{
+    int ok = 1;
+    printf("ingest_bench: %s: %.2f s, the store holds %llu frames and %llu detections: %.0f "
+           "detections/s, %.1f MB/s of input, %s\n",
+           what, seconds, (unsigned long long)after->frames, (unsigned long long)after->detections,
+           (double)after->detections / seconds, (double)bytes / 1e6 / seconds, rss);
+    if (after->frames != frames || after->detections != total) {
+        printf("ingest_bench: %s: STORED %llu of %llu frames and %llu of %llu detections\n", what,
+               (unsigned long long)after->frames, (unsigned long long)frames,
+               (unsigned long long)after->detections, (unsigned long long)total);
+        ok = 0;
+    }
+    if (resend) {
+        int same_docs = before->docs == after->docs && before->digest == after->digest,
+            same_head = !strcmp(before->head, after->head);
+        printf("ingest_bench: %s: check: %s (%llu items before, %llu after: %s; change feed "
+               "head %s)\n",
+               what, same_docs && same_head ? "nothing changed" : "CHANGED",
+               (unsigned long long)before->docs, (unsigned long long)after->docs,
+               same_docs ? "every key and version as before" : "keys or versions differ",
+               same_head ? "unchanged: no event" : "moved: the send made events");
+        ok = ok && same_docs && same_head;
+    }
+    fflush(stdout);
+    return ok ? 0 : -1;
+}
+
+/* Describes surgery s1 and catalog entry BENCH-1 of tenant bench in store uri
+ * by the CLI; 0 on success. */
+static int describe(const char *uri, const char *surgery, const char *catalog)
+{
+    const char *put_surgery[] = {"ingest", "--store",  uri,       "--tenant", "bench", "--surgery",
                                  "s1",     "--format", "surgery", surgery,    NULL};
-    const char *put_catalog[] = {"ingest",  "--store",  store,     "--tenant", "bench", "--sku",
+    const char *put_catalog[] = {"ingest",  "--store",  uri,       "--tenant", "bench", "--sku",
                                  "BENCH-1", "--format", "catalog", catalog,    NULL};
     char out[256];
     return support_run(out, sizeof out, SUPPORT_QUIET, put_surgery) == 0 &&
@@ -229,26 +348,29 @@ static int describe(const char *store, const char *surgery, const char *catalog)
 
 /* The HTTP path on its own store: tenant, ingest key, surgery and catalog by
  * the CLI, then two POSTs of the file to a server.  0 on success. */
-static int bench_http(const char *dir, const char *data, uint64_t bytes, uint64_t total,
-                      const char *surgery, const char *catalog)
+static int bench_http(const char *dir, const char *data, uint64_t bytes, uint64_t frames,
+                      uint64_t total, const char *surgery, const char *catalog)
 {
-    char store[200], key[200], url[300];
+    char uri[200], key[200], url[300];
     support_server srv = {.pid = -1};
     int rc = -1;
-    snprintf(store, sizeof store, "sqlite:%s/http.db", dir);
-    if (support_tenant(store, "bench", "hospital") != 0 ||
-        support_key(store, "bench", "ingest", key) != 0 || describe(store, surgery, catalog) != 0) {
+    snprintf(uri, sizeof uri, "sqlite:%s/http.db", dir);
+    if (support_tenant(uri, "bench", "hospital") != 0 ||
+        support_key(uri, "bench", "ingest", key) != 0 || describe(uri, surgery, catalog) != 0) {
         fprintf(stderr, "ingest_bench: could not prepare the HTTP store\n");
         goto out;
     }
-    if (support_server_init(&srv, dir, store) != 0 ||
+    if (support_server_init(&srv, dir, uri) != 0 ||
         support_server_start(&srv, "--access-log", "off", (char *)NULL) != 0) {
         fprintf(stderr, "ingest_bench: sightline serve did not start (see %s)\n", srv.err_path);
         goto out;
     }
     snprintf(url, sizeof url, "%s/v1/surgeries/s1/detections?format=darknet", srv.url);
     const char *pass[] = {"HTTP first send", "HTTP re-send (no change)"};
+    held h[2];
+    int bad = 0;
     for (int i = 0; i < 2; i++) {
+        char rss[96];
         double cpu0 = proc_cpu(srv.pid), t0 = now_s();
         long status = post_file(url, key, data, bytes);
         double seconds = now_s() - t0, cpu = proc_cpu(srv.pid) - cpu0;
@@ -256,13 +378,13 @@ static int bench_http(const char *dir, const char *data, uint64_t bytes, uint64_
             fprintf(stderr, "ingest_bench: POST answered %ld\n", status);
             goto out;
         }
-        printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, server peak RSS %.1f MB "
-               "(%.2f s server CPU)\n",
-               pass[i], seconds, (double)total / seconds, (double)bytes / 1e6 / seconds,
-               (double)support_proc_kb(srv.pid, "VmHWM:") / 1024.0, cpu);
-        fflush(stdout);
+        snprintf(rss, sizeof rss, "server peak RSS %.1f MB (%.2f s server CPU)",
+                 (double)support_proc_kb(srv.pid, "VmHWM:") / 1024.0, cpu);
+        if (store_held(uri, &h[i]) != 0)
+            goto out;
+        bad |= report(pass[i], i, seconds, bytes, frames, total, &h[0], &h[i], rss);
     }
-    rc = 0;
+    rc = bad ? -1 : 0;
 out:
     support_server_stop(&srv);
     return rc;
@@ -313,11 +435,11 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    char data[128], surgery[128], catalog[128], store[160];
+    char data[128], surgery[128], catalog[128], uri[160];
     snprintf(data, sizeof data, "%s/result.json", dir);
     snprintf(surgery, sizeof surgery, "%s/surgery.json", dir);
     snprintf(catalog, sizeof catalog, "%s/catalog.json", dir);
-    snprintf(store, sizeof store, "sqlite:%s/store.db", dir);
+    snprintf(uri, sizeof uri, "sqlite:%s/store.db", dir);
     double t0 = now_s();
     uint64_t bytes = generate(data, frames, dets);
     double gen_s = now_s() - t0;
@@ -330,13 +452,13 @@ int main(int argc, char **argv)
                         "\"sponge\", \"(?i)needle.*\"], \"unit_cost_cents\": 100, "
                         "\"single_use\": true}");
     figures fig;
-    if (describe(store, surgery, catalog) != 0) {
+    if (describe(uri, surgery, catalog) != 0) {
         fprintf(stderr, "ingest_bench: %s could not describe the surgery\n", binary);
         if (!keep)
             support_rmrf(dir);
         return 1;
     }
-    const char *ingest[] = {"ingest", "--store",  store,     "--tenant", "bench", "--surgery",
+    const char *ingest[] = {"ingest", "--store",  uri,       "--tenant", "bench", "--surgery",
                             "s1",     "--format", "darknet", data,       NULL};
     uint64_t total = frames * dets;
     printf("ingest_bench: darknet, %.0f min at %.0f frames/s, %u detections/frame: %llu frames, "
@@ -344,24 +466,24 @@ int main(int argc, char **argv)
            minutes, fps, dets, (unsigned long long)frames, (unsigned long long)total,
            (double)bytes / 1e6, gen_s);
     const char *pass[] = {"CLI first send", "CLI re-send (no change)"};
+    held h[2];
+    int bad = 0;
     for (int i = 0; i < 2; i++) {
+        char rss[64];
         int code = run(ingest, &fig);
-        if (code != 0) {
-            fprintf(stderr, "ingest_bench: sightline ingest exited with %d\n", code);
+        if (code != 0 || store_held(uri, &h[i]) != 0) {
+            if (code != 0)
+                fprintf(stderr, "ingest_bench: sightline ingest exited with %d\n", code);
             if (!keep)
                 support_rmrf(dir);
             return 1;
         }
-        printf("ingest_bench: %s: %.2f s, %.0f detections/s, %.1f MB/s, peak RSS %.1f MB "
-               "(%.2f s CPU)\n",
-               pass[i], fig.seconds, (double)total / fig.seconds, (double)bytes / 1e6 / fig.seconds,
-               (double)fig.maxrss_kb / 1024.0, fig.cpu);
+        snprintf(rss, sizeof rss, "peak RSS %.1f MB (%.2f s CPU)", (double)fig.maxrss_kb / 1024.0,
+                 fig.cpu);
+        bad |= report(pass[i], i, fig.seconds, bytes, frames, total, &h[0], &h[i], rss);
     }
-    if (bench_http(dir, data, bytes, total, surgery, catalog) != 0) {
-        if (!keep)
-            support_rmrf(dir);
-        return 1;
-    }
+    if (bench_http(dir, data, bytes, frames, total, surgery, catalog) != 0)
+        bad = 1;
     struct stat st;
     char db[200];
     snprintf(db, sizeof db, "%s/store.db", dir);
@@ -372,5 +494,7 @@ int main(int argc, char **argv)
         printf("ingest_bench: kept %s\n", dir);
     else
         support_rmrf(dir);
-    return 0;
+    if (bad)
+        fprintf(stderr, "ingest_bench: a send did not do what its label says (see above)\n");
+    return bad ? 1 : 0;
 }

@@ -6,6 +6,16 @@
  * figure is printed as the median over the runs with its smallest and
  * largest value.
  *
+ * At an offered rate, every written event counts: after the writes stop the
+ * bench waits (at most 2 minutes) until the listener has applied them all,
+ * and the lag percentiles are over every event, those applied after the
+ * writes stopped included.  A run where some were still unapplied prints
+ * NOT CAUGHT UP with how many, and no lag figure (the missing events are the
+ * late ones: percentiles without them would be too low).  Each rate is
+ * divided by the time it was measured over: written events by the writing
+ * time, applied events by the time from the first write until the last was
+ * applied (or until the wait gave up).
+ *
  * Usage: listener_bench [backlog_events] [seconds_per_rate] [batch_max] [runs] [uri_params]
  * (uri_params: store URI parameters for both stores, e.g. "wal_pages=16384") */
 #include "engine/engine.h"
@@ -32,9 +42,14 @@ static const char *uri_params = ""; /* set once from the command line */
 
 /* One run's figures. */
 typedef struct figures {
-    double catchup;            /* events/s, assets only */
-    double mixed, mixed_asset; /* events/s covered and asset events/s applied, with frames */
-    double wrote[NRATES], applied[NRATES], p50[NRATES], p99[NRATES];
+    double catchup;                  /* events/s, assets only */
+    double mixed, mixed_asset;       /* events/s covered and asset events/s applied, with frames */
+    double wrote[NRATES];            /* events written / writing time */
+    double applied[NRATES];          /* events applied / first write to last applied */
+    double tail_ms[NRATES];          /* last write to caught up; -1 when not caught up */
+    double p50[NRATES], p99[NRATES]; /* of every written event; -1 when not caught up */
+    int64_t missing[NRATES];         /* written but not applied when the wait ended */
+    int64_t carried[NRATES];         /* of the rate before, not applied when this one began */
 } figures;
 
 static int64_t mono_us(void)
@@ -153,8 +168,9 @@ static int write_batch(store *s, uint64_t *next, uint64_t *next_frame, size_t n,
     return rc == SL_OK;
 }
 
-/* Waits until the listener's counters include every event written so far
- * (its token can reach the head a moment before its counters are updated). */
+/* Waits (at most 5 s) until the listener's counters include every event
+ * written so far (its token can reach the head a moment before its
+ * counters are updated). */
 static void wait_counted(engine_listener *l, int64_t events)
 {
     engine_listener_stats st;
@@ -186,7 +202,8 @@ static int wait_caught_up(store *s, int64_t timeout_us)
     return 1;
 }
 
-/* The ms bucket under which a fraction q of the histogram lies. */
+/* The ms bucket under which a fraction q of the histogram lies; the last
+ * bucket (ENGINE_LAG_BUCKETS - 1) holds every lag from 1024 ms up. */
 static int percentile(const int64_t *h, double q)
 {
     int64_t total = 0, cum = 0;
@@ -274,8 +291,13 @@ static int run_once(const char *dir, long backlog, int seconds, long batch, figu
     wait_counted(l, (int64_t)next);
     for (int k = 0; k < NRATES; k++) {
         engine_listener_stats before, after;
+        /* Every event of the rates before is applied and counted (or said
+         * missing), so this rate's histogram holds its own events only. */
+        wait_caught_up(s, 120 * 1000000LL);
+        wait_counted(l, (int64_t)next);
         if (engine_listener_stats_get(l, &before, &e) != SL_OK)
             goto out;
+        int64_t missing_before = (int64_t)next - before.events_applied;
         int64_t start = mono_us(), end = start + (int64_t)seconds * 1000000;
         uint64_t written = 0;
         for (int64_t tick = start; mono_us() < end; tick += 1000) {
@@ -292,18 +314,31 @@ static int run_once(const char *dir, long backlog, int seconds, long batch, figu
                 written += n;
             }
         }
-        double wsecs = (double)(mono_us() - start) / 1e6;
-        if (!wait_caught_up(s, 120 * 1000000LL))
+        int64_t wrote_end = mono_us();
+        double wsecs = (double)(wrote_end - start) / 1e6;
+        int caught = wait_caught_up(s, 120 * 1000000LL);
+        int64_t applied_end = mono_us();
+        if (!caught)
             fprintf(stderr, "listener_bench: not caught up 2 minutes after the writes\n");
-        wait_counted(l, before.events_applied + (int64_t)written);
+        wait_counted(l, (int64_t)next);
         if (engine_listener_stats_get(l, &after, &e) != SL_OK)
             goto out;
+        if (!caught) /* whatever was applied, was applied by now */
+            applied_end = mono_us();
         for (int i = 0; i < ENGINE_LAG_BUCKETS; i++)
             after.lag_hist[i] -= before.lag_hist[i];
+        int64_t applied = after.events_applied - before.events_applied;
         fig->wrote[k] = (double)written / wsecs;
-        fig->applied[k] = (double)(after.events_applied - before.events_applied) / wsecs;
-        fig->p50[k] = percentile(after.lag_hist, 0.50);
-        fig->p99[k] = percentile(after.lag_hist, 0.99);
+        fig->applied[k] = (double)applied / ((double)(applied_end - start) / 1e6);
+        fig->tail_ms[k] = caught ? (double)(applied_end - wrote_end) / 1e3 : -1;
+        /* Missing: written but not counted as applied when the waits ended.
+         * Events carried over from the rate before would mix into this
+         * rate's histogram: then it has no lag figure either. */
+        fig->missing[k] = (int64_t)next - after.events_applied;
+        fig->carried[k] = missing_before;
+        int complete = fig->missing[k] == 0 && missing_before == 0;
+        fig->p50[k] = complete ? percentile(after.lag_hist, 0.50) : -1;
+        fig->p99[k] = complete ? percentile(after.lag_hist, 0.99) : -1;
     }
     rc = 0;
 out:
@@ -325,16 +360,39 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Collects field off (an array of NRATES when k >= 0) of the runs into v. */
-static double field_median(const figures *f, int n, size_t off, int k, double *lo, double *hi)
+/* Collects field off (an array of NRATES when k >= 0) of the runs into v,
+ * leaving out negative values (a lag of a run that did not catch up);
+ * *n_out (may be NULL) receives how many were kept, 0 meaning no median. */
+static double field_median(const figures *f, int n, size_t off, int k, double *lo, double *hi,
+                           int *n_out)
 {
     double v[RUNS_MAX];
-    for (int i = 0; i < n; i++)
-        v[i] = ((const double *)((const char *)&f[i] + off))[k < 0 ? 0 : k];
-    double m = median(v, n);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        double x = ((const double *)((const char *)&f[i] + off))[k < 0 ? 0 : k];
+        if (x >= 0)
+            v[kept++] = x;
+    }
+    if (n_out)
+        *n_out = kept;
+    if (!kept) {
+        *lo = *hi = -1;
+        return -1;
+    }
+    double m = median(v, kept);
     *lo = v[0];
-    *hi = v[n - 1];
+    *hi = v[kept - 1];
     return m;
+}
+
+/* A lag bucket as a figure: the last bucket is every lag from 1024 ms up. */
+static const char *lag_text(double ms, char buf[16])
+{
+    if (ms >= ENGINE_LAG_BUCKETS - 1)
+        snprintf(buf, 16, ">=%d", ENGINE_LAG_BUCKETS - 1);
+    else
+        snprintf(buf, 16, "%.0f", ms);
+    return buf;
 }
 
 static int remove_files(const char *dir)
@@ -381,31 +439,69 @@ int main(int argc, char **argv)
             return rc;
         figures *f = &figs[r];
         printf("run %d: catch-up %.0f events/s; with frames %.0f events/s (%.0f asset events/s);"
-               " lag p50/p99 ms at 1k %.0f/%.0f, 10k %.0f/%.0f, 50k %.0f/%.0f (wrote %.0f/s)\n",
-               r + 1, f->catchup, f->mixed, f->mixed_asset, f->p50[0], f->p99[0], f->p50[1],
-               f->p99[1], f->p50[2], f->p99[2], f->wrote[2]);
+               " lag p50/p99 ms at",
+               r + 1, f->catchup, f->mixed, f->mixed_asset);
+        for (int k = 0; k < NRATES; k++) {
+            char a[16], b[16];
+            if (f->p50[k] >= 0)
+                printf(" %dk %s/%s", rates[k] / 1000, lag_text(f->p50[k], a),
+                       lag_text(f->p99[k], b));
+            else if (f->carried[k])
+                printf(" %dk NOT CAUGHT UP (%lld events of the rate before unapplied)",
+                       rates[k] / 1000, (long long)f->carried[k]);
+            else
+                printf(" %dk NOT CAUGHT UP (%lld events unapplied)", rates[k] / 1000,
+                       (long long)f->missing[k]);
+            printf("%s", k + 1 < NRATES ? "," : "");
+        }
+        printf(" (wrote %.0f/s at %dk)\n", f->wrote[NRATES - 1], rates[NRATES - 1] / 1000);
         fflush(stdout);
     }
     double lo, hi, m;
-    m = field_median(figs, runs, offsetof(figures, catchup), -1, &lo, &hi);
+    m = field_median(figs, runs, offsetof(figures, catchup), -1, &lo, &hi, NULL);
     printf("catch-up: %ld asset events: median %.0f events/s (min %.0f, max %.0f)\n", backlog, m,
            lo, hi);
-    m = field_median(figs, runs, offsetof(figures, mixed), -1, &lo, &hi);
+    m = field_median(figs, runs, offsetof(figures, mixed), -1, &lo, &hi, NULL);
     printf("catch-up with frames (%d of every %d events): median %.0f events/s (min %.0f, max "
            "%.0f)",
            FRAMES_PER_ASSET, FRAMES_PER_ASSET + 1, m, lo, hi);
-    m = field_median(figs, runs, offsetof(figures, mixed_asset), -1, &lo, &hi);
+    m = field_median(figs, runs, offsetof(figures, mixed_asset), -1, &lo, &hi, NULL);
     printf(", of them asset events: median %.0f/s (min %.0f, max %.0f)\n", m, lo, hi);
     for (int k = 0; k < NRATES; k++) {
-        double wm = field_median(figs, runs, offsetof(figures, wrote), k, &lo, &hi);
-        double am = field_median(figs, runs, offsetof(figures, applied), k, &lo, &hi);
-        double p50lo, p50hi, p99lo, p99hi;
-        double p50 = field_median(figs, runs, offsetof(figures, p50), k, &p50lo, &p50hi);
-        double p99 = field_median(figs, runs, offsetof(figures, p99), k, &p99lo, &p99hi);
-        printf("offered %5d writes/s: wrote %.0f/s, applied %.0f events/s, lag commit->applied "
-               "p50 median %.0f ms (min %.0f, max %.0f), p99 median %.0f ms (min %.0f, max %.0f) "
-               "(1 ms buckets, floor)\n",
-               rates[k], wm, am, p50, p50lo, p50hi, p99, p99lo, p99hi);
+        double tlo, thi, p50lo, p50hi, p99lo, p99hi;
+        int caught = 0;
+        double wm = field_median(figs, runs, offsetof(figures, wrote), k, &lo, &hi, NULL);
+        double am = field_median(figs, runs, offsetof(figures, applied), k, &lo, &hi, NULL);
+        int tn = 0;
+        double tm = field_median(figs, runs, offsetof(figures, tail_ms), k, &tlo, &thi, &tn);
+        double p50 = field_median(figs, runs, offsetof(figures, p50), k, &p50lo, &p50hi, &caught);
+        double p99 = field_median(figs, runs, offsetof(figures, p99), k, &p99lo, &p99hi, NULL);
+        printf("offered %5d writes/s: wrote %.0f/s (over the writing time), applied %.0f "
+               "events/s (from the first write until the last was applied, or the wait for it "
+               "gave up)",
+               rates[k], wm, am);
+        if (tn)
+            printf(", caught up a median %.0f ms after the writes stopped (min %.0f, max %.0f)", tm,
+                   tlo, thi);
+        if (caught < runs) {
+            printf(", NOT CAUGHT UP in %d of %d runs (events unapplied:", runs - caught, runs);
+            for (int r = 0; r < runs; r++)
+                if (figs[r].p50[k] < 0)
+                    printf(" %lld", (long long)(figs[r].missing[k] > figs[r].carried[k]
+                                                    ? figs[r].missing[k]
+                                                    : figs[r].carried[k]));
+            printf(")");
+        }
+        if (caught) {
+            char a[16], b[16], c[16], d[16], e2[16], f2[16];
+            printf(", lag commit->applied of every written event p50 median %s ms (min %s, max "
+                   "%s), p99 median %s ms (min %s, max %s) (1 ms buckets, floor; over the %d of %d "
+                   "runs that caught up)\n",
+                   lag_text(p50, a), lag_text(p50lo, b), lag_text(p50hi, c), lag_text(p99, d),
+                   lag_text(p99lo, e2), lag_text(p99hi, f2), caught, runs);
+        } else {
+            printf(": no lag figure\n");
+        }
     }
     return 0;
 }
