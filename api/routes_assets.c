@@ -11,14 +11,33 @@
 /* The asset as clients send it (the PUT body plus "asset") and "version"
  * (the document's own when version < 0); keys and the exact micro-unit
  * copies of the scores stay inside. */
+/* An asset as stored, without its keys and internal fields.  `brand_id` and
+ * `model_version` are stored as "" when not given and shown only when given,
+ * so that what GET answers can be PUT back as it is. */
 static void asset_json(yajl_gen g, const bson_t *doc, int64_t version)
 {
-    static const char *const hidden[] = {SCHEMA_F_PK,          SCHEMA_F_SK,      SCHEMA_F_GSI1PK,
-                                         SCHEMA_F_GSI1SK,      SCHEMA_F_GSI2PK,  SCHEMA_F_GSI2SK,
-                                         SCHEMA_F_TYPE,        SCHEMA_F_VERSION, "tenant",
-                                         "memorability_micro", "saliency_micro"};
+    const char *hidden[] = {SCHEMA_F_PK,
+                            SCHEMA_F_SK,
+                            SCHEMA_F_GSI1PK,
+                            SCHEMA_F_GSI1SK,
+                            SCHEMA_F_GSI2PK,
+                            SCHEMA_F_GSI2SK,
+                            SCHEMA_F_TYPE,
+                            SCHEMA_F_VERSION,
+                            "tenant",
+                            "memorability_micro",
+                            "saliency_micro",
+                            NULL,
+                            NULL};
+    size_t n = sizeof hidden / sizeof hidden[0] - 2;
+    static const char *const optional[] = {"brand_id", "model_version"};
+    for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+        const char *v = api_doc_str(doc, optional[i]);
+        if (v && !v[0])
+            hidden[n++] = optional[i];
+    }
     yajl_gen_map_open(g);
-    api_json_bson_fields(g, doc, hidden, sizeof hidden / sizeof hidden[0]);
+    api_json_bson_fields(g, doc, hidden, n);
     api_json_kv_version(g, doc, version);
     yajl_gen_map_close(g);
 }

@@ -383,7 +383,7 @@ static sl_status emit_asset(api_request *req, yajl_gen g, const bson_t *doc, con
     yajl_gen_map_open(g);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = api_doc_str(doc, names[i]);
-        if (v)
+        if (v && v[0]) /* brand_id and model_version are "" when not given */
             api_json_kv_str(g, names[i], v);
     }
     if (bson_iter_init_find(&it, doc, "memorability") && BSON_ITER_HOLDS_DOUBLE(&it))
