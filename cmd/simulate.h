@@ -12,10 +12,11 @@
  *     independent of the detector's realism and of the seed.
  *
  * Files: simulate.c (the command), simulate_scenario.c (reading and checking
- * a scenario), simulate_frames.c (the detector model and the writers),
- * simulate_truth.c (the truth).  All randomness comes from sim_rng streams
- * seeded from (seed, stream id): the same scenario and seed give the same
- * bytes on every machine. */
+ * a scenario), simulate_timeline.c (its tools' timelines and occluders),
+ * simulate_frames.c (the detector model and the writers), simulate_truth.c
+ * (the truth), simulate_rng.c (random numbers, output helpers).  All randomness comes from sim_rng
+ * streams seeded from (seed, stream id): the same scenario and seed give the same bytes on every
+ * machine. */
 #ifndef SIGHTLINE_CMD_SIMULATE_H
 #define SIGHTLINE_CMD_SIMULATE_H
 
@@ -23,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <yajl/yajl_tree.h>
 
 #include "schema/schema.h"
 
@@ -54,6 +57,11 @@ typedef struct sim_box {
 typedef struct sim_rng {
     uint64_t s[4];
 } sim_rng;
+
+/* The streams: false positives, random hands, occluders, then per tool i
+ * SIM_STREAM_TOOL + 2i (presence: bursts, misses, occlusion) and + 2i + 1
+ * (appearance: jitter, confidence, label). */
+enum { SIM_STREAM_FP = 1, SIM_STREAM_HANDS = 2, SIM_STREAM_PEOPLE = 3, SIM_STREAM_TOOL = 1000 };
 
 /* Stream `stream` of seed: independent streams, so that a knob of one source
  * (say false positives) does not move the draws of another (a tool's misses). */
@@ -179,6 +187,52 @@ bool sim_on_table(const sim_scenario *sc, double x, double y);
 
 /* The frame of time t seconds: round(t * fps). */
 int64_t sim_frame_of(const sim_scenario *sc, double t);
+
+/* ---------------------------------------------------------------------------
+ * Reading a scenario: what simulate_scenario.c and simulate_timeline.c share
+ * (cmd/ internals).  Each reader records SL_EINVAL naming the JSON path of
+ * the value at fault, and writes its output only on success.
+ * ------------------------------------------------------------------------- */
+typedef struct sim__loader {
+    sim_scenario *sc;
+    sl_error *err;
+    char **classes; /* distinct labels, in order of first use: their index is the class id */
+    size_t nclasses, classes_cap;
+    size_t people_cap;
+    const char *reach_label;
+} sim__loader;
+
+sl_status sim__nomem(sl_error *err);
+/* The class id of label (darknet's class_id), adding it when new; label
+ * must live as long as the loader. */
+sl_status sim__class_of(sim__loader *ld, const char *label, uint32_t *id);
+/* A box [x, y, w, h]: strict, inside the image; loose (occluders), reaching
+ * outside it by up to one image. */
+sl_status sim__read_box(yajl_val v, const char *path, bool loose, sim_box *out, sl_error *err);
+/* A box whose centre lies on the table. */
+sl_status sim__read_slot(const sim_scenario *sc, yajl_val v, const char *path, sim_box *out,
+                         sl_error *err);
+/* Member key of o, a time in seconds whose frame is in [0, frames). */
+sl_status sim__read_time(const sim_scenario *sc, yajl_val o, const char *path, const char *key,
+                         bool required, double *t, int64_t *frame, sl_error *err);
+/* Member key of o, a duration in seconds [0, 1 day] (default def), as frames. */
+sl_status sim__read_span(const sim_scenario *sc, yajl_val o, const char *path, const char *key,
+                         double def, int64_t *frames, sl_error *err);
+/* Member key of o, a pair [lo, hi], lo <= hi, inside [min, max]. */
+sl_status sim__read_range(yajl_val o, const char *path, const char *key, double min, double max,
+                          double *lo, double *hi, sl_error *err);
+/* The catalog entry label maps to (the first in SKU order whose pattern
+ * matches the whole label), or NULL. */
+sl_status sim__match_label(const sim_scenario *sc, const char *label, const sim_sku **out,
+                           sl_error *err);
+/* A label at path that must map to no catalog entry (occluders, random false
+ * positives); *json (the label escaped for JSON) is the caller's to free. */
+sl_status sim__read_free_label(sim__loader *ld, yajl_val v, const char *path, char **json,
+                               uint32_t *class_id);
+/* The members tools, people and hands (simulate_timeline.c). */
+sl_status sim__read_tools(sim__loader *ld, yajl_val root);
+sl_status sim__read_people(sim__loader *ld, yajl_val root);
+sl_status sim__read_hands(sim__loader *ld, yajl_val root);
 
 /* ---------------------------------------------------------------------------
  * Frames (simulate_frames.c).

@@ -15,15 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    SIM_STREAM_FP = 1,
-    SIM_STREAM_PEOPLE = 3,
-    SIM_STREAM_TOOL = 1000 /* + 2 * index (presence), + 1 (appearance) */
-};
-
-#define OUT_CAP (1u << 20)
-#define OUT_SLACK                                                                                  \
-    4096u /* room kept for one detection (labels are at most 128 bytes, 768 escaped) */
+/* The output buffer, and the room kept free for one detection (a label is at
+ * most 128 bytes, 768 escaped; the rest of a record is under 300). */
+#define OUT_CAP   (1u << 20)
+#define OUT_SLACK 4096u
 
 typedef struct out {
     char *buf;

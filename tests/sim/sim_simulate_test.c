@@ -158,6 +158,7 @@ static void test_bad_scenarios(void)
         "1 to 64 boxes", "people[0].path");
     bad("\"tools\": [], \"hands\": {\"per_minute\": 2, \"labels\": []}", "1 to 64 labels",
         "hands.labels");
+    bad("\"tools\": [], \"reach_label\": \"glove\"", "maps to GLOVES-7", "reach_label");
 }
 
 /* ---------------------------------------------------------------------------
