@@ -2,6 +2,7 @@
  * strict check of every input, a yajl tree, and getters naming JSON paths. */
 #include "cmd_json.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,7 +17,7 @@
 sl_status cmd_json_load(const char *path, size_t max, yajl_val *out, sl_error *err)
 {
     sl_status rc = SL_OK;
-    char *text = NULL, msg[160];
+    char *text = NULL;
     size_t len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -38,20 +39,31 @@ sl_status cmd_json_load(const char *path, size_t max, yajl_val *out, sl_error *e
         goto out;
     }
     text[len] = '\0';
-    if ((rc = ingest_json_check(text, len, DEPTH_MAX, err)) != SL_OK) {
-        sl_error_prefix(err, "%s", path);
-        goto out;
-    }
-    yajl_val v = yajl_tree_parse(text, msg, sizeof msg);
-    if (!v) { /* the check passed: only memory can be short */
-        rc = sl_error_set(err, SL_ENOMEM, "%s: out of memory parsing it", path);
-        goto out;
-    }
-    *out = v;
+    rc = cmd_json_parse(path, text, len, out, err);
 out:
     if (f)
         fclose(f);
     free(text);
+    return rc;
+}
+
+sl_status cmd_json_parse(const char *name, const char *text, size_t len, yajl_val *out,
+                         sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char msg[160];
+    assert(text[len] == '\0');
+    if ((rc = ingest_json_check(text, len, DEPTH_MAX, err)) != SL_OK) {
+        sl_error_prefix(err, "%s", name);
+        goto out;
+    }
+    yajl_val v = yajl_tree_parse(text, msg, sizeof msg);
+    if (!v) { /* the check passed: only memory can be short */
+        rc = sl_error_set(err, SL_ENOMEM, "%s: out of memory parsing it", name);
+        goto out;
+    }
+    *out = v;
+out:
     return rc;
 }
 

@@ -24,6 +24,10 @@
  * name the file in the message and, for bad JSON, the path and byte offset. */
 sl_status cmd_json_load(const char *path, size_t max, yajl_val *out, sl_error *err);
 
+/* The same for text[0..len) (text[len] must be '\0'), named name in errors. */
+sl_status cmd_json_parse(const char *name, const char *text, size_t len, yajl_val *out,
+                         sl_error *err);
+
 /* "parent.key" ("key" at the top, parent ""), "parent[i]". */
 void cmd_json_path_key(char out[CMD_JSON_PATH_MAX], const char *parent, const char *key);
 void cmd_json_path_index(char out[CMD_JSON_PATH_MAX], const char *parent, size_t i);

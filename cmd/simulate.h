@@ -180,6 +180,11 @@ typedef struct sim_scenario {
  * is freed with sim_scenario_free().  Errors name the JSON path at fault. */
 sl_status sim_scenario_load(const char *path, uint64_t seed, bool seed_given, sim_scenario **out,
                             sl_error *err);
+/* The same from text[0..len) (text[len] must be '\0'): name is the file name
+ * (errors, and the default scenario name), dir the folder the catalog is
+ * relative to. */
+sl_status sim_scenario_parse(const char *name, const char *dir, const char *text, size_t len,
+                             uint64_t seed, bool seed_given, sim_scenario **out, sl_error *err);
 void sim_scenario_free(sim_scenario **sc);
 
 /* True when (x, y) is inside the table polygon. */

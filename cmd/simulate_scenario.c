@@ -676,27 +676,28 @@ out:
     return rc;
 }
 
-sl_status sim_scenario_load(const char *path, uint64_t seed, bool seed_given, sim_scenario **out,
-                            sl_error *err)
+sl_status sim_scenario_parse(const char *name, const char *dir, const char *text, size_t len,
+                             uint64_t seed, bool seed_given, sim_scenario **out, sl_error *err)
 {
     sl_status rc = SL_OK;
     yajl_val root = NULL;
     sim_scenario *sc = calloc(1, sizeof *sc);
     sim__loader ld = {.sc = sc, .err = err, .reach_label = "hand"};
-    if (!sc) {
+    if (!sc || !(sc->dir = strdup(dir))) {
         rc = sim__nomem(err);
         goto out;
     }
-    const char *slash = strrchr(path, '/');
-    sc->dir = slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : strdup(".");
-    if (!sc->dir) {
-        rc = sim__nomem(err);
+    if ((rc = cmd_json_parse(name, text, len, &root, err)) != SL_OK)
+        goto out;
+    if ((rc = read_top(&ld, name, root, seed, seed_given)) != SL_OK) {
+        sl_error_prefix(err, "%s", name);
         goto out;
     }
-    if ((rc = cmd_json_load(path, SIM_SCENARIO_BYTES_MAX, &root, err)) != SL_OK)
-        goto out;
-    if ((rc = read_top(&ld, path, root, seed, seed_given)) != SL_OK) {
-        sl_error_prefix(err, "%s", path);
+    if (ld.nclasses > INGEST_DEFAULT_MAX_LABELS) { /* what ingest takes in one input */
+        rc = cmd_json_fail(err, "tools",
+                           "%zu distinct labels (tools, variants, occluders, false positives): "
+                           "ingest takes at most %u in one input",
+                           ld.nclasses, INGEST_DEFAULT_MAX_LABELS);
         goto out;
     }
     sim_truth_compute(sc);
@@ -715,6 +716,43 @@ out:
     if (root)
         yajl_tree_free(root);
     sim_scenario_free(&sc);
+    return rc;
+}
+
+sl_status sim_scenario_load(const char *path, uint64_t seed, bool seed_given, sim_scenario **out,
+                            sl_error *err)
+{
+    sl_status rc = SL_OK;
+    char *dir = NULL, *text = malloc(SIM_SCENARIO_BYTES_MAX + 1);
+    size_t len = 0;
+    FILE *f = NULL;
+    const char *slash = strrchr(path, '/');
+    dir = slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : strdup(".");
+    if (!dir || !text) {
+        rc = sim__nomem(err);
+        goto out;
+    }
+    if (!(f = fopen(path, "rb"))) {
+        rc = sl_error_set(err, SL_EIO, "%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    len = fread(text, 1, SIM_SCENARIO_BYTES_MAX + 1, f);
+    if (ferror(f)) {
+        rc = sl_error_set(err, SL_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (len > SIM_SCENARIO_BYTES_MAX) {
+        rc = sl_error_set(err, SL_ETOOLARGE, "%s: larger than %u bytes", path,
+                          SIM_SCENARIO_BYTES_MAX);
+        goto out;
+    }
+    text[len] = '\0';
+    rc = sim_scenario_parse(path, dir, text, len, seed, seed_given, out, err);
+out:
+    if (f)
+        fclose(f);
+    free(text);
+    free(dir);
     return rc;
 }
 

@@ -159,6 +159,21 @@ static void test_bad_scenarios(void)
     bad("\"tools\": [], \"hands\": {\"per_minute\": 2, \"labels\": []}", "1 to 64 labels",
         "hands.labels");
     bad("\"tools\": [], \"reach_label\": \"glove\"", "maps to GLOVES-7", "reach_label");
+    /* more distinct labels than ingest takes in one input (4,096) */
+    static char many[300 * 16 * 24 + 4096];
+    size_t used = (size_t)snprintf(many, sizeof many, "\"tools\": [");
+    for (int t = 0, n = 0; t < 300; t++) {
+        used += (size_t)snprintf(many + used, sizeof many - used,
+                                 "%s{\"sku\": \"SUTURE-VICRYL-30\", \"slot\": [0.1, 0.6, 0.05, "
+                                 "0.08], \"label\": [",
+                                 t ? ", " : "");
+        for (int k = 0; k < 14; k++, n++)
+            used += (size_t)snprintf(many + used, sizeof many - used, "%s\"vicryl %d\"",
+                                     k ? ", " : "", n);
+        used += (size_t)snprintf(many + used, sizeof many - used, "]}");
+    }
+    snprintf(many + used, sizeof many - used, "]");
+    bad(many, "4200 distinct labels", "tools");
 }
 
 /* ---------------------------------------------------------------------------
