@@ -13,7 +13,8 @@ enum {
     CMD_EXIT_OK = 0,
     CMD_EXIT_FAILURE = 1, /* the work failed: store unreachable, input refused, ... */
     CMD_EXIT_USAGE = 2,   /* bad command line */
-    CMD_EXIT_DRIFT = 3    /* recompute found drift and did not repair it */
+    CMD_EXIT_DRIFT = 3,   /* recompute found drift and did not repair it */
+    CMD_EXIT_BELOW = 4    /* evaluate: accuracy below a threshold given */
 };
 
 #define CMD_DEFAULT_STORE "sqlite:data/sightline.db"
@@ -31,6 +32,8 @@ int cmd_keys(int argc, char **argv);
 int cmd_tenants(int argc, char **argv);
 int cmd_listen(int argc, char **argv);    /* cmd/listen.c */
 int cmd_recompute(int argc, char **argv); /* cmd/recompute.c */
+int cmd_simulate(int argc, char **argv);  /* cmd/simulate*.c */
+int cmd_evaluate(int argc, char **argv);  /* cmd/evaluate*.c */
 
 /* Prints "sightline <sub>: <message>" to stderr, naming the field and offset
  * when the error has them, and returns the exit code for the status. */

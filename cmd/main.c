@@ -1,6 +1,6 @@
 /* main.c -- `sightline <subcommand> [options]`: dispatch, global --help and
  * --version.  Each subcommand lives in its own file and parses its own
- * options; all of them take --store URI. */
+ * options; those that use the store take --store URI. */
 #include "cmd.h"
 
 #include <stdio.h>
@@ -13,6 +13,8 @@ static const cmd_entry commands[] = {
     {"tenants", "create and show tenants", cmd_tenants},
     {"listen", "apply the change feed to the aggregates (standalone listener)", cmd_listen},
     {"recompute", "rebuild aggregates from base documents, report and repair drift", cmd_recompute},
+    {"simulate", "write a scrub-table scenario's detections and ground truth", cmd_simulate},
+    {"evaluate", "compare tool-usage results with a scenario's ground truth", cmd_evaluate},
 };
 
 static void print_help(FILE *out)
@@ -23,8 +25,10 @@ static void print_help(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
-            "\nEvery command takes --store URI (default %s, or $SIGHTLINE_STORE)\n"
-            "and --help.  Exit codes: 0 ok, 1 failure, 2 bad usage, 3 drift found.\n",
+            "\nEvery command takes --help; those that use the store take --store URI\n"
+            "(default %s, or $SIGHTLINE_STORE).  Exit codes: 0 ok,\n"
+            "1 failure, 2 bad usage, 3 drift found, 4 accuracy below a threshold\n"
+            "(evaluate).\n",
             CMD_DEFAULT_STORE);
 }
 
