@@ -1,7 +1,8 @@
 /* engine.h -- exact cumulative aggregates kept from the change feed of `items`:
  * the aggregate arithmetic (asset and surgery-summary images -> deltas), the
  * listener that applies them exactly once, and the recompute job that proves
- * them right.  Includes only schema/ and store/.
+ * them right; and the tenant's tool catalog as the usage analysis reads it.
+ * Includes only schema/ and store/.
  *
  * ---------------------------------------------------------------------------
  * Aggregate documents (table `aggregates`, partition `T#<tenant>#AGG`).
@@ -85,15 +86,16 @@
 
 __extension__ typedef __int128 engine_i128;
 
-#define ENGINE_MICRO_ONE           1000000 /* a score of 1.0 in micro-units */
-#define ENGINE_HIST_BINS           100
-#define ENGINE_HIST_BIN_MICRO      10000         /* ENGINE_MICRO_ONE / ENGINE_HIST_BINS */
-#define ENGINE_METRIC_NAME_MAX     64            /* bytes of a metric name, without the NUL */
-#define ENGINE_ASSET_SALIENCY_MAX  32            /* saliency measures of one asset */
-#define ENGINE_AGG_METRICS_MAX     256           /* metrics of one aggregate */
-#define ENGINE_SUMMARY_TOOLS_MAX   4096          /* tool entries of one surgery summary */
-#define ENGINE_UNITS_MAX           1000000LL     /* opened_units / used_units of one entry */
-#define ENGINE_COST_MAX            10000000000LL /* unit_cost_cents of one entry */
+#define ENGINE_MICRO_ONE          1000000 /* a score of 1.0 in micro-units */
+#define ENGINE_HIST_BINS          100
+#define ENGINE_HIST_BIN_MICRO     10000     /* ENGINE_MICRO_ONE / ENGINE_HIST_BINS */
+#define ENGINE_METRIC_NAME_MAX    64        /* bytes of a metric name, without the NUL */
+#define ENGINE_ASSET_SALIENCY_MAX 32        /* saliency measures of one asset */
+#define ENGINE_AGG_METRICS_MAX    256       /* metrics of one aggregate */
+#define ENGINE_SUMMARY_TOOLS_MAX  4096      /* tool entries of one surgery summary */
+#define ENGINE_UNITS_MAX          1000000LL /* opened_units / used_units of one entry */
+/* unit_cost_cents of one entry: 0..SCHEMA_UNIT_COST_MAX (schema.h), the bound ingest puts on a
+ * catalog entry, so every cost the catalog accepts can be summed here. */
 #define ENGINE_NAME_SIZE           (SCHEMA_COMPONENT_MAX + 1)
 #define ENGINE_CONSUMER            "aggregates" /* the listener's consumer name */
 #define ENGINE_SYS_PK              "SYS#ENGINE" /* partition of leases, checkpoints, audits */
@@ -395,6 +397,27 @@ sl_status engine_listener_stats_get(engine_listener *l, engine_listener_stats *o
  * listener): then only sightline_listener_running 0.  The lag itself is the
  * store's to tell (store_feed_stats_get), whoever runs the listener. */
 void engine_listener_metrics_write(engine_listener *l, FILE *out);
+
+/* ---------------------------------------------------------------------------
+ * The tool catalog (engine/catalog.c).  The usage analysis maps detection
+ * labels with the tenant's CURRENT catalog (not the sku ingest stored with a
+ * frame), through schema's compiled matcher (schema.h, "The tool catalog").
+ * ------------------------------------------------------------------------- */
+
+/* Reads the catalog of tenant (T#<t>#CATALOG / TOOL#..., page by page
+ * through store_query) and compiles it, entries in SKU byte order: when the
+ * patterns of two entries overlap, the smaller SKU wins (schema_catalog_match).
+ * Strict: a document that does not decode (schema_catalog_entry_from_bson),
+ * is stored under another SKU's key, or has a pattern that does not compile
+ * fails the whole load with SL_ECORRUPT naming the entry and the field, so
+ * that no analysis prices a surgery with part of a catalog; a PUT of the
+ * entry repairs it.  A tenant without a catalog gets an empty one (every
+ * label unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
+ *
+ * Use: load once per analysis; map each DISTINCT label once with
+ * schema_catalog_match (frames list their distinct labels) and keep the index;
+ * schema_catalog_at(c, index) gives the sku, name, unit cost and single_use. */
+sl_status engine_catalog_load(store *s, const char *tenant, schema_catalog **out, sl_error *err);
 
 /* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.

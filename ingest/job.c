@@ -135,8 +135,10 @@ static sl_status resolve_labels(ingest_job *j, sl_error *err)
     for (; j->resolved < n; j->resolved++) {
         const char *label = ingest_parser_label(j->parser, j->resolved);
         j->names[j->resolved] = label;
-        j->skus[j->resolved] = ingest_catalog_match(j->catalog, label, strlen(label));
         j->counted[j->resolved] = false;
+        if ((rc = ingest_catalog_match(j->catalog, label, strlen(label), &j->skus[j->resolved],
+                                       err)) != SL_OK)
+            goto out;
     }
 out:
     return rc;

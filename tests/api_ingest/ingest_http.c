@@ -157,8 +157,10 @@ static sl_status on_frame(void *ctx, const ingest_frame *f, sl_error *err)
         const ingest_detection *d = &f->detections[i];
         ih_det *x = &fr->d[i];
         snprintf(x->label, sizeof x->label, "%s", d->label);
-        const char *sku =
-            pc->cat ? ingest_catalog_match(pc->cat, d->label, strlen(d->label)) : NULL;
+        const char *sku = NULL;
+        sl_status rc = ingest_catalog_match(pc->cat, d->label, strlen(d->label), &sku, err);
+        if (rc != SL_OK)
+            return rc;
         x->has_sku = sku != NULL;
         snprintf(x->sku, sizeof x->sku, "%s", sku ? sku : "");
         x->conf = d->confidence;

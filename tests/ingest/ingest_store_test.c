@@ -608,6 +608,15 @@ static void test_surgery_doc(void)
     }
 }
 
+/* The SKU label maps to, NULL when unmapped, "(error)" when matching failed. */
+static const char *match(const ingest_catalog *c, const char *label)
+{
+    const char *sku = NULL;
+    sl_error e;
+    sl_error_clear(&e);
+    return ingest_catalog_match(c, label, strlen(label), &sku, &e) == SL_OK ? sku : "(error)";
+}
+
 static void test_catalog(void)
 {
     sl_error e;
@@ -630,16 +639,33 @@ static void test_catalog(void)
     CHECK_INT(ingest_catalog_doc(T, "X", bad_bool, strlen(bad_bool), NULL, &doc, &e), SL_EINVAL);
     CHECK(strstr(e.message, "single_use must be a boolean, not a string") != NULL);
 
+    /* The bounds are schema's: the largest cost is accepted, one more is not. */
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"name\":\"x\",\"labels\":[\"a\"],\"unit_cost_cents\":%lld,\"single_use\":true}",
+             (long long)SCHEMA_UNIT_COST_MAX);
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_doc(T, "X", body, strlen(body), NULL, &doc, &e), SL_OK);
+    bson_destroy(doc);
+    doc = NULL;
+    snprintf(body, sizeof body,
+             "{\"name\":\"x\",\"labels\":[\"a\"],\"unit_cost_cents\":%lld,\"single_use\":true}",
+             (long long)SCHEMA_UNIT_COST_MAX + 1);
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_doc(T, "X", body, strlen(body), NULL, &doc, &e), SL_EINVAL);
+    CHECK_STR(e.field, "unit_cost_cents");
+    CHECK(doc == NULL);
+
     /* compiled once per catalog version */
     ingest_catalog_cache *cc = NULL;
     ingest_catalog *c = NULL;
     REQUIRE(ingest_catalog_cache_new(&cc, &e) == SL_OK);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     CHECK_INT(ingest_catalog_size(c), 3);
-    CHECK_STR(ingest_catalog_match(c, "scalpel", 7), "SCALPEL-10");
-    CHECK_STR(ingest_catalog_match(c, "Scalpel_10", 10), "SCALPEL-10");
-    CHECK(ingest_catalog_match(c, "scalpel-holder", 14) == NULL); /* whole label only */
-    CHECK(ingest_catalog_match(c, "Scalpel", 7) == NULL);         /* case as written */
+    CHECK_STR(match(c, "scalpel"), "SCALPEL-10");
+    CHECK_STR(match(c, "Scalpel_10"), "SCALPEL-10");
+    CHECK(match(c, "scalpel-holder") == NULL); /* whole label only */
+    CHECK(match(c, "Scalpel") == NULL);        /* case as written */
     ingest_catalog_release(&c);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     ingest_catalog_release(&c);
@@ -653,8 +679,26 @@ static void test_catalog(void)
     CHECK_INT(ingest_catalog_put(st, T, "HOLDER", holder, strlen(holder), NULL, &e), SL_OK);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     CHECK_INT(ingest_catalog_cache_compiles(cc), 2);
-    CHECK_STR(ingest_catalog_match(c, "scalpel-holder", 14), "HOLDER");
+    CHECK_STR(match(c, "scalpel-holder"), "HOLDER");
+    CHECK_INT(ingest_catalog_skipped(c), 0);
     ingest_catalog_release(&c);
+    /* A stored entry no PUT would write (an earlier version's cost) is
+     * skipped: its labels go unmapped, the others still map. */
+    bson_t *bad = BCON_NEW("pk", "T#" T "#CATALOG", "sk", "TOOL#OLD", "type", "catalog_tool", "sku",
+                           "OLD", "name", "old", "labels", "[", "retractor", "]", "unit_cost_cents",
+                           BCON_INT64(SCHEMA_UNIT_COST_MAX * 10), "single_use", BCON_BOOL(true));
+    CHECK_INT(store_put(st, STORE_ITEMS, bad, (store_cond){STORE_COND_NONE, 0}, NULL, &e), SL_OK);
+    bson_destroy(bad);
+    CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
+    CHECK_INT(ingest_catalog_cache_compiles(cc), 3);
+    CHECK_INT(ingest_catalog_size(c), 4);
+    CHECK_INT(ingest_catalog_skipped(c), 1);
+    CHECK(match(c, "retractor") == NULL);
+    CHECK_STR(match(c, "scalpel"), "SCALPEL-10");
+    ingest_catalog_release(&c);
+    CHECK_INT(store_delete(st, STORE_ITEMS, "T#" T "#CATALOG", "TOOL#OLD",
+                           (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+              SL_OK);
     ingest_catalog_cache_free(&cc);
 }
 
