@@ -1,8 +1,8 @@
 /* engine.h -- exact cumulative aggregates kept from the change feed of `items`:
  * the aggregate arithmetic (asset and surgery-summary images -> deltas), the
  * listener that applies them exactly once, and the recompute job that proves
- * them right; and the tenant's tool catalog as the usage analysis reads it.
- * Includes only schema/ and store/.
+ * them right; the tenant's tool catalog as the usage analysis reads it, and
+ * the transitions of a surgery's life cycle.  Includes only schema/ and store/.
  *
  * ---------------------------------------------------------------------------
  * Aggregate documents (table `aggregates`, partition `T#<tenant>#AGG`).
@@ -418,6 +418,59 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out);
  * schema_catalog_match (frames list their distinct labels) and keep the index;
  * schema_catalog_at(c, index) gives the sku, name, unit cost and single_use. */
 sl_status engine_catalog_load(store *s, const char *tenant, schema_catalog **out, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Surgery life cycle (engine/surgery.c).  The status fields of the surgery
+ * META document (schema.h, "A surgery's life cycle") change only through
+ * these transitions, which the API (close, analyze), the CLI (analyze) and
+ * the analysis job call; ingest only reads them (it refuses detections
+ * unless open) and keeps them across a PUT of the description.  They live in
+ * the engine because the engine ends analyses and may not include ingest,
+ * and the API and the CLI may include the engine.
+ *
+ *        close               analysis ends
+ *   open ------> closed -----------------------> analyzed
+ *                  ^    \----------------------> failed (analysis_error)
+ *                  |  requeue (analyze again)      |
+ *                  +-------------------------------+  (from analyzed or failed)
+ *
+ * closed means "analysis queued or running"; whoever runs analyses requeues
+ * a surgery a crash left closed (no transition is needed for that: it is
+ * already closed).  Each transition reads the document and writes it back
+ * fenced on the version it read (retried a few times when another write
+ * raced in), keeping every other field and the field order.
+ * ------------------------------------------------------------------------- */
+typedef enum engine_surgery_event {
+    ENGINE_SURGERY_CLOSE = 1,    /* open -> closed; closed_ms = now */
+    ENGINE_SURGERY_REQUEUE = 2,  /* analyzed | failed -> closed (re-analysis, e.g. catalog
+                                    fix); analysis_error "", analyzed_ms kept (the last end) */
+    ENGINE_SURGERY_ANALYZED = 3, /* closed -> analyzed; analyzed_ms = now, analysis_error "" */
+    ENGINE_SURGERY_FAILED = 4    /* closed -> failed; analyzed_ms = now, analysis_error = why */
+} engine_surgery_event;
+
+/* The life cycle of a surgery into *out (and its document's version into
+ * *version, may be NULL).  SL_ENOTFOUND naming "surgery" when the tenant has
+ * no such surgery; SL_ECORRUPT naming the field when its status fields do
+ * not read. */
+sl_status engine_surgery_life_get(store *s, const char *tenant, const char *surgery,
+                                  schema_surgery_life *out, int64_t *version, sl_error *err);
+
+/* Applies event ev to the surgery at now_ms (ms since the epoch; <= 0: the
+ * clock's now).  why is the failure's reason for ENGINE_SURGERY_FAILED
+ * (NULL or "" is refused: a failure says why; cut to SCHEMA_ANALYSIS_ERROR_MAX
+ * bytes at a character boundary), ignored otherwise.
+ *   SL_OK          written; *out (may be NULL) is the new life cycle
+ *   SL_ECONFLICT   the status does not allow ev (naming "status": "surgery
+ *                  \"s\" is analyzed: only an open surgery can be closed");
+ *                  nothing written, and *out is the CURRENT life cycle, so a
+ *                  caller can answer an idempotent repeat (a second close)
+ *   SL_ENOTFOUND   no such surgery (naming "surgery")
+ *   SL_EBUSY       other writes kept moving its version (retry)
+ *   SL_ECORRUPT    its status fields do not read
+ * and the store's errors. */
+sl_status engine_surgery_transition(store *s, const char *tenant, const char *surgery,
+                                    engine_surgery_event ev, int64_t now_ms, const char *why,
+                                    schema_surgery_life *out, sl_error *err);
 
 /* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.

@@ -230,13 +230,15 @@ void ingest_catalog_cache_free(ingest_catalog_cache **cc);
 /* Builds the surgery META document from the JSON body {"hospital", "room",
  * "procedure", "surgeon", "started_at", "fps", "frame_width", "frame_height",
  * "table": [[x, y], ...]}.  existing (may be NULL) is the stored document:
- * its status and closed_ms are kept (a PUT does not reopen a surgery).  On
- * success *out is a new document (bson_destroy()). */
+ * its life cycle (schema_surgery_life: status, closed_ms, analyzed_ms,
+ * analysis_error) is kept, so a PUT never reopens a surgery; SL_ECORRUPT when
+ * those fields of existing do not read.  On success *out is a new document
+ * (bson_destroy()). */
 sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
                              const bson_t *existing, const ingest_limits *lim, bson_t **out,
                              sl_error *err);
 
-/* Validates and writes the surgery (create or replace), keeping status. */
+/* Validates and writes the surgery (create or replace), keeping its life cycle. */
 sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
                              size_t len, store_put_result *res, sl_error *err);
 

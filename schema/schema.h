@@ -1,7 +1,7 @@
 /* schema.h -- the vocabulary every layer shares: status codes and the error
  * struct, key builders for the single-table design, key-component validation
  * (libpcre2), the names of document fields, and the documents that more than
- * one layer reads (frames, the tool catalog).
+ * one layer reads (frames, the tool catalog, the surgery's life cycle).
  * Includes nothing of ours (libbson for the documents).
  *
  * Keys are built only from validated components, so a name can never forge
@@ -408,6 +408,60 @@ size_t schema_catalog_find(const schema_catalog *c, const char *sku);
  * store each frame's distinct labels), and then work by index. */
 sl_status schema_catalog_match(const schema_catalog *c, const char *label, size_t len,
                                size_t *index, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * A surgery's life cycle (schema/surgery.c; docs/documents.md "surgery").
+ * The surgery META document ends with these fields, in this order; ingest
+ * keeps them when a PUT replaces the description, the engine's transitions
+ * (engine.h, "Surgery life cycle") change them, and detections are accepted
+ * only while the status is open.
+ *
+ *   open      detections arrive (the status a PUT creates)
+ *   closed    no more detections; the usage analysis is queued or running
+ *   analyzed  the last analysis finished; its results stand
+ *   failed    the last analysis stopped on an error (analysis_error says which)
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_STATUS           "status"
+#define SCHEMA_F_CLOSED_MS        "closed_ms"      /* int64: when it was closed; 0 while open */
+#define SCHEMA_F_ANALYZED_MS      "analyzed_ms"    /* int64: when the last analysis ended; 0 */
+#define SCHEMA_F_ANALYSIS_ERROR   "analysis_error" /* string: why it failed; "" unless failed */
+#define SCHEMA_ANALYSIS_ERROR_MAX 511u             /* bytes kept of the reason (sl_error's) */
+
+typedef enum schema_surgery_status {
+    SCHEMA_SURGERY_OPEN = 1,
+    SCHEMA_SURGERY_CLOSED = 2,
+    SCHEMA_SURGERY_ANALYZED = 3,
+    SCHEMA_SURGERY_FAILED = 4
+} schema_surgery_status;
+
+/* "open", "closed", "analyzed", "failed" ("?" for another value). */
+const char *schema_surgery_status_name(schema_surgery_status s);
+
+/* The status named s[0..len); SL_EINVAL naming "status" for another word. */
+sl_status schema_surgery_status_parse(const char *s, size_t len, schema_surgery_status *out,
+                                      sl_error *err);
+
+typedef struct schema_surgery_life {
+    schema_surgery_status status;
+    int64_t closed_ms;   /* first close; kept through re-analyses */
+    int64_t analyzed_ms; /* end of the last analysis (analyzed or failed) */
+    char analysis_error[SCHEMA_ANALYSIS_ERROR_MAX + 1];
+} schema_surgery_life;
+
+/* A new surgery's: open, no times, no error. */
+void schema_surgery_life_init(schema_surgery_life *l);
+
+/* Reads the life-cycle fields of a surgery document.  status and closed_ms
+ * are required (every surgery document has had them); analyzed_ms and
+ * analysis_error are read as 0 and "" when absent (documents written before
+ * they existed).  A field of the wrong type, an unknown status, a negative
+ * time or an over-long or invalid UTF-8 error is SL_ECORRUPT naming the
+ * field.  *out is written only on SL_OK. */
+sl_status schema_surgery_life_from_bson(const bson_t *doc, schema_surgery_life *out, sl_error *err);
+
+/* Appends status, closed_ms, analyzed_ms and analysis_error to doc, in that
+ * order; false when doc is full. */
+bool schema_surgery_life_append(bson_t *doc, const schema_surgery_life *l);
 
 /* ---------------------------------------------------------------------------
  * Dashboard keys (schema/keys_dashboard.c; docs/documents.md "brand_agg").

@@ -515,36 +515,65 @@ static void test_bad_input_stores_nothing(void)
     free(a);
 }
 
-static void test_closed_surgery(void)
+/* Regression (issue 11): only a "closed" surgery refused detections; every
+ * status but open must (closed: analysis queued or running; analyzed and
+ * failed: its results, or their failure, describe the frames stored), and a
+ * PUT of the description keeps the whole life cycle. */
+static void test_not_open_surgery(void)
 {
-    put_surgery("s-closed");
-    schema_key pk;
-    sl_error e;
-    sl_error_clear(&e);
-    REQUIRE(schema_pk_surgery(pk, T, "s-closed", &e) == SL_OK);
-    bson_t *doc = NULL, closed = BSON_INITIALIZER;
-    REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
-    /* close it the way the engine would: same document, status closed */
-    bson_copy_to_excluding_noinit(doc, &closed, "status", "closed_ms", "v", NULL);
-    BSON_APPEND_UTF8(&closed, "status", "closed");
-    BSON_APPEND_INT64(&closed, "closed_ms", 1764144000000);
-    CHECK_INT(store_put(st, STORE_ITEMS, &closed, (store_cond){STORE_COND_NONE, 0}, NULL, &e),
-              SL_OK);
-    bson_destroy(doc);
-    bson_destroy(&closed);
-    /* a PUT keeps it closed */
-    put_surgery("s-closed");
-    REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
-    bson_iter_t it;
-    CHECK(bson_iter_init_find(&it, doc, "status") && !strcmp(bson_iter_utf8(&it, NULL), "closed"));
-    CHECK(bson_iter_init_find(&it, doc, "closed_ms") && bson_iter_int64(&it) == 1764144000000);
-    bson_destroy(doc);
-    ingest_request rq = {.tenant = T, .surgery = "s-closed", .format = INGEST_FORMAT_DARKNET};
-    ingest_summary sum;
-    CHECK_INT(
-        ingest_mem(&rq, "[" DK_FRAME(1, "0.5") "]", strlen("[" DK_FRAME(1, "0.5") "]"), &sum, &e),
-        SL_ECONFLICT);
-    CHECK(strstr(e.message, "closed") != NULL);
+    static const char *const statuses[] = {"closed", "analyzed", "failed"};
+    for (size_t i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s-%s", statuses[i]);
+        put_surgery(id);
+        schema_key pk;
+        sl_error e;
+        sl_error_clear(&e);
+        REQUIRE(schema_pk_surgery(pk, T, id, &e) == SL_OK);
+        bson_t *doc = NULL, set = BSON_INITIALIZER;
+        REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
+        /* as the engine's transitions leave it: same document, other status */
+        bson_copy_to_excluding_noinit(doc, &set, "status", "closed_ms", "analyzed_ms",
+                                      "analysis_error", "v", NULL);
+        BSON_APPEND_UTF8(&set, "status", statuses[i]);
+        BSON_APPEND_INT64(&set, "closed_ms", 1764144000000);
+        BSON_APPEND_INT64(&set, "analyzed_ms", i ? 1764144060000 : 0);
+        BSON_APPEND_UTF8(&set, "analysis_error", i == 2 ? "catalog entry TOOL#X: bad" : "");
+        CHECK_INT(store_put(st, STORE_ITEMS, &set, (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+                  SL_OK);
+        bson_destroy(doc);
+        bson_destroy(&set);
+        /* a PUT keeps the life cycle */
+        put_surgery(id);
+        REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
+        bson_iter_t it;
+        CHECK(bson_iter_init_find(&it, doc, "status") &&
+              !strcmp(bson_iter_utf8(&it, NULL), statuses[i]));
+        CHECK(bson_iter_init_find(&it, doc, "closed_ms") && bson_iter_int64(&it) == 1764144000000);
+        CHECK(bson_iter_init_find(&it, doc, "analyzed_ms") &&
+              bson_iter_int64(&it) == (i ? 1764144060000 : 0));
+        CHECK(bson_iter_init_find(&it, doc, "analysis_error") &&
+              !strcmp(bson_iter_utf8(&it, NULL), i == 2 ? "catalog entry TOOL#X: bad" : ""));
+        bson_destroy(doc);
+        /* detections are refused, naming the status, and nothing is stored */
+        size_t alen, blen;
+        char *a = dump(&alen);
+        ingest_request rq = {.tenant = T, .surgery = id, .format = INGEST_FORMAT_DARKNET};
+        ingest_summary sum;
+        const char *in = "[" DK_FRAME(1, "0.5") "]";
+        sl_error_clear(&e);
+        CHECK_INT(ingest_mem(&rq, in, strlen(in), &sum, &e), SL_ECONFLICT);
+        char want[96];
+        snprintf(want, sizeof want, "surgery \"%s\" is %s: its detections can no longer change", id,
+                 statuses[i]);
+        if (!strstr(e.message, want))
+            fprintf(stderr, "%s: %s\n", statuses[i], e.message);
+        CHECK(strstr(e.message, want) != NULL);
+        char *b = dump(&blen);
+        CHECK(same_dump(a, alen, b, blen));
+        free(a);
+        free(b);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -815,7 +844,7 @@ int main(void)
     test_resend_identical();
     test_atomic();
     test_bad_input_stores_nothing();
-    test_closed_surgery();
+    test_not_open_surgery();
     test_surgery_doc();
     test_catalog();
     test_assets();

@@ -1,7 +1,8 @@
 /* schema_catalog_test.c -- the tool catalog's one definition (schema/catalog.c):
  * whole-label matching, UTF-8 labels and patterns, thousands of entries, the
  * first-match rule when patterns overlap, the bounds of an entry, the strict
- * decoder of a stored catalog_tool document, the match limit. */
+ * decoder of a stored catalog_tool document, the match limit; and the
+ * surgery life-cycle fields (schema/surgery.c). */
 #include "schema/schema.h"
 #include "tests/check.h"
 
@@ -430,6 +431,84 @@ static void test_decode(void)
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * The surgery's life-cycle fields.
+ * ------------------------------------------------------------------------- */
+static void test_surgery_life(void)
+{
+    sl_error e;
+    schema_surgery_status st;
+    const char *names[] = {"open", "closed", "analyzed", "failed"};
+    for (int i = 0; i < 4; i++) {
+        sl_error_clear(&e);
+        CHECK_INT(schema_surgery_status_parse(names[i], strlen(names[i]), &st, &e), SL_OK);
+        CHECK_INT(st, i + 1);
+        CHECK_STR(schema_surgery_status_name(st), names[i]);
+    }
+    sl_error_clear(&e);
+    CHECK_INT(schema_surgery_status_parse("analyzing", 9, &st, &e), SL_EINVAL);
+    CHECK_STR(e.field, "status");
+    CHECK_STR(schema_surgery_status_name((schema_surgery_status)9), "?");
+
+    /* Written in order, read back. */
+    schema_surgery_life l, r;
+    schema_surgery_life_init(&l);
+    CHECK_INT(l.status, SCHEMA_SURGERY_OPEN);
+    l.status = SCHEMA_SURGERY_FAILED;
+    l.closed_ms = 1790000000000;
+    l.analyzed_ms = 1790000060000;
+    snprintf(l.analysis_error, sizeof l.analysis_error, "catalog entry TOOL#S1: broken");
+    bson_t *d = bson_new();
+    BSON_APPEND_UTF8(d, "room", "OR 3");
+    CHECK(schema_surgery_life_append(d, &l));
+    bson_iter_t it;
+    const char *keys[] = {"room", "status", "closed_ms", "analyzed_ms", "analysis_error"};
+    int k = 0, in_order = bson_iter_init(&it, d);
+    while (in_order && bson_iter_next(&it))
+        in_order = k < 5 && !strcmp(bson_iter_key(&it), keys[k++]);
+    CHECK(in_order && k == 5);
+    sl_error_clear(&e);
+    CHECK_INT(schema_surgery_life_from_bson(d, &r, &e), SL_OK);
+    CHECK_INT(r.status, SCHEMA_SURGERY_FAILED);
+    CHECK_INT(r.closed_ms, 1790000000000);
+    CHECK_INT(r.analyzed_ms, 1790000060000);
+    CHECK_STR(r.analysis_error, "catalog entry TOOL#S1: broken");
+    bson_destroy(d);
+
+    /* A document of before the analysis fields: status and closed_ms only. */
+    d = BCON_NEW("status", "closed", "closed_ms", BCON_INT64(5));
+    sl_error_clear(&e);
+    CHECK_INT(schema_surgery_life_from_bson(d, &r, &e), SL_OK);
+    CHECK_INT(r.status, SCHEMA_SURGERY_CLOSED);
+    CHECK_INT(r.analyzed_ms, 0);
+    CHECK_STR(r.analysis_error, "");
+    bson_destroy(d);
+
+    struct {
+        bson_t *doc;
+        const char *field;
+    } bad[] = {
+        {BCON_NEW("closed_ms", BCON_INT64(0)), "status"},
+        {BCON_NEW("status", "reopened", "closed_ms", BCON_INT64(0)), "status"},
+        {BCON_NEW("status", BCON_INT32(1), "closed_ms", BCON_INT64(0)), "status"},
+        {BCON_NEW("status", "open"), "closed_ms"},
+        {BCON_NEW("status", "open", "closed_ms", BCON_INT32(0)), "closed_ms"},
+        {BCON_NEW("status", "open", "closed_ms", BCON_INT64(-1)), "closed_ms"},
+        {BCON_NEW("status", "failed", "closed_ms", BCON_INT64(1), "analyzed_ms", BCON_DOUBLE(1)),
+         "analyzed_ms"},
+        {BCON_NEW("status", "failed", "closed_ms", BCON_INT64(1), "analysis_error", BCON_INT32(3)),
+         "analysis_error"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r.status = SCHEMA_SURGERY_ANALYZED;
+        sl_error_clear(&e);
+        CHECK_INT(schema_surgery_life_from_bson(bad[i].doc, &r, &e), SL_ECORRUPT);
+        CHECK_STR(e.field, bad[i].field);
+        CHECK_INT(r.status, SCHEMA_SURGERY_ANALYZED); /* untouched */
+        bson_destroy(bad[i].doc);
+    }
+}
+
 int main(void)
 {
     test_whole_label();
@@ -439,5 +518,6 @@ int main(void)
     test_bad_patterns();
     test_entry_bounds();
     test_decode();
+    test_surgery_life();
     return check_finish();
 }
