@@ -193,8 +193,8 @@ sl_status ingest_catalog_load(store *s, const char *tenant, ingest_catalog **out
 /* The SKU a label maps to into *sku (a string owned by the catalog), or NULL
  * when the label is unmapped; c may be NULL (nothing maps).  Errors as
  * schema_catalog_match's (a label that is not UTF-8, a pattern PCRE2 cannot
- * finish matching).  Thread-safe.  One match per pattern: call it once per
- * distinct label. */
+ * finish matching; an ingest job keeps such a label unmapped).  Thread-safe.
+ * One match per pattern: call it once per distinct label. */
 sl_status ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len,
                                const char **sku, sl_error *err);
 

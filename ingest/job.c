@@ -137,9 +137,19 @@ static sl_status resolve_labels(ingest_job *j, sl_error *err)
         const char *label = ingest_parser_label(j->parser, j->resolved);
         j->names[j->resolved] = label;
         j->counted[j->resolved] = false;
-        if ((rc = ingest_catalog_match(j->catalog, label, strlen(label), &j->skus[j->resolved],
-                                       err)) != SL_OK)
+        j->skus[j->resolved] = NULL;
+        /* A pattern PCRE2 cannot finish matching (its match limit) leaves
+         * the label unmapped, as an entry ingest cannot read does: the
+         * detections are kept and the answer lists the label as unmapped;
+         * the usage analysis, which maps labels again with the catalog of
+         * its day, fails naming the pattern until it is fixed. */
+        sl_error me;
+        sl_error_clear(&me);
+        if (ingest_catalog_match(j->catalog, label, strlen(label), &j->skus[j->resolved], &me) ==
+            SL_ENOMEM) {
+            rc = sl_error_set(err, SL_ENOMEM, "%s", me.message);
             goto out;
+        }
     }
 out:
     return rc;

@@ -729,6 +729,33 @@ static void test_catalog(void)
                            (store_cond){STORE_COND_NONE, 0}, NULL, &e),
               SL_OK);
     ingest_catalog_cache_free(&cc);
+
+    /* A pattern PCRE2 cannot finish matching (2^30 ways for (a|a)+ before
+     * the '-') is an error naming it; an ingest job keeps the label
+     * unmapped and the detections. */
+    const char *slow = "{\"name\":\"slow\",\"labels\":[\"(a|a)+c\"],\"unit_cost_cents\":1,"
+                       "\"single_use\":true}";
+    CHECK_INT(ingest_catalog_put(st, T, "AAA-SLOW", slow, strlen(slow), NULL, &e), SL_OK);
+    REQUIRE(ingest_catalog_load(st, T, &c, &e) == SL_OK);
+    const char *sku = "x", *label = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-c";
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_match(c, label, strlen(label), &sku, &e), SL_EINVAL);
+    CHECK(strstr(e.message, "catalog entry AAA-SLOW, label pattern 0") != NULL);
+    CHECK_STR(sku, "x"); /* untouched */
+    ingest_catalog_release(&c);
+    put_surgery("s-slow");
+    ingest_request rq = {.tenant = T, .surgery = "s-slow", .format = INGEST_FORMAT_DARKNET};
+    ingest_summary sum;
+    const char *in = "[{\"frame_id\":1,\"objects\":[{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-c\","
+                     "\"relative_coordinates\":{\"center_x\":0.5,\"center_y\":0.5,\"width\":0.1,"
+                     "\"height\":0.1},\"confidence\":0.5}]}]";
+    CHECK_INT(ingest_mem(&rq, in, strlen(in), &sum, &e), SL_OK);
+    CHECK_INT(sum.detections, 1);
+    CHECK_INT(sum.unmapped, 1);
+    CHECK_STR(sum.unmapped_names[0], label);
+    CHECK_INT(store_delete(st, STORE_ITEMS, "T#" T "#CATALOG", "TOOL#AAA-SLOW",
+                           (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+              SL_OK);
 }
 
 static void test_assets(void)
