@@ -1,6 +1,7 @@
 # The two commands of the README, and the named long runs.
 #   make run   build and start the service on the embedded store, with demo data
 #   make test  build (ASan + UBSan) and run the whole suite through ctest
+#   make check-builds  every build type with gcc and clang compiles clean (CI)
 # Each target installs the Debian packages it needs first (scripts/deps.sh) and
 # configures only what it builds: every configure below passes SIGHTLINE_TESTS
 # and SIGHTLINE_BENCH explicitly, so a build directory's cache (say one a
@@ -15,7 +16,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # Quiet nested makes (cmake --build) about entering directories.
 export MAKEFLAGS += --no-print-directory
 
-.PHONY: all build configure run test deps bench fuzz format clean
+.PHONY: all build configure run test check-builds deps bench fuzz format clean
 
 all: build
 
@@ -52,6 +53,17 @@ test:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 	@tests/skipped.sh $(TEST_BUILD)/ctest-junit.xml
 
+# The whole tree (binary, tests, benchmarks) with gcc and clang, in Release,
+# RelWithDebInfo and Debug, each in build-check-<cc>-<type> with -Werror;
+# reports which failed (scripts/check-builds.sh).  .ci/run calls it; `make
+# test` does not (it builds the sanitizer build only).  CHECK_CCS and
+# CHECK_TYPES narrow it: make check-builds CHECK_CCS=clang CHECK_TYPES=Debug
+CHECK_CCS   ?= gcc clang
+CHECK_TYPES ?= Release RelWithDebInfo Debug
+check-builds:
+	@scripts/deps.sh build test
+	@scripts/check-builds.sh -j $(JOBS) $(CHECK_CCS) -- $(CHECK_TYPES)
+
 FUZZ_SECONDS ?= 60
 # Fuzzing for longer: make fuzz FUZZ_SECONDS=3600.  Each target grows its own
 # corpus in ~/.cache/sightline-fuzz/<target> and keeps what it finds in
@@ -78,4 +90,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz
+	rm -rf $(BUILD) $(TEST_BUILD) build-fuzz build-check-*

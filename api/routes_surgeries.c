@@ -34,19 +34,39 @@ static yajl_gen_status json_micro(yajl_gen g, int32_t m)
 }
 
 /* The surgery as clients see it: its attributes without keys and internal
- * fields, plus closed_at and version (the document's own when version < 0). */
+ * fields, then its life cycle with times as ISO-8601 (closed_at, analyzed_at:
+ * null until then; analysis_error: null unless the last analysis failed),
+ * and version (the document's own when version < 0). */
 static void surgery_json(yajl_gen g, const bson_t *doc, int64_t version)
 {
-    static const char *const hidden[] = {SCHEMA_F_PK,     SCHEMA_F_SK,      SCHEMA_F_GSI1PK,
-                                         SCHEMA_F_GSI1SK, SCHEMA_F_GSI2PK,  SCHEMA_F_GSI2SK,
-                                         SCHEMA_F_TYPE,   SCHEMA_F_VERSION, "tenant",
-                                         "started_ms",    "closed_ms"};
-    int64_t closed_ms = api_doc_int64(doc, "closed_ms", 0);
-    char closed[25];
+    static const char *const hidden[] = {SCHEMA_F_PK,
+                                         SCHEMA_F_SK,
+                                         SCHEMA_F_GSI1PK,
+                                         SCHEMA_F_GSI1SK,
+                                         SCHEMA_F_GSI2PK,
+                                         SCHEMA_F_GSI2SK,
+                                         SCHEMA_F_TYPE,
+                                         SCHEMA_F_VERSION,
+                                         "tenant",
+                                         "started_ms",
+                                         SCHEMA_F_CLOSED_MS,
+                                         SCHEMA_F_ANALYZED_MS,
+                                         SCHEMA_F_ANALYSIS_ERROR};
+    int64_t closed_ms = api_doc_int64(doc, SCHEMA_F_CLOSED_MS, 0);
+    int64_t analyzed_ms = api_doc_int64(doc, SCHEMA_F_ANALYZED_MS, 0);
+    char closed[25], analyzed[25];
+    bson_iter_t it;
+    const char *why =
+        bson_iter_init_find(&it, doc, SCHEMA_F_ANALYSIS_ERROR) && BSON_ITER_HOLDS_UTF8(&it)
+            ? bson_iter_utf8(&it, NULL)
+            : "";
     yajl_gen_map_open(g);
     api_json_bson_fields(g, doc, hidden, sizeof hidden / sizeof hidden[0]);
     schema_time_format(closed_ms, closed);
+    schema_time_format(analyzed_ms, analyzed);
     api_json_kv_str(g, "closed_at", closed_ms ? closed : NULL);
+    api_json_kv_str(g, "analyzed_at", analyzed_ms ? analyzed : NULL);
+    api_json_kv_str(g, "analysis_error", why[0] ? why : NULL);
     api_json_kv_version(g, doc, version);
     yajl_gen_map_close(g);
 }
@@ -198,10 +218,11 @@ out:
 }
 
 /* The head hook: parameters checked, the surgery known and open, the spool
- * file created, all before the body is read, so an unknown (404) or closed
- * (409) surgery is answered without the client sending megabytes first.  The
- * state (upload file, category map) belongs to the request: the server frees
- * it with det_upload_free when the request ends, whatever the outcome. */
+ * file created, all before the body is read, so an unknown (404) or no
+ * longer open (409: closed, analyzed or failed) surgery is answered without
+ * the client sending megabytes first.  The state (upload file, category map)
+ * belongs to the request: the server frees it with det_upload_free when the
+ * request ends, whatever the outcome. */
 static sl_status detections_head(api_request *req, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -221,11 +242,17 @@ static sl_status detections_head(api_request *req, sl_error *err)
     /* The job checks again under its batch: the surgery may change meanwhile. */
     if ((rc = surgery_read(api_store(req), tenant, id, &doc, err)) != SL_OK)
         goto out;
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it) &&
-        !strcmp(bson_iter_utf8(&it, NULL), "closed")) {
+    schema_surgery_life life;
+    sl_error le;
+    sl_error_clear(&le);
+    if ((rc = schema_surgery_life_from_bson(doc, &life, &le)) != SL_OK) {
+        rc = sl_error_set_at(err, rc, le.field, -1, "surgery \"%s\": %s", id, le.message);
+        goto out;
+    }
+    if (life.status != SCHEMA_SURGERY_OPEN) {
         rc = sl_error_set_at(err, SL_ECONFLICT, "id", -1,
-                             "surgery \"%s\" is closed: its detections can no longer change", id);
+                             "surgery \"%s\" is %s: its detections can no longer change", id,
+                             schema_surgery_status_name(life.status));
         goto out;
     }
     rc = api_upload_start(req, &d->u.lim, &d->u.up, err);

@@ -543,6 +543,13 @@ out:
     return rc;
 }
 
+/* The merged waste of one summary's entries of a sku (at most
+ * ENGINE_SUMMARY_TOOLS_MAX entries of at most ENGINE_UNITS_MAX units at
+ * SCHEMA_UNIT_COST_MAX each) cannot overflow int64: that is what bounds the
+ * unit cost (schema.h). */
+_Static_assert(ENGINE_SUMMARY_TOOLS_MAX *ENGINE_UNITS_MAX <= INT64_MAX / SCHEMA_UNIT_COST_MAX,
+               "a surgery summary's waste must fit in int64");
+
 /* One tools[] entry of a summary. */
 typedef struct tool_entry {
     str_ref sku;
@@ -569,22 +576,22 @@ static sl_status parse_tool(bson_iter_t *t, tool_entry *e)
     int doc = BSON_ITER_HOLDS_DOCUMENT(t) && bson_iter_recurse(t, &f);
     while (doc && bson_iter_next(&f)) {
         const char *k = bson_iter_key(&f);
-        if (!strcmp(k, "sku"))
+        if (!strcmp(k, SCHEMA_F_SKU))
             has_sku = utf8_field(&f, &e->sku);
         else if (!strcmp(k, "opened_units"))
             has_o = int_field(&f, &e->opened);
         else if (!strcmp(k, "used_units"))
             has_u = int_field(&f, &e->used);
-        else if (!strcmp(k, "unit_cost_cents"))
+        else if (!strcmp(k, SCHEMA_F_UNIT_COST_CENTS))
             has_c = int_field(&f, &e->cost);
-        else if (!strcmp(k, "single_use")) {
+        else if (!strcmp(k, SCHEMA_F_SINGLE_USE)) {
             has_s = BSON_ITER_HOLDS_BOOL(&f);
             single = has_s && bson_iter_bool(&f);
         }
     }
     int ok = doc && has_sku && has_o && has_u && has_c && has_s && e->opened >= 0 &&
              e->opened <= ENGINE_UNITS_MAX && e->used >= 0 && e->used <= ENGINE_UNITS_MAX &&
-             e->cost >= 0 && e->cost <= ENGINE_COST_MAX;
+             e->cost >= 0 && e->cost <= SCHEMA_UNIT_COST_MAX;
     e->waste = ok && single && e->opened > e->used ? (e->opened - e->used) * e->cost : 0;
     return ok ? SL_OK : SL_EINVAL;
 }
@@ -657,11 +664,13 @@ static sl_status apply_summary(engine_aggset *set, const bson_t *image, int sign
     while (bson_iter_next(&tools)) {
         if (parse_tool(&tools, &e[ne]) != SL_OK ||
             schema_component_check_n("sku", e[ne].sku.s, e[ne].sku.len, NULL) != SL_OK) {
-            char field[32];
+            char field[32], why[160];
             snprintf(field, sizeof field, "tools[%zu]", ne);
-            rc = bad_summary(&pk, field, err,
-                             "needs sku (a valid name), opened_units and used_units (0..1000000), "
-                             "unit_cost_cents (0..1e10) and single_use (bool)");
+            snprintf(why, sizeof why,
+                     "needs sku (a valid name), opened_units and used_units (0..%lld), "
+                     "unit_cost_cents (0..%lld) and single_use (bool)",
+                     (long long)ENGINE_UNITS_MAX, (long long)SCHEMA_UNIT_COST_MAX);
+            rc = bad_summary(&pk, field, err, why);
             goto out;
         }
         ne++;

@@ -1,7 +1,8 @@
 /* engine.h -- exact cumulative aggregates kept from the change feed of `items`:
  * the aggregate arithmetic (asset and surgery-summary images -> deltas), the
  * listener that applies them exactly once, and the recompute job that proves
- * them right.  Includes only schema/ and store/.
+ * them right; the tenant's tool catalog as the usage analysis reads it, and
+ * the transitions of a surgery's life cycle.  Includes only schema/ and store/.
  *
  * ---------------------------------------------------------------------------
  * Aggregate documents (table `aggregates`, partition `T#<tenant>#AGG`).
@@ -85,15 +86,16 @@
 
 __extension__ typedef __int128 engine_i128;
 
-#define ENGINE_MICRO_ONE           1000000 /* a score of 1.0 in micro-units */
-#define ENGINE_HIST_BINS           100
-#define ENGINE_HIST_BIN_MICRO      10000         /* ENGINE_MICRO_ONE / ENGINE_HIST_BINS */
-#define ENGINE_METRIC_NAME_MAX     64            /* bytes of a metric name, without the NUL */
-#define ENGINE_ASSET_SALIENCY_MAX  32            /* saliency measures of one asset */
-#define ENGINE_AGG_METRICS_MAX     256           /* metrics of one aggregate */
-#define ENGINE_SUMMARY_TOOLS_MAX   4096          /* tool entries of one surgery summary */
-#define ENGINE_UNITS_MAX           1000000LL     /* opened_units / used_units of one entry */
-#define ENGINE_COST_MAX            10000000000LL /* unit_cost_cents of one entry */
+#define ENGINE_MICRO_ONE          1000000 /* a score of 1.0 in micro-units */
+#define ENGINE_HIST_BINS          100
+#define ENGINE_HIST_BIN_MICRO     10000     /* ENGINE_MICRO_ONE / ENGINE_HIST_BINS */
+#define ENGINE_METRIC_NAME_MAX    64        /* bytes of a metric name, without the NUL */
+#define ENGINE_ASSET_SALIENCY_MAX 32        /* saliency measures of one asset */
+#define ENGINE_AGG_METRICS_MAX    256       /* metrics of one aggregate */
+#define ENGINE_SUMMARY_TOOLS_MAX  4096      /* tool entries of one surgery summary */
+#define ENGINE_UNITS_MAX          1000000LL /* opened_units / used_units of one entry */
+/* unit_cost_cents of one entry: 0..SCHEMA_UNIT_COST_MAX (schema.h), the bound ingest puts on a
+ * catalog entry, so every cost the catalog accepts can be summed here. */
 #define ENGINE_NAME_SIZE           (SCHEMA_COMPONENT_MAX + 1)
 #define ENGINE_CONSUMER            "aggregates" /* the listener's consumer name */
 #define ENGINE_SYS_PK              "SYS#ENGINE" /* partition of leases, checkpoints, audits */
@@ -396,6 +398,80 @@ sl_status engine_listener_stats_get(engine_listener *l, engine_listener_stats *o
  * listener): then only sightline_listener_running 0.  The lag itself is the
  * store's to tell (store_feed_stats_get), whoever runs the listener. */
 void engine_listener_metrics_write(engine_listener *l, FILE *out);
+
+/* ---------------------------------------------------------------------------
+ * The tool catalog (engine/catalog.c).  The usage analysis maps detection
+ * labels with the tenant's CURRENT catalog (not the sku ingest stored with a
+ * frame), through schema's compiled matcher (schema.h, "The tool catalog").
+ * ------------------------------------------------------------------------- */
+
+/* Reads the catalog of tenant (T#<t>#CATALOG / TOOL#..., page by page
+ * through store_query) and compiles it, entries in SKU byte order: when the
+ * patterns of two entries overlap, the smaller SKU wins (schema_catalog_match).
+ * Strict: a document that does not decode (schema_catalog_entry_from_bson),
+ * is stored under another SKU's key, or has a pattern that does not compile
+ * fails the whole load with SL_ECORRUPT naming the entry and the field, so
+ * that no analysis prices a surgery with part of a catalog; a PUT of the
+ * entry repairs it.  A tenant without a catalog gets an empty one (every
+ * label unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
+ *
+ * Use: load once per analysis; map each DISTINCT label once with
+ * schema_catalog_match (frames list their distinct labels) and keep the index;
+ * schema_catalog_at(c, index) gives the sku, name, unit cost and single_use. */
+sl_status engine_catalog_load(store *s, const char *tenant, schema_catalog **out, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Surgery life cycle (engine/surgery.c).  The status fields of the surgery
+ * META document (schema.h, "A surgery's life cycle") change only through
+ * these transitions, which the API (close, analyze), the CLI (analyze) and
+ * the analysis job call; ingest only reads them (it refuses detections
+ * unless open) and keeps them across a PUT of the description.  They live in
+ * the engine because the engine ends analyses and may not include ingest,
+ * and the API and the CLI may include the engine.
+ *
+ *        close               analysis ends
+ *   open ------> closed -----------------------> analyzed
+ *                  ^    \----------------------> failed (analysis_error)
+ *                  |  requeue (analyze again)      |
+ *                  +-------------------------------+  (from analyzed or failed)
+ *
+ * closed means "analysis queued or running"; whoever runs analyses requeues
+ * a surgery a crash left closed (no transition is needed for that: it is
+ * already closed).  Each transition reads the document and writes it back
+ * fenced on the version it read (retried a few times when another write
+ * raced in), keeping every other field and the field order.
+ * ------------------------------------------------------------------------- */
+typedef enum engine_surgery_event {
+    ENGINE_SURGERY_CLOSE = 1,    /* open -> closed; closed_ms = now */
+    ENGINE_SURGERY_REQUEUE = 2,  /* analyzed | failed -> closed (re-analysis, e.g. catalog
+                                    fix); analysis_error "", analyzed_ms kept (the last end) */
+    ENGINE_SURGERY_ANALYZED = 3, /* closed -> analyzed; analyzed_ms = now, analysis_error "" */
+    ENGINE_SURGERY_FAILED = 4    /* closed -> failed; analyzed_ms = now, analysis_error = why */
+} engine_surgery_event;
+
+/* The life cycle of a surgery into *out (and its document's version into
+ * *version, may be NULL).  SL_ENOTFOUND naming "surgery" when the tenant has
+ * no such surgery; SL_ECORRUPT naming the field when its status fields do
+ * not read. */
+sl_status engine_surgery_life_get(store *s, const char *tenant, const char *surgery,
+                                  schema_surgery_life *out, int64_t *version, sl_error *err);
+
+/* Applies event ev to the surgery at now_ms (ms since the epoch; <= 0: the
+ * clock's now).  why is the failure's reason for ENGINE_SURGERY_FAILED
+ * (NULL or "" is refused: a failure says why; cut to SCHEMA_ANALYSIS_ERROR_MAX
+ * bytes at a character boundary), ignored otherwise.
+ *   SL_OK          written; *out (may be NULL) is the new life cycle
+ *   SL_ECONFLICT   the status does not allow ev (naming "status": "surgery
+ *                  \"s\" is analyzed: only an open surgery can be closed");
+ *                  nothing written, and *out is the CURRENT life cycle, so a
+ *                  caller can answer an idempotent repeat (a second close)
+ *   SL_ENOTFOUND   no such surgery (naming "surgery")
+ *   SL_EBUSY       other writes kept moving its version (retry)
+ *   SL_ECORRUPT    its status fields do not read
+ * and the store's errors. */
+sl_status engine_surgery_transition(store *s, const char *tenant, const char *surgery,
+                                    engine_surgery_event ev, int64_t now_ms, const char *why,
+                                    schema_surgery_life *out, sl_error *err);
 
 /* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.

@@ -1,47 +1,22 @@
-/* catalog.c -- the tool catalog: the PUT /v1/catalog/{sku} body codec, the
- * compiled catalog (PCRE2 label patterns -> SKU) and a per-tenant cache that
- * recompiles only when some entry's version changed. */
+/* catalog.c -- the tool catalog on ingest's side: the PUT /v1/catalog/{sku}
+ * body codec, the tenant's compiled catalog (label -> SKU while detections
+ * arrive) and a per-tenant cache that recompiles only when some entry's
+ * version changed.  The vocabulary, the bounds, the decoder of a stored entry
+ * and the matcher are schema's (schema.h, "The tool catalog"), shared with
+ * the engine, which reads the same documents (engine_catalog_load). */
 #include "ingest_int.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CATALOG_NAME_MAX    256u
-#define CATALOG_LABELS_MAX  64u            /* patterns of one entry */
-#define CATALOG_PATTERN_MAX 512u           /* bytes of one pattern */
-#define CATALOG_COST_MAX    100000000000ll /* a billion dollars, in cents */
-#define CACHE_TENANTS_MAX   256u
-
-/* Compiled as a whole-label match: "scalpel" does not match "scalpel-holder". */
-static const uint32_t pattern_options = PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED | PCRE2_ENDANCHORED;
+#define CACHE_TENANTS_MAX 256u
 
 /* ---------------------------------------------------------------------------
  * The PUT body.
  * ------------------------------------------------------------------------- */
-static sl_status compile_check(const ingest__tree *t, const ingest__jnode *n, sl_error *err)
-{
-    sl_status rc = SL_OK;
-    int code;
-    PCRE2_SIZE where;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->s, n->len, pattern_options, &code, &where, NULL);
-    if (re) {
-        pcre2_code_free(re);
-    } else {
-        PCRE2_UCHAR msg[160];
-        if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
-            snprintf((char *)msg, sizeof msg, "error %d", code);
-        rc = ingest__tree_fail(t, n, err, SL_EINVAL,
-                               "label pattern /%.60s/ does not compile: %s (at pattern offset %zu)",
-                               n->s, (const char *)msg, (size_t)where);
-    }
-    return rc;
-}
-
 sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *json, size_t len,
                              const ingest_limits *lim, bson_t **out, sl_error *err)
 {
@@ -59,27 +34,33 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
     int64_t cost = 0;
     bool single_use = false;
     if ((rc = ingest__body_object(t, root, "a catalog entry", err)) ||
-        (rc = ingest__tree_string(t, root, "name", true, CATALOG_NAME_MAX, &name, err)) ||
-        (rc = ingest__tree_typed(t, root, "labels", true, INGEST__T_ARRAY, &labels, err)) ||
-        (rc =
-             ingest__tree_int(t, root, "unit_cost_cents", true, 0, CATALOG_COST_MAX, &cost, err)) ||
-        (rc = ingest__tree_bool(t, root, "single_use", true, &single_use, err)))
+        (rc = ingest__tree_string(t, root, SCHEMA_F_NAME, true, SCHEMA_CATALOG_NAME_MAX, &name,
+                                  err)) ||
+        (rc = ingest__tree_typed(t, root, SCHEMA_F_CATALOG_LABELS, true, INGEST__T_ARRAY, &labels,
+                                 err)) ||
+        (rc = ingest__tree_int(t, root, SCHEMA_F_UNIT_COST_CENTS, true, 0, SCHEMA_UNIT_COST_MAX,
+                               &cost, err)) ||
+        (rc = ingest__tree_bool(t, root, SCHEMA_F_SINGLE_USE, true, &single_use, err)))
         goto out;
-    if (labels->count == 0 || labels->count > CATALOG_LABELS_MAX) {
+    if (labels->count == 0 || labels->count > SCHEMA_CATALOG_LABELS_MAX) {
         rc = ingest__tree_fail(t, labels, err, SL_EINVAL,
-                               "labels must hold 1 to %u patterns, not %u", CATALOG_LABELS_MAX,
-                               labels->count);
+                               "labels must hold 1 to %u patterns, not %u",
+                               SCHEMA_CATALOG_LABELS_MAX, labels->count);
         goto out;
     }
     for (const ingest__jnode *n = labels->first; n; n = n->next) {
-        if (n->type != INGEST__T_STRING || n->len == 0 || n->len > CATALOG_PATTERN_MAX) {
+        if (n->type != INGEST__T_STRING || n->len == 0 || n->len > SCHEMA_CATALOG_PATTERN_MAX) {
             rc = ingest__tree_fail(t, n, err, SL_EINVAL,
                                    "each label pattern must be a string of 1 to %u bytes",
-                                   CATALOG_PATTERN_MAX);
+                                   SCHEMA_CATALOG_PATTERN_MAX);
             goto out;
         }
-        if ((rc = compile_check(t, n, err)) != SL_OK)
+        sl_error pe;
+        sl_error_clear(&pe);
+        if (schema_catalog_pattern_check(n->s, n->len, &pe) != SL_OK) {
+            rc = ingest__tree_fail(t, n, err, pe.status, "%s", pe.message);
             goto out;
+        }
     }
     doc = bson_new();
     bson_t arr;
@@ -87,18 +68,29 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
     const char *key;
     bool ok = BSON_APPEND_UTF8(doc, SCHEMA_F_PK, pk) && BSON_APPEND_UTF8(doc, SCHEMA_F_SK, sk) &&
               BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_CATALOG_TOOL) &&
-              BSON_APPEND_UTF8(doc, "sku", sku) && BSON_APPEND_UTF8(doc, "name", name) &&
-              BSON_APPEND_ARRAY_BEGIN(doc, "labels", &arr);
+              BSON_APPEND_UTF8(doc, SCHEMA_F_SKU, sku) &&
+              BSON_APPEND_UTF8(doc, SCHEMA_F_NAME, name) &&
+              BSON_APPEND_ARRAY_BEGIN(doc, SCHEMA_F_CATALOG_LABELS, &arr);
     uint32_t i = 0;
     for (const ingest__jnode *n = labels->first; ok && n; n = n->next, i++) {
         bson_uint32_to_string(i, &key, idx, sizeof idx);
         ok = bson_append_utf8(&arr, key, -1, n->s, (int)n->len);
     }
     ok = ok && bson_append_array_end(doc, &arr) &&
-         BSON_APPEND_INT64(doc, "unit_cost_cents", cost) &&
-         BSON_APPEND_BOOL(doc, "single_use", single_use);
-    if (!ok)
+         BSON_APPEND_INT64(doc, SCHEMA_F_UNIT_COST_CENTS, cost) &&
+         BSON_APPEND_BOOL(doc, SCHEMA_F_SINGLE_USE, single_use);
+    if (!ok) {
         rc = sl_error_set(err, SL_ETOOLARGE, "catalog entry does not fit in a document");
+        goto out;
+    }
+    /* What is stored must be what every reader decodes (the engine refuses
+     * the document otherwise): the one decoder says so here, not later. */
+    schema_catalog_doc back;
+    sl_error de;
+    sl_error_clear(&de);
+    if (schema_catalog_entry_from_bson(doc, &back, &de) != SL_OK)
+        rc = sl_error_set_at(err, SL_EINTERNAL, de.field, -1,
+                             "the catalog entry written would not read back: %s", de.message);
 out:
     return ingest__body_done(rc, &t, doc, out);
 }
@@ -112,31 +104,18 @@ sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, cons
 }
 
 /* ---------------------------------------------------------------------------
- * The compiled catalog.
+ * The compiled catalog: schema's, counted and fingerprinted for the cache.
  * ------------------------------------------------------------------------- */
-typedef struct entry {
-    char *sku;
-    int64_t version;
-    size_t n;
-    pcre2_code **re;
-} entry;
-
 struct ingest_catalog {
     atomic_int refs;
-    entry *e;
-    size_t n;
+    schema_catalog *sc;   /* NULL when only the fingerprint was read */
+    size_t skipped;       /* stored entries that do not decode or compile */
     uint64_t fingerprint; /* of the (sku, version) list it was built from */
 };
 
 static void catalog_free(ingest_catalog *c)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        for (size_t k = 0; k < c->e[i].n; k++)
-            pcre2_code_free(c->e[i].re[k]);
-        free(c->e[i].re);
-        free(c->e[i].sku);
-    }
-    free(c->e);
+    schema_catalog_free(&c->sc);
     free(c);
 }
 
@@ -151,23 +130,22 @@ void ingest_catalog_release(ingest_catalog **cp)
 
 size_t ingest_catalog_size(const ingest_catalog *c)
 {
-    return c ? c->n : 0;
+    return c ? schema_catalog_size(c->sc) : 0;
 }
 
-const char *ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len)
+size_t ingest_catalog_skipped(const ingest_catalog *c)
 {
-    const char *sku = NULL;
-    if (!c || c->n == 0)
-        return NULL;
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-    if (!md)
-        return NULL;
-    for (size_t i = 0; !sku && i < c->n; i++)
-        for (size_t k = 0; !sku && k < c->e[i].n; k++)
-            if (pcre2_match(c->e[i].re[k], (PCRE2_SPTR)label, len, 0, 0, md, NULL) >= 0)
-                sku = c->e[i].sku;
-    pcre2_match_data_free(md);
-    return sku;
+    return c ? c->skipped : 0;
+}
+
+sl_status ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len,
+                               const char **sku, sl_error *err)
+{
+    size_t i = SCHEMA_CATALOG_NONE;
+    sl_status rc = schema_catalog_match(c ? c->sc : NULL, label, len, &i, err);
+    if (rc == SL_OK)
+        *sku = i == SCHEMA_CATALOG_NONE ? NULL : schema_catalog_at(c->sc, i)->sku;
+    return rc;
 }
 
 static uint64_t fp_mix(uint64_t h, const void *p, size_t n)
@@ -178,8 +156,12 @@ static uint64_t fp_mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Reads every catalog entry of tenant.  With compile false only the
- * fingerprint is computed (c->e stays empty). */
+/* Reads every catalog entry of tenant, in SKU order.  With compile false
+ * only the fingerprint is computed (c->sc stays NULL).  An entry that does
+ * not decode or compile (never written by this version's PUT) is skipped and
+ * counted: detections keep arriving, its labels show as unmapped in the
+ * ingest answer, and the usage analysis, which reads the catalog strictly
+ * (engine_catalog_load), fails naming it until a PUT replaces it. */
 static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest_catalog **out,
                               sl_error *err)
 {
@@ -196,7 +178,8 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
     c->fingerprint = 14695981039346656037ull;
     if ((rc = schema_pk_catalog(pk, tenant, err)) != SL_OK)
         goto out;
-    size_t cap = 0;
+    if (compile && (rc = schema_catalog_new(&c->sc, err)) != SL_OK)
+        goto out;
     for (;;) {
         store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
                               .limit = STORE_PAGE_MAX,
@@ -204,63 +187,29 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
         if ((rc = store_query(s, STORE_ITEMS, pk, &q, &page, err)) != SL_OK)
             goto out;
         for (size_t i = 0; i < page.count; i++) {
-            bson_t view;
-            bson_iter_t it, arr;
-            if (!store_page_view(&page, i, &view))
-                continue;
-            const char *sku = NULL;
-            int64_t v = 0;
-            if (bson_iter_init_find(&it, &view, "sku") && BSON_ITER_HOLDS_UTF8(&it))
-                sku = bson_iter_utf8(&it, NULL);
-            if (bson_iter_init_find(&it, &view, SCHEMA_F_VERSION) && BSON_ITER_HOLDS_INT64(&it))
-                v = bson_iter_int64(&it);
-            if (!sku)
-                continue; /* not a catalog entry we wrote */
-            c->fingerprint = fp_mix(c->fingerprint, sku, strlen(sku) + 1);
+            /* The key and version the store keeps, whatever the bytes say. */
+            const char *sk = page.docs[i].sk;
+            int64_t v = page.docs[i].version;
+            c->fingerprint = fp_mix(c->fingerprint, sk, strlen(sk) + 1);
             c->fingerprint = fp_mix(c->fingerprint, &v, sizeof v);
             if (!compile)
                 continue;
-            if (c->n == cap) {
-                cap = cap ? cap * 2 : 16;
-                entry *e = realloc(c->e, sizeof *e * cap);
-                if (!e) {
-                    rc = sl_error_set(err, SL_ENOMEM, "out of memory reading the catalog");
-                    goto out;
-                }
-                c->e = e;
+            bson_t view;
+            schema_catalog_doc d;
+            sl_error e;
+            sl_error_clear(&e);
+            if (!store_page_view(&page, i, &view) ||
+                schema_catalog_entry_from_bson(&view, &d, &e) != SL_OK) {
+                c->skipped++;
+                continue;
             }
-            entry *e = &c->e[c->n++];
-            memset(e, 0, sizeof *e);
-            e->sku = strdup(sku);
-            e->version = v;
-            if (!e->sku) {
-                rc = sl_error_set(err, SL_ENOMEM, "out of memory reading the catalog");
+            sl_status arc = schema_catalog_add(c->sc, &d.entry, &e);
+            if (arc == SL_ENOMEM) {
+                rc = sl_error_set(err, SL_ENOMEM, "out of memory compiling the catalog");
                 goto out;
             }
-            if (!bson_iter_init_find(&it, &view, "labels") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-                !bson_iter_recurse(&it, &arr))
-                continue;
-            while (bson_iter_next(&arr)) {
-                if (!BSON_ITER_HOLDS_UTF8(&arr))
-                    continue;
-                uint32_t plen;
-                const char *pat = bson_iter_utf8(&arr, &plen);
-                int code;
-                PCRE2_SIZE where;
-                pcre2_code *re =
-                    pcre2_compile((PCRE2_SPTR)pat, plen, pattern_options, &code, &where, NULL);
-                if (!re)
-                    continue; /* refused at PUT time; a stored bad one matches nothing */
-                (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-                pcre2_code **r = realloc(e->re, sizeof *r * (e->n + 1));
-                if (!r) {
-                    pcre2_code_free(re);
-                    rc = sl_error_set(err, SL_ENOMEM, "out of memory compiling the catalog");
-                    goto out;
-                }
-                e->re = r;
-                e->re[e->n++] = re;
-            }
+            if (arc != SL_OK)
+                c->skipped++;
         }
         if (!page.next_token)
             break;

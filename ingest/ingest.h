@@ -164,16 +164,19 @@ void ingest_parser_free(ingest_parser **p);
 /* ---------------------------------------------------------------------------
  * Catalog: label patterns (PCRE2) -> SKU.
  *
- * A pattern matches a whole label (anchored at both ends); entries are tried
- * in SKU order and the first match wins.  An unmatched label is unmapped
- * (sku null), counted and reported, never dropped.
+ * The field names, bounds, decoder and matcher are schema's (schema.h, "The
+ * tool catalog"): a pattern matches a whole label (anchored at both ends);
+ * entries are tried in SKU order and the first match wins.  An unmatched
+ * label is unmapped (sku null), counted and reported, never dropped.
  * ------------------------------------------------------------------------- */
 typedef struct ingest_catalog ingest_catalog;
 
 /* Builds the catalog_tool document of PUT /v1/catalog/{sku} from its JSON
- * body {"name", "labels": [...], "unit_cost_cents", "single_use"}; every
- * pattern is compiled to refuse bad ones with their offset.  On success *out
- * is a new document (bson_destroy()). */
+ * body {"name", "labels": [...], "unit_cost_cents", "single_use"} within
+ * schema's bounds (SCHEMA_CATALOG_*, SCHEMA_UNIT_COST_MAX); every pattern is
+ * compiled to refuse bad ones with their offset, and the document is decoded
+ * back with schema_catalog_entry_from_bson, so what is stored is what the
+ * engine reads.  On success *out is a new document (bson_destroy()). */
 sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *json, size_t len,
                              const ingest_limits *lim, bson_t **out, sl_error *err);
 
@@ -181,16 +184,24 @@ sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *js
 sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, const void *json,
                              size_t len, store_put_result *res, sl_error *err);
 
-/* Reads and compiles the tenant's catalog.  On success *out holds one
+/* Reads and compiles the tenant's catalog.  A stored entry that does not
+ * decode or compile is skipped (ingest_catalog_skipped counts it): its labels
+ * go unmapped, detections keep arriving.  On success *out holds one
  * reference: ingest_catalog_release() it. */
 sl_status ingest_catalog_load(store *s, const char *tenant, ingest_catalog **out, sl_error *err);
 
-/* The SKU a label maps to (a string owned by the catalog), or NULL when the
- * label is unmapped.  Thread-safe. */
-const char *ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len);
+/* The SKU a label maps to into *sku (a string owned by the catalog), or NULL
+ * when the label is unmapped; c may be NULL (nothing maps).  Errors as
+ * schema_catalog_match's (a label that is not UTF-8, a pattern PCRE2 cannot
+ * finish matching; an ingest job keeps such a label unmapped).  Thread-safe.
+ * One match per pattern: call it once per distinct label. */
+sl_status ingest_catalog_match(const ingest_catalog *c, const char *label, size_t len,
+                               const char **sku, sl_error *err);
 
-/* Entries in the catalog. */
+/* Entries in the catalog, and stored entries skipped because they do not
+ * decode or compile. */
 size_t ingest_catalog_size(const ingest_catalog *c);
+size_t ingest_catalog_skipped(const ingest_catalog *c);
 
 /* Drops one reference and sets *c to NULL; the last one frees.  NULL is fine. */
 void ingest_catalog_release(ingest_catalog **c);
@@ -219,13 +230,15 @@ void ingest_catalog_cache_free(ingest_catalog_cache **cc);
 /* Builds the surgery META document from the JSON body {"hospital", "room",
  * "procedure", "surgeon", "started_at", "fps", "frame_width", "frame_height",
  * "table": [[x, y], ...]}.  existing (may be NULL) is the stored document:
- * its status and closed_ms are kept (a PUT does not reopen a surgery).  On
- * success *out is a new document (bson_destroy()). */
+ * its life cycle (schema_surgery_life: status, closed_ms, analyzed_ms,
+ * analysis_error) is kept, so a PUT never reopens a surgery; SL_ECORRUPT when
+ * those fields of existing do not read.  On success *out is a new document
+ * (bson_destroy()). */
 sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
                              const bson_t *existing, const ingest_limits *lim, bson_t **out,
                              sl_error *err);
 
-/* Validates and writes the surgery (create or replace), keeping status. */
+/* Validates and writes the surgery (create or replace), keeping its life cycle. */
 sl_status ingest_surgery_put(store *s, const char *tenant, const char *surgery, const void *json,
                              size_t len, store_put_result *res, sl_error *err);
 

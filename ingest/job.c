@@ -33,6 +33,7 @@ struct ingest_job {
     ingest__tree *assets;
     ingest_catalog *catalog;
     schema_key pk;
+    int64_t surgery_v; /* the version of the surgery check_surgery saw open */
     /* per input label: its SKU (NULL unmapped) and whether it was counted as unmapped */
     const char **skus;
     const char **names;
@@ -135,8 +136,20 @@ static sl_status resolve_labels(ingest_job *j, sl_error *err)
     for (; j->resolved < n; j->resolved++) {
         const char *label = ingest_parser_label(j->parser, j->resolved);
         j->names[j->resolved] = label;
-        j->skus[j->resolved] = ingest_catalog_match(j->catalog, label, strlen(label));
         j->counted[j->resolved] = false;
+        j->skus[j->resolved] = NULL;
+        /* A pattern PCRE2 cannot finish matching (its match limit) leaves
+         * the label unmapped, as an entry ingest cannot read does: the
+         * detections are kept and the answer lists the label as unmapped;
+         * the usage analysis, which maps labels again with the catalog of
+         * its day, fails naming the pattern until it is fixed. */
+        sl_error me;
+        sl_error_clear(&me);
+        if (ingest_catalog_match(j->catalog, label, strlen(label), &j->skus[j->resolved], &me) ==
+            SL_ENOMEM) {
+            rc = sl_error_set(err, SL_ENOMEM, "%s", me.message);
+            goto out;
+        }
     }
 out:
     return rc;
@@ -211,8 +224,11 @@ static sl_status on_asset(void *ctx, ingest__tree *t, const ingest__jnode *root,
  * Life cycle.
  * ------------------------------------------------------------------------- */
 
-/* Reads the surgery: it must exist and be open; fills the frame size. */
-static sl_status check_surgery(ingest_job *j, uint32_t *width, uint32_t *height, sl_error *err)
+/* Reads the surgery: it must exist and be open (any other status of its
+ * life cycle is SL_ECONFLICT); fills the frame size and the version seen,
+ * which the batch is fenced on. */
+static sl_status check_surgery(ingest_job *j, uint32_t *width, uint32_t *height, int64_t *version,
+                               sl_error *err)
 {
     bson_t *doc = NULL;
     sl_error e;
@@ -229,16 +245,25 @@ static sl_status check_surgery(ingest_job *j, uint32_t *width, uint32_t *height,
         rc = sl_error_set_at(err, rc, e.field, e.offset, "%s", e.message);
         goto out;
     }
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it) &&
-        strcmp(bson_iter_utf8(&it, NULL), "closed") == 0)
+    schema_surgery_life life;
+    if ((rc = schema_surgery_life_from_bson(doc, &life, &e)) != SL_OK) {
+        rc = sl_error_set_at(err, rc, e.field, -1, "surgery \"%s\": %s", j->rq.surgery, e.message);
+        goto out;
+    }
+    if (life.status != SCHEMA_SURGERY_OPEN) {
         rc = sl_error_set_at(err, SL_ECONFLICT, "surgery", -1,
-                             "surgery \"%s\" is closed: its detections can no longer change",
-                             j->rq.surgery);
+                             "surgery \"%s\" is %s: its detections can no longer change",
+                             j->rq.surgery, schema_surgery_status_name(life.status));
+        goto out;
+    }
+    bson_iter_t it;
     if (bson_iter_init_find(&it, doc, "frame_width") && BSON_ITER_HOLDS_INT32(&it))
         *width = (uint32_t)bson_iter_int32(&it);
     if (bson_iter_init_find(&it, doc, "frame_height") && BSON_ITER_HOLDS_INT32(&it))
         *height = (uint32_t)bson_iter_int32(&it);
+    *version = 0;
+    if (bson_iter_init_find(&it, doc, SCHEMA_F_VERSION) && BSON_ITER_HOLDS_INT64(&it))
+        *version = bson_iter_int64(&it);
 out:
     if (doc)
         bson_destroy(doc);
@@ -277,7 +302,7 @@ sl_status ingest_job_begin(store *s, const ingest_request *rq, ingest_job **out,
         if ((rc = schema_pk_surgery(j->pk, rq->tenant, rq->surgery, err)) != SL_OK)
             goto out;
         uint32_t w = 0, h = 0;
-        if ((rc = check_surgery(j, &w, &h, err)) != SL_OK)
+        if ((rc = check_surgery(j, &w, &h, &j->surgery_v, err)) != SL_OK)
             goto out;
         rc = rq->catalogs ? ingest_catalog_cache_get(rq->catalogs, s, rq->tenant, &j->catalog, err)
                           : ingest_catalog_load(s, rq->tenant, &j->catalog, err);
@@ -297,10 +322,23 @@ sl_status ingest_job_begin(store *s, const ingest_request *rq, ingest_job **out,
         goto out;
     if ((rc = store_batch_begin(s, &j->batch, err)) != SL_OK)
         goto out;
-    /* The surgery must still exist when the batch commits. */
-    if (j->parser)
+    /* The surgery must still be as check_surgery saw it (open) when the
+     * batch commits: a close between that read and this batch makes the
+     * batch fail instead of adding detections to a closed surgery. */
+    if (j->parser) {
+        sl_error ce;
+        sl_error_clear(&ce);
         rc = store_batch_check(j->batch, STORE_ITEMS, j->pk, SCHEMA_SK_META,
-                               (store_cond){STORE_COND_EXISTS, 0}, err);
+                               (store_cond){STORE_COND_VERSION, j->surgery_v}, &ce);
+        if (rc == SL_ECONDITION)
+            rc = sl_error_set_at(err, SL_ECONFLICT, "surgery", -1,
+                                 "surgery \"%s\" changed (closed, replaced or deleted) while its "
+                                 "detections were being stored: nothing was stored; check its "
+                                 "status and send them again",
+                                 j->rq.surgery);
+        else if (rc != SL_OK)
+            rc = sl_error_set_at(err, ce.status, ce.field, ce.offset, "%s", ce.message);
+    }
     if (rc == SL_OK)
         rc = ingest__writer_start(j->batch, &j->writer, err);
 out:

@@ -1,6 +1,7 @@
 /* surgery.c -- the surgery META document of PUT /v1/surgeries/{id}: body
- * validation and encoding, and the write that keeps a surgery's status (a
- * PUT never reopens a closed surgery). */
+ * validation and encoding, and the write that keeps a surgery's life cycle
+ * (schema.h, "A surgery's life cycle": a PUT never reopens a surgery nor
+ * touches its analysis; only the engine's transitions change them). */
 #include "ingest_int.h"
 
 #include <stdio.h>
@@ -11,8 +12,6 @@
 #define FRAME_SIDE_MAX   100000 /* pixels */
 #define TABLE_POINTS_MAX 256u
 #define PUT_RETRIES      8 /* against a concurrent close */
-
-#define STATUS_OPEN "open"
 
 sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
                              const bson_t *existing, const ingest_limits *lim, bson_t **out,
@@ -80,13 +79,18 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
         goto out;
 
     /* A PUT replaces the description, never the life cycle. */
-    const char *status = STATUS_OPEN;
-    int64_t closed_ms = 0;
-    bson_iter_t it;
-    if (existing && bson_iter_init_find(&it, existing, "status") && BSON_ITER_HOLDS_UTF8(&it))
-        status = bson_iter_utf8(&it, NULL);
-    if (existing && bson_iter_init_find(&it, existing, "closed_ms") && BSON_ITER_HOLDS_INT64(&it))
-        closed_ms = bson_iter_int64(&it);
+    schema_surgery_life life;
+    schema_surgery_life_init(&life);
+    if (existing) {
+        sl_error le;
+        sl_error_clear(&le);
+        if (schema_surgery_life_from_bson(existing, &life, &le) != SL_OK) {
+            rc = sl_error_set_at(err, le.status, le.field, -1,
+                                 "the stored surgery \"%s\" cannot be replaced: %s", surgery,
+                                 le.message);
+            goto out;
+        }
+    }
 
     doc = bson_new();
     bson_t arr;
@@ -111,8 +115,7 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
         bson_uint32_to_string(i, &key, idx, sizeof idx);
         ok = ingest__bson_numbers(&arr, key, p);
     }
-    ok = ok && bson_append_array_end(doc, &arr) && BSON_APPEND_UTF8(doc, "status", status) &&
-         BSON_APPEND_INT64(doc, "closed_ms", closed_ms);
+    ok = ok && bson_append_array_end(doc, &arr) && schema_surgery_life_append(doc, &life);
     if (!ok)
         rc = sl_error_set(err, SL_ETOOLARGE, "surgery does not fit in a document");
 out:

@@ -1,13 +1,17 @@
 /* schema.h -- the vocabulary every layer shares: status codes and the error
  * struct, key builders for the single-table design, key-component validation
- * (libpcre2) and the names of document fields.  Includes nothing of ours.
+ * (libpcre2), the names of document fields, and the documents that more than
+ * one layer reads (frames, the tool catalog, the surgery's life cycle).
+ * Includes nothing of ours (libbson for the documents).
  *
  * Keys are built only from validated components, so a name can never forge
  * another key: '#' and '/' cannot appear inside a component. */
 #ifndef SIGHTLINE_SCHEMA_H
 #define SIGHTLINE_SCHEMA_H
 
+#include <bson/bson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -283,6 +287,190 @@ void schema_frame_det_pack(uint8_t out[SCHEMA_FRAME_DET_SIZE], const schema_fram
  * the label index is not below nlabels or a value is outside 0..1000000. */
 sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, uint32_t nlabels,
                                   schema_frame_det *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * The tool catalog (schema/catalog.c; docs/documents.md "catalog_tool").
+ *
+ * One catalog_tool document per SKU at T#t#CATALOG / TOOL#<sku>, written by
+ * ingest (the PUT /v1/catalog/{sku} body codec) and read by ingest (labels ->
+ * SKU while detections arrive) and by the engine (the usage analysis re-maps
+ * labels with the current catalog and prices what was wasted).  The field
+ * names, the bounds and the matcher are defined here once, so what ingest
+ * accepts is exactly what the engine can read.
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_SKU             "sku"
+#define SCHEMA_F_CATALOG_LABELS  "labels" /* array of PCRE2 patterns */
+#define SCHEMA_F_UNIT_COST_CENTS "unit_cost_cents"
+#define SCHEMA_F_SINGLE_USE      "single_use"
+/* (the entry's name is SCHEMA_F_NAME) */
+
+#define SCHEMA_CATALOG_NAME_MAX    256u /* bytes of an entry's name (text, no control bytes) */
+#define SCHEMA_CATALOG_LABELS_MAX  64u  /* patterns of one entry */
+#define SCHEMA_CATALOG_PATTERN_MAX 512u /* bytes of one pattern */
+
+/* The one bound on a unit cost, in cents, wherever one is stored: a catalog
+ * entry (ingest refuses more), a tool_result and each `tools` entry of a
+ * surgery_summary (the engine refuses more).  10 million dollars a unit: the
+ * dearest single-use items of an operating room (implants, valves,
+ * stimulators) cost tens of thousands, so real prices stay 300 times below
+ * it.  Chosen so that the engine's arithmetic on one summary cannot overflow
+ * int64: a summary holds at most 4096 entries (ENGINE_SUMMARY_TOOLS_MAX) of
+ * at most 10^6 units (ENGINE_UNITS_MAX) each, and 4096 * 10^6 * 10^9 =
+ * 4.1e18 < 2^63 - 1 = 9.2e18 (engine/aggregate_set.c asserts it at compile
+ * time); the earlier 1e10 of the engine (and 1e11 of ingest) did not. */
+#define SCHEMA_UNIT_COST_MAX 1000000000LL
+
+/* Each pattern is matched against the WHOLE label (anchored at both ends:
+ * "scalpel" does not match "scalpel-holder"), in UTF-8 with Unicode
+ * properties ((?i) folds case in any script; \w and \d are Unicode).  One
+ * match of one pattern against one label may backtrack at most this many
+ * times (PCRE2's match limit): a label is at most 128 bytes, so a sane
+ * pattern needs far fewer, and a pathological one costs a few milliseconds
+ * and an error naming it instead of a stalled ingest. */
+#define SCHEMA_CATALOG_MATCH_LIMIT 200000u
+
+/* One entry, decoded: every pointer borrows from whoever filled it (the
+ * document of schema_catalog_entry_from_bson, the compiled catalog of
+ * schema_catalog_at). */
+typedef struct schema_catalog_entry {
+    const char *sku;           /* a valid key component */
+    const char *name;          /* 1..SCHEMA_CATALOG_NAME_MAX bytes of text */
+    const char *const *labels; /* nlabels patterns, each NUL-terminated ... */
+    const uint32_t *label_len; /* ... of label_len[i] bytes (1..SCHEMA_CATALOG_PATTERN_MAX) */
+    uint32_t nlabels;          /* 1..SCHEMA_CATALOG_LABELS_MAX */
+    int64_t unit_cost_cents;   /* 0..SCHEMA_UNIT_COST_MAX */
+    bool single_use;           /* an opened, unused unit is wasted */
+    int64_t version;           /* the document's `v`; 0 when it came from no document */
+} schema_catalog_entry;
+
+/* Room for one decoded document: the entry and the arrays it points to. */
+typedef struct schema_catalog_doc {
+    schema_catalog_entry entry;
+    const char *labels[SCHEMA_CATALOG_LABELS_MAX];
+    uint32_t label_len[SCHEMA_CATALOG_LABELS_MAX];
+} schema_catalog_doc;
+
+/* SL_OK when pattern[0..len) compiles as a catalog pattern; else SL_EINVAL
+ * with PCRE2's reason and the offset in the pattern ("label pattern /sc(/
+ * does not compile: missing closing parenthesis (at pattern offset 3)"). */
+sl_status schema_catalog_pattern_check(const char *pattern, size_t len, sl_error *err);
+
+/* SL_OK when e holds what a catalog entry may (the bounds above, a valid
+ * sku, text name, valid UTF-8 patterns; patterns are not compiled here);
+ * else SL_EINVAL naming the field ("unit_cost_cents", "labels[3]"). */
+sl_status schema_catalog_entry_check(const schema_catalog_entry *e, sl_error *err);
+
+/* Decodes one stored catalog_tool document into out->entry (pointers into
+ * doc: valid while doc is).  Strict: type must be catalog_tool; sku, name,
+ * labels, unit_cost_cents (int64) and single_use (bool) must each be present
+ * once with their type and within schema_catalog_entry_check's bounds; sku
+ * must agree with the sort key TOOL#<sku> when the document carries one; a
+ * field of no catalog_tool is refused.  Else SL_ECORRUPT naming the field,
+ * and out is unusable.  version is the document's `v` (0 without one). */
+sl_status schema_catalog_entry_from_bson(const bson_t *doc, schema_catalog_doc *out, sl_error *err);
+
+/* A compiled catalog: entries in the order they were added, each with its
+ * patterns compiled (and JIT-compiled).  Build it on one thread (new, add...);
+ * once built it is immutable and every function below that takes a const
+ * catalog is thread-safe. */
+typedef struct schema_catalog schema_catalog;
+
+#define SCHEMA_CATALOG_NONE SIZE_MAX /* the index of no entry */
+
+/* An empty catalog.  On SL_OK free *out with schema_catalog_free(). */
+sl_status schema_catalog_new(schema_catalog **out, sl_error *err);
+
+/* Checks e (schema_catalog_entry_check), compiles its patterns and appends a
+ * copy (the catalog owns it; e may go afterwards).  SL_EINVAL naming the
+ * field when e is out of bounds, a pattern does not compile ("labels[2]") or
+ * the sku is already in the catalog ("sku"); SL_ENOMEM.  On failure the
+ * catalog is unchanged. */
+sl_status schema_catalog_add(schema_catalog *c, const schema_catalog_entry *e, sl_error *err);
+
+void schema_catalog_free(schema_catalog **c); /* NULL and *c NULL are fine; *c becomes NULL */
+
+/* Entries in the catalog (0 for NULL). */
+size_t schema_catalog_size(const schema_catalog *c);
+
+/* Entry i (i < size), owned by the catalog: valid until it is freed. */
+const schema_catalog_entry *schema_catalog_at(const schema_catalog *c, size_t i);
+
+/* The index of the entry of sku, or SCHEMA_CATALOG_NONE.  O(log n) when the
+ * entries were added in SKU byte order (as the loaders add them), else O(n). */
+size_t schema_catalog_find(const schema_catalog *c, const char *sku);
+
+/* Maps a detector label to the index of its entry: the FIRST entry, in the
+ * order they were added, one of whose patterns matches the whole label
+ * (within an entry, patterns are tried in their order).  The loaders add the
+ * entries in SKU byte order (the order of their sort keys TOOL#<sku>), so when
+ * the patterns of two SKUs overlap, the smaller SKU wins.  *index is
+ * SCHEMA_CATALOG_NONE when no pattern matches (an unmapped label; c may be
+ * NULL or empty).  SL_EINVAL naming "label" when label[0..len) is not valid
+ * UTF-8; SL_EINVAL naming the entry and pattern when PCRE2 cannot finish a
+ * match (SCHEMA_CATALOG_MATCH_LIMIT); SL_ENOMEM.  *index is written only on
+ * SL_OK.
+ *
+ * Cost: one PCRE2 match per pattern tried, so O(patterns of the catalog) for
+ * an unmapped label.  Detections repeat a few distinct labels millions of
+ * times (a 3-hour surgery is ~20 million detections of a few dozen labels):
+ * callers match each DISTINCT label once, cache the index (frames already
+ * store each frame's distinct labels), and then work by index. */
+sl_status schema_catalog_match(const schema_catalog *c, const char *label, size_t len,
+                               size_t *index, sl_error *err);
+
+/* ---------------------------------------------------------------------------
+ * A surgery's life cycle (schema/surgery.c; docs/documents.md "surgery").
+ * The surgery META document ends with these fields, in this order; ingest
+ * keeps them when a PUT replaces the description, the engine's transitions
+ * (engine.h, "Surgery life cycle") change them, and detections are accepted
+ * only while the status is open.
+ *
+ *   open      detections arrive (the status a PUT creates)
+ *   closed    no more detections; the usage analysis is queued or running
+ *   analyzed  the last analysis finished; its results stand
+ *   failed    the last analysis stopped on an error (analysis_error says which)
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_STATUS           "status"
+#define SCHEMA_F_CLOSED_MS        "closed_ms"      /* int64: when it was closed; 0 while open */
+#define SCHEMA_F_ANALYZED_MS      "analyzed_ms"    /* int64: when the last analysis ended; 0 */
+#define SCHEMA_F_ANALYSIS_ERROR   "analysis_error" /* string: why it failed; "" unless failed */
+#define SCHEMA_ANALYSIS_ERROR_MAX 511u             /* bytes kept of the reason (sl_error's) */
+
+typedef enum schema_surgery_status {
+    SCHEMA_SURGERY_OPEN = 1,
+    SCHEMA_SURGERY_CLOSED = 2,
+    SCHEMA_SURGERY_ANALYZED = 3,
+    SCHEMA_SURGERY_FAILED = 4
+} schema_surgery_status;
+
+/* "open", "closed", "analyzed", "failed" ("?" for another value). */
+const char *schema_surgery_status_name(schema_surgery_status s);
+
+/* The status named s[0..len); SL_EINVAL naming "status" for another word. */
+sl_status schema_surgery_status_parse(const char *s, size_t len, schema_surgery_status *out,
+                                      sl_error *err);
+
+typedef struct schema_surgery_life {
+    schema_surgery_status status;
+    int64_t closed_ms;   /* first close; kept through re-analyses */
+    int64_t analyzed_ms; /* end of the last analysis (analyzed or failed) */
+    char analysis_error[SCHEMA_ANALYSIS_ERROR_MAX + 1];
+} schema_surgery_life;
+
+/* A new surgery's: open, no times, no error. */
+void schema_surgery_life_init(schema_surgery_life *l);
+
+/* Reads the life-cycle fields of a surgery document.  status and closed_ms
+ * are required (every surgery document has had them); analyzed_ms and
+ * analysis_error are read as 0 and "" when absent (documents written before
+ * they existed).  A field of the wrong type, an unknown status, a negative
+ * time or an over-long or invalid UTF-8 error is SL_ECORRUPT naming the
+ * field.  *out is written only on SL_OK. */
+sl_status schema_surgery_life_from_bson(const bson_t *doc, schema_surgery_life *out, sl_error *err);
+
+/* Appends status, closed_ms, analyzed_ms and analysis_error to doc, in that
+ * order; false when doc is full. */
+bool schema_surgery_life_append(bson_t *doc, const schema_surgery_life *l);
 
 /* ---------------------------------------------------------------------------
  * Dashboard keys (schema/keys_dashboard.c; docs/documents.md "brand_agg").

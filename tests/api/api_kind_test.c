@@ -50,7 +50,7 @@ static void member(const char *body, const char *key, char *out, size_t cap)
     yajl_val m = v ? yajl_tree_get(v, path, yajl_t_any) : NULL;
     out[0] = '\0';
     if (m && YAJL_IS_STRING(m))
-        snprintf(out, cap, "%s", YAJL_GET_STRING(m));
+        snprintf(out, cap, "%s", m->u.string);
     else if (m && YAJL_IS_INTEGER(m))
         snprintf(out, cap, "%lld", YAJL_GET_INTEGER(m));
     if (v)

@@ -26,7 +26,7 @@ static void member(const char *body, const char *key, char *out, size_t cap)
     yajl_val v = root ? yajl_tree_get(root, path, yajl_t_any) : NULL;
     out[0] = '\0';
     if (v && YAJL_IS_STRING(v))
-        snprintf(out, cap, "%s", YAJL_GET_STRING(v));
+        snprintf(out, cap, "%s", v->u.string);
     else if (v && YAJL_IS_NUMBER(v))
         snprintf(out, cap, "%s", YAJL_GET_NUMBER(v));
     if (root)
@@ -94,7 +94,7 @@ static void test_put_answers_its_own_write(void)
 /* A 128-byte identifier: prefix, then 'x' up to the limit, then a number. */
 static void long_id(char out[SCHEMA_COMPONENT_MAX + 1], const char *prefix, int n)
 {
-    char tail[8];
+    char tail[16]; /* "-" and any int */
     snprintf(tail, sizeof tail, "-%03d", n);
     size_t p = strlen(prefix), t = strlen(tail);
     memcpy(out, prefix, p);
@@ -142,7 +142,7 @@ static void test_long_keys_page_through(void)
         }
         int more = YAJL_IS_STRING(next);
         if (more) {
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+            snprintf(cursor, sizeof cursor, "%s", next->u.string);
             CHECK(strspn(cursor,
                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
                   strlen(cursor));

@@ -112,7 +112,7 @@ static void member(const char *body, const char *key, char *out, size_t cap)
     yajl_val v = root ? yajl_tree_get(root, p, yajl_t_any) : NULL;
     out[0] = '\0';
     if (v && YAJL_IS_STRING(v))
-        snprintf(out, cap, "%s", YAJL_GET_STRING(v));
+        snprintf(out, cap, "%s", v->u.string);
     else if (v && YAJL_IS_INTEGER(v))
         snprintf(out, cap, "%lld", YAJL_GET_INTEGER(v));
     if (root)

@@ -22,7 +22,7 @@ static const char *get(const char *body, const char *k1, const char *k2, char ou
     yajl_val v = root ? yajl_tree_get(root, p, yajl_t_any) : NULL;
     out[0] = '\0';
     if (v && YAJL_IS_STRING(v))
-        snprintf(out, 2048, "%s", YAJL_GET_STRING(v));
+        snprintf(out, 2048, "%s", v->u.string);
     else if (v && YAJL_IS_NUMBER(v))
         snprintf(out, 2048, "%s", YAJL_GET_NUMBER(v));
     else if (v && YAJL_IS_TRUE(v))

@@ -89,9 +89,9 @@ static int page_frames(yajl_val root, ih_frames *out)
             if (!ok)
                 return -1;
             ih_det *x = &fr->d[k];
-            snprintf(x->label, sizeof x->label, "%s", YAJL_GET_STRING(label));
+            snprintf(x->label, sizeof x->label, "%s", label->u.string);
             x->has_sku = YAJL_IS_STRING(sku);
-            snprintf(x->sku, sizeof x->sku, "%s", x->has_sku ? YAJL_GET_STRING(sku) : "");
+            snprintf(x->sku, sizeof x->sku, "%s", x->has_sku ? sku->u.string : "");
             x->conf = num_of(d, "confidence", &ok);
             x->x = num_of(box, "x", &ok);
             x->y = num_of(box, "y", &ok);
@@ -131,7 +131,7 @@ int ih_get_frames(const support_server *s, const char *key, const char *surgery,
         out->pages++;
         int more = rc == 0 && YAJL_IS_STRING(next);
         if (more)
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+            snprintf(cursor, sizeof cursor, "%s", next->u.string);
         if (root)
             yajl_tree_free(root);
         support_resp_free(&r);

@@ -109,10 +109,10 @@ static void check_listing(support_client *c, const char *path, const int *want, 
             }
         }
         if (pages++ == 0 && first_next)
-            snprintf(first_next, cap, "%s", YAJL_IS_STRING(next) ? YAJL_GET_STRING(next) : "");
+            snprintf(first_next, cap, "%s", YAJL_IS_STRING(next) ? next->u.string : "");
         int last = YAJL_IS_NULL(next);
         if (!last)
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+            snprintf(cursor, sizeof cursor, "%s", next->u.string);
         yajl_tree_free(v);
         if (last)
             break;
@@ -257,7 +257,7 @@ static void test_assets(support_client *viewer, int b, const char *order)
         }
         int last = !YAJL_IS_STRING(next);
         if (!last)
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+            snprintf(cursor, sizeof cursor, "%s", next->u.string);
         yajl_tree_free(v);
         if (last)
             break;

@@ -48,7 +48,7 @@ static void value_text(yajl_val v, char *out, size_t cap)
     if (YAJL_IS_NUMBER(v))
         snprintf(out, cap, "%s", YAJL_GET_NUMBER(v));
     else if (YAJL_IS_STRING(v))
-        snprintf(out, cap, "%s", YAJL_GET_STRING(v));
+        snprintf(out, cap, "%s", v->u.string);
     else
         snprintf(out, cap, "?");
 }

@@ -515,36 +515,65 @@ static void test_bad_input_stores_nothing(void)
     free(a);
 }
 
-static void test_closed_surgery(void)
+/* Regression (issue 11): only a "closed" surgery refused detections; every
+ * status but open must (closed: analysis queued or running; analyzed and
+ * failed: its results, or their failure, describe the frames stored), and a
+ * PUT of the description keeps the whole life cycle. */
+static void test_not_open_surgery(void)
 {
-    put_surgery("s-closed");
-    schema_key pk;
-    sl_error e;
-    sl_error_clear(&e);
-    REQUIRE(schema_pk_surgery(pk, T, "s-closed", &e) == SL_OK);
-    bson_t *doc = NULL, closed = BSON_INITIALIZER;
-    REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
-    /* close it the way the engine would: same document, status closed */
-    bson_copy_to_excluding_noinit(doc, &closed, "status", "closed_ms", "v", NULL);
-    BSON_APPEND_UTF8(&closed, "status", "closed");
-    BSON_APPEND_INT64(&closed, "closed_ms", 1764144000000);
-    CHECK_INT(store_put(st, STORE_ITEMS, &closed, (store_cond){STORE_COND_NONE, 0}, NULL, &e),
-              SL_OK);
-    bson_destroy(doc);
-    bson_destroy(&closed);
-    /* a PUT keeps it closed */
-    put_surgery("s-closed");
-    REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
-    bson_iter_t it;
-    CHECK(bson_iter_init_find(&it, doc, "status") && !strcmp(bson_iter_utf8(&it, NULL), "closed"));
-    CHECK(bson_iter_init_find(&it, doc, "closed_ms") && bson_iter_int64(&it) == 1764144000000);
-    bson_destroy(doc);
-    ingest_request rq = {.tenant = T, .surgery = "s-closed", .format = INGEST_FORMAT_DARKNET};
-    ingest_summary sum;
-    CHECK_INT(
-        ingest_mem(&rq, "[" DK_FRAME(1, "0.5") "]", strlen("[" DK_FRAME(1, "0.5") "]"), &sum, &e),
-        SL_ECONFLICT);
-    CHECK(strstr(e.message, "closed") != NULL);
+    static const char *const statuses[] = {"closed", "analyzed", "failed"};
+    for (size_t i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s-%s", statuses[i]);
+        put_surgery(id);
+        schema_key pk;
+        sl_error e;
+        sl_error_clear(&e);
+        REQUIRE(schema_pk_surgery(pk, T, id, &e) == SL_OK);
+        bson_t *doc = NULL, set = BSON_INITIALIZER;
+        REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
+        /* as the engine's transitions leave it: same document, other status */
+        bson_copy_to_excluding_noinit(doc, &set, "status", "closed_ms", "analyzed_ms",
+                                      "analysis_error", "v", NULL);
+        BSON_APPEND_UTF8(&set, "status", statuses[i]);
+        BSON_APPEND_INT64(&set, "closed_ms", 1764144000000);
+        BSON_APPEND_INT64(&set, "analyzed_ms", i ? 1764144060000 : 0);
+        BSON_APPEND_UTF8(&set, "analysis_error", i == 2 ? "catalog entry TOOL#X: bad" : "");
+        CHECK_INT(store_put(st, STORE_ITEMS, &set, (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+                  SL_OK);
+        bson_destroy(doc);
+        bson_destroy(&set);
+        /* a PUT keeps the life cycle */
+        put_surgery(id);
+        REQUIRE(store_get(st, STORE_ITEMS, pk, SCHEMA_SK_META, &doc, &e) == SL_OK);
+        bson_iter_t it;
+        CHECK(bson_iter_init_find(&it, doc, "status") &&
+              !strcmp(bson_iter_utf8(&it, NULL), statuses[i]));
+        CHECK(bson_iter_init_find(&it, doc, "closed_ms") && bson_iter_int64(&it) == 1764144000000);
+        CHECK(bson_iter_init_find(&it, doc, "analyzed_ms") &&
+              bson_iter_int64(&it) == (i ? 1764144060000 : 0));
+        CHECK(bson_iter_init_find(&it, doc, "analysis_error") &&
+              !strcmp(bson_iter_utf8(&it, NULL), i == 2 ? "catalog entry TOOL#X: bad" : ""));
+        bson_destroy(doc);
+        /* detections are refused, naming the status, and nothing is stored */
+        size_t alen, blen;
+        char *a = dump(&alen);
+        ingest_request rq = {.tenant = T, .surgery = id, .format = INGEST_FORMAT_DARKNET};
+        ingest_summary sum;
+        const char *in = "[" DK_FRAME(1, "0.5") "]";
+        sl_error_clear(&e);
+        CHECK_INT(ingest_mem(&rq, in, strlen(in), &sum, &e), SL_ECONFLICT);
+        char want[96];
+        snprintf(want, sizeof want, "surgery \"%s\" is %s: its detections can no longer change", id,
+                 statuses[i]);
+        if (!strstr(e.message, want))
+            fprintf(stderr, "%s: %s\n", statuses[i], e.message);
+        CHECK(strstr(e.message, want) != NULL);
+        char *b = dump(&blen);
+        CHECK(same_dump(a, alen, b, blen));
+        free(a);
+        free(b);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -608,6 +637,15 @@ static void test_surgery_doc(void)
     }
 }
 
+/* The SKU label maps to, NULL when unmapped, "(error)" when matching failed. */
+static const char *match(const ingest_catalog *c, const char *label)
+{
+    const char *sku = NULL;
+    sl_error e;
+    sl_error_clear(&e);
+    return ingest_catalog_match(c, label, strlen(label), &sku, &e) == SL_OK ? sku : "(error)";
+}
+
 static void test_catalog(void)
 {
     sl_error e;
@@ -630,16 +668,33 @@ static void test_catalog(void)
     CHECK_INT(ingest_catalog_doc(T, "X", bad_bool, strlen(bad_bool), NULL, &doc, &e), SL_EINVAL);
     CHECK(strstr(e.message, "single_use must be a boolean, not a string") != NULL);
 
+    /* The bounds are schema's: the largest cost is accepted, one more is not. */
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"name\":\"x\",\"labels\":[\"a\"],\"unit_cost_cents\":%lld,\"single_use\":true}",
+             (long long)SCHEMA_UNIT_COST_MAX);
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_doc(T, "X", body, strlen(body), NULL, &doc, &e), SL_OK);
+    bson_destroy(doc);
+    doc = NULL;
+    snprintf(body, sizeof body,
+             "{\"name\":\"x\",\"labels\":[\"a\"],\"unit_cost_cents\":%lld,\"single_use\":true}",
+             (long long)SCHEMA_UNIT_COST_MAX + 1);
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_doc(T, "X", body, strlen(body), NULL, &doc, &e), SL_EINVAL);
+    CHECK_STR(e.field, "unit_cost_cents");
+    CHECK(doc == NULL);
+
     /* compiled once per catalog version */
     ingest_catalog_cache *cc = NULL;
     ingest_catalog *c = NULL;
     REQUIRE(ingest_catalog_cache_new(&cc, &e) == SL_OK);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     CHECK_INT(ingest_catalog_size(c), 3);
-    CHECK_STR(ingest_catalog_match(c, "scalpel", 7), "SCALPEL-10");
-    CHECK_STR(ingest_catalog_match(c, "Scalpel_10", 10), "SCALPEL-10");
-    CHECK(ingest_catalog_match(c, "scalpel-holder", 14) == NULL); /* whole label only */
-    CHECK(ingest_catalog_match(c, "Scalpel", 7) == NULL);         /* case as written */
+    CHECK_STR(match(c, "scalpel"), "SCALPEL-10");
+    CHECK_STR(match(c, "Scalpel_10"), "SCALPEL-10");
+    CHECK(match(c, "scalpel-holder") == NULL); /* whole label only */
+    CHECK(match(c, "Scalpel") == NULL);        /* case as written */
     ingest_catalog_release(&c);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     ingest_catalog_release(&c);
@@ -653,9 +708,54 @@ static void test_catalog(void)
     CHECK_INT(ingest_catalog_put(st, T, "HOLDER", holder, strlen(holder), NULL, &e), SL_OK);
     CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
     CHECK_INT(ingest_catalog_cache_compiles(cc), 2);
-    CHECK_STR(ingest_catalog_match(c, "scalpel-holder", 14), "HOLDER");
+    CHECK_STR(match(c, "scalpel-holder"), "HOLDER");
+    CHECK_INT(ingest_catalog_skipped(c), 0);
     ingest_catalog_release(&c);
+    /* A stored entry no PUT would write (an earlier version's cost) is
+     * skipped: its labels go unmapped, the others still map. */
+    bson_t *bad = BCON_NEW("pk", "T#" T "#CATALOG", "sk", "TOOL#OLD", "type", "catalog_tool", "sku",
+                           "OLD", "name", "old", "labels", "[", "retractor", "]", "unit_cost_cents",
+                           BCON_INT64(SCHEMA_UNIT_COST_MAX * 10), "single_use", BCON_BOOL(true));
+    CHECK_INT(store_put(st, STORE_ITEMS, bad, (store_cond){STORE_COND_NONE, 0}, NULL, &e), SL_OK);
+    bson_destroy(bad);
+    CHECK_INT(ingest_catalog_cache_get(cc, st, T, &c, &e), SL_OK);
+    CHECK_INT(ingest_catalog_cache_compiles(cc), 3);
+    CHECK_INT(ingest_catalog_size(c), 4);
+    CHECK_INT(ingest_catalog_skipped(c), 1);
+    CHECK(match(c, "retractor") == NULL);
+    CHECK_STR(match(c, "scalpel"), "SCALPEL-10");
+    ingest_catalog_release(&c);
+    CHECK_INT(store_delete(st, STORE_ITEMS, "T#" T "#CATALOG", "TOOL#OLD",
+                           (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+              SL_OK);
     ingest_catalog_cache_free(&cc);
+
+    /* A pattern PCRE2 cannot finish matching (2^30 ways for (a|a)+ before
+     * the '-') is an error naming it; an ingest job keeps the label
+     * unmapped and the detections. */
+    const char *slow = "{\"name\":\"slow\",\"labels\":[\"(a|a)+c\"],\"unit_cost_cents\":1,"
+                       "\"single_use\":true}";
+    CHECK_INT(ingest_catalog_put(st, T, "AAA-SLOW", slow, strlen(slow), NULL, &e), SL_OK);
+    REQUIRE(ingest_catalog_load(st, T, &c, &e) == SL_OK);
+    const char *sku = "x", *label = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-c";
+    sl_error_clear(&e);
+    CHECK_INT(ingest_catalog_match(c, label, strlen(label), &sku, &e), SL_EINVAL);
+    CHECK(strstr(e.message, "catalog entry AAA-SLOW, label pattern 0") != NULL);
+    CHECK_STR(sku, "x"); /* untouched */
+    ingest_catalog_release(&c);
+    put_surgery("s-slow");
+    ingest_request rq = {.tenant = T, .surgery = "s-slow", .format = INGEST_FORMAT_DARKNET};
+    ingest_summary sum;
+    const char *in = "[{\"frame_id\":1,\"objects\":[{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-c\","
+                     "\"relative_coordinates\":{\"center_x\":0.5,\"center_y\":0.5,\"width\":0.1,"
+                     "\"height\":0.1},\"confidence\":0.5}]}]";
+    CHECK_INT(ingest_mem(&rq, in, strlen(in), &sum, &e), SL_OK);
+    CHECK_INT(sum.detections, 1);
+    CHECK_INT(sum.unmapped, 1);
+    CHECK_STR(sum.unmapped_names[0], label);
+    CHECK_INT(store_delete(st, STORE_ITEMS, "T#" T "#CATALOG", "TOOL#AAA-SLOW",
+                           (store_cond){STORE_COND_NONE, 0}, NULL, &e),
+              SL_OK);
 }
 
 static void test_assets(void)
@@ -771,7 +871,7 @@ int main(void)
     test_resend_identical();
     test_atomic();
     test_bad_input_stores_nothing();
-    test_closed_surgery();
+    test_not_open_surgery();
     test_surgery_doc();
     test_catalog();
     test_assets();

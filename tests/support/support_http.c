@@ -243,7 +243,7 @@ int support_json_str(const char *body, const char *key, char *out, size_t cap)
     const char *path[] = {key, NULL};
     yajl_val s = v ? yajl_tree_get(v, path, yajl_t_string) : NULL;
     if (s) {
-        snprintf(out, cap, "%s", YAJL_GET_STRING(s));
+        snprintf(out, cap, "%s", s->u.string);
         rc = 0;
     }
     if (v)
