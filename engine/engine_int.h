@@ -60,6 +60,13 @@ engine_metric *engine__agg_metric_get(engine_agg *a, const char *name, sl_error 
 /* Removes the metrics whose fields are all zero (absent and zero are the same). */
 void engine__agg_prune(engine_agg *a);
 
+/* From now on an aggregate of set that would pass ENGINE_AGG_METRICS_MAX
+ * metrics (engine_aggset_add, engine_aggset_apply_image) is marked
+ * over_metrics, keeping its counters and dropping its metrics, instead of
+ * failing with SL_ETOOLARGE.  Recompute's shadow and feed deltas: what it
+ * rebuilds over the limit it reports, never writes. */
+void engine__aggset_mark_over(engine_aggset *set);
+
 /* 1 when name (len bytes, from a BSON key) may name a metric: "memorability"
  * or a valid component of 1..ENGINE_METRIC_NAME_MAX bytes. */
 int engine__metric_name_ok(const char *name, size_t len);
@@ -83,8 +90,8 @@ sl_status engine__quarantine_sk(const char *agg_pk, const char *agg_sk, char out
 
 /* Appends the record's fields to d (initialized by the caller). */
 void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, const char *agg_pk,
-                            const char *agg_sk, const char *consumer, const char *reason,
-                            const char *since_token);
+                            const char *agg_sk, const char *consumer, engine_quarantine_cause cause,
+                            const char *reason, const char *since_token);
 
 /* Calls fn for each record of tenant (NULL: every tenant, and then
  * sk_prefix is ignored) whose aggregate's sort key starts with sk_prefix,

@@ -234,6 +234,7 @@ static void put_counters(bson_t *d, const engine_recompute_report *rep)
     BSON_APPEND_INT64(d, "drift_fields", rep->drift_fields);
     BSON_APPEND_INT64(d, "drift_aggregates", rep->drift_aggregates);
     BSON_APPEND_INT64(d, "repaired_aggregates", rep->repaired_aggregates);
+    BSON_APPEND_INT64(d, "over_limit_aggregates", rep->over_limit_aggregates);
 }
 
 static int64_t get_int(const bson_t *d, const char *key)
@@ -293,6 +294,7 @@ static int load_checkpoint(engine__run *r, char *items_token, char *aggs_token)
     rep->drift_fields = get_int(d, "drift_fields");
     rep->drift_aggregates = get_int(d, "drift_aggregates");
     rep->repaired_aggregates = get_int(d, "repaired_aggregates");
+    rep->over_limit_aggregates = get_int(d, "over_limit_aggregates");
     bson_iter_t it;
     if (bson_iter_init_find(&it, d, "consumer_reset") && BSON_ITER_HOLDS_BOOL(&it))
         rep->consumer_reset = bson_iter_bool(&it);
@@ -463,6 +465,7 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     }
     if ((rc = engine_aggset_new(r.opt.max_aggregates, &r.pending, err)) != SL_OK)
         goto out;
+    engine__aggset_mark_over(r.pending); /* the deltas may pass the metric limit: engine.h */
     if (r.opt.repair) {
         char holder[128], lholder[128];
         engine__holder_default(holder, sizeof holder);

@@ -128,6 +128,7 @@ static void mark_restore(engine__run *r, const report_mark *m)
     rep->drift_fields = m->counters.drift_fields;
     rep->drift_aggregates = m->counters.drift_aggregates;
     rep->repaired_aggregates = m->counters.repaired_aggregates;
+    rep->over_limit_aggregates = m->counters.over_limit_aggregates;
     rep->nrows = m->nrows;
     rep->naggs = m->naggs;
 }
@@ -192,6 +193,9 @@ static sl_status build_group(engine__run *r, store *snap, const char *group, eng
     if ((rc = engine_aggset_new(r->opt.max_aggregates, &g->shadow, err)) != SL_OK ||
         (rc = engine_aggset_new(r->opt.max_aggregates, &g->live, err)) != SL_OK)
         goto out;
+    /* What is rebuilt over the metric limit is reported, not a failure of
+     * the tenant (engine.h). */
+    engine__aggset_mark_over(g->shadow);
     /* The shadow: f over the tenant's items. */
     int64_t page_mark = items->docs;
     while (engine__cursor_peek(items, &row, &view, &readable, &rc, err)) {
@@ -317,13 +321,16 @@ static engine_quarantine *find_quarantine(engine__group_state *g, const engine_a
 }
 
 /* One replacement: the aggregate becomes its shadow (or goes, when the
- * shadow counts nothing), its quarantine record goes. */
+ * shadow counts nothing), its quarantine record goes.  Or, for a shadow over
+ * the metric limit, the aggregate stays as it is and stays quarantined: its
+ * record is written (q_version 0) or rewritten with that cause. */
 typedef struct fix {
     engine_agg id;            /* identity only */
     const engine_agg *shadow; /* NULL or all-zero: delete */
     int64_t live_version;     /* the stored version the snapshot showed; 0: absent */
     int64_t q_version;        /* the record's version; 0: no record */
     long summary;             /* index into rep->aggs, -1 when not kept */
+    int over;                 /* shadow over the metric limit: the record only */
 } fix;
 
 /* Writes fixes[0..n) in one atomic batch, fenced on the repair lease and the
@@ -337,13 +344,24 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
     /* Keys are big (100 * 3.3 KB): on the heap. */
     schema_key(*keys)[2] = calloc(ENGINE__REPAIR_BATCH, sizeof *keys);
     char(*qsk)[STORE_KEY_MAX] = calloc(ENGINE__REPAIR_BATCH, sizeof *qsk);
-    size_t nops = 0, ndocs = 0;
+    size_t nops = 0, ndocs = 0, nover = 0;
+    char token[STORE_TOKEN_MAX] = "";
     assert(n <= ENGINE__REPAIR_BATCH);
     memset(ops, 0, sizeof ops);
     if (!keys || !qsk) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory writing repairs");
         goto out;
     }
+    for (size_t i = 0; i < n; i++)
+        nover += fixes[i].over;
+    /* The listener's token, frozen while its lease is ours: where a record
+     * written here sets the aggregate aside. */
+    if (nover && (rc = store_consumer_token(r->s, r->consumer, token, err)) == SL_ENOTFOUND) {
+        sl_error_clear(err);
+        rc = SL_OK;
+    }
+    if (rc != SL_OK)
+        goto out;
     ops[nops++] = (store_op){.kind = STORE_OP_CHECK,
                              .table = STORE_AGGREGATES,
                              .pk = ENGINE_SYS_PK,
@@ -358,6 +376,25 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
         fix *f = &fixes[i];
         if ((rc = engine_agg_keys(&f->id, keys[i][0], keys[i][1], err)) != SL_OK)
             goto out;
+        if (f->over) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "over the metric limit: its assets carry more than %d metrics (found by "
+                     "recompute %s)",
+                     ENGINE_AGG_METRICS_MAX, r->rep->run_id);
+            if ((rc = engine__quarantine_sk(keys[i][0], keys[i][1], qsk[i], err)) != SL_OK)
+                goto out;
+            bson_init(&docs[ndocs]);
+            engine__quarantine_doc(&docs[ndocs], qsk[i], &f->id, keys[i][0], keys[i][1],
+                                   r->consumer, ENGINE_QUARANTINE_METRIC_LIMIT, why, token);
+            ops[nops++] =
+                (store_op){.kind = STORE_OP_PUT,
+                           .table = STORE_AGGREGATES,
+                           .doc = &docs[ndocs++],
+                           .cond = f->q_version ? (store_cond){STORE_COND_VERSION, f->q_version}
+                                                : (store_cond){STORE_COND_NOT_EXISTS, 0}};
+            continue;
+        }
         if (f->shadow && !engine_agg_is_zero(f->shadow)) {
             bson_init(&docs[ndocs]);
             ndocs++;
@@ -410,9 +447,9 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
     }
     if (rc != SL_OK)
         goto out;
-    r->rep->repaired_aggregates += (int64_t)n;
+    r->rep->repaired_aggregates += (int64_t)(n - nover);
     for (size_t i = 0; i < n; i++)
-        if (fixes[i].summary >= 0)
+        if (fixes[i].summary >= 0 && !fixes[i].over)
             r->rep->aggs[fixes[i].summary].repaired = 1;
 out:
     for (size_t i = 0; i < ndocs; i++)
@@ -424,14 +461,17 @@ out:
 
 /* Compares every aggregate g has on either side or in a record; with
  * replace, writes each drifted one as rebuilt (see repair_group for when
- * that is exact).  *drifted counts the drifted aggregates. */
-static sl_status compare_group(engine__run *r, engine__group_state *g, int replace,
-                               int64_t *drifted, sl_error *err)
+ * that is exact), or, over the metric limit, its quarantine record when it
+ * has none or one of another cause.  *writes counts the drifted aggregates
+ * that need a write (all of them but those over the limit and quarantined
+ * for it already). */
+static sl_status compare_group(engine__run *r, engine__group_state *g, int replace, int64_t *writes,
+                               sl_error *err)
 {
     sl_status rc = SL_OK;
     fix *fixes = calloc(ENGINE__REPAIR_BATCH, sizeof *fixes);
     size_t nfix = 0;
-    *drifted = 0;
+    *writes = 0;
     if (!fixes) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory planning repairs");
         goto out;
@@ -482,7 +522,11 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             if (!d)
                 continue;
             r->rep->drift_aggregates++;
-            (*drifted)++;
+            int over = sa && sa->over_metrics && !engine_agg_is_zero(sa);
+            r->rep->over_limit_aggregates += over;
+            if (over && q && q->cause == ENGINE_QUARANTINE_METRIC_LIMIT)
+                continue; /* quarantined for it already: nothing to write */
+            (*writes)++;
             if (!replace)
                 continue;
             fix *f = &fixes[nfix++];
@@ -492,6 +536,7 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             f->live_version = li ? li->version : 0;
             f->q_version = q ? q->version : 0;
             f->summary = r->rep->naggs > summaries ? (long)summaries : -1;
+            f->over = over;
             if (nfix == ENGINE__REPAIR_BATCH) {
                 if ((rc = write_fixes(r, fixes, nfix, err)) != SL_OK)
                     goto out;
@@ -530,15 +575,17 @@ static sl_status repair_group(engine__run *r, const char *group, sl_error *err)
     engine__group_state g;
     engine__cursor items, aggs;
     int gone = 0;
-    int64_t drifted = 0;
+    int64_t writes = 0;
     memset(&g, 0, sizeof g);
     engine__cursor_init(&items, r, NULL, STORE_ITEMS, group, NULL);
     engine__cursor_init(&aggs, r, NULL, STORE_AGGREGATES, group, NULL);
     if ((rc = engine__seize_listener(r, err)) != SL_OK)
         goto out;
     if ((rc = store_snapshot_open(r->s, &snap, err)) != SL_OK ||
-        (rc = engine_aggset_new(r->opt.max_aggregates, &pending, err)) != SL_OK ||
-        (rc = engine__read_feed_deltas(r, snap, group, pending, &gone, err)) != SL_OK)
+        (rc = engine_aggset_new(r->opt.max_aggregates, &pending, err)) != SL_OK)
+        goto out;
+    engine__aggset_mark_over(pending);
+    if ((rc = engine__read_feed_deltas(r, snap, group, pending, &gone, err)) != SL_OK)
         goto out;
     if (gone) {
         rc = sl_error_set(err, SL_EFEEDGONE,
@@ -550,7 +597,7 @@ static sl_status repair_group(engine__run *r, const char *group, sl_error *err)
     items.s = aggs.s = snap;
     if ((rc = build_group(r, snap, group, &items, &aggs, pending, &g, err)) != SL_OK)
         goto out;
-    rc = compare_group(r, &g, 1, &drifted, err);
+    rc = compare_group(r, &g, 1, &writes, err);
 out:
     engine__group_free(&g);
     engine__cursor_free(&items);
@@ -570,12 +617,14 @@ sl_status engine__process_group(engine__run *r, const char *group, engine__curso
     sl_status rc = SL_OK;
     engine__group_state g;
     report_mark m;
-    int64_t drifted = 0;
+    int64_t writes = 0;
     mark_take(r, &m);
     if ((rc = build_group(r, r->snap, group, items, aggs, r->pending, &g, err)) != SL_OK ||
-        (rc = compare_group(r, &g, r->opt.repair && r->listener_for_run, &drifted, err)) != SL_OK)
+        (rc = compare_group(r, &g, r->opt.repair && r->listener_for_run, &writes, err)) != SL_OK)
         goto out;
-    if (r->opt.repair && !r->listener_for_run && drifted) {
+    /* (Drift that needs no write -- over the metric limit and quarantined
+     * for it already -- does not stop the listener.) */
+    if (r->opt.repair && !r->listener_for_run && writes) {
         /* What the repair finds, under the listener's lease, is what the run reports. */
         engine__group_free(&g);
         mark_restore(r, &m);
