@@ -580,10 +580,13 @@ typedef struct engine_recompute_progress {
 typedef struct engine_recompute_options {
     const char *tenant; /* NULL or "": every tenant */
     int repair;
-    int fresh;             /* ignore a checkpoint of an interrupted run */
-    const char *consumer;  /* NULL: ENGINE_CONSUMER */
-    size_t max_aggregates; /* of one tenant in memory; 0: 2,000,000 */
-    size_t max_rows;       /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
+    int fresh;            /* ignore a checkpoint of an interrupted run */
+    const char *consumer; /* NULL: ENGINE_CONSUMER */
+    /* Of one tenant in memory, and of the pending feed deltas (the changes
+     * in (C, H] of every tenant in scope: past it the run fails, SL_ETOOLARGE,
+     * rather than leave one out); 0: 2,000,000. */
+    size_t max_aggregates;
+    size_t max_rows; /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
     /* Called every few hundred documents and after each tenant; a nonzero
      * return interrupts the run (SL_EBUSY), which resumes from its checkpoint. */
     int (*progress)(void *ctx, const engine_recompute_progress *p);

@@ -255,7 +255,9 @@ sl_status engine__seize_listener(engine__run *r, sl_error *err);
 
 /* Adds the deltas of the events after the consumer's token up to the head of
  * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
- * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read).
+ * A malformed image contributes nothing; any other failure to add a delta
+ * (the set full: --max-aggregates; memory) fails, naming the event. */
 sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scope,
                                    engine_aggset *out, int *gone, sl_error *err);
 

@@ -74,9 +74,44 @@ sl_status engine__seize_listener(engine__run *r, sl_error *err)
  * Feed events in (C, H].
  * ------------------------------------------------------------------------- */
 
+/* Adds the deltas of one event (its new image +1, its old image -1) to out.
+ * A malformed image contributes nothing, as in the listener.  Any other
+ * failure -- the set full (more aggregates than --max-aggregates), memory --
+ * fails, naming the event and the cause: a delta left out would leave the
+ * shadow away from C, so the run would report drift that is not there (and
+ * a repair write it). */
+static sl_status add_event_deltas(engine__run *r, engine_aggset *out, const store_event *ev,
+                                  sl_error *err)
+{
+    sl_status rc = SL_OK;
+    for (int side = 0; side < 2 && rc == SL_OK; side++) {
+        sl_error e;
+        sl_error_clear(&e);
+        rc = engine_aggset_apply_image(out, side ? ev->old_image : ev->new_image, side ? -1 : +1,
+                                       &e);
+        if (rc == SL_EINVAL)
+            rc = SL_OK; /* malformed: contributes nothing */
+        else if (rc == SL_ETOOLARGE)
+            rc = sl_error_set(err, rc,
+                              "the changes consumer %s has not applied yet touch more "
+                              "aggregates than recompute holds (--max-aggregates %zu), at %s / "
+                              "%s: %s; the comparison cannot be exact, so nothing was compared "
+                              "from here; run again once the listener has caught up, or with a "
+                              "larger --max-aggregates",
+                              r->consumer, r->opt.max_aggregates, ev->pk, ev->sk, e.message);
+        else if (rc != SL_OK)
+            rc = sl_error_set(err, rc,
+                              "reading the change of %s / %s that consumer %s has not applied "
+                              "yet: %s",
+                              ev->pk, ev->sk, r->consumer, e.message);
+    }
+    return rc;
+}
+
 /* Adds the deltas of the events after the consumer's token up to the head of
  * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
- * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read).
+ * Fails (add_event_deltas) rather than leave out a delta. */
 sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scope,
                                    engine_aggset *out, int *gone, sl_error *err)
 {
@@ -106,11 +141,9 @@ sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scop
             break;
         for (size_t i = 0; i < n && !at_head; i++) {
             char g[SCHEMA_KEY_MAX];
-            if (!scope[0] || (engine__tenant_group(ev[i].pk, g) && !strcmp(g, scope))) {
-                /* Malformed images contribute nothing, as in the listener. */
-                (void)engine_aggset_apply_image(out, ev[i].new_image, +1, NULL);
-                (void)engine_aggset_apply_image(out, ev[i].old_image, -1, NULL);
-            }
+            if ((!scope[0] || (engine__tenant_group(ev[i].pk, g) && !strcmp(g, scope))) &&
+                (rc = add_event_deltas(r, out, &ev[i], err)) != SL_OK)
+                goto out;
             /* Events past the snapshot's head are not part of this point. */
             at_head = !strcmp(ev[i].token, fs.head_token);
         }
