@@ -130,6 +130,10 @@ static void print_table(const engine_recompute_report *r, int repair, int verbos
         printf("%" PRId64 " of them over the metric limit (more than %d metrics): they stay "
                "quarantined until their assets carry at most %d, whatever --repair does\n",
                r->over_limit_aggregates, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+    if (r->repair_retries)
+        printf("%" PRId64 " tenant repairs begun again: the listener took its lease back (it "
+               "had expired)\n",
+               r->repair_retries);
     for (size_t i = 0; i < r->naggs; i++) {
         const engine_drift_agg *a = &r->aggs[i];
         printf("%s %s: %s%s\n", a->tenant, a->sk, a->summary, a->repaired ? " (repaired)" : "");
@@ -227,6 +231,7 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     gen_int(g, "drift_aggregates", r->drift_aggregates);
     gen_int(g, "repaired_aggregates", r->repaired_aggregates);
     gen_int(g, "over_metric_limit_aggregates", r->over_limit_aggregates);
+    gen_int(g, "repair_retries", r->repair_retries);
     gen_bool(g, "aggregates_truncated", (int64_t)r->naggs < r->drift_aggregates);
     gen_key(g, "aggregates");
     yajl_gen_array_open(g);
