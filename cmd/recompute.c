@@ -41,7 +41,9 @@ static void usage(FILE *out)
             "  --json               print the report as JSON on stdout (with --verbose: the\n"
             "                       fields too)\n"
             "  --fresh              ignore the checkpoint of an interrupted run\n"
-            "  --max-aggregates N   memory bound: aggregates of one tenant (default 2000000)\n"
+            "  --max-aggregates N   memory bound: aggregates of one tenant, and aggregates\n"
+            "                       the changes the listener has not applied yet touch (more:\n"
+            "                       the run fails, naming it) (default 2000000)\n"
             "  --store URI          the store (default %s, or $SIGHTLINE_STORE)\n"
             "  --help               this text\n\n"
             "Exit codes: 0 no drift (or every drifted aggregate repaired), 1 failure,\n"
@@ -128,6 +130,10 @@ static void print_table(const engine_recompute_report *r, int repair, int verbos
         printf("%" PRId64 " of them over the metric limit (more than %d metrics): they stay "
                "quarantined until their assets carry at most %d, whatever --repair does\n",
                r->over_limit_aggregates, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+    if (r->repair_retries)
+        printf("%" PRId64 " tenant repairs begun again: the listener took its lease back (it "
+               "had expired)\n",
+               r->repair_retries);
     for (size_t i = 0; i < r->naggs; i++) {
         const engine_drift_agg *a = &r->aggs[i];
         printf("%s %s: %s%s\n", a->tenant, a->sk, a->summary, a->repaired ? " (repaired)" : "");
@@ -225,6 +231,7 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     gen_int(g, "drift_aggregates", r->drift_aggregates);
     gen_int(g, "repaired_aggregates", r->repaired_aggregates);
     gen_int(g, "over_metric_limit_aggregates", r->over_limit_aggregates);
+    gen_int(g, "repair_retries", r->repair_retries);
     gen_bool(g, "aggregates_truncated", (int64_t)r->naggs < r->drift_aggregates);
     gen_key(g, "aggregates");
     yajl_gen_array_open(g);

@@ -83,7 +83,7 @@
  *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
  *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
  *         aggregates_checked, drift_fields, drift_aggregates, repaired_aggregates,
- *         over_limit_aggregates }
+ *         over_limit_aggregates, repair_retries }
  *   AUDIT#RECOMPUTE#<started ISO-8601>#<run id>   one per finished run:
  *       { run_id, started_at, started_ms, finished_ms, tenant ("" = all), repair,
  *         resumed, feed_gone, consumer_reset, and the counters above }
@@ -532,7 +532,10 @@ sl_status engine_surgery_transition(store *s, const char *tenant, const char *su
  * showed and on both leases; then gives the lease back and the listener goes
  * on from C'.  docs/recompute.md ("Repair") argues why nothing is lost or
  * applied twice.  Only one repairing run at a time (a lease RECOMPUTE#... in
- * SYS#ENGINE).  When the consumer's feed position was pruned, repair holds
+ * SYS#ENGINE).  A thread of the run renews both leases every third of
+ * their lifetime whatever the run does; a tenant whose repair loses the
+ * listener's lease anyway (it expired and the listener took it) is repaired
+ * again from a new seizure, at most 5 times (repair_retries).  When the consumer's feed position was pruned, repair holds
  * the listener's lease for the whole run, resets the consumer to the head,
  * then repairs every tenant.
  *
@@ -577,17 +580,34 @@ typedef struct engine_recompute_progress {
     int64_t drift_fields;
 } engine_recompute_progress;
 
+/* Where a repair step is, for a test that aims there (engine_recompute_options.at). */
+typedef enum engine_recompute_point {
+    ENGINE_RECOMPUTE_SEIZED = 1, /* a tenant's repair took the listener's lease; no snapshot yet */
+    ENGINE_RECOMPUTE_WRITE = 2   /* it is about to write a batch, fenced on both leases */
+} engine_recompute_point;
+
 typedef struct engine_recompute_options {
     const char *tenant; /* NULL or "": every tenant */
     int repair;
-    int fresh;             /* ignore a checkpoint of an interrupted run */
-    const char *consumer;  /* NULL: ENGINE_CONSUMER */
-    size_t max_aggregates; /* of one tenant in memory; 0: 2,000,000 */
-    size_t max_rows;       /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
+    int fresh;            /* ignore a checkpoint of an interrupted run */
+    const char *consumer; /* NULL: ENGINE_CONSUMER */
+    /* Of one tenant in memory, and of the pending feed deltas (the changes
+     * in (C, H] of every tenant in scope: past it the run fails, SL_ETOOLARGE,
+     * rather than leave one out); 0: 2,000,000. */
+    size_t max_aggregates;
+    size_t max_rows; /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
     /* Called every few hundred documents and after each tenant; a nonzero
      * return interrupts the run (SL_EBUSY), which resumes from its checkpoint. */
     int (*progress)(void *ctx, const engine_recompute_progress *p);
     void *progress_ctx;
+    /* Lifetime of the leases a repair holds (its own, and the listener's
+     * while it replaces a tenant's aggregates), renewed every third of it;
+     * 0: 10000 (50..600000).  A run that dies leaves them to expire. */
+    int64_t lease_ms;
+    /* A test hook, NULL in production: called on the run's thread at each
+     * point, with the tenant being repaired. */
+    void (*at)(void *ctx, engine_recompute_point point, const char *tenant);
+    void *at_ctx;
 } engine_recompute_options;
 
 typedef struct engine_recompute_report {
@@ -604,7 +624,8 @@ typedef struct engine_recompute_report {
     int64_t drift_aggregates;
     int64_t repaired_aggregates;
     int64_t over_limit_aggregates; /* drifted ones over the metric limit (left quarantined) */
-    size_t nrows;                  /* rows kept (at most max_rows) of this process's part */
+    int64_t repair_retries; /* tenant repairs begun again: the listener took its lease back */
+    size_t nrows;           /* rows kept (at most max_rows) of this process's part */
     engine_drift_row *rows;
     size_t naggs; /* drifted aggregates kept (at most max_rows) of this process's part */
     engine_drift_agg *aggs;
