@@ -383,6 +383,7 @@ static const slug_row status_slugs[] = {
     {SL_EINTERNAL, "internal-error"},
     {SL_ECONFLICT, "conflict"},
     {SL_ETIMEOUT, "timeout"},
+    {SL_EOVERFLOW, "overflow"},
 };
 
 const char *api__status_slug(sl_status s)

@@ -91,13 +91,27 @@ static sl_status needs_repair(api_request *req, const char *sk, const char *what
     return sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
 }
 
-/* The answer for quarantined aggregate q: over the metric limit, 503 of its
- * own type saying what the tenant can do (its assets must carry fewer
- * metrics; docs/recompute.md), else needs_repair.  Returns SL_ECORRUPT. */
+/* The answer for quarantined aggregate q: over the metric limit or
+ * overflowing, 503 of its own type saying what the tenant can do (its assets
+ * must carry fewer metrics, or fewer assets must sum into it;
+ * docs/recompute.md), else needs_repair.  Returns SL_ECORRUPT. */
 static sl_status quarantined(api_request *req, const engine_quarantine *q, sl_error *err)
 {
     sl_error e;
     sl_status rc;
+    if (q->cause == ENGINE_QUARANTINE_OVERFLOW) {
+        sl_error_clear(&e);
+        sl_error_set_at(&e, SL_ECORRUPT, "aggregate", -1,
+                        "aggregate %s overflows: a count or sum of its assets passes the int64 "
+                        "maximum (9223372036854775807), more than an aggregate holds exactly, so "
+                        "it is not kept; it is served again once its assets sum within it "
+                        "(assets deleted or moved) and an operator runs `sightline recompute "
+                        "--repair`",
+                        q->sk);
+        api__request_fail(req, 503, "aggregate-overflow", &e);
+        rc = sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
+        goto out;
+    }
     if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT) {
         rc = needs_repair(req, q->sk, "quarantined (its document could not be read)", err);
         goto out;

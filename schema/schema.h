@@ -35,7 +35,8 @@
     X(SL_EUNSUPPORTED, 12, 415, "unsupported")                                                     \
     X(SL_EINTERNAL, 13, 500, "internal error")                                                     \
     X(SL_ECONFLICT, 14, 409, "conflict")                                                           \
-    X(SL_ETIMEOUT, 15, 504, "timed out")
+    X(SL_ETIMEOUT, 15, 504, "timed out")                                                           \
+    X(SL_EOVERFLOW, 16, 500, "arithmetic overflow")
 
 typedef enum sl_status {
 #define SL__STATUS_ENUM(name, value, http, title) name = value,
