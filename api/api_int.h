@@ -571,6 +571,10 @@ void api__uploads_metrics(api__uploads *q, FILE *out);
 /* The server's quotas. */
 api__uploads *api__server_uploads(api_server *srv);
 
+/* The lock a PUT of a catalog entry holds from counting the tenant's
+ * entries to writing (catalog-entries-max is exact within one server). */
+pthread_mutex_t *api__server_catalog_lock(api_server *srv);
+
 /* ---- metrics (metrics.c) ---- */
 typedef struct api__metrics api__metrics;
 
@@ -741,6 +745,8 @@ struct api_server {
     pthread_mutex_t tick_lock;
     pthread_cond_t tick_cond;
     int watchdog_quit;
+
+    pthread_mutex_t catalog_lock; /* api__server_catalog_lock() */
 
     pthread_mutex_t writers_lock;
     struct {

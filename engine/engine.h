@@ -474,8 +474,10 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out);
  * is stored under another SKU's key, or has a pattern that does not compile
  * fails the whole load with SL_ECORRUPT naming the entry and the field, so
  * that no analysis prices a surgery with part of a catalog; a PUT of the
- * entry repairs it.  A tenant without a catalog gets an empty one (every
- * label unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
+ * entry repairs it.  A catalog of more than SCHEMA_CATALOG_ENTRIES_MAX
+ * entries fails with SL_ETOOLARGE naming the bound, having compiled no more
+ * than that.  A tenant without a catalog gets an empty one (every label
+ * unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
  *
  * Use: load once per analysis; map each DISTINCT label once with
  * schema_catalog_match (frames list their distinct labels) and keep the index;
