@@ -177,8 +177,13 @@ void engine__agg_mark_overflow(engine_agg *a, const char *field)
     free(a->metrics);
     a->metrics = NULL;
     a->nmetrics = a->cap_metrics = 0;
+    /* A metric's field ("metrics.<name>") as "metrics": every aggregate
+     * keeps this, so it stays small. */
     if (!a->overflow)
-        snprintf(a->overflow_field, sizeof a->overflow_field, "%s", field ? field : "sums");
+        snprintf(a->overflow_field, sizeof a->overflow_field, "%s",
+                 !field                           ? "sums"
+                 : !strncmp(field, "metrics.", 8) ? "metrics"
+                                                  : field);
     a->overflow = 1;
 }
 

@@ -171,12 +171,12 @@ typedef struct engine_agg {
      * engine_agg_add and engine_agg_encode refuse it (SL_ETOOLARGE). */
     int over_metrics;
     /* 1: a counter or sum would pass int64 (engine.h, "Overflow";
-     * overflow_field names the first, e.g. "waste_cents").  Only a set that
+     * overflow_field names the first, e.g. "waste_cents", or "metrics").  Only a set that
      * marks makes such an aggregate, instead of failing: its values stop at
      * the last exact state and mean nothing, its metrics are dropped.
      * engine_agg_add and engine_agg_encode refuse it (SL_EOVERFLOW). */
     int overflow;
-    char overflow_field[ENGINE_METRIC_NAME_MAX + 32];
+    char overflow_field[24];
 } engine_agg;
 
 /* Zeroes *a (an empty aggregate of no kind). */

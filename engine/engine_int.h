@@ -73,7 +73,7 @@ int engine__agg_add_counters(engine_agg *dst, const engine_agg *a, int sign, con
 
 /* Marks a as overflowing (engine_agg.overflow): its metrics are dropped,
  * its values stop where they are; field (the first that would have passed
- * int64) is kept unless a was marked before. */
+ * int64; a metric's as "metrics") is kept unless a was marked before. */
 void engine__agg_mark_overflow(engine_agg *a, const char *field);
 
 /* SL_EOVERFLOW naming a's sort key, its tenant and the field that would pass
