@@ -76,18 +76,6 @@ static void agg_json(yajl_gen g, const engine_agg *a, int hist)
     yajl_gen_map_close(g);
 }
 
-/* Records the 503 "aggregate-needs-repair" answer when rc is the engine's
- * "needs repair" (SL_ECORRUPT naming ENGINE_FIELD_AGGREGATE: the details --
- * which may name what its damaged bytes hold -- are the operator's, in
- * recompute's report); the problem recorded here is the one answered (the
- * first recorded wins).  Returns rc. */
-static sl_status repair_check(api_request *req, sl_status rc, sl_error *err)
-{
-    if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE))
-        api__request_fail(req, 503, "aggregate-needs-repair", err);
-    return rc;
-}
-
 /* ---------------------------------------------------------------------------
  * Listings: pages by key position (engine_brand_list).
  *
@@ -180,7 +168,8 @@ static sl_status listing_run(api_request *req, engine_list_query *q, const char 
     q->scan_max = SCAN_MAX;
     api_json_str(g, array);
     yajl_gen_array_open(g);
-    rc = repair_check(req, engine_brand_list(api_store(req), q, emit_item, &e, &res, err), err);
+    rc = api__aggregate_check(req, engine_brand_list(api_store(req), q, emit_item, &e, &res, err),
+                              err);
     if (rc != SL_OK)
         goto out;
     yajl_gen_array_close(g);
@@ -320,7 +309,7 @@ static sl_status agg_get(api_request *req, engine_agg_kind kind, const char *nam
         goto out;
     rc = engine_brand_agg_get(api_store(req), api_auth_of(req)->tenant, kind, name, campaign, &a,
                               err);
-    if ((rc = repair_check(req, rc, err)) == SL_OK) {
+    if ((rc = api__aggregate_check(req, rc, err)) == SL_OK) {
         agg_answer ans = {&a, hist};
         rc = api_reply_json_with(req, 200, agg_answer_json, &ans, err);
     }

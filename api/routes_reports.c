@@ -51,8 +51,7 @@ static sl_status brand_report(api_request *req, report_format format, sl_error *
         goto out;
     rc = report_brand(api_store(req), api_auth_of(req)->tenant, api_param(req, "brand"), &opt, &o,
                       err);
-    if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE))
-        api__request_fail(req, 503, "aggregate-needs-repair", err);
+    rc = api__aggregate_check(req, rc, err);
     if (rc == SL_OK)
         rc = report_answer(req, &o, err);
 out:

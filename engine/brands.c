@@ -24,7 +24,23 @@ static sl_status needs_repair(const char *sk, const char *what, sl_error *err)
                            sk, what);
 }
 
-/* SL_ECORRUPT (needs_repair) when an aggregate of the tenant whose sort key
+/* SL_ECORRUPT for quarantined aggregate q: over the metric limit, naming
+ * ENGINE_FIELD_AGGREGATE_OVER_LIMIT and what the tenant can do
+ * (docs/recompute.md); else needs_repair. */
+static sl_status quarantined(const engine_quarantine *q, sl_error *err)
+{
+    if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT)
+        return needs_repair(q->sk, "quarantined (its document could not be read)", err);
+    return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVER_LIMIT, -1,
+                           "aggregate %s is over the metric limit: its assets carry more than %d "
+                           "metrics (memorability and the distinct saliency names), more than an "
+                           "aggregate holds, so it is not kept; it is served again once they carry "
+                           "at most %d (assets rescored, deleted or moved) and an operator runs "
+                           "`sightline recompute --repair`",
+                           q->sk, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+}
+
+/* SL_ECORRUPT (quarantined) when an aggregate of the tenant whose sort key
  * starts with prefix and whose kind is kind is quarantined; SL_OK when none is. */
 static sl_status quarantine_check(store *s, const char *tenant, const char *prefix,
                                   engine_agg_kind kind, sl_error *err)
@@ -35,7 +51,7 @@ static sl_status quarantine_check(store *s, const char *tenant, const char *pref
         sl_error_clear(err);
         rc = SL_OK;
     } else if (rc == SL_OK) {
-        rc = needs_repair(q.sk, "quarantined (its document could not be read)", err);
+        rc = quarantined(&q, err);
     }
     return rc;
 }
@@ -83,7 +99,7 @@ sl_status engine_brand_agg_get(store *s, const char *tenant, engine_agg_kind kin
     /* Quarantined: whatever its document says, the listener stopped keeping it. */
     rc = engine_quarantine_get(s, pk, sk, &q, err);
     if (rc == SL_OK)
-        rc = needs_repair(sk, "quarantined (its document could not be read)", err);
+        rc = quarantined(&q, err);
     else if (rc == SL_ENOTFOUND)
         sl_error_clear(err);
     if (rc != SL_ENOTFOUND)
