@@ -113,6 +113,13 @@ static const config_row rows[] = {
              "1.3 and 1.2, AEAD ciphers, ECDHE; docs/security.md)"),
     ROW("hsts-max-age", 0, INT64_C(1) << 31, 31536000, 0, hsts_max_age_s,
         "seconds of Strict-Transport-Security sent with HTTPS answers (0: none)"),
+    /* A brand report reads every asset of the brand (top and bottom lists,
+     * the XLSX asset sheet): about 2.5 us and 300 bytes of XLSX each, on a
+     * job thread, in memory bounded by one store page.  The maximum is
+     * Excel's sheet (1,048,576 rows with the header). */
+    ROW("report-assets-max", 1, 1048575, 1000000, 0, report_assets_max,
+        "assets of one brand a report reads (its XLSX asset sheet's rows); a brand with more is "
+        "answered 413"),
     TEXT_ROW("metrics-key", metrics_key, "TOKEN|@FILE", "",
              "bearer token GET /metrics requires (at least 16 characters; @FILE reads it from the "
              "file's first line, keeping it out of the process list); default: /metrics is public"),
