@@ -366,3 +366,16 @@ sl_status report__brand_assets_each(const report_brand_model *m, report_asset_fn
         .what = ENGINE_LIST_ASSETS, .tenant = m->tenant, .brand = m->brand, .page = STORE_PAGE_MAX};
     return engine_brand_list(m->snap, &q, each_one, &e, &res, err);
 }
+
+/* The metrics of a in report order (reports_int.h). */
+size_t report__metric_order(const engine_agg *a, const engine_metric **out)
+{
+    size_t n = 0;
+    const engine_metric *mem = engine_agg_metric(a, ENGINE_METRIC_MEMORABILITY);
+    if (mem && mem->n > 0)
+        out[n++] = mem;
+    for (size_t i = 0; i < a->nmetrics; i++)
+        if (&a->metrics[i] != mem && a->metrics[i].n > 0)
+            out[n++] = &a->metrics[i];
+    return n;
+}

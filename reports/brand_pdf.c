@@ -11,20 +11,6 @@
 
 #define BARS_MAX 25 /* campaigns in the chart of means */
 
-/* The metrics of a in report order: memorability first, then the others by
- * name (the aggregate keeps them by name). */
-static size_t metric_order(const engine_agg *a, const engine_metric **out)
-{
-    size_t n = 0;
-    const engine_metric *mem = engine_agg_metric(a, ENGINE_METRIC_MEMORABILITY);
-    if (mem && mem->n > 0)
-        out[n++] = mem;
-    for (size_t i = 0; i < a->nmetrics; i++)
-        if (&a->metrics[i] != mem && a->metrics[i].n > 0)
-            out[n++] = &a->metrics[i];
-    return n;
-}
-
 /* The statistics columns: n, mean, std dev, median, p10, p90, min, max. */
 #define STATS_COLS 8
 static void stats_cells(const engine_metric *m, char buf[STATS_COLS][REPORT_NUM_MAX],
@@ -54,7 +40,7 @@ static void scores_table(rpdf *d, const engine_agg *a)
 {
     rpdf_col cols[1 + STATS_COLS] = {{"metric", 0, RPDF_LEFT}};
     const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-    size_t n = metric_order(a, ms);
+    size_t n = report__metric_order(a, ms);
     stats_cols(cols + 1);
     rpdf_table_begin(d, cols, 1 + STATS_COLS);
     for (size_t i = 0; i < n; i++) {
@@ -69,7 +55,7 @@ static void scores_table(rpdf *d, const engine_agg *a)
 static void histograms(rpdf *d, const engine_agg *a, const char *whose)
 {
     const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-    size_t n = metric_order(a, ms);
+    size_t n = report__metric_order(a, ms);
     for (size_t i = 0; i < n; i++) {
         double v[ENGINE_HIST_BINS];
         char title[256], caption[160], cnt[REPORT_NUM_MAX];
@@ -130,7 +116,7 @@ static void campaigns(rpdf *d, const report_brand_model *m)
     rpdf_table_begin(d, cols, 2 + STATS_COLS);
     for (size_t i = 0; i < m->ncampaigns; i++) {
         const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-        size_t n = metric_order(&m->campaigns[i], ms);
+        size_t n = report__metric_order(&m->campaigns[i], ms);
         for (size_t k = 0; k < n; k++) {
             char buf[STATS_COLS][REPORT_NUM_MAX];
             const char *cells[2 + STATS_COLS] = {m->campaigns[i].campaign, ms[k]->name};
@@ -155,7 +141,7 @@ static void sectors(rpdf *d, const report_brand_model *m)
     for (size_t i = 0; i < m->nsectors; i++) {
         const report_sector *s = &m->sectors[i];
         const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-        size_t n = s->agg.kind ? metric_order(&s->agg, ms) : 0;
+        size_t n = s->agg.kind ? report__metric_order(&s->agg, ms) : 0;
         char ba[REPORT_NUM_MAX];
         report__fmt_count(s->brand_assets, ba);
         if (!n) {

@@ -15,18 +15,6 @@
 static const char *const stats_titles[STATS_N] = {"n",   "mean", "stddev", "median",   "p10",
                                                   "p90", "min",  "max",    "sum_micro"};
 
-static size_t metric_order(const engine_agg *a, const engine_metric **out)
-{
-    size_t n = 0;
-    const engine_metric *mem = engine_agg_metric(a, ENGINE_METRIC_MEMORABILITY);
-    if (mem && mem->n > 0)
-        out[n++] = mem;
-    for (size_t i = 0; i < a->nmetrics; i++)
-        if (&a->metrics[i] != mem && a->metrics[i].n > 0)
-            out[n++] = &a->metrics[i];
-    return n;
-}
-
 static size_t stats_columns(rxlsx_col *cols, size_t at)
 {
     for (size_t i = 0; i < STATS_N; i++)
@@ -76,7 +64,7 @@ static void brand_metrics(rxlsx *x, const report_brand_model *m)
     stats_columns(cols, 1);
     rxlsx_sheet *s = rxlsx_sheet_new(x, "Brand metrics", cols, 1 + STATS_N);
     const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-    size_t n = metric_order(&m->brand_agg, ms);
+    size_t n = report__metric_order(&m->brand_agg, ms);
     for (uint32_t i = 0; i < n; i++) {
         rxlsx_cell_text(s, i, 0, ms[i]->name);
         stats_row(s, i, 1, ms[i]);
@@ -92,7 +80,7 @@ static void campaigns(rxlsx *x, const report_brand_model *m)
     uint32_t r = 0;
     for (size_t i = 0; i < m->ncampaigns; i++) {
         const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-        size_t n = metric_order(&m->campaigns[i], ms);
+        size_t n = report__metric_order(&m->campaigns[i], ms);
         for (size_t k = 0; k < n; k++, r++) {
             rxlsx_cell_text(s, r, 0, m->campaigns[i].campaign);
             rxlsx_cell_text(s, r, 1, ms[k]->name);
@@ -114,7 +102,7 @@ static void sectors(rxlsx *x, const report_brand_model *m)
     for (size_t i = 0; i < m->nsectors; i++) {
         const report_sector *sec = &m->sectors[i];
         const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-        size_t n = sec->agg.kind ? metric_order(&sec->agg, ms) : 0;
+        size_t n = sec->agg.kind ? report__metric_order(&sec->agg, ms) : 0;
         if (!n) {
             rxlsx_cell_text(s, r, 0, sec->name);
             rxlsx_cell_num(s, r++, 1, (double)sec->brand_assets);
@@ -147,7 +135,7 @@ static void sectors(rxlsx *x, const report_brand_model *m)
 static void histograms(rxlsx *x, const report_brand_model *m)
 {
     const engine_metric *ms[ENGINE_AGG_METRICS_MAX];
-    size_t n = metric_order(&m->brand_agg, ms);
+    size_t n = report__metric_order(&m->brand_agg, ms);
     if (n > 60)
         n = 60;
     rxlsx_col cols[64] = {{"from", 8, RXLSX_SCORE}, {"to", 8, RXLSX_SCORE}};

@@ -59,6 +59,11 @@ void report__disposition(const char *stem, const char *ext, report_output *out);
 const char *report__fmt_score(double v, char out[REPORT_NUM_MAX]);
 const char *report__fmt_count(int64_t v, char out[REPORT_NUM_MAX]);
 
+/* Points out[] (room for a->nmetrics) at the metrics of a that counted
+ * something, in report order: memorability first, then the others by name
+ * (the aggregate keeps them by name).  Returns how many. */
+size_t report__metric_order(const engine_agg *a, const engine_metric **out);
+
 /* The date the data carry, in ms since the epoch, for document metadata;
  * REPORT_NO_DATE_MS when the data hold none (the brand data: an asset
  * carries no time, so that a re-sent batch changes nothing): then the
