@@ -41,8 +41,9 @@ const char *report_format_content_type(report_format f); /* the media type */
 #define REPORT_TOP_MAX           1000
 #define REPORT_CAMPAIGNS_DEFAULT 500     /* campaigns of a brand a report covers */
 #define REPORT_ASSETS_DEFAULT    1000000 /* assets of a brand a report reads */
-#define REPORT_XLSX_ROWS_MAX     1048575 /* data rows of one sheet (Excel: 1,048,576 with the header) \
-                                          */
+#define REPORT_XLSX_ROWS_MAX                                                                       \
+    1048575 /* data rows of one sheet (Excel: 1,048,576 with the header)                           \
+             */
 #define REPORT_ETAG_MAX        96
 #define REPORT_FILENAME_MAX    96
 #define REPORT_DISPOSITION_MAX 1024
