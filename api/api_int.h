@@ -847,6 +847,15 @@ void api__request_failf(api_request *req, int http, const char *slug, sl_status 
                         const char *field, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
+/* Records the 503 answer when rc is the engine's "aggregate cannot be
+ * served" (engine.h, the brand read model): SL_ECORRUPT naming
+ * ENGINE_FIELD_AGGREGATE ("aggregate-needs-repair"; the details -- which
+ * may name what its damaged bytes hold -- are the operator's, in
+ * recompute's report), ENGINE_FIELD_AGGREGATE_OVER_LIMIT
+ * ("aggregate-over-metric-limit") or ENGINE_FIELD_AGGREGATE_OVERFLOW
+ * ("aggregate-overflow").  Returns rc. */
+sl_status api__aggregate_check(api_request *req, sl_status rc, sl_error *err);
+
 /* Builds the problem response recorded in req into req->resp. */
 sl_status api__request_problem_reply(api_request *req);
 

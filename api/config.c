@@ -121,6 +121,13 @@ static const config_row rows[] = {
     ROW("catalog-entries-max", 1, SCHEMA_CATALOG_ENTRIES_MAX, 10000, 0, catalog_entries_max,
         "catalog entries (SKUs) one tenant may hold; the PUT of a new SKU past it is answered "
         "409 (catalog-full), replacing an entry is not"),
+    /* A brand report reads every asset of the brand (top and bottom lists,
+     * the XLSX asset sheet): about 2.5 us and 300 bytes of XLSX each, on a
+     * job thread, in memory bounded by one store page.  The maximum is
+     * Excel's sheet (1,048,576 rows with the header). */
+    ROW("report-assets-max", 1, 1048575, 1000000, 0, report_assets_max,
+        "assets of one brand a report reads (its XLSX asset sheet's rows); a brand with more is "
+        "answered 413"),
     TEXT_ROW("metrics-key", metrics_key, "TOKEN|@FILE", "",
              "bearer token GET /metrics requires (at least 16 characters; @FILE reads it from the "
              "file's first line, keeping it out of the process list); default: /metrics is public"),

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/engine.h"
+
 #define PROBLEM_BASE "https://sightline.dev/problems/"
 
 /* ---- accessors ---- */
@@ -443,6 +445,17 @@ sl_status api__request_fail(api_request *req, int http_status, const char *slug,
         req->problem = *e;
     }
     return e->status;
+}
+
+sl_status api__aggregate_check(api_request *req, sl_status rc, sl_error *err)
+{
+    if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE))
+        api__request_fail(req, 503, "aggregate-needs-repair", err);
+    else if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE_OVER_LIMIT))
+        api__request_fail(req, 503, "aggregate-over-metric-limit", err);
+    else if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE_OVERFLOW))
+        api__request_fail(req, 503, "aggregate-overflow", err);
+    return rc;
 }
 
 void api__request_failf(api_request *req, int http, const char *slug, sl_status s,

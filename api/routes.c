@@ -9,7 +9,8 @@
     X(surgeries)                                                                                   \
     X(catalog)                                                                                     \
     X(assets)                                                                                      \
-    X(brands)
+    X(brands)                                                                                      \
+    X(reports)
 
 #define API__AREA_EXTERN(area) extern const api_area api__area_##area;
 #define API__AREA_REF(area)    &api__area_##area,

@@ -15,6 +15,7 @@ static const cmd_entry commands[] = {
     {"recompute", "rebuild aggregates from base documents, report and repair drift", cmd_recompute},
     {"simulate", "write a scrub-table scenario's detections and ground truth", cmd_simulate},
     {"evaluate", "compare tool-usage results with a scenario's ground truth", cmd_evaluate},
+    {"report", "render a report (brand scores) to a PDF or XLSX file", cmd_report},
 };
 
 static void print_help(FILE *out)

@@ -287,6 +287,106 @@ double engine_metric_percentile(const engine_metric *m, double q);
 int engine_hist_bin(int64_t micro);
 
 /* ---------------------------------------------------------------------------
+ * The brand read model (engine/brands.c): what the brand dashboard API and
+ * the brand report read, so that the JSON, the PDF and the XLSX show the same
+ * numbers from the same documents.  Numbers are engine_metric_stats' of the
+ * aggregates (above); assets are decoded as the API answers them.
+ *
+ * An aggregate a read needs that is quarantined or damaged fails with
+ * SL_ECORRUPT, err->field ENGINE_FIELD_AGGREGATE and a message naming its
+ * sort key: only `sightline recompute --repair` brings it back (the API
+ * answers such a failure 503 "aggregate-needs-repair").  One quarantined for
+ * being over the metric limit (ENGINE_QUARANTINE_METRIC_LIMIT) fails the
+ * same way with field ENGINE_FIELD_AGGREGATE_OVER_LIMIT and a message saying
+ * what the tenant can do (503 "aggregate-over-metric-limit"); one
+ * quarantined because a sum of it passes int64 (ENGINE_QUARANTINE_OVERFLOW)
+ * with field ENGINE_FIELD_AGGREGATE_OVERFLOW (503 "aggregate-overflow").
+ * ------------------------------------------------------------------------- */
+#define ENGINE_FIELD_AGGREGATE            "aggregate"
+#define ENGINE_FIELD_AGGREGATE_OVER_LIMIT "aggregate_over_metric_limit"
+#define ENGINE_FIELD_AGGREGATE_OVERFLOW   "aggregate_overflow"
+
+/* The brand (kind ENGINE_AGG_BRAND, name = brand), campaign
+ * (ENGINE_AGG_CAMPAIGN, name = brand, campaign) or sector (ENGINE_AGG_SECTOR,
+ * name = sector) aggregate of tenant into *out (initialized by the caller;
+ * on SL_OK its previous content is freed and it owns the new one:
+ * engine_agg_free; out->version is the document's).  SL_ENOTFOUND naming
+ * "brand", "campaign" or "sector" when it does not exist or counts nothing;
+ * SL_EINVAL for a name that is no component. */
+sl_status engine_brand_agg_get(store *s, const char *tenant, engine_agg_kind kind, const char *name,
+                               const char *campaign, engine_agg *out, sl_error *err);
+
+/* An asset document as the API answers it, decoded leniently (a field that
+ * is absent or of another type reads as absent).  Strings point into the
+ * document and live as long as it does. */
+typedef struct engine_asset {
+    const char *pk; /* the key the store keeps it under */
+    const char *asset, *client, *brand, *brand_id, *campaign, *sector, *media_type,
+        *model_version; /* NULL when absent; brand_id and model_version are "" when not given */
+    int has_memorability;
+    double memorability;        /* as received */
+    int64_t memorability_micro; /* -1 when absent */
+    int has_saliency;           /* `saliency` is a document (perhaps empty) */
+    size_t nsaliency;           /* double entries of `saliency`, in document (byte) order */
+    struct {
+        const char *name;
+        double value;  /* as received */
+        int64_t micro; /* from saliency_micro; -1 when absent */
+    } saliency[ENGINE_ASSET_SALIENCY_MAX];
+    int64_t version; /* the document's `v`, -1 when absent */
+} engine_asset;
+
+/* Decodes doc (stored under pk) into *out (pointers into doc).  Never fails;
+ * saliency entries past ENGINE_ASSET_SALIENCY_MAX (only a damaged document
+ * has them) are not read. */
+void engine_asset_view(const bson_t *doc, const char *pk, engine_asset *out);
+
+typedef enum engine_listing {
+    ENGINE_LIST_BRANDS = 1,      /* brand aggregates by brand (the aggregates partition) */
+    ENGINE_LIST_BRANDS_BY_COUNT, /* ... by count (gsi1), then brand */
+    ENGINE_LIST_BRANDS_BY_MEAN,  /* ... by mean memorability (gsi2), then brand */
+    ENGINE_LIST_CAMPAIGNS,       /* the campaign aggregates of `brand`, by campaign */
+    ENGINE_LIST_SECTORS,         /* sector aggregates by sector */
+    ENGINE_LIST_ASSETS           /* the assets of `brand` by campaign, then asset (asset index) */
+} engine_listing;
+
+typedef struct engine_list_query {
+    engine_listing what;
+    const char *tenant;
+    const char *brand; /* campaigns, assets */
+    int descending;
+    /* The position of the last item an earlier call listed (its
+     * engine_list_result.last); NULL or "" to start at the beginning. */
+    const char *after;
+    size_t limit;    /* items to list at most; 0: no bound (a whole walk) */
+    size_t scan_max; /* stop after reading this many documents (a listing that
+                      * passes over some, e.g. campaign aggregates among brands,
+                      * then ends early with more set); 0: no bound */
+    size_t page;     /* documents per store read; 0: limit + 1, doubling */
+} engine_list_query;
+
+/* Called for each listed item in order, with either the aggregate (valid for
+ * the call; copy with engine_agg_copy) or the asset (its strings point into
+ * the store's page: valid for the call), and the row the store keeps for it
+ * (key and version).  An error stops the listing and is returned. */
+typedef sl_status (*engine_list_fn)(void *ctx, const engine_agg *agg, const engine_asset *asset,
+                                    const store_doc *row, sl_error *err);
+
+typedef struct engine_list_result {
+    size_t listed;
+    int more;                     /* items are left: go on with after = last */
+    char last[STORE_KEY_MAX + 1]; /* the position of the last document read */
+} engine_list_result;
+
+/* Walks the listing q: fn for each item, bounded by q->limit and
+ * q->scan_max.  Memory is one store page, whatever the listing's length.
+ * Aggregates are read as engine_brand_agg_get reads them (a damaged one, or
+ * any quarantined one of the listed kind and prefix, needs repair); a page
+ * row that is not BSON in items is SL_ECORRUPT naming it. */
+sl_status engine_brand_list(store *s, const engine_list_query *q, engine_list_fn fn, void *ctx,
+                            engine_list_result *res, sl_error *err);
+
+/* ---------------------------------------------------------------------------
  * Sets of aggregates keyed by (kind, tenant, names): the shadow of a
  * recompute, the merged deltas of a listener batch, a test's expectations.
  * ------------------------------------------------------------------------- */

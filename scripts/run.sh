@@ -54,6 +54,9 @@ Sightline is starting on $url (store $store)
       curl -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s1/frames
   brand tenant demo-brands, admin key: $bkey
       curl -H 'Authorization: Bearer $bkey' '$url/v1/brands?sort=mean&order=desc'
+    brand score report of sparkle, as PDF and as XLSX (docs/reports.md):
+      curl -OJ -H 'Authorization: Bearer $bkey' $url/v1/brands/sparkle/report.pdf
+      curl -OJ -H 'Authorization: Bearer $bkey' $url/v1/brands/sparkle/report.xlsx
   (keys also in $datadir/demo-hospital.key and $datadir/demo-brands.key)
   health: curl $url/healthz     metrics: curl $url/metrics
 Stop with Ctrl-C.

@@ -148,6 +148,8 @@ static void test_recompute(e2e_world *w)
     check_over_answer(w->viewer[0], "/v1/brands/Nike/campaigns/spring",
                       "BRAND#Nike#CAMPAIGN#spring");
     check_over_answer(w->viewer[0], "/v1/sectors/shoes", "SECTOR#shoes");
+    /* The brand's report reads the same model and says the same. */
+    check_over_answer(w->viewer[0], "/v1/brands/Nike/report.pdf", "BRAND#Nike");
     damage_puma(w->store);
 
     /* A check: every aggregate of acme compared, the three named with the
