@@ -51,6 +51,7 @@ typedef struct api_config {
     char tls_priorities[512];       /* GnuTLS priority string of HTTPS */
     int64_t hsts_max_age_s;         /* Strict-Transport-Security on HTTPS answers; 0 = none */
     char metrics_key[256];          /* bearer token GET /metrics needs; "" = public */
+    int64_t catalog_entries_max;    /* catalog entries (SKUs) one tenant may hold */
     int64_t report_assets_max;      /* assets of one brand a report reads; more: 413 */
 } api_config;
 

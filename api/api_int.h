@@ -571,6 +571,10 @@ void api__uploads_metrics(api__uploads *q, FILE *out);
 /* The server's quotas. */
 api__uploads *api__server_uploads(api_server *srv);
 
+/* The lock a PUT of a catalog entry holds from counting the tenant's
+ * entries to writing (catalog-entries-max is exact within one server). */
+pthread_mutex_t *api__server_catalog_lock(api_server *srv);
+
 /* ---- metrics (metrics.c) ---- */
 typedef struct api__metrics api__metrics;
 
@@ -742,6 +746,8 @@ struct api_server {
     pthread_cond_t tick_cond;
     int watchdog_quit;
 
+    pthread_mutex_t catalog_lock; /* api__server_catalog_lock() */
+
     pthread_mutex_t writers_lock;
     struct {
         api_metrics_writer fn;
@@ -845,8 +851,9 @@ void api__request_failf(api_request *req, int http, const char *slug, sl_status 
  * served" (engine.h, the brand read model): SL_ECORRUPT naming
  * ENGINE_FIELD_AGGREGATE ("aggregate-needs-repair"; the details -- which
  * may name what its damaged bytes hold -- are the operator's, in
- * recompute's report) or ENGINE_FIELD_AGGREGATE_OVER_LIMIT
- * ("aggregate-over-metric-limit").  Returns rc. */
+ * recompute's report), ENGINE_FIELD_AGGREGATE_OVER_LIMIT
+ * ("aggregate-over-metric-limit") or ENGINE_FIELD_AGGREGATE_OVERFLOW
+ * ("aggregate-overflow").  Returns rc. */
 sl_status api__aggregate_check(api_request *req, sl_status rc, sl_error *err);
 
 /* Builds the problem response recorded in req into req->resp. */

@@ -113,6 +113,14 @@ static const config_row rows[] = {
              "1.3 and 1.2, AEAD ciphers, ECDHE; docs/security.md)"),
     ROW("hsts-max-age", 0, INT64_C(1) << 31, 31536000, 0, hsts_max_age_s,
         "seconds of Strict-Transport-Security sent with HTTPS answers (0: none)"),
+    /* A catalog is compiled whole into memory, per tenant, by the server's
+     * ingest cache and by every usage analysis: ~1.3 KB an entry of one plain
+     * pattern (compiled and JIT-compiled), tens of KB one of 64 patterns
+     * (docs/security.md).  At most SCHEMA_CATALOG_ENTRIES_MAX, the bound every
+     * reader compiles within. */
+    ROW("catalog-entries-max", 1, SCHEMA_CATALOG_ENTRIES_MAX, 10000, 0, catalog_entries_max,
+        "catalog entries (SKUs) one tenant may hold; the PUT of a new SKU past it is answered "
+        "409 (catalog-full), replacing an entry is not"),
     /* A brand report reads every asset of the brand (top and bottom lists,
      * the XLSX asset sheet): about 2.5 us and 300 bytes of XLSX each, on a
      * job thread, in memory bounded by one store page.  The maximum is

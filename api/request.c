@@ -385,6 +385,7 @@ static const slug_row status_slugs[] = {
     {SL_EINTERNAL, "internal-error"},
     {SL_ECONFLICT, "conflict"},
     {SL_ETIMEOUT, "timeout"},
+    {SL_EOVERFLOW, "overflow"},
 };
 
 const char *api__status_slug(sl_status s)
@@ -452,6 +453,8 @@ sl_status api__aggregate_check(api_request *req, sl_status rc, sl_error *err)
         api__request_fail(req, 503, "aggregate-needs-repair", err);
     else if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE_OVER_LIMIT))
         api__request_fail(req, 503, "aggregate-over-metric-limit", err);
+    else if (rc == SL_ECORRUPT && !strcmp(err->field, ENGINE_FIELD_AGGREGATE_OVERFLOW))
+        api__request_fail(req, 503, "aggregate-overflow", err);
     return rc;
 }
 

@@ -1,9 +1,13 @@
 /* routes_catalog.c -- the tenant's tool catalog: PUT /v1/catalog/{sku} (a tool
  * and the detector labels that mean it), GET one entry, and GET /v1/catalog
- * paginated in SKU order (the order labels are matched in). */
+ * paginated in SKU order (the order labels are matched in).  A tenant holds
+ * at most catalog-entries-max entries (api/config.c): the PUT of a new SKU
+ * past it is answered 409 catalog-full, changing nothing. */
 #include "api_int.h"
 
 #include "ingest/ingest.h"
+
+#include <pthread.h>
 
 #define CATALOG_LIMIT_DEF 50
 
@@ -34,9 +38,54 @@ static void entry_json(yajl_gen g, const bson_t *doc, int64_t version)
     yajl_gen_map_close(g);
 }
 
+/* 409 catalog-full when the tenant's catalog has no room for a new sku.
+ *
+ * 409, not 507 or 422: the body is valid (the same body replaces an existing
+ * entry, or is taken under a higher limit) and the server's storage is not
+ * short (507 says that, for uploads); the request conflicts with the state
+ * of the tenant's catalog, which the client can change (replace an entry
+ * instead) or have the operator change (raise the limit).  Not 429 or 503:
+ * retrying later changes nothing. */
+static sl_status room_or_reply(api_request *req, const char *sku, sl_error *err)
+{
+    sl_error e;
+    sl_error_clear(&e);
+    sl_status rc = ingest_catalog_room(api_store(req), api_auth_of(req)->tenant, sku,
+                                       (size_t)api_config_of(req)->catalog_entries_max,
+                                       "catalog-entries-max", &e);
+    if (rc == SL_ECONFLICT)
+        api__request_fail(req, 409, "catalog-full", &e);
+    if (rc != SL_OK)
+        sl_error_set_at(err, rc, e.field[0] ? e.field : NULL, e.offset, "%s", e.message);
+    return rc;
+}
+
+/* The body is checked first (400 whatever the catalog holds); counting and
+ * writing hold the server's catalog lock, so two PUTs of new SKUs cannot
+ * both take the last place (servers sharing a store are not serialized: each
+ * may add one past the limit at the same moment; every reader stops at
+ * SCHEMA_CATALOG_ENTRIES_MAX whatever is stored). */
 static sl_status catalog_put(api_request *req, sl_error *err)
 {
-    return api_put_body(req, "sku", ingest_catalog_doc, entry_json, "/v1/catalog/", err);
+    bson_t *doc = NULL;
+    size_t len = 0;
+    const char *body = api_body(req, &len), *sku = api_param(req, "sku");
+    char location[64 + SCHEMA_COMPONENT_MAX];
+    pthread_mutex_t *lock = api__server_catalog_lock(api_server_of(req));
+    sl_status rc =
+        ingest_catalog_doc(api_auth_of(req)->tenant, sku, body ? body : "", len, NULL, &doc, err);
+    if (rc != SL_OK)
+        goto out;
+    snprintf(location, sizeof location, "/v1/catalog/%s", sku);
+    pthread_mutex_lock(lock);
+    rc = room_or_reply(req, sku, err);
+    if (rc == SL_OK)
+        rc = api_put_doc(req, doc, entry_json, location, err);
+    pthread_mutex_unlock(lock);
+out:
+    if (doc)
+        bson_destroy(doc);
+    return rc;
 }
 
 static sl_status catalog_get(api_request *req, sl_error *err)

@@ -30,7 +30,8 @@ static sl_status healthz_json(yajl_gen g, const void *ctx, sl_error *err)
     api_json_kv_int(g, "aggregates_quarantined", h->quarantined);
     if (h->quarantined)
         api_json_kv_str(g, "action",
-                        "aggregates are quarantined (damaged, or over the metric limit): "
+                        "aggregates are quarantined (damaged, over the metric limit, or "
+                        "overflowing): "
                         "`sightline recompute` names each and why, `sightline recompute "
                         "--repair` rebuilds the damaged ones");
     yajl_gen_map_close(g);

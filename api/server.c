@@ -434,6 +434,7 @@ sl_status api__server_start_areas(const api_config *cfg, store *st, const api_ar
     pthread_mutex_init(&srv->tick_lock, NULL);
     pthread_cond_init(&srv->tick_cond, NULL);
     pthread_mutex_init(&srv->writers_lock, NULL);
+    pthread_mutex_init(&srv->catalog_lock, NULL);
     if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0) {
         rc = sl_error_set(err, SL_EINTERNAL, "the random source failed (GnuTLS)");
         goto out;
@@ -547,6 +548,11 @@ api__uploads *api__server_uploads(api_server *srv)
     return srv->uploads;
 }
 
+pthread_mutex_t *api__server_catalog_lock(api_server *srv)
+{
+    return &srv->catalog_lock;
+}
+
 struct ingest_catalog_cache *api_server_catalogs(api_server *srv)
 {
     return srv->catalogs;
@@ -633,6 +639,7 @@ void api_server_free(api_server **srv)
     pthread_mutex_destroy(&s->tick_lock);
     pthread_cond_destroy(&s->tick_cond);
     pthread_mutex_destroy(&s->writers_lock);
+    pthread_mutex_destroy(&s->catalog_lock);
     free(s);
     *srv = NULL;
 out:

@@ -130,6 +130,10 @@ static void print_table(const engine_recompute_report *r, int repair, int verbos
         printf("%" PRId64 " of them over the metric limit (more than %d metrics): they stay "
                "quarantined until their assets carry at most %d, whatever --repair does\n",
                r->over_limit_aggregates, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+    if (r->overflow_aggregates)
+        printf("%" PRId64 " of them overflowing (a sum past the int64 maximum): they stay "
+               "quarantined until their items sum within int64 again, whatever --repair does\n",
+               r->overflow_aggregates);
     if (r->repair_retries)
         printf("%" PRId64 " tenant repairs begun again: the listener took its lease back (it "
                "had expired)\n",
@@ -231,6 +235,7 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     gen_int(g, "drift_aggregates", r->drift_aggregates);
     gen_int(g, "repaired_aggregates", r->repaired_aggregates);
     gen_int(g, "over_metric_limit_aggregates", r->over_limit_aggregates);
+    gen_int(g, "overflow_aggregates", r->overflow_aggregates);
     gen_int(g, "repair_retries", r->repair_retries);
     gen_bool(g, "aggregates_truncated", (int64_t)r->naggs < r->drift_aggregates);
     gen_key(g, "aggregates");
@@ -241,6 +246,7 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
         gen_int(g, "fields", a->fields);
         gen_bool(g, "repaired", a->repaired);
         gen_bool(g, "over_metric_limit", a->over_metric_limit);
+        gen_bool(g, "overflow", a->overflow);
         gen_str(g, "summary", a->summary);
         yajl_gen_map_close(g);
     }

@@ -77,8 +77,9 @@ static int metric_is_zero(const engine_metric *m)
 
 int engine_agg_is_zero(const engine_agg *a)
 {
-    int zero = !a->count && !a->surgeries && !a->surgeries_opened && !a->surgeries_used &&
-               !a->units_opened && !a->units_used && !a->waste_cents;
+    /* (An overflowing one holds more than it can tell: never nothing.) */
+    int zero = !a->overflow && !a->count && !a->surgeries && !a->surgeries_opened &&
+               !a->surgeries_used && !a->units_opened && !a->units_used && !a->waste_cents;
     /* (Over the metric limit it has no metrics: the counters say it all.) */
     for (size_t i = 0; zero && i < a->nmetrics; i++)
         zero = metric_is_zero(&a->metrics[i]);
@@ -136,6 +137,67 @@ void engine__agg_prune(engine_agg *a)
     a->nmetrics = w;
 }
 
+int engine__add_i64(int64_t acc, int sign, int64_t v, int64_t *out)
+{
+    int64_t t;
+    return !__builtin_mul_overflow((int64_t)(sign < 0 ? -1 : 1), v, &t) &&
+           !__builtin_add_overflow(acc, t, out);
+}
+
+/* The same for a sum of squares (128 bits). */
+static int add_i128(engine_i128 acc, int sign, engine_i128 v, engine_i128 *out)
+{
+    engine_i128 t;
+    return !__builtin_mul_overflow((engine_i128)(sign < 0 ? -1 : 1), v, &t) &&
+           !__builtin_add_overflow(acc, t, out);
+}
+
+int engine__agg_add_counters(engine_agg *dst, const engine_agg *a, int sign, const char **field)
+{
+    static const char *const names[7] = {"count",          "surgeries",    "surgeries_opened",
+                                         "surgeries_used", "units_opened", "units_used",
+                                         "waste_cents"};
+    int64_t *d[7] = {&dst->count,          &dst->surgeries,    &dst->surgeries_opened,
+                     &dst->surgeries_used, &dst->units_opened, &dst->units_used,
+                     &dst->waste_cents};
+    const int64_t v[7] = {a->count,        a->surgeries,  a->surgeries_opened, a->surgeries_used,
+                          a->units_opened, a->units_used, a->waste_cents};
+    int64_t sum[7];
+    int ok = 1;
+    for (int i = 0; ok && i < 7; i++)
+        if (!(ok = engine__add_i64(*d[i], sign, v[i], &sum[i])))
+            *field = names[i];
+    for (int i = 0; ok && i < 7; i++)
+        *d[i] = sum[i];
+    return ok;
+}
+
+void engine__agg_mark_overflow(engine_agg *a, const char *field)
+{
+    free(a->metrics);
+    a->metrics = NULL;
+    a->nmetrics = a->cap_metrics = 0;
+    /* A metric's field ("metrics.<name>") as "metrics": every aggregate
+     * keeps this, so it stays small. */
+    if (!a->overflow)
+        snprintf(a->overflow_field, sizeof a->overflow_field, "%s",
+                 !field                           ? "sums"
+                 : !strncmp(field, "metrics.", 8) ? "metrics"
+                                                  : field);
+    a->overflow = 1;
+}
+
+sl_status engine__overflow_error(const engine_agg *a, const char *field, sl_error *err)
+{
+    schema_key pk, sk;
+    if (engine_agg_keys(a, pk, sk, NULL) != SL_OK)
+        snprintf(sk, sizeof sk, "an aggregate");
+    return sl_error_set_at(err, SL_EOVERFLOW, field, -1,
+                           "overflow: %s of %s of tenant %s would pass the int64 maximum "
+                           "(9223372036854775807)",
+                           field, sk, a->tenant);
+}
+
 int engine__agg_same_identity(const engine_agg *a, const engine_agg *b)
 {
     return a->kind == b->kind && !strcmp(a->tenant, b->tenant) && !strcmp(a->brand, b->brand) &&
@@ -166,6 +228,12 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
                           (int)delta->kind, (int)dst->kind);
         goto out;
     }
+    if (dst->overflow || delta->overflow) { /* its values are not there to add */
+        rc = engine__overflow_error(dst->overflow ? dst : delta,
+                                    dst->overflow ? dst->overflow_field : delta->overflow_field,
+                                    err);
+        goto out;
+    }
     if (dst->over_metrics || delta->over_metrics) { /* its metrics are not there to add */
         rc = sl_error_set(err, SL_ETOOLARGE,
                           "over the metric limit: an aggregate of tenant %s holds more than %d "
@@ -180,14 +248,13 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
     engine__agg_prune(&work);
     if (!work.kind)
         engine__agg_copy_identity(&work, delta);
-    int64_t s = sign < 0 ? -1 : 1;
-    work.count += s * delta->count;
-    work.surgeries += s * delta->surgeries;
-    work.surgeries_opened += s * delta->surgeries_opened;
-    work.surgeries_used += s * delta->surgeries_used;
-    work.units_opened += s * delta->units_opened;
-    work.units_used += s * delta->units_used;
-    work.waste_cents += s * delta->waste_cents;
+    /* Every sum checked (engine.h, "Overflow"): past int64 it would wrap,
+     * or abort under UBSan, rather than say so. */
+    const char *field = NULL;
+    if (!engine__agg_add_counters(&work, delta, sign, &field)) {
+        rc = engine__overflow_error(&work, field, err);
+        goto out;
+    }
     for (size_t i = 0; i < delta->nmetrics; i++) {
         const engine_metric *d = &delta->metrics[i];
         if (metric_is_zero(d))
@@ -197,11 +264,17 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
             rc = err ? err->status : SL_ENOMEM;
             goto out;
         }
-        m->n += s * d->n;
-        m->sum += s * d->sum;
-        m->sumsq += (engine_i128)s * d->sumsq;
-        for (int b = 0; b < ENGINE_HIST_BINS; b++)
-            m->hist[b] += s * d->hist[b];
+        int ok = engine__add_i64(m->n, sign, d->n, &m->n) &&
+                 engine__add_i64(m->sum, sign, d->sum, &m->sum) &&
+                 add_i128(m->sumsq, sign, d->sumsq, &m->sumsq);
+        for (int b = 0; ok && b < ENGINE_HIST_BINS; b++)
+            ok = engine__add_i64(m->hist[b], sign, d->hist[b], &m->hist[b]);
+        if (!ok) {
+            char f[ENGINE_METRIC_NAME_MAX + 32];
+            snprintf(f, sizeof f, "metrics.%s", d->name);
+            rc = engine__overflow_error(&work, f, err);
+            goto out;
+        }
     }
     engine__agg_prune(&work);
     free(dst->metrics);
@@ -380,12 +453,20 @@ void engine_metric_stats(const engine_metric *m, engine_stats *out)
                        .max = NAN};
     if (m->n > 0) {
         st.mean = (double)((long double)m->sum / (long double)m->n / ENGINE_MICRO_ONE);
-        /* n * sumsq - sum^2 is exact: n < 2^63 and sumsq < 2^64 * 1e12 keep it
-         * well inside 127 bits for any realistic n (9e6 assets: ~8e25). */
-        engine_i128 num = (engine_i128)m->n * m->sumsq - (engine_i128)m->sum * m->sum;
-        if (num < 0)
-            num = 0;
-        long double var = (long double)num / ((long double)m->n * (long double)m->n);
+        /* n * sumsq - sum^2 is exact in 128 bits for any realistic n (9e6
+         * assets: ~8e25); sumsq <= n * 10^12 (engine_agg_check) lets it pass
+         * 2^127 only from n ~ 1.3e13, which a damaged or restored document
+         * can hold: checked, never wrapped. */
+        engine_i128 nsq, num;
+        long double var;
+        if (!__builtin_mul_overflow((engine_i128)m->n, m->sumsq, &nsq) &&
+            !__builtin_sub_overflow(nsq, (engine_i128)m->sum * m->sum, &num)) {
+            var = (long double)(num < 0 ? 0 : num) / ((long double)m->n * (long double)m->n);
+        } else { /* past 127 bits (n above ~10^13): in long double, to its precision */
+            long double mean = (long double)m->sum / (long double)m->n;
+            var = (long double)m->sumsq / (long double)m->n - mean * mean;
+            var = var < 0 ? 0 : var;
+        }
         st.stddev = (double)(sqrtl(var) / ENGINE_MICRO_ONE);
         st.p10 = engine_metric_percentile(m, 0.10);
         st.median = engine_metric_percentile(m, 0.50);

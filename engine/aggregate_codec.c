@@ -140,6 +140,10 @@ sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err)
     sl_status rc = engine_agg_keys(a, pk, sk, err);
     if (rc != SL_OK)
         goto out;
+    if (a->overflow) {
+        rc = engine__overflow_error(a, a->overflow_field, err);
+        goto out;
+    }
     if (a->over_metrics) {
         rc = sl_error_set(err, SL_ETOOLARGE,
                           "%s of tenant %s is over the metric limit (more than %d metrics): it "

@@ -272,17 +272,13 @@ void engine__aggset_mark_over(engine_aggset *set)
 }
 
 /* dst += sign * a for what an aggregate over the metric limit keeps (its
- * counters), and dst is marked over: its metrics are dropped. */
+ * counters; past int64 dst is marked overflowing instead), and dst is
+ * marked over: its metrics are dropped. */
 static void add_over(engine_agg *dst, const engine_agg *a, int sign)
 {
-    int64_t s = sign < 0 ? -1 : 1;
-    dst->count += s * a->count;
-    dst->surgeries += s * a->surgeries;
-    dst->surgeries_opened += s * a->surgeries_opened;
-    dst->surgeries_used += s * a->surgeries_used;
-    dst->units_opened += s * a->units_opened;
-    dst->units_used += s * a->units_used;
-    dst->waste_cents += s * a->waste_cents;
+    const char *field = NULL;
+    if (!engine__agg_add_counters(dst, a, sign, &field))
+        engine__agg_mark_overflow(dst, field);
     free(dst->metrics);
     dst->metrics = NULL;
     dst->nmetrics = dst->cap_metrics = 0;
@@ -299,10 +295,15 @@ sl_status engine_aggset_add(engine_aggset *set, const engine_agg *a, int sign, s
     engine_agg *dst = get_or_create(set, &id, &e);
     if (!dst)
         rc = e.status ? e.status : SL_ENOMEM;
+    else if (set->mark_over && (dst->overflow || a->overflow))
+        engine__agg_mark_overflow(dst, a->overflow ? a->overflow_field : NULL);
     else if (set->mark_over && (dst->over_metrics || a->over_metrics))
         add_over(dst, a, sign);
     else if ((rc = engine_agg_add(dst, a, sign, &e)) == SL_ETOOLARGE && set->mark_over) {
         add_over(dst, a, sign); /* dst was left as it was */
+        rc = SL_OK;
+    } else if (rc == SL_EOVERFLOW && set->mark_over) {
+        engine__agg_mark_overflow(dst, e.field); /* dst was left as it was */
         rc = SL_OK;
     }
     if (rc != SL_OK)
@@ -507,6 +508,30 @@ out:
     return rc;
 }
 
+/* The first sum of a that adding one asset v (sign) would take past int64
+ * ("count", "metrics.<name>"; into field), or 0 when every one fits.  An
+ * aggregate marked overflowing takes nothing more. */
+static int asset_overflow(const engine_agg *a, const asset_view *v, int sign, char *field,
+                          size_t size)
+{
+    int64_t x;
+    engine_i128 sq;
+    int over = !a->overflow && !engine__add_i64(a->count, sign, 1, &x);
+    if (over)
+        snprintf(field, size, "count");
+    for (size_t i = 0; !over && !a->overflow && !a->over_metrics && i < v->nm; i++) {
+        const engine_metric *m = engine_agg_metric(a, v->m[i].name.s);
+        int64_t mic = v->m[i].micro;
+        over = !m || !engine__add_i64(m->n, sign, 1, &x) ||
+               !engine__add_i64(m->sum, sign, mic, &x) ||
+               !engine__add_i64(m->hist[engine_hist_bin(mic)], sign, 1, &x) ||
+               __builtin_add_overflow(m->sumsq, (engine_i128)(sign < 0 ? -1 : 1) * mic * mic, &sq);
+        if (over)
+            snprintf(field, size, "metrics.%s", v->m[i].name.s);
+    }
+    return over;
+}
+
 static sl_status apply_asset(engine_aggset *set, const bson_t *image, int sign, sl_error *err)
 {
     sl_status rc;
@@ -579,8 +604,23 @@ static sl_status apply_asset(engine_aggset *set, const bson_t *image, int sign, 
             }
         }
     }
+    /* Phase 2b: every sum checked before any is made (engine.h, "Overflow"):
+     * past int64 a marking set marks the aggregate, any other refuses the
+     * asset, the set unchanged. */
+    for (int t = 0; t < nt; t++) {
+        char field[ENGINE_METRIC_NAME_MAX + 32] = "";
+        int over = asset_overflow(a[t], &v, sign, field, sizeof field);
+        if (over && set->mark_over) {
+            engine__agg_mark_overflow(a[t], field);
+        } else if (over) {
+            rc = engine__overflow_error(a[t], field, err);
+            goto out;
+        }
+    }
     int64_t s = sign < 0 ? -1 : 1;
     for (int t = 0; t < nt; t++) {
+        if (a[t]->overflow)
+            continue;
         a[t]->count += s;
         for (size_t i = 0; !a[t]->over_metrics && i < v.nm; i++) {
             /* Found, not created: the metric exists since phase 2a. */
@@ -751,6 +791,32 @@ static sl_status apply_summary(engine_aggset *set, const bson_t *image, int sign
             goto out;
         }
     }
+    /* Every sum checked before any is made (engine.h, "Overflow"): a tool's
+     * waste summed over surgeries can pass int64.  Past it a marking set
+     * marks the aggregate, any other refuses the summary, the set unchanged. */
+    for (size_t i = 0; i < ne; i++) {
+        ident id = {ENGINE_AGG_TOOL,
+                    4,
+                    {tenant.s, hospital.s, procedure.s, e[i].sku.s},
+                    {tenant.len, hospital.len, procedure.len, e[i].sku.len}};
+        engine_agg *t = find(set, &id, ident_hash(&id));
+        int64_t x;
+        const char *field =
+            t->overflow                                                        ? NULL
+            : !engine__add_i64(t->surgeries, sign, 1, &x)                      ? "surgeries"
+            : !engine__add_i64(t->surgeries_opened, sign, e[i].opened > 0, &x) ? "surgeries_opened"
+            : !engine__add_i64(t->surgeries_used, sign, e[i].used > 0, &x)     ? "surgeries_used"
+            : !engine__add_i64(t->units_opened, sign, e[i].opened, &x)         ? "units_opened"
+            : !engine__add_i64(t->units_used, sign, e[i].used, &x)             ? "units_used"
+            : !engine__add_i64(t->waste_cents, sign, e[i].waste, &x)           ? "waste_cents"
+                                                                               : NULL;
+        if (field && set->mark_over) {
+            engine__agg_mark_overflow(t, field);
+        } else if (field) {
+            rc = engine__overflow_error(t, field, err);
+            goto out;
+        }
+    }
     int64_t s = sign < 0 ? -1 : 1;
     for (size_t i = 0; i < ne; i++) {
         ident id = {ENGINE_AGG_TOOL,
@@ -758,6 +824,8 @@ static sl_status apply_summary(engine_aggset *set, const bson_t *image, int sign
                     {tenant.s, hospital.s, procedure.s, e[i].sku.s},
                     {tenant.len, hospital.len, procedure.len, e[i].sku.len}};
         engine_agg *t = find(set, &id, ident_hash(&id));
+        if (t->overflow)
+            continue;
         t->surgeries += s;
         t->surgeries_opened += e[i].opened > 0 ? s : 0;
         t->surgeries_used += e[i].used > 0 ? s : 0;

@@ -24,11 +24,20 @@ static sl_status needs_repair(const char *sk, const char *what, sl_error *err)
                            sk, what);
 }
 
-/* SL_ECORRUPT for quarantined aggregate q: over the metric limit, naming
- * ENGINE_FIELD_AGGREGATE_OVER_LIMIT and what the tenant can do
+/* SL_ECORRUPT for quarantined aggregate q: over the metric limit or
+ * overflowing, naming ENGINE_FIELD_AGGREGATE_OVER_LIMIT or
+ * ENGINE_FIELD_AGGREGATE_OVERFLOW and what the tenant can do
  * (docs/recompute.md); else needs_repair. */
 static sl_status quarantined(const engine_quarantine *q, sl_error *err)
 {
+    if (q->cause == ENGINE_QUARANTINE_OVERFLOW)
+        return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVERFLOW, -1,
+                               "aggregate %s overflows: a count or sum of its assets passes the "
+                               "int64 maximum (9223372036854775807), more than an aggregate holds "
+                               "exactly, so it is not kept; it is served again once its assets sum "
+                               "within it (assets deleted or moved) and an operator runs "
+                               "`sightline recompute --repair`",
+                               q->sk);
     if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT)
         return needs_repair(q->sk, "quarantined (its document could not be read)", err);
     return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVER_LIMIT, -1,

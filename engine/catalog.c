@@ -38,6 +38,14 @@ static sl_status add_doc(schema_catalog *c, const store_page *page, size_t i, sl
         rc = sl_error_set(err, SL_ENOMEM, "out of memory compiling the catalog");
         goto out;
     }
+    if (rc == SL_ETOOLARGE) { /* more entries than any catalog holds: no memory spent past it */
+        rc = sl_error_set_at(err, SL_ETOOLARGE, "catalog", -1,
+                             "the catalog %s holds more than %u entries "
+                             "(SCHEMA_CATALOG_ENTRIES_MAX), more than is compiled: remove "
+                             "entries (the server holds a tenant to catalog-entries-max)",
+                             d->pk, SCHEMA_CATALOG_ENTRIES_MAX);
+        goto out;
+    }
     /* A stored pattern that does not compile is damage too (PUT refuses it). */
 bad:
     rc = sl_error_set_at(err, SL_ECORRUPT, e.field, -1, "catalog entry %s / %s: %s", d->pk, d->sk,

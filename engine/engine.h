@@ -53,6 +53,19 @@
  * metrics again (assets rescored, deleted or moved) the next --repair
  * rebuilds it and lifts the quarantine.
  *
+ * Overflow.  Every counter and sum is an int64 (sumsq 128 bits), added with
+ * its overflow checked: one summary cannot overflow (SCHEMA_UNIT_COST_MAX),
+ * but a tool's waste_cents summed over surgeries can (three summaries of
+ * 4096 entries of 10^6 units at 10^9 cents; ~9,200 of one entry at the most
+ * waste), and any counter of a document near 2^63 (a bad restore) would
+ * with its next delta.  An aggregate whose sum would pass int64 cannot be
+ * kept exact: it is quarantined the same way as one over the metric limit
+ * (cause overflow), recompute reports it by name ("overflow: waste_cents
+ * ...") and --repair keeps it quarantined while it repairs everything else,
+ * the API answers 503 (aggregate-overflow) for a request that needs it;
+ * once its items sum within int64 again (summaries or assets deleted) the
+ * next --repair rebuilds it and lifts the quarantine.
+ *
  * Tool aggregates, one per (hospital, procedure, sku) of each surgery_summary's
  * `tools` entries (entries with the same sku in one summary are merged):
  *   surgeries         summaries that list the sku
@@ -83,7 +96,7 @@
  *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
  *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
  *         aggregates_checked, drift_fields, drift_aggregates, repaired_aggregates,
- *         over_limit_aggregates, repair_retries }
+ *         over_limit_aggregates, overflow_aggregates, repair_retries }
  *   AUDIT#RECOMPUTE#<started ISO-8601>#<run id>   one per finished run:
  *       { run_id, started_at, started_ms, finished_ms, tenant ("" = all), repair,
  *         resumed, feed_gone, consumer_reset, and the counters above }
@@ -157,6 +170,13 @@ typedef struct engine_agg {
      * counters stay exact, its metrics are dropped (no metrics, nmetrics 0).
      * engine_agg_add and engine_agg_encode refuse it (SL_ETOOLARGE). */
     int over_metrics;
+    /* 1: a counter or sum would pass int64 (engine.h, "Overflow";
+     * overflow_field names the first, e.g. "waste_cents", or "metrics").  Only a set that
+     * marks makes such an aggregate, instead of failing: its values stop at
+     * the last exact state and mean nothing, its metrics are dropped.
+     * engine_agg_add and engine_agg_encode refuse it (SL_EOVERFLOW). */
+    int overflow;
+    char overflow_field[24];
 } engine_agg;
 
 /* Zeroes *a (an empty aggregate of no kind). */
@@ -182,8 +202,9 @@ int engine_agg_is_zero(const engine_agg *a);
  * are taken from delta when dst has no kind yet.  Metrics left all-zero are
  * removed.  dst keeps owning its (reallocated) metrics; delta is not changed.  SL_EINVAL when the
  * kinds differ, SL_ETOOLARGE past ENGINE_AGG_METRICS_MAX metrics (the message names the aggregate
- * and the limit) or when either is over the metric limit already, SL_ENOMEM; dst is unchanged on
- * failure. */
+ * and the limit) or when either is over the metric limit already, SL_EOVERFLOW when a counter or
+ * sum would pass int64 or either is marked overflow already (the message names the aggregate and
+ * the field), SL_ENOMEM; dst is unchanged on failure. */
 sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_error *err);
 
 /* The aggregate's keys: pk T#t#AGG and its sort key (see the layout above). */
@@ -209,7 +230,8 @@ sl_status engine_brand_index_keys(const engine_agg *a, schema_key gpk, schema_ke
 
 /* Encodes a as its aggregate document (layout above) into *out, which the
  * caller initialized (bson_init) and destroys (bson_destroy), also on failure.
- * SL_ETOOLARGE for an aggregate over the metric limit (it has no document). */
+ * SL_ETOOLARGE for an aggregate over the metric limit, SL_EOVERFLOW for one marked overflow
+ * (neither has a document). */
 sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
 
 /* Decodes an aggregate document into *out (initialized by the caller; its
@@ -276,10 +298,13 @@ int engine_hist_bin(int64_t micro);
  * answers such a failure 503 "aggregate-needs-repair").  One quarantined for
  * being over the metric limit (ENGINE_QUARANTINE_METRIC_LIMIT) fails the
  * same way with field ENGINE_FIELD_AGGREGATE_OVER_LIMIT and a message saying
- * what the tenant can do (503 "aggregate-over-metric-limit").
+ * what the tenant can do (503 "aggregate-over-metric-limit"); one
+ * quarantined because a sum of it passes int64 (ENGINE_QUARANTINE_OVERFLOW)
+ * with field ENGINE_FIELD_AGGREGATE_OVERFLOW (503 "aggregate-overflow").
  * ------------------------------------------------------------------------- */
-#define ENGINE_FIELD_AGGREGATE "aggregate"
+#define ENGINE_FIELD_AGGREGATE            "aggregate"
 #define ENGINE_FIELD_AGGREGATE_OVER_LIMIT "aggregate_over_metric_limit"
+#define ENGINE_FIELD_AGGREGATE_OVERFLOW   "aggregate_overflow"
 
 /* The brand (kind ENGINE_AGG_BRAND, name = brand), campaign
  * (ENGINE_AGG_CAMPAIGN, name = brand, campaign) or sector (ENGINE_AGG_SECTOR,
@@ -417,13 +442,16 @@ sl_status engine_aggset_apply_image(engine_aggset *set, const bson_t *image, int
  * a record without the field is "damaged"); --repair removes such a record
  * only once the aggregate fits again, and writes one for an aggregate it
  * finds over the limit without a record, or rewrites the cause of one that
- * had been quarantined as damaged.
+ * had been quarantined as damaged.  An aggregate whose sum passes int64
+ * (the top of this file, "Overflow") is handled the same way, with
+ * `cause: "overflow"`.
  * ------------------------------------------------------------------------- */
 #define ENGINE_QUARANTINE_PREFIX "QUARANTINE#"
 
 typedef enum engine_quarantine_cause {
-    ENGINE_QUARANTINE_DAMAGED = 0,     /* "damaged": its document, or its sum, is impossible */
-    ENGINE_QUARANTINE_METRIC_LIMIT = 1 /* "metric_limit": over ENGINE_AGG_METRICS_MAX metrics */
+    ENGINE_QUARANTINE_DAMAGED = 0,      /* "damaged": its document, or its sum, is impossible */
+    ENGINE_QUARANTINE_METRIC_LIMIT = 1, /* "metric_limit": over ENGINE_AGG_METRICS_MAX metrics */
+    ENGINE_QUARANTINE_OVERFLOW = 2      /* "overflow": a counter or sum would pass int64 */
 } engine_quarantine_cause;
 
 typedef struct engine_quarantine {
@@ -546,8 +574,10 @@ void engine_listener_metrics_write(engine_listener *l, FILE *out);
  * is stored under another SKU's key, or has a pattern that does not compile
  * fails the whole load with SL_ECORRUPT naming the entry and the field, so
  * that no analysis prices a surgery with part of a catalog; a PUT of the
- * entry repairs it.  A tenant without a catalog gets an empty one (every
- * label unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
+ * entry repairs it.  A catalog of more than SCHEMA_CATALOG_ENTRIES_MAX
+ * entries fails with SL_ETOOLARGE naming the bound, having compiled no more
+ * than that.  A tenant without a catalog gets an empty one (every label
+ * unmapped).  On SL_OK *out is the caller's: schema_catalog_free().
  *
  * Use: load once per analysis; map each DISTINCT label once with
  * schema_catalog_match (frames list their distinct labels) and keep the index;
@@ -632,8 +662,8 @@ sl_status engine_surgery_transition(store *s, const char *tenant, const char *su
  * SYS#ENGINE).  A thread of the run renews both leases every third of
  * their lifetime whatever the run does; a tenant whose repair loses the
  * listener's lease anyway (it expired and the listener took it) is repaired
- * again from a new seizure, at most 5 times (repair_retries).  When the consumer's feed position was pruned, repair holds
- * the listener's lease for the whole run, resets the consumer to the head,
+ * again from a new seizure, at most 5 times (repair_retries).  When the consumer's feed position
+ * was pruned, repair holds the listener's lease for the whole run, resets the consumer to the head,
  * then repairs every tenant.
  *
  * Resumable: after each tenant the run records a checkpoint; a run with the
@@ -665,6 +695,7 @@ typedef struct engine_drift_agg {
     int64_t fields;        /* drifted fields (rows) of this aggregate */
     int repaired;          /* 1 when this run replaced it */
     int over_metric_limit; /* 1 when rebuilt it is over the metric limit: never repaired */
+    int overflow;          /* 1 when rebuilt a sum of it passes int64: never repaired */
     char summary[ENGINE_DRIFT_SUMMARY_MAX];
 } engine_drift_agg;
 
@@ -721,6 +752,7 @@ typedef struct engine_recompute_report {
     int64_t drift_aggregates;
     int64_t repaired_aggregates;
     int64_t over_limit_aggregates; /* drifted ones over the metric limit (left quarantined) */
+    int64_t overflow_aggregates;   /* drifted ones whose sums pass int64 (left quarantined) */
     int64_t repair_retries; /* tenant repairs begun again: the listener took its lease back */
     size_t nrows;           /* rows kept (at most max_rows) of this process's part */
     engine_drift_row *rows;

@@ -62,6 +62,24 @@ engine_metric *engine__agg_metric_get(engine_agg *a, const char *name, sl_error 
 /* Removes the metrics whose fields are all zero (absent and zero are the same). */
 void engine__agg_prune(engine_agg *a);
 
+/* acc + sign * v into *out (sign +1 or -1), checked: 0 when it would pass
+ * int64 (engine.h, "Overflow"; *out is then unspecified). */
+int engine__add_i64(int64_t acc, int sign, int64_t v, int64_t *out);
+
+/* dst's counters (count and the tool counters) += sign * a's, checked: 0
+ * when one would pass int64, dst then unchanged and *field naming the first
+ * ("waste_cents"). */
+int engine__agg_add_counters(engine_agg *dst, const engine_agg *a, int sign, const char **field);
+
+/* Marks a as overflowing (engine_agg.overflow): its metrics are dropped,
+ * its values stop where they are; field (the first that would have passed
+ * int64; a metric's as "metrics") is kept unless a was marked before. */
+void engine__agg_mark_overflow(engine_agg *a, const char *field);
+
+/* SL_EOVERFLOW naming a's sort key, its tenant and the field that would pass
+ * int64 (engine.h, "Overflow"). */
+sl_status engine__overflow_error(const engine_agg *a, const char *field, sl_error *err);
+
 /* From now on an aggregate of set that would pass ENGINE_AGG_METRICS_MAX
  * metrics (engine_aggset_add, engine_aggset_apply_image) is marked
  * over_metrics, keeping its counters and dropping its metrics, instead of

@@ -221,7 +221,7 @@ typedef struct planned {
  * that aggregate is quarantined and the batch goes on. */
 static int aggregate_failure(sl_status rc)
 {
-    return rc == SL_ECORRUPT || rc == SL_EINVAL || rc == SL_ETOOLARGE;
+    return rc == SL_ECORRUPT || rc == SL_EINVAL || rc == SL_ETOOLARGE || rc == SL_EOVERFLOW;
 }
 
 /* Builds the writes for the pending deltas and commits them with the token.
@@ -262,9 +262,11 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
         sl_error_clear(&e);
         sl_status arc = live_get(l, d, &plan[i].next, &e);
         int64_t version = plan[i].next.version;
-        /* Over the metric limit (engine.h): only adding can find it. */
+        /* Over the metric limit, or past int64 (engine.h): only adding can find it. */
         if (arc == SL_OK && (arc = engine_agg_add(&plan[i].next, d, +1, &e)) == SL_ETOOLARGE)
             plan[i].cause = ENGINE_QUARANTINE_METRIC_LIMIT;
+        else if (arc == SL_EOVERFLOW)
+            plan[i].cause = ENGINE_QUARANTINE_OVERFLOW;
         if (arc == SL_OK && !engine_agg_is_zero(&plan[i].next) &&
             (arc = engine_agg_check(&plan[i].next, &e)) != SL_OK)
             sl_error_prefix(&e, "it had drifted: adding its deltas would leave it impossible");
@@ -348,6 +350,8 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
             if (plan[i].cause == ENGINE_QUARANTINE_METRIC_LIMIT)
                 snprintf(once, sizeof once, ", once its assets carry at most %d metrics",
                          ENGINE_AGG_METRICS_MAX);
+            else if (plan[i].cause == ENGINE_QUARANTINE_OVERFLOW)
+                snprintf(once, sizeof once, ", once its items sum within int64 again");
             engine__log(l->log, l->log_ctx, "error",
                         "aggregate %s / %s quarantined: %s; its deltas are skipped (every "
                         "other aggregate goes on) until `sightline recompute --repair` rebuilds "
@@ -526,11 +530,13 @@ static int take_event(engine_listener *l, const store_event *ev)
     sl_error e;
     int skipped = 0, ok = 1;
     sl_status rc = apply_event(l, l->pending, ev, &skipped, &e);
-    if (rc == SL_ETOOLARGE && l->npending) {
+    if ((rc == SL_ETOOLARGE || rc == SL_EOVERFLOW) && l->npending) {
         /* The batch's deltas to one aggregate would hold more metrics than an
-         * aggregate may (ENGINE_AGG_METRICS_MAX): commit the events before
-         * this one, then take it alone.  One event always fits (two images of
-         * at most 1 + ENGINE_ASSET_SALIENCY_MAX metrics each), and an
+         * aggregate may (ENGINE_AGG_METRICS_MAX), or sum past int64 (a tool's
+         * waste over a few summaries): commit the events before this one,
+         * then take it alone.  One event always fits (two images of at most
+         * 1 + ENGINE_ASSET_SALIENCY_MAX metrics each, of one summary's waste
+         * each, which SCHEMA_UNIT_COST_MAX keeps within int64), and an
          * aggregate that cannot take its delta is quarantined by the commit.
          * Dropping the batch instead read the same events again and refused
          * them again, forever: the listener stopped for every tenant. */

@@ -1,6 +1,7 @@
 /* quarantine.c -- aggregates set aside because their document could not be
- * read (cause "damaged") or because they are over the metric limit (cause
- * "metric_limit", engine.h).  The record SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
+ * read (cause "damaged"), because they are over the metric limit (cause
+ * "metric_limit", engine.h) or because a sum of theirs passes int64 (cause
+ * "overflow").  The record SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
  * in `aggregates` is written by the listener in the same consumer commit as
  * its token (so it is exactly as durable as the deltas it stops applying)
  * and removed only by `recompute --repair`, in the same write that replaces
@@ -57,7 +58,9 @@ void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, con
     BSON_APPEND_UTF8(d, "tenant", a->tenant);
     BSON_APPEND_UTF8(d, "consumer", consumer);
     BSON_APPEND_UTF8(d, "cause",
-                     cause == ENGINE_QUARANTINE_METRIC_LIMIT ? "metric_limit" : "damaged");
+                     cause == ENGINE_QUARANTINE_METRIC_LIMIT ? "metric_limit"
+                     : cause == ENGINE_QUARANTINE_OVERFLOW   ? "overflow"
+                                                             : "damaged");
     BSON_APPEND_UTF8(d, "reason", reason);
     BSON_APPEND_INT64(d, "since_ms", engine__now_ms());
     BSON_APPEND_UTF8(d, "since_token", since_token);
@@ -72,9 +75,13 @@ static void read_fields(const bson_t *doc, engine_quarantine *q)
         snprintf(q->reason, sizeof q->reason, "%s", bson_iter_utf8(&it, NULL));
     if (bson_iter_init_find(&it, doc, "since_ms") && BSON_ITER_HOLDS_INT64(&it))
         q->since_ms = bson_iter_int64(&it);
-    if (bson_iter_init_find(&it, doc, "cause") && BSON_ITER_HOLDS_UTF8(&it) &&
-        !strcmp(bson_iter_utf8(&it, NULL), "metric_limit"))
-        q->cause = ENGINE_QUARANTINE_METRIC_LIMIT;
+    if (bson_iter_init_find(&it, doc, "cause") && BSON_ITER_HOLDS_UTF8(&it)) {
+        const char *cause = bson_iter_utf8(&it, NULL);
+        if (!strcmp(cause, "metric_limit"))
+            q->cause = ENGINE_QUARANTINE_METRIC_LIMIT;
+        else if (!strcmp(cause, "overflow"))
+            q->cause = ENGINE_QUARANTINE_OVERFLOW;
+    }
 }
 
 /* Fills *q from a record row: the key from the row (it holds even when the

@@ -376,6 +376,7 @@ static void put_counters(bson_t *d, const engine_recompute_report *rep)
     BSON_APPEND_INT64(d, "drift_aggregates", rep->drift_aggregates);
     BSON_APPEND_INT64(d, "repaired_aggregates", rep->repaired_aggregates);
     BSON_APPEND_INT64(d, "over_limit_aggregates", rep->over_limit_aggregates);
+    BSON_APPEND_INT64(d, "overflow_aggregates", rep->overflow_aggregates);
     BSON_APPEND_INT64(d, "repair_retries", rep->repair_retries);
 }
 
@@ -437,6 +438,7 @@ static int load_checkpoint(engine__run *r, char *items_token, char *aggs_token)
     rep->drift_aggregates = get_int(d, "drift_aggregates");
     rep->repaired_aggregates = get_int(d, "repaired_aggregates");
     rep->over_limit_aggregates = get_int(d, "over_limit_aggregates");
+    rep->overflow_aggregates = get_int(d, "overflow_aggregates");
     rep->repair_retries = get_int(d, "repair_retries");
     bson_iter_t it;
     if (bson_iter_init_find(&it, d, "consumer_reset") && BSON_ITER_HOLDS_BOOL(&it))
@@ -621,7 +623,8 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     }
     if ((rc = engine_aggset_new(r.opt.max_aggregates, &r.pending, err)) != SL_OK)
         goto out;
-    engine__aggset_mark_over(r.pending); /* the deltas may pass the metric limit: engine.h */
+    engine__aggset_mark_over(
+        r.pending); /* the deltas may pass the metric limit, or int64: engine.h */
     if (r.opt.repair) {
         char holder[128], lholder[128];
         engine__holder_default(holder, sizeof holder);

@@ -251,6 +251,30 @@ int64_t engine__compare_agg(engine__run *r, const engine_agg *id, const engine_a
     int shadow_exists = shadow && !engine_agg_is_zero(shadow);
     const char *exists = shadow_exists ? "present" : "absent";
     cmp_ctx c = {r, id, live ? li : NULL, sk, &values};
+    if (shadow_exists && shadow->overflow) {
+        /* Past int64 (engine.h, "Overflow"): as over the metric limit
+         * below, it cannot be kept and is not compared field by field. */
+        char since[25] = "an unknown time";
+        if (q && q->since_ms > 0)
+            schema_time_format(q->since_ms, since);
+        engine__add_row(r, id->tenant, sk, "(overflow)",
+                        q      ? "quarantined"
+                        : live ? "present"
+                               : "absent",
+                        "past int64");
+        engine__sb_part(&sb, "overflow: its %s passes the int64 maximum (9223372036854775807)",
+                        shadow->overflow_field);
+        if (q && q->cause == ENGINE_QUARANTINE_OVERFLOW)
+            engine__sb_part(&sb, "quarantined by the listener since %s", since);
+        else if (q)
+            engine__sb_part(&sb, "quarantined by the listener since %s (%s)", since, q->reason);
+        else
+            engine__sb_part(&sb, "not quarantined yet (--repair quarantines it)");
+        engine__sb_part(&sb,
+                        "it stays quarantined until its items sum within int64 again (summaries "
+                        "or assets deleted), then --repair rebuilds it");
+        goto out;
+    }
     if (shadow_exists && shadow->over_metrics) {
         /* Over the metric limit (engine.h): it cannot be kept, whatever the
          * live side holds, so nothing of it is compared field by field.  It
@@ -285,8 +309,9 @@ int64_t engine__compare_agg(engine__run *r, const engine_agg *id, const engine_a
         if (q->since_ms > 0)
             schema_time_format(q->since_ms, since);
         engine__add_row(r, id->tenant, sk, "(quarantine)", "quarantined", "");
-        /* Its reason only when the document does not say it below. */
-        if (!live || li->state == ENGINE__LIVE_OK)
+        /* Its reason only when the document does not say it below (a
+         * document does not say why its sum would pass int64). */
+        if (!live || li->state == ENGINE__LIVE_OK || q->cause != ENGINE_QUARANTINE_DAMAGED)
             engine__sb_part(&sb, "quarantined by the listener since %s: %s", since, q->reason);
         else
             engine__sb_part(&sb, "quarantined by the listener since %s", since);
@@ -363,7 +388,9 @@ out:;
     size_t kept = r->rep->naggs;
     if (fields)
         *rc = engine__add_summary(r, id->tenant, sk, fields, &sb, err);
-    if (r->rep->naggs > kept && shadow_exists && shadow->over_metrics)
+    if (r->rep->naggs > kept && shadow_exists && shadow->overflow)
+        r->rep->aggs[kept].overflow = 1;
+    else if (r->rep->naggs > kept && shadow_exists && shadow->over_metrics)
         r->rep->aggs[kept].over_metric_limit = 1;
     return fields;
 }

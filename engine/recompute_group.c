@@ -132,6 +132,7 @@ static void mark_restore(engine__run *r, const report_mark *m)
     rep->drift_aggregates = m->counters.drift_aggregates;
     rep->repaired_aggregates = m->counters.repaired_aggregates;
     rep->over_limit_aggregates = m->counters.over_limit_aggregates;
+    rep->overflow_aggregates = m->counters.overflow_aggregates;
     rep->nrows = m->nrows;
     rep->naggs = m->naggs;
 }
@@ -333,8 +334,9 @@ typedef struct fix {
     int64_t live_version;     /* the stored version the snapshot showed; 0: absent */
     int64_t q_version;        /* the record's version; 0: no record */
     long summary;             /* index into rep->aggs, -1 when not kept */
-    int over;                 /* shadow over the metric limit: the record only */
-    int64_t fields;           /* its drifted fields */
+    int over;                 /* shadow over the metric limit or overflowing: the record only */
+    engine_quarantine_cause cause; /* ... of the record, when over */
+    int64_t fields;                /* its drifted fields */
 } fix;
 
 /* Writes fixes[0..n) in one atomic batch, fenced on the repair lease and the
@@ -374,16 +376,21 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
         if ((rc = engine_agg_keys(&f->id, keys[i][0], keys[i][1], err)) != SL_OK)
             goto out;
         if (f->over) {
-            char why[160];
-            snprintf(why, sizeof why,
-                     "over the metric limit: its assets carry more than %d metrics (found by "
-                     "recompute %s)",
-                     ENGINE_AGG_METRICS_MAX, r->rep->run_id);
+            char why[256]; /* the reason recorded (engine_quarantine.reason) */
+            if (f->cause == ENGINE_QUARANTINE_OVERFLOW)
+                snprintf(why, sizeof why,
+                         "overflow: its %s passes the int64 maximum (found by recompute %s)",
+                         f->shadow ? f->shadow->overflow_field : "sums", r->rep->run_id);
+            else
+                snprintf(why, sizeof why,
+                         "over the metric limit: its assets carry more than %d metrics (found by "
+                         "recompute %s)",
+                         ENGINE_AGG_METRICS_MAX, r->rep->run_id);
             if ((rc = engine__quarantine_sk(keys[i][0], keys[i][1], qsk[i], err)) != SL_OK)
                 goto out;
             bson_init(&docs[ndocs]);
             engine__quarantine_doc(&docs[ndocs], qsk[i], &f->id, keys[i][0], keys[i][1],
-                                   r->consumer, ENGINE_QUARANTINE_METRIC_LIMIT, why, token);
+                                   r->consumer, f->cause, why, token);
             ops[nops++] =
                 (store_op){.kind = STORE_OP_PUT,
                            .table = STORE_AGGREGATES,
@@ -540,9 +547,15 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             if (!d)
                 continue;
             r->rep->drift_aggregates++;
-            int over = sa && sa->over_metrics && !engine_agg_is_zero(sa);
+            /* Rebuilt over the metric limit or past int64: it cannot be
+             * kept, so the record is what is written (engine.h). */
+            int overflow = sa && sa->overflow;
+            int over = !overflow && sa && sa->over_metrics && !engine_agg_is_zero(sa);
+            engine_quarantine_cause cause =
+                overflow ? ENGINE_QUARANTINE_OVERFLOW : ENGINE_QUARANTINE_METRIC_LIMIT;
             r->rep->over_limit_aggregates += over;
-            if (over && q && q->cause == ENGINE_QUARANTINE_METRIC_LIMIT)
+            r->rep->overflow_aggregates += overflow;
+            if ((over || overflow) && q && q->cause == cause)
                 continue; /* quarantined for it already: nothing to write */
             (*writes)++;
             if (!replace)
@@ -554,7 +567,8 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             f->live_version = li ? li->version : 0;
             f->q_version = q ? q->version : 0;
             f->summary = r->rep->naggs > summaries ? (long)summaries : -1;
-            f->over = over;
+            f->over = over || overflow;
+            f->cause = cause;
             f->fields = d;
             if (nfix == ENGINE__REPAIR_BATCH) {
                 if ((rc = write_fixes(r, fixes, nfix, err)) != SL_OK)

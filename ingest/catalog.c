@@ -95,11 +95,65 @@ out:
     return ingest__body_done(rc, &t, doc, out);
 }
 
+sl_status ingest_catalog_room(store *s, const char *tenant, const char *sku, size_t max,
+                              const char *limit, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    schema_key pk, sk;
+    bson_t *doc = NULL;
+    store_page page = {0};
+    char token[STORE_PAGE_TOKEN_MAX] = "";
+    size_t n = 0;
+    if ((rc = schema_pk_catalog(pk, tenant, err)) != SL_OK ||
+        (rc = schema_sk_catalog_tool(sk, sku, err)) != SL_OK)
+        goto out;
+    rc = store_get(s, STORE_ITEMS, pk, sk, &doc, err);
+    if (rc == SL_OK || rc == SL_ECORRUPT) { /* there: replaced (damaged bytes too) */
+        sl_error_clear(err);
+        rc = SL_OK;
+        goto out;
+    }
+    if (rc != SL_ENOTFOUND)
+        goto out;
+    sl_error_clear(err);
+    rc = SL_OK;
+    /* Keys only matter; at most max + 1 are read. */
+    while (n < max) {
+        store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, SCHEMA_SK_TOOL_PREFIX, NULL},
+                              .limit = STORE_PAGE_MAX,
+                              .page_token = token[0] ? token : NULL};
+        if ((rc = store_query(s, STORE_ITEMS, pk, &q, &page, err)) != SL_OK)
+            goto out;
+        n += page.count;
+        if (!page.next_token)
+            break;
+        snprintf(token, sizeof token, "%s", page.next_token);
+        store_page_free(&page);
+    }
+    if (n >= max)
+        rc =
+            sl_error_set_at(err, SL_ECONFLICT, limit, -1,
+                            "the catalog of tenant %s holds %s%zu entries, the most %s allows: "
+                            "\"%s\" would be a new one; replace an existing entry (PUT its sku) or "
+                            "ask the operator to raise %s; nothing was written",
+                            tenant, n > max ? "more than " : "", max, limit, sku, limit);
+out:
+    store_page_free(&page);
+    if (doc)
+        bson_destroy(doc);
+    return rc;
+}
+
 sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, const void *json,
                              size_t len, store_put_result *res, sl_error *err)
 {
     bson_t *doc = NULL;
     sl_status rc = ingest_catalog_doc(tenant, sku, json, len, NULL, &doc, err);
+    if (rc == SL_OK)
+        rc = ingest_catalog_room(s, tenant, sku, SCHEMA_CATALOG_ENTRIES_MAX,
+                                 "SCHEMA_CATALOG_ENTRIES_MAX", err);
+    if (rc != SL_OK && doc)
+        bson_destroy(doc);
     return rc == SL_OK ? ingest__body_put(s, doc, res, err) : rc;
 }
 
@@ -161,11 +215,24 @@ static uint64_t fp_mix(uint64_t h, const void *p, size_t n)
  * not decode or compile (never written by this version's PUT) is skipped and
  * counted: detections keep arriving, its labels show as unmapped in the
  * ingest answer, and the usage analysis, which reads the catalog strictly
- * (engine_catalog_load), fails naming it until a PUT replaces it. */
+ * (engine_catalog_load), fails naming it until a PUT replaces it.  More than
+ * SCHEMA_CATALOG_ENTRIES_MAX stored entries fail the read (SL_ETOOLARGE),
+ * the fingerprint's too: no reader compiles or scans past the bound. */
+static sl_status too_many(sl_error *err, const char *pk)
+{
+    return sl_error_set_at(
+        err, SL_ETOOLARGE, "catalog", -1,
+        "the catalog %s holds more than %u entries (SCHEMA_CATALOG_ENTRIES_MAX), "
+        "more than is compiled: remove entries (the server holds a tenant to "
+        "catalog-entries-max)",
+        pk, SCHEMA_CATALOG_ENTRIES_MAX);
+}
+
 static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest_catalog **out,
                               sl_error *err)
 {
     sl_status rc = SL_OK;
+    size_t stored = 0;
     schema_key pk;
     store_page page = {0};
     char token[STORE_PAGE_TOKEN_MAX] = "";
@@ -189,6 +256,10 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
         for (size_t i = 0; i < page.count; i++) {
             /* The key and version the store keeps, whatever the bytes say. */
             const char *sk = page.docs[i].sk;
+            if (++stored > SCHEMA_CATALOG_ENTRIES_MAX) { /* checked while reading, also */
+                rc = too_many(err, pk);                  /* for the fingerprint */
+                goto out;
+            }
             int64_t v = page.docs[i].version;
             c->fingerprint = fp_mix(c->fingerprint, sk, strlen(sk) + 1);
             c->fingerprint = fp_mix(c->fingerprint, &v, sizeof v);
@@ -206,6 +277,10 @@ static sl_status catalog_read(store *s, const char *tenant, bool compile, ingest
             sl_status arc = schema_catalog_add(c->sc, &d.entry, &e);
             if (arc == SL_ENOMEM) {
                 rc = sl_error_set(err, SL_ENOMEM, "out of memory compiling the catalog");
+                goto out;
+            }
+            if (arc == SL_ETOOLARGE) {
+                rc = too_many(err, pk);
                 goto out;
             }
             if (arc != SL_OK)

@@ -180,7 +180,19 @@ typedef struct ingest_catalog ingest_catalog;
 sl_status ingest_catalog_doc(const char *tenant, const char *sku, const void *json, size_t len,
                              const ingest_limits *lim, bson_t **out, sl_error *err);
 
-/* Validates and writes one catalog entry (PUT /v1/catalog/{sku}). */
+/* Whether tenant's catalog has room for the entry of sku: SL_OK when sku is
+ * in it already (a PUT replaces it, adding nothing) or the catalog holds
+ * fewer than max entries (its stored documents, counted page by page, at
+ * most max + 1 of them read); SL_ECONFLICT naming `limit` (the setting's
+ * name, e.g. "catalog-entries-max"), max and the tenant when it is full.
+ * Counted, then written by the caller: callers that may race serialize
+ * around both (the server does, per process). */
+sl_status ingest_catalog_room(store *s, const char *tenant, const char *sku, size_t max,
+                              const char *limit, sl_error *err);
+
+/* Validates and writes one catalog entry (`sightline ingest --format
+ * catalog`): refused (ingest_catalog_room, SL_ECONFLICT) when it would take
+ * the tenant past SCHEMA_CATALOG_ENTRIES_MAX entries. */
 sl_status ingest_catalog_put(store *s, const char *tenant, const char *sku, const void *json,
                              size_t len, store_put_result *res, sl_error *err);
 

@@ -371,6 +371,14 @@ sl_status schema_catalog_add(schema_catalog *c, const schema_catalog_entry *e, s
     centry ce = {0};
     if ((rc = schema_catalog_entry_check(e, err)) != SL_OK)
         goto out;
+    /* The one bound every reader compiles within (schema.h). */
+    if (c->n >= SCHEMA_CATALOG_ENTRIES_MAX) {
+        rc = sl_error_set_at(err, SL_ETOOLARGE, SCHEMA_F_SKU, -1,
+                             "a catalog holds at most %u entries (SCHEMA_CATALOG_ENTRIES_MAX); "
+                             "\"%s\" would be one more",
+                             SCHEMA_CATALOG_ENTRIES_MAX, e->sku);
+        goto out;
+    }
     /* After the last of a sorted catalog: new, and the catalog stays sorted. */
     bool after = c->n == 0 || strcmp(c->v[c->n - 1].e.sku, e->sku) < 0;
     if (!(c->sorted && after) && schema_catalog_find(c, e->sku) != SCHEMA_CATALOG_NONE) {

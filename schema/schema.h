@@ -35,7 +35,8 @@
     X(SL_EUNSUPPORTED, 12, 415, "unsupported")                                                     \
     X(SL_EINTERNAL, 13, 500, "internal error")                                                     \
     X(SL_ECONFLICT, 14, 409, "conflict")                                                           \
-    X(SL_ETIMEOUT, 15, 504, "timed out")
+    X(SL_ETIMEOUT, 15, 504, "timed out")                                                           \
+    X(SL_EOVERFLOW, 16, 500, "arithmetic overflow")
 
 typedef enum sl_status {
 #define SL__STATUS_ENUM(name, value, http, title) name = value,
@@ -307,6 +308,13 @@ sl_status schema_frame_det_unpack(const uint8_t *det, size_t det_len, size_t i, 
 #define SCHEMA_CATALOG_NAME_MAX    256u /* bytes of an entry's name (text, no control bytes) */
 #define SCHEMA_CATALOG_LABELS_MAX  64u  /* patterns of one entry */
 #define SCHEMA_CATALOG_PATTERN_MAX 512u /* bytes of one pattern */
+/* Entries of one tenant's catalog, the most any reader compiles
+ * (schema_catalog_add refuses more): a catalog is compiled whole into
+ * memory by the engine (engine_catalog_load) and by ingest's per-tenant
+ * cache, so a tenant's catalog must not grow without bound.  The server
+ * holds a tenant below its own setting (catalog-entries-max, default
+ * 10,000, at most this), refusing the PUT of a new SKU past it. */
+#define SCHEMA_CATALOG_ENTRIES_MAX 100000u
 
 /* The one bound on a unit cost, in cents, wherever one is stored: a catalog
  * entry (ingest refuses more), a tool_result and each `tools` entry of a
@@ -383,8 +391,9 @@ sl_status schema_catalog_new(schema_catalog **out, sl_error *err);
 /* Checks e (schema_catalog_entry_check), compiles its patterns and appends a
  * copy (the catalog owns it; e may go afterwards).  SL_EINVAL naming the
  * field when e is out of bounds, a pattern does not compile ("labels[2]") or
- * the sku is already in the catalog ("sku"); SL_ENOMEM.  On failure the
- * catalog is unchanged. */
+ * the sku is already in the catalog ("sku"); SL_ETOOLARGE when the catalog
+ * holds SCHEMA_CATALOG_ENTRIES_MAX entries already; SL_ENOMEM.  On failure
+ * the catalog is unchanged. */
 sl_status schema_catalog_add(schema_catalog *c, const schema_catalog_entry *e, sl_error *err);
 
 void schema_catalog_free(schema_catalog **c); /* NULL and *c NULL are fine; *c becomes NULL */

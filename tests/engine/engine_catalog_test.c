@@ -1,7 +1,8 @@
 /* engine_catalog_test.c -- engine/catalog.c on a real temporary SQLite store:
  * the tenant's catalog as the usage analysis loads it (SKU order, so the
  * first-match rule; the largest cost; strict about damaged entries, naming
- * them; many pages). */
+ * them; many pages; a store holding more than SCHEMA_CATALOG_ENTRIES_MAX
+ * entries refused naming the bound, where it was compiled whole). */
 #include "tests/engine/engine_model.h"
 
 static store *st;
@@ -126,14 +127,58 @@ static void test_catalog_load(void)
     schema_catalog_free(&c);
 }
 
-int main(void)
+/* Regression: the loader compiled whatever number of entries the store
+ * held.  One past SCHEMA_CATALOG_ENTRIES_MAX (written in batches through the
+ * store, as no PUT can) is refused, naming the bound. */
+static void test_too_many(void)
 {
+    char pk[] = "T#huge#CATALOG", sk[48], sku[32], pat[32];
+    const uint32_t n = SCHEMA_CATALOG_ENTRIES_MAX + 1;
+    for (uint32_t k = 0; k < n;) {
+        store_batch *b = NULL;
+        REQUIRE(store_batch_begin(st, &b, NULL) == SL_OK);
+        for (uint32_t j = 0; j < 5000 && k < n; j++, k++) {
+            snprintf(sku, sizeof sku, "H%06u", k);
+            snprintf(sk, sizeof sk, "TOOL#%s", sku);
+            snprintf(pat, sizeof pat, "t%06u", k);
+            bson_t *d = BCON_NEW("pk", pk, "sk", sk, "type", "catalog_tool", "sku", sku, "name",
+                                 "a tool", "labels", "[", pat, "]", "unit_cost_cents",
+                                 BCON_INT64(1), "single_use", BCON_BOOL(true));
+            REQUIRE(store_batch_put(b, STORE_ITEMS, d, (store_cond){STORE_COND_NONE, 0}, NULL,
+                                    NULL) == SL_OK);
+            bson_destroy(d);
+        }
+        REQUIRE(store_batch_commit(&b, NULL) == SL_OK);
+    }
+    schema_catalog *c = NULL;
+    sl_error e;
+    CHECK_INT(load("huge", &c, &e), SL_ETOOLARGE);
+    CHECK(c == NULL);
+    CHECK(strstr(e.message, "the catalog T#huge#CATALOG holds more than 100000 entries "
+                            "(SCHEMA_CATALOG_ENTRIES_MAX)") != NULL);
+    if (e.status != SL_ETOOLARGE)
+        fprintf(stderr, "load: %s\n", e.message);
+    /* At the bound it loads. */
+    snprintf(sk, sizeof sk, "TOOL#H%06u", n - 1);
+    REQUIRE(store_delete(st, STORE_ITEMS, pk, sk, (store_cond){STORE_COND_NONE, 0}, NULL, NULL) ==
+            SL_OK);
+    CHECK_INT(load("huge", &c, &e), SL_OK);
+    CHECK_INT(schema_catalog_size(c), SCHEMA_CATALOG_ENTRIES_MAX);
+    schema_catalog_free(&c);
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
     char dir[64];
     md_tempdir(dir, uri);
     sl_error e;
     sl_error_clear(&e);
     REQUIRE(store_open(uri, NULL, &st, &e) == SL_OK);
-    test_catalog_load();
+    if (!only || !strcmp(only, "load"))
+        test_catalog_load();
+    if (!only || !strcmp(only, "too_many"))
+        test_too_many();
     store_close(&st);
     md_rmdir(dir);
     return check_finish();
