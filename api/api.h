@@ -95,10 +95,13 @@ sl_status api_server_add_metrics(api_server *srv, api_metrics_writer fn, void *c
 uint16_t api_server_port(const api_server *srv);
 const char *api_server_url(const api_server *srv);
 
-/* Graceful stop: stops accepting, lets in-flight requests finish (up to
- * shutdown_grace_s), waits for every running job whatever the grace (their
- * answers go out; queued jobs are answered 503), then closes every
- * connection.  Idempotent. */
+/* Graceful stop: closes the listening socket at once, so a new connection
+ * is refused (a connection the kernel had queued but the server not taken
+ * yet is reset, unread); lets in-flight requests finish (up to
+ * shutdown_grace_s), meanwhile answering requests on connections already
+ * open with Connection: close; waits for every running job whatever the
+ * grace (their answers go out; queued jobs are answered 503), then closes
+ * every connection.  Idempotent. */
 void api_server_stop(api_server *srv);
 
 /* Stops if needed, frees the server and sets *srv to NULL.  NULL is fine. */

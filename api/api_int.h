@@ -85,6 +85,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
@@ -616,6 +617,39 @@ typedef struct api__jobs_stats {
 
 void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
 
+/* ---- the listening socket (server_accept.c) ---- */
+typedef struct api__acceptor api__acceptor;
+
+/* Binds and listens on addr (backlog SOMAXCONN; SO_REUSEADDR, IPv6 only for
+ * an IPv6 address) and puts the bound port into *port; no thread yet.  Keeps
+ * max_connections open connections at most (api__acceptor_started/_closed).
+ * where is the --listen text, for messages.  On success free with
+ * api__acceptor_free(). */
+sl_status api__acceptor_open(const char *where, const struct sockaddr *addr, socklen_t addrlen,
+                             int64_t max_connections, api__acceptor **out, uint16_t *port,
+                             sl_error *err);
+
+/* Starts the thread that accepts and hands each connection to srv->mhd
+ * (started already, without a listening socket of its own). */
+sl_status api__acceptor_start(api__acceptor *a, api_server *srv, sl_error *err);
+
+/* libmicrohttpd started the connection on socket fd / closed one it started
+ * (its notify callback, any thread). */
+void api__acceptor_started(api__acceptor *a, int fd);
+void api__acceptor_closed(api__acceptor *a);
+
+/* Joins the thread and closes the listening socket: from then on a new
+ * connection is refused.  Idempotent; NULL is fine.  The counters stay until
+ * api__acceptor_free(), for the connections still closing. */
+void api__acceptor_stop(api__acceptor *a);
+
+/* Stops if needed, frees, sets *a to NULL.  NULL is fine. */
+void api__acceptor_free(api__acceptor **a);
+
+/* A line on stderr about the server's connections, sharing the rate limit of
+ * libmicrohttpd's own messages (20 a second). */
+void api__server_log(api_server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- cursor keys (cursor.c) ---- */
 typedef struct api__cursor_key {
     unsigned char siv[64]; /* AES-256-SIV key, derived from the store's secret */
@@ -680,6 +714,7 @@ struct api_server {
     api_config cfg;
     store *st;
     struct MHD_Daemon *mhd;
+    api__acceptor *acceptor; /* the listening socket: accepts for mhd */
     api__router router;
     api__metrics *metrics;
     api__key_cache *keys;

@@ -91,7 +91,32 @@ static sl_status needs_repair(api_request *req, const char *sk, const char *what
     return sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
 }
 
-/* 503 (needs_repair) when an aggregate of the tenant whose sort key starts
+/* The answer for quarantined aggregate q: over the metric limit, 503 of its
+ * own type saying what the tenant can do (its assets must carry fewer
+ * metrics; docs/recompute.md), else needs_repair.  Returns SL_ECORRUPT. */
+static sl_status quarantined(api_request *req, const engine_quarantine *q, sl_error *err)
+{
+    sl_error e;
+    sl_status rc;
+    if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT) {
+        rc = needs_repair(req, q->sk, "quarantined (its document could not be read)", err);
+        goto out;
+    }
+    sl_error_clear(&e);
+    sl_error_set_at(&e, SL_ECORRUPT, "aggregate", -1,
+                    "aggregate %s is over the metric limit: its assets carry more than %d metrics "
+                    "(memorability and the distinct saliency names), more than an aggregate "
+                    "holds, so it is not kept; it is served again once they carry at most %d "
+                    "(assets rescored, deleted or moved) and an operator runs `sightline "
+                    "recompute --repair`",
+                    q->sk, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+    api__request_fail(req, 503, "aggregate-over-metric-limit", &e);
+    rc = sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
+out:
+    return rc;
+}
+
+/* 503 (quarantined) when an aggregate of the tenant whose sort key starts
  * with prefix and whose kind is kind is quarantined; SL_OK when none is. */
 static sl_status quarantine_check(api_request *req, const char *prefix, engine_agg_kind kind,
                                   sl_error *err)
@@ -103,7 +128,7 @@ static sl_status quarantine_check(api_request *req, const char *prefix, engine_a
         sl_error_clear(err);
         rc = SL_OK;
     } else if (rc == SL_OK) {
-        rc = needs_repair(req, q.sk, "quarantined (its document could not be read)", err);
+        rc = quarantined(req, &q, err);
     }
     return rc;
 }
@@ -499,7 +524,7 @@ static sl_status agg_get(api_request *req, const char *sk, engine_agg_kind kind,
     /* Quarantined: whatever its document says, the listener stopped keeping it. */
     rc = engine_quarantine_get(api_store(req), pk, sk, &q, err);
     if (rc == SL_OK)
-        rc = needs_repair(req, sk, "quarantined (its document could not be read)", err);
+        rc = quarantined(req, &q, err);
     else if (rc == SL_ENOTFOUND)
         sl_error_clear(err);
     if (rc != SL_ENOTFOUND)

@@ -30,8 +30,9 @@ static sl_status healthz_json(yajl_gen g, const void *ctx, sl_error *err)
     api_json_kv_int(g, "aggregates_quarantined", h->quarantined);
     if (h->quarantined)
         api_json_kv_str(g, "action",
-                        "aggregates are quarantined (their documents could not be read): run "
-                        "`sightline recompute --repair`");
+                        "aggregates are quarantined (damaged, or over the metric limit): "
+                        "`sightline recompute` names each and why, `sightline recompute "
+                        "--repair` rebuilds the damaged ones");
     yajl_gen_map_close(g);
     (void)err;
     return SL_OK;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -45,6 +46,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     api_server *srv = cls;
     api__conn *c = NULL;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        api__acceptor_started(srv->acceptor, ci ? ci->connect_fd : -1);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        api__acceptor_closed(srv->acceptor);
+    }
     if (code == MHD_CONNECTION_NOTIFY_STARTED && (c = calloc(1, sizeof *c))) {
         /* (Without memory the connection goes unwatched: the idle timeout
          * still applies.) */
@@ -111,8 +119,8 @@ static void *watchdog_main(void *arg)
  * Start and stop.
  * ------------------------------------------------------------------------- */
 
-/* libmicrohttpd's own messages, at most 20 a second (a flood of refused
- * connections must not flood stderr). */
+/* libmicrohttpd's own messages and the acceptor's, at most 20 a second (a
+ * flood of refused connections must not flood stderr). */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     api_server *srv = cls;
@@ -125,6 +133,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         line[strcspn(line, "\n")] = '\0';
         fprintf(stderr, "sightline serve: http: %s\n", line);
     }
+}
+
+void api__server_log(api_server *srv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    on_mhd_log(srv, fmt, ap);
+    va_end(ap);
 }
 
 /* Reads a PEM file whole (bounded) for libmicrohttpd's in-memory TLS options. */
@@ -301,26 +317,38 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
     struct MHD_OptionItem opts[24];
     size_t n = 0;
     unsigned threads = (unsigned)srv->cfg.threads;
-    /* Suspend/resume: API_RUN_JOB handlers run off the libmicrohttpd threads. */
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    /* Suspend/resume: API_RUN_JOB handlers run off the libmicrohttpd threads.
+     * No listening socket: the acceptor (server_accept.c) owns it and hands
+     * connections over, so that a stop can close it without
+     * MHD_quiesce_daemon(), which races libmicrohttpd's own threads. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
 
     if ((rc = parse_listen(srv->cfg.listen, &addr, &addrlen, host, err)) != SL_OK)
         goto out;
-    if (addr.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
     if (threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? (unsigned)cores : 1;
     }
+    if ((rc = api__acceptor_open(srv->cfg.listen, (struct sockaddr *)&addr, addrlen,
+                                 srv->cfg.max_connections, &srv->acceptor, &srv->port, err)) !=
+        SL_OK)
+        goto out;
 #define OPT(o, v, p) opts[n++] = (struct MHD_OptionItem){o, (intptr_t)(v), p}
     OPT(MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, srv);
-    OPT(MHD_OPTION_SOCK_ADDR, 0, &addr);
     OPT(MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)api__on_uri, srv);
     OPT(MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)api__no_unescape, srv);
     OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api__on_completed, srv);
     OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv);
-    OPT(MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, NULL);
+    /* max-connections is the acceptor's.  libmicrohttpd splits its own limit
+     * evenly among its threads and closes a connection handed to a thread
+     * that has its share even while others have room: each thread's share is
+     * the whole limit, so it never binds. */
+    OPT(MHD_OPTION_CONNECTION_LIMIT,
+        (uint64_t)srv->cfg.max_connections * threads > UINT_MAX
+            ? UINT_MAX
+            : (unsigned)(srv->cfg.max_connections * threads),
+        NULL);
     /* Refused at accept (closed without an answer): libmicrohttpd counts per
      * address under its own lock. */
     OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->cfg.max_connections_per_ip, NULL);
@@ -360,13 +388,13 @@ static sl_status start_daemon(api_server *srv, sl_error *err)
                                 MHD_OPTION_END);
     if (!srv->mhd) {
         rc = sl_error_set_at(err, SL_EIO, "listen", -1,
-                             "cannot serve on %s%s (address in use, not permitted, or a bad "
-                             "TLS certificate/key; see the lines above)",
+                             "cannot serve on %s%s (a bad TLS certificate/key, or no memory or "
+                             "threads; see the lines above)",
                              srv->cfg.listen, srv->cfg.tls_cert[0] ? " with TLS" : "");
         goto out;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : 0;
+    if ((rc = api__acceptor_start(srv->acceptor, srv, err)) != SL_OK)
+        goto out;
     snprintf(srv->url, sizeof srv->url, "%s://%s%s%s:%u", srv->cfg.tls_cert[0] ? "https" : "http",
              strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", srv->port);
 out:
@@ -549,11 +577,13 @@ void api_server_stop(api_server *srv)
         goto out;
     srv->stopped = 1;
     atomic_store(&srv->stopping, 1);
+    /* Stop accepting: the listening socket closes, so a new connection is
+     * refused from here (not accepted and then closed: a load balancer
+     * retries a refused connection on another server whatever the method).
+     * Connections already open are served until the end of the grace, each
+     * answer with Connection: close. */
+    api__acceptor_stop(srv->acceptor);
     if (srv->mhd) {
-        /* Stop accepting: the listening socket is ours to close after quiesce. */
-        MHD_socket lsock = MHD_quiesce_daemon(srv->mhd);
-        if (lsock != MHD_INVALID_SOCKET)
-            close(lsock);
         wait_in_flight(srv, api__mono_ms() + srv->cfg.shutdown_grace_s * 1000);
         /* Jobs still running are waited for whatever the grace (a job may be
          * committing: cutting it short could leave its client without the
@@ -586,6 +616,7 @@ void api_server_free(api_server **srv)
     if (!s)
         goto out;
     api_server_stop(s);
+    api__acceptor_free(&s->acceptor); /* after the daemon: its closes count */
     api__router_free(&s->router);
     api__metrics_free(&s->metrics);
     api__key_cache_free(&s->keys);

@@ -33,16 +33,22 @@ static void usage(FILE *out)
             "                       clear its quarantine (the listener pauses while a tenant\n"
             "                       with drift is rebuilt; no update is lost or applied\n"
             "                       twice); if the listener's feed position was pruned, also\n"
-            "                       move it to the head (needs every tenant)\n"
+            "                       move it to the head (needs every tenant).  An aggregate\n"
+            "                       over the metric limit (its assets carry more than 256\n"
+            "                       metrics) is not repaired: it stays quarantined until\n"
+            "                       its assets carry at most 256\n"
             "  --verbose            also list every drifted field (a histogram: each bin)\n"
             "  --json               print the report as JSON on stdout (with --verbose: the\n"
             "                       fields too)\n"
             "  --fresh              ignore the checkpoint of an interrupted run\n"
-            "  --max-aggregates N   memory bound: aggregates of one tenant (default 2000000)\n"
+            "  --max-aggregates N   memory bound: aggregates of one tenant, and aggregates\n"
+            "                       the changes the listener has not applied yet touch (more:\n"
+            "                       the run fails, naming it) (default 2000000)\n"
             "  --store URI          the store (default %s, or $SIGHTLINE_STORE)\n"
             "  --help               this text\n\n"
             "Exit codes: 0 no drift (or every drifted aggregate repaired), 1 failure,\n"
-            "2 bad usage, 3 drift found and not repaired.\n",
+            "2 bad usage, 3 drift found and not repaired (also an aggregate over the metric\n"
+            "limit: the rest of its tenant is compared and repaired all the same).\n",
             CMD_DEFAULT_STORE);
 }
 
@@ -120,6 +126,14 @@ static void print_table(const engine_recompute_report *r, int repair, int verbos
            : r->repaired_aggregates < r->drift_aggregates
                ? "NOT ALL repaired (see the aggregates without \"repaired\")"
                : "repaired");
+    if (r->over_limit_aggregates)
+        printf("%" PRId64 " of them over the metric limit (more than %d metrics): they stay "
+               "quarantined until their assets carry at most %d, whatever --repair does\n",
+               r->over_limit_aggregates, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+    if (r->repair_retries)
+        printf("%" PRId64 " tenant repairs begun again: the listener took its lease back (it "
+               "had expired)\n",
+               r->repair_retries);
     for (size_t i = 0; i < r->naggs; i++) {
         const engine_drift_agg *a = &r->aggs[i];
         printf("%s %s: %s%s\n", a->tenant, a->sk, a->summary, a->repaired ? " (repaired)" : "");
@@ -216,6 +230,8 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
     gen_int(g, "drift_fields", r->drift_fields);
     gen_int(g, "drift_aggregates", r->drift_aggregates);
     gen_int(g, "repaired_aggregates", r->repaired_aggregates);
+    gen_int(g, "over_metric_limit_aggregates", r->over_limit_aggregates);
+    gen_int(g, "repair_retries", r->repair_retries);
     gen_bool(g, "aggregates_truncated", (int64_t)r->naggs < r->drift_aggregates);
     gen_key(g, "aggregates");
     yajl_gen_array_open(g);
@@ -224,6 +240,7 @@ static int print_json(const engine_recompute_report *r, const char *tenant, int 
         gen_entry(g, a->tenant, a->sk);
         gen_int(g, "fields", a->fields);
         gen_bool(g, "repaired", a->repaired);
+        gen_bool(g, "over_metric_limit", a->over_metric_limit);
         gen_str(g, "summary", a->summary);
         yajl_gen_map_close(g);
     }

@@ -79,6 +79,7 @@ int engine_agg_is_zero(const engine_agg *a)
 {
     int zero = !a->count && !a->surgeries && !a->surgeries_opened && !a->surgeries_used &&
                !a->units_opened && !a->units_used && !a->waste_cents;
+    /* (Over the metric limit it has no metrics: the counters say it all.) */
     for (size_t i = 0; zero && i < a->nmetrics; i++)
         zero = metric_is_zero(&a->metrics[i]);
     return zero;
@@ -94,9 +95,13 @@ engine_metric *engine__agg_metric_get(engine_agg *a, const char *name, sl_error 
     }
     size_t at = (size_t)(-i - 1);
     if (a->nmetrics >= ENGINE_AGG_METRICS_MAX) {
+        schema_key pk, sk;
+        if (engine_agg_keys(a, pk, sk, NULL) != SL_OK)
+            snprintf(sk, sizeof sk, "an aggregate");
         sl_error_set(err, SL_ETOOLARGE,
-                     "aggregate of tenant %s would hold more than %d metrics (adding \"%s\")",
-                     a->tenant, ENGINE_AGG_METRICS_MAX, name);
+                     "over the metric limit: %s of tenant %s would hold more than %d metrics "
+                     "(adding \"%s\")",
+                     sk, a->tenant, ENGINE_AGG_METRICS_MAX, name);
         goto out;
     }
     if (a->nmetrics == a->cap_metrics) {
@@ -161,9 +166,18 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
                           (int)delta->kind, (int)dst->kind);
         goto out;
     }
-    /* Work on a copy so that dst is unchanged when a metric cannot be added. */
+    if (dst->over_metrics || delta->over_metrics) { /* its metrics are not there to add */
+        rc = sl_error_set(err, SL_ETOOLARGE,
+                          "over the metric limit: an aggregate of tenant %s holds more than %d "
+                          "metrics",
+                          delta->tenant, ENGINE_AGG_METRICS_MAX);
+        goto out;
+    }
+    /* Work on a copy so that dst is unchanged when a metric cannot be added;
+     * all-zero metrics (a set's, left by a +1 and a -1) take no place. */
     if ((rc = engine_agg_copy(&work, dst, err)) != SL_OK)
         goto out;
+    engine__agg_prune(&work);
     if (!work.kind)
         engine__agg_copy_identity(&work, delta);
     int64_t s = sign < 0 ? -1 : 1;
@@ -176,6 +190,8 @@ sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_
     work.waste_cents += s * delta->waste_cents;
     for (size_t i = 0; i < delta->nmetrics; i++) {
         const engine_metric *d = &delta->metrics[i];
+        if (metric_is_zero(d))
+            continue;
         engine_metric *m = engine__agg_metric_get(&work, d->name, err);
         if (!m) {
             rc = err ? err->status : SL_ENOMEM;

@@ -140,6 +140,13 @@ sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err)
     sl_status rc = engine_agg_keys(a, pk, sk, err);
     if (rc != SL_OK)
         goto out;
+    if (a->over_metrics) {
+        rc = sl_error_set(err, SL_ETOOLARGE,
+                          "%s of tenant %s is over the metric limit (more than %d metrics): it "
+                          "has no document",
+                          sk, a->tenant, ENGINE_AGG_METRICS_MAX);
+        goto out;
+    }
     int ok = BSON_APPEND_UTF8(out, SCHEMA_F_PK, pk) && BSON_APPEND_UTF8(out, SCHEMA_F_SK, sk);
     if (a->kind == ENGINE_AGG_BRAND) {
         if ((rc = engine_brand_index_keys(a, gpk, by_count, by_mean, err)) != SL_OK)

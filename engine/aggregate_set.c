@@ -20,6 +20,7 @@ typedef struct ident {
 
 struct engine_aggset {
     size_t max;
+    int mark_over; /* engine__aggset_mark_over(): mark, do not fail, past the metric limit */
     size_t n, cap;
     engine_agg **items; /* insertion (or sorted) order */
     uint64_t *hashes;   /* parallel to items */
@@ -265,12 +266,48 @@ out:
     return a;
 }
 
+void engine__aggset_mark_over(engine_aggset *set)
+{
+    set->mark_over = 1;
+}
+
+/* dst += sign * a for what an aggregate over the metric limit keeps (its
+ * counters), and dst is marked over: its metrics are dropped. */
+static void add_over(engine_agg *dst, const engine_agg *a, int sign)
+{
+    int64_t s = sign < 0 ? -1 : 1;
+    dst->count += s * a->count;
+    dst->surgeries += s * a->surgeries;
+    dst->surgeries_opened += s * a->surgeries_opened;
+    dst->surgeries_used += s * a->surgeries_used;
+    dst->units_opened += s * a->units_opened;
+    dst->units_used += s * a->units_used;
+    dst->waste_cents += s * a->waste_cents;
+    free(dst->metrics);
+    dst->metrics = NULL;
+    dst->nmetrics = dst->cap_metrics = 0;
+    dst->over_metrics = 1;
+}
+
 sl_status engine_aggset_add(engine_aggset *set, const engine_agg *a, int sign, sl_error *err)
 {
+    sl_status rc = SL_OK;
+    sl_error e;
     ident id;
     ident_of(a, &id);
-    engine_agg *dst = get_or_create(set, &id, err);
-    return dst ? engine_agg_add(dst, a, sign, err) : err ? err->status : SL_ENOMEM;
+    sl_error_clear(&e);
+    engine_agg *dst = get_or_create(set, &id, &e);
+    if (!dst)
+        rc = e.status ? e.status : SL_ENOMEM;
+    else if (set->mark_over && (dst->over_metrics || a->over_metrics))
+        add_over(dst, a, sign);
+    else if ((rc = engine_agg_add(dst, a, sign, &e)) == SL_ETOOLARGE && set->mark_over) {
+        add_over(dst, a, sign); /* dst was left as it was */
+        rc = SL_OK;
+    }
+    if (rc != SL_OK)
+        sl_error_set_at(err, rc, e.field[0] ? e.field : NULL, e.offset, "%s", e.message);
+    return rc;
 }
 
 /* Sorting by (pk, sk): the keys are built once per aggregate. */
@@ -514,22 +551,38 @@ static sl_status apply_asset(engine_aggset *set, const bson_t *image, int sign, 
     }
 
     /* Phase 2: make room (can fail, and then leaves only all-zero entries,
-     * which change nothing), then add (cannot fail). */
+     * which change nothing), then add (cannot fail).  All-zero metrics (a
+     * +1 and a -1 of deltas) are dropped before the metric limit is said to
+     * be reached; past it a marking set marks the aggregate instead. */
     for (int t = 0; t < nt; t++) {
         if (!(a[t] = get_or_create(set, &ids[t], err))) {
             rc = err ? err->status : SL_ENOMEM;
             goto out;
         }
-        for (size_t i = 0; i < v.nm; i++)
-            if (!engine__agg_metric_get(a[t], v.m[i].name.s, err)) {
-                rc = err ? err->status : SL_ENOMEM;
+        for (int pruned = 0; !a[t]->over_metrics;) {
+            sl_error e;
+            sl_error_clear(&e);
+            size_t i = 0;
+            while (i < v.nm && engine__agg_metric_get(a[t], v.m[i].name.s, &e))
+                i++;
+            if (i == v.nm)
+                break;
+            if (e.status == SL_ETOOLARGE && !pruned) {
+                engine__agg_prune(a[t]); /* and make room again: this asset's too went */
+                pruned = 1;
+            } else if (e.status == SL_ETOOLARGE && set->mark_over) {
+                add_over(a[t], &(engine_agg){0}, +1);
+            } else {
+                rc = sl_error_set_at(err, e.status ? e.status : SL_ENOMEM,
+                                     e.field[0] ? e.field : NULL, e.offset, "%s", e.message);
                 goto out;
             }
+        }
     }
     int64_t s = sign < 0 ? -1 : 1;
     for (int t = 0; t < nt; t++) {
         a[t]->count += s;
-        for (size_t i = 0; i < v.nm; i++) {
+        for (size_t i = 0; !a[t]->over_metrics && i < v.nm; i++) {
             /* Found, not created: the metric exists since phase 2a. */
             engine_metric *mm = engine__agg_metric_get(a[t], v.m[i].name.s, NULL);
             int64_t x = v.m[i].micro;

@@ -39,6 +39,20 @@
  * A metric whose fields are all zero is left out; an aggregate whose count (tool:
  * surgeries) returns to 0 with nothing else left is deleted.
  *
+ * The metric limit.  An aggregate holds at most ENGINE_AGG_METRICS_MAX (256)
+ * metrics: memorability and the distinct saliency names of its assets (one
+ * asset carries at most 32, but nothing bounds how many names a brand's
+ * assets carry together).  One that would hold more cannot be kept: its
+ * document would grow without bound (~1 KB a metric in memory, a few
+ * hundred bytes stored).  It is "over the metric limit": the listener
+ * quarantines it when its deltas would take it past the limit (cause
+ * metric_limit, below), recompute reports it by name and --repair keeps it
+ * quarantined (and quarantines it, when the listener has not yet) while it
+ * repairs everything else, the API answers 503
+ * (aggregate-over-metric-limit) for it; once its assets carry at most 256
+ * metrics again (assets rescored, deleted or moved) the next --repair
+ * rebuilds it and lifts the quarantine.
+ *
  * Tool aggregates, one per (hospital, procedure, sku) of each surgery_summary's
  * `tools` entries (entries with the same sku in one summary are merged):
  *   surgeries         summaries that list the sku
@@ -68,7 +82,8 @@
  *   CHECKPOINT#RECOMPUTE#<ALL|TENANT:t>#<check|repair>   an unfinished recompute run:
  *       { run_id, started_ms, updated_ms, last_group, items_token, aggregates_token,
  *         feed_gone, consumer_reset, tenants, items_scanned, malformed,
- *         aggregates_checked, drift_fields, drift_aggregates, repaired_aggregates }
+ *         aggregates_checked, drift_fields, drift_aggregates, repaired_aggregates,
+ *         over_limit_aggregates, repair_retries }
  *   AUDIT#RECOMPUTE#<started ISO-8601>#<run id>   one per finished run:
  *       { run_id, started_at, started_ms, finished_ms, tenant ("" = all), repair,
  *         resumed, feed_gone, consumer_reset, and the counters above }
@@ -137,6 +152,11 @@ typedef struct engine_agg {
     int64_t surgeries, surgeries_opened, surgeries_used; /* tool */
     int64_t units_opened, units_used, waste_cents;
     int64_t version; /* the document's `v` when decoded from the store, else 0 */
+    /* 1: over the metric limit.  Only a set that marks (recompute's shadow
+     * and feed deltas) makes such an aggregate, instead of failing: its
+     * counters stay exact, its metrics are dropped (no metrics, nmetrics 0).
+     * engine_agg_add and engine_agg_encode refuse it (SL_ETOOLARGE). */
+    int over_metrics;
 } engine_agg;
 
 /* Zeroes *a (an empty aggregate of no kind). */
@@ -153,13 +173,16 @@ sl_status engine_agg_copy(engine_agg *dst, const engine_agg *src, sl_error *err)
 /* The metric `name` of a, or NULL. */
 const engine_metric *engine_agg_metric(const engine_agg *a, const char *name);
 
-/* 1 when every counter, sum and bin of a is zero (metrics all-zero or absent). */
+/* 1 when every counter, sum and bin of a is zero (metrics all-zero or absent).
+ * For an aggregate over the metric limit, when its counters are (an
+ * aggregate counting no asset has no metric either). */
 int engine_agg_is_zero(const engine_agg *a);
 
 /* dst += sign * delta, metric by metric (sign is +1 or -1); the names of dst
  * are taken from delta when dst has no kind yet.  Metrics left all-zero are
  * removed.  dst keeps owning its (reallocated) metrics; delta is not changed.  SL_EINVAL when the
- * kinds differ, SL_ETOOLARGE past ENGINE_AGG_METRICS_MAX metrics, SL_ENOMEM; dst is unchanged on
+ * kinds differ, SL_ETOOLARGE past ENGINE_AGG_METRICS_MAX metrics (the message names the aggregate
+ * and the limit) or when either is over the metric limit already, SL_ENOMEM; dst is unchanged on
  * failure. */
 sl_status engine_agg_add(engine_agg *dst, const engine_agg *delta, int sign, sl_error *err);
 
@@ -185,7 +208,8 @@ sl_status engine_brand_index_keys(const engine_agg *a, schema_key gpk, schema_ke
                                   schema_key by_mean, sl_error *err);
 
 /* Encodes a as its aggregate document (layout above) into *out, which the
- * caller initialized (bson_init) and destroys (bson_destroy), also on failure. */
+ * caller initialized (bson_init) and destroys (bson_destroy), also on failure.
+ * SL_ETOOLARGE for an aggregate over the metric limit (it has no document). */
 sl_status engine_agg_encode(const engine_agg *a, bson_t *out, sl_error *err);
 
 /* Decodes an aggregate document into *out (initialized by the caller; its
@@ -282,20 +306,33 @@ sl_status engine_aggset_apply_image(engine_aggset *set, const bson_t *image, int
  * impossible by adding its deltas (it had drifted), is set aside instead of
  * stopping the feed for everyone.  The listener writes the record
  *   SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
- *     { type: "aggregate_quarantine", agg_pk, agg_sk, tenant, consumer, reason,
- *       since_ms, since_token }
+ *     { type: "aggregate_quarantine", agg_pk, agg_sk, tenant, consumer, cause,
+ *       reason, since_ms, since_token }
  * in the same consumer commit as its token, leaves the document as it is,
  * and from then on skips the aggregate's deltas while every other aggregate
  * keeps moving.  `recompute --repair` rebuilds the aggregate from the items
  * and removes the record in one write (docs/recompute.md says why that is
  * exact).  Meanwhile the API answers 503 for a request that needs it, and
  * /healthz and /metrics count it.
+ *
+ * An aggregate over the metric limit (the top of this file) is quarantined
+ * the same way, with the record's `cause: "metric_limit"` (else "damaged";
+ * a record without the field is "damaged"); --repair removes such a record
+ * only once the aggregate fits again, and writes one for an aggregate it
+ * finds over the limit without a record, or rewrites the cause of one that
+ * had been quarantined as damaged.
  * ------------------------------------------------------------------------- */
 #define ENGINE_QUARANTINE_PREFIX "QUARANTINE#"
+
+typedef enum engine_quarantine_cause {
+    ENGINE_QUARANTINE_DAMAGED = 0,     /* "damaged": its document, or its sum, is impossible */
+    ENGINE_QUARANTINE_METRIC_LIMIT = 1 /* "metric_limit": over ENGINE_AGG_METRICS_MAX metrics */
+} engine_quarantine_cause;
 
 typedef struct engine_quarantine {
     char pk[SCHEMA_KEY_MAX]; /* the aggregate's key */
     char sk[SCHEMA_KEY_MAX];
+    engine_quarantine_cause cause;
     char reason[256];
     int64_t since_ms; /* 0 when the record's bytes are damaged */
     int64_t version;  /* of the record */
@@ -624,7 +661,10 @@ sl_status engine_usage_run(store *s, const char *tenant, const char *surgery,
  * showed and on both leases; then gives the lease back and the listener goes
  * on from C'.  docs/recompute.md ("Repair") argues why nothing is lost or
  * applied twice.  Only one repairing run at a time (a lease RECOMPUTE#... in
- * SYS#ENGINE).  When the consumer's feed position was pruned, repair holds
+ * SYS#ENGINE).  A thread of the run renews both leases every third of
+ * their lifetime whatever the run does; a tenant whose repair loses the
+ * listener's lease anyway (it expired and the listener took it) is repaired
+ * again from a new seizure, at most 5 times (repair_retries).  When the consumer's feed position was pruned, repair holds
  * the listener's lease for the whole run, resets the consumer to the head,
  * then repairs every tenant.
  *
@@ -654,8 +694,9 @@ typedef struct engine_drift_row {
 typedef struct engine_drift_agg {
     char tenant[ENGINE_NAME_SIZE];
     char sk[SCHEMA_KEY_MAX];
-    int64_t fields; /* drifted fields (rows) of this aggregate */
-    int repaired;   /* 1 when this run replaced it */
+    int64_t fields;        /* drifted fields (rows) of this aggregate */
+    int repaired;          /* 1 when this run replaced it */
+    int over_metric_limit; /* 1 when rebuilt it is over the metric limit: never repaired */
     char summary[ENGINE_DRIFT_SUMMARY_MAX];
 } engine_drift_agg;
 
@@ -668,17 +709,34 @@ typedef struct engine_recompute_progress {
     int64_t drift_fields;
 } engine_recompute_progress;
 
+/* Where a repair step is, for a test that aims there (engine_recompute_options.at). */
+typedef enum engine_recompute_point {
+    ENGINE_RECOMPUTE_SEIZED = 1, /* a tenant's repair took the listener's lease; no snapshot yet */
+    ENGINE_RECOMPUTE_WRITE = 2   /* it is about to write a batch, fenced on both leases */
+} engine_recompute_point;
+
 typedef struct engine_recompute_options {
     const char *tenant; /* NULL or "": every tenant */
     int repair;
-    int fresh;             /* ignore a checkpoint of an interrupted run */
-    const char *consumer;  /* NULL: ENGINE_CONSUMER */
-    size_t max_aggregates; /* of one tenant in memory; 0: 2,000,000 */
-    size_t max_rows;       /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
+    int fresh;            /* ignore a checkpoint of an interrupted run */
+    const char *consumer; /* NULL: ENGINE_CONSUMER */
+    /* Of one tenant in memory, and of the pending feed deltas (the changes
+     * in (C, H] of every tenant in scope: past it the run fails, SL_ETOOLARGE,
+     * rather than leave one out); 0: 2,000,000. */
+    size_t max_aggregates;
+    size_t max_rows; /* drift rows, and drifted aggregates, kept in the report; 0: 10,000 */
     /* Called every few hundred documents and after each tenant; a nonzero
      * return interrupts the run (SL_EBUSY), which resumes from its checkpoint. */
     int (*progress)(void *ctx, const engine_recompute_progress *p);
     void *progress_ctx;
+    /* Lifetime of the leases a repair holds (its own, and the listener's
+     * while it replaces a tenant's aggregates), renewed every third of it;
+     * 0: 10000 (50..600000).  A run that dies leaves them to expire. */
+    int64_t lease_ms;
+    /* A test hook, NULL in production: called on the run's thread at each
+     * point, with the tenant being repaired. */
+    void (*at)(void *ctx, engine_recompute_point point, const char *tenant);
+    void *at_ctx;
 } engine_recompute_options;
 
 typedef struct engine_recompute_report {
@@ -694,7 +752,9 @@ typedef struct engine_recompute_report {
     int64_t drift_fields;
     int64_t drift_aggregates;
     int64_t repaired_aggregates;
-    size_t nrows; /* rows kept (at most max_rows) of this process's part */
+    int64_t over_limit_aggregates; /* drifted ones over the metric limit (left quarantined) */
+    int64_t repair_retries; /* tenant repairs begun again: the listener took its lease back */
+    size_t nrows;           /* rows kept (at most max_rows) of this process's part */
     engine_drift_row *rows;
     size_t naggs; /* drifted aggregates kept (at most max_rows) of this process's part */
     engine_drift_agg *aggs;

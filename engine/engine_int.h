@@ -6,6 +6,8 @@
 
 #include "engine.h"
 
+#include <pthread.h>
+
 /* What is wrong with a live aggregate document, read against the key it is
  * stored under: each field that is missing, of the wrong type, duplicated,
  * extra, disagreeing with the key, not decoding (a histogram), negative or
@@ -60,6 +62,13 @@ engine_metric *engine__agg_metric_get(engine_agg *a, const char *name, sl_error 
 /* Removes the metrics whose fields are all zero (absent and zero are the same). */
 void engine__agg_prune(engine_agg *a);
 
+/* From now on an aggregate of set that would pass ENGINE_AGG_METRICS_MAX
+ * metrics (engine_aggset_add, engine_aggset_apply_image) is marked
+ * over_metrics, keeping its counters and dropping its metrics, instead of
+ * failing with SL_ETOOLARGE.  Recompute's shadow and feed deltas: what it
+ * rebuilds over the limit it reports, never writes. */
+void engine__aggset_mark_over(engine_aggset *set);
+
 /* 1 when name (len bytes, from a BSON key) may name a metric: "memorability"
  * or a valid component of 1..ENGINE_METRIC_NAME_MAX bytes. */
 int engine__metric_name_ok(const char *name, size_t len);
@@ -83,8 +92,8 @@ sl_status engine__quarantine_sk(const char *agg_pk, const char *agg_sk, char out
 
 /* Appends the record's fields to d (initialized by the caller). */
 void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, const char *agg_pk,
-                            const char *agg_sk, const char *consumer, const char *reason,
-                            const char *since_token);
+                            const char *agg_sk, const char *consumer, engine_quarantine_cause cause,
+                            const char *reason, const char *since_token);
 
 /* Calls fn for each record of tenant (NULL: every tenant, and then
  * sk_prefix is ignored) whose aggregate's sort key starts with sk_prefix,
@@ -201,7 +210,18 @@ struct engine__run {
     engine__lease lease;    /* held while repairing */
     engine__lease listener; /* the consumer's lease, seized while replacing */
     int listener_for_run;   /* seized before r->snap was opened: replace in the first pass */
-    int64_t lease_renew_mono;
+    /* The keeper (recompute.c): a thread renewing both leases every third of
+     * their lifetime.  lease_mu guards lease, listener, the flags below and
+     * keeper_note; the run's writes fenced on the leases hold it. */
+    pthread_mutex_t lease_mu;
+    pthread_cond_t lease_cv;
+    pthread_t keeper;
+    int keeper_running, keeper_stop;
+    int repair_lost;       /* our repair lease was taken: the run stops */
+    int listener_lost;     /* the listener's lease was taken back during a tenant's repair */
+    char keeper_note[200]; /* the last renewal's store error, if any */
+    int64_t step_written;  /* aggregates a tenant's repair attempt wrote (repaired) */
+    int64_t step_fields;   /* their drifted fields */
     engine_recompute_progress progress;
     char progress_tenant[ENGINE_NAME_SIZE];
 };
@@ -239,16 +259,27 @@ typedef struct engine__sbuf {
     size_t len;
 } engine__sbuf;
 
-/* Renews the repair lease and, when held, the listener's, at most every
- * third of their lifetime (recompute.c). */
-sl_status engine__renew_leases(engine__run *r, sl_error *err);
+/* SL_ECONFLICT, saying which, when the keeper found a lease of the run
+ * taken from it (r->lease_mu held by the caller; recompute.c). */
+sl_status engine__lease_lost(engine__run *r, sl_error *err);
 
-/* Takes the listener's lease (see repair_group in recompute_group.c). */
+/* The same, taking r->lease_mu; SL_OK in a run that holds no lease.  Called
+ * between pages and every few hundred documents: a run that lost a lease
+ * stops there rather than at its next write. */
+sl_status engine__check_leases(engine__run *r, sl_error *err);
+
+/* Takes the listener's lease (see repair_group in recompute_group.c), which
+ * the keeper renews from then on, and forgets an earlier loss of it. */
 sl_status engine__seize_listener(engine__run *r, sl_error *err);
+
+/* Gives the listener's lease back (errors ignored: it then expires). */
+void engine__release_listener(engine__run *r);
 
 /* Adds the deltas of the events after the consumer's token up to the head of
  * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
- * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read).
+ * A malformed image contributes nothing; any other failure to add a delta
+ * (the set full: --max-aggregates; memory) fails, naming the event. */
 sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scope,
                                    engine_aggset *out, int *gone, sl_error *err);
 

@@ -210,9 +210,10 @@ static void at_commit(void *ctx)
 }
 
 typedef struct planned {
-    engine_agg next; /* the state to write */
-    int kind;        /* 0 nothing, 1 put, 2 delete, 3 quarantine */
-    char why[300];   /* kind 3: the reason recorded */
+    engine_agg next;               /* the state to write */
+    int kind;                      /* 0 nothing, 1 put, 2 delete, 3 quarantine */
+    engine_quarantine_cause cause; /* kind 3 */
+    char why[300];                 /* kind 3: the reason recorded */
 } planned;
 
 /* 1 when a failure to apply deltas to one aggregate is the aggregate's own
@@ -261,8 +262,9 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
         sl_error_clear(&e);
         sl_status arc = live_get(l, d, &plan[i].next, &e);
         int64_t version = plan[i].next.version;
-        if (arc == SL_OK)
-            arc = engine_agg_add(&plan[i].next, d, +1, &e);
+        /* Over the metric limit (engine.h): only adding can find it. */
+        if (arc == SL_OK && (arc = engine_agg_add(&plan[i].next, d, +1, &e)) == SL_ETOOLARGE)
+            plan[i].cause = ENGINE_QUARANTINE_METRIC_LIMIT;
         if (arc == SL_OK && !engine_agg_is_zero(&plan[i].next) &&
             (arc = engine_agg_check(&plan[i].next, &e)) != SL_OK)
             sl_error_prefix(&e, "it had drifted: adding its deltas would leave it impossible");
@@ -287,7 +289,7 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
                 goto out;
             bson_init(&docs[ndocs]);
             engine__quarantine_doc(&docs[ndocs], qsk, d, keys[i][0], keys[i][1], l->consumer,
-                                   plan[i].why, l->prev_token);
+                                   plan[i].cause, plan[i].why, l->prev_token);
             op->kind = STORE_OP_PUT;
             op->doc = &docs[ndocs++];
             op->cond = (store_cond){STORE_COND_NOT_EXISTS, 0};
@@ -342,10 +344,15 @@ static sl_status commit_once(engine_listener *l, sl_error *err)
              * record is reloaded when the feed reopens. */
             if (engine_aggset_add(l->quarantined, &plan[i].next, +1, NULL) != SL_OK)
                 store_feed_close(&l->feed);
+            char once[80] = "";
+            if (plan[i].cause == ENGINE_QUARANTINE_METRIC_LIMIT)
+                snprintf(once, sizeof once, ", once its assets carry at most %d metrics",
+                         ENGINE_AGG_METRICS_MAX);
             engine__log(l->log, l->log_ctx, "error",
                         "aggregate %s / %s quarantined: %s; its deltas are skipped (every "
-                        "other aggregate goes on) until `sightline recompute --repair` rebuilds it",
-                        keys[i][0], keys[i][1], plan[i].why);
+                        "other aggregate goes on) until `sightline recompute --repair` rebuilds "
+                        "it%s",
+                        keys[i][0], keys[i][1], plan[i].why, once);
         } else {
             cache_put(l, &plan[i].next);
         }

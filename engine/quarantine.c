@@ -1,5 +1,6 @@
 /* quarantine.c -- aggregates set aside because their document could not be
- * read.  The record SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
+ * read (cause "damaged") or because they are over the metric limit (cause
+ * "metric_limit", engine.h).  The record SYS#ENGINE / QUARANTINE#<aggregate pk>#<aggregate sk>
  * in `aggregates` is written by the listener in the same consumer commit as
  * its token (so it is exactly as durable as the deltas it stops applying)
  * and removed only by `recompute --repair`, in the same write that replaces
@@ -45,8 +46,8 @@ static int parse_sk(const char *sk, char *agg_pk, char *agg_sk)
 }
 
 void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, const char *agg_pk,
-                            const char *agg_sk, const char *consumer, const char *reason,
-                            const char *since_token)
+                            const char *agg_sk, const char *consumer, engine_quarantine_cause cause,
+                            const char *reason, const char *since_token)
 {
     BSON_APPEND_UTF8(d, SCHEMA_F_PK, ENGINE_SYS_PK);
     BSON_APPEND_UTF8(d, SCHEMA_F_SK, qsk);
@@ -55,9 +56,25 @@ void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, con
     BSON_APPEND_UTF8(d, "agg_sk", agg_sk);
     BSON_APPEND_UTF8(d, "tenant", a->tenant);
     BSON_APPEND_UTF8(d, "consumer", consumer);
+    BSON_APPEND_UTF8(d, "cause",
+                     cause == ENGINE_QUARANTINE_METRIC_LIMIT ? "metric_limit" : "damaged");
     BSON_APPEND_UTF8(d, "reason", reason);
     BSON_APPEND_INT64(d, "since_ms", engine__now_ms());
     BSON_APPEND_UTF8(d, "since_token", since_token);
+}
+
+/* The fields of a record's bytes into *q (those it lacks stay as they are;
+ * a record without `cause`, as written before it existed, is "damaged"). */
+static void read_fields(const bson_t *doc, engine_quarantine *q)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(q->reason, sizeof q->reason, "%s", bson_iter_utf8(&it, NULL));
+    if (bson_iter_init_find(&it, doc, "since_ms") && BSON_ITER_HOLDS_INT64(&it))
+        q->since_ms = bson_iter_int64(&it);
+    if (bson_iter_init_find(&it, doc, "cause") && BSON_ITER_HOLDS_UTF8(&it) &&
+        !strcmp(bson_iter_utf8(&it, NULL), "metric_limit"))
+        q->cause = ENGINE_QUARANTINE_METRIC_LIMIT;
 }
 
 /* Fills *q from a record row: the key from the row (it holds even when the
@@ -66,18 +83,13 @@ void engine__quarantine_doc(bson_t *d, const char *qsk, const engine_agg *a, con
 static int record_of(const store_page *page, size_t i, engine_quarantine *q)
 {
     bson_t view;
-    bson_iter_t it;
     memset(q, 0, sizeof *q);
     if (!parse_sk(page->docs[i].sk, q->pk, q->sk))
         return 0;
     q->version = page->docs[i].version;
     snprintf(q->reason, sizeof q->reason, "the quarantine record is damaged");
-    if (store_page_view(page, i, &view)) {
-        if (bson_iter_init_find(&it, &view, "reason") && BSON_ITER_HOLDS_UTF8(&it))
-            snprintf(q->reason, sizeof q->reason, "%s", bson_iter_utf8(&it, NULL));
-        if (bson_iter_init_find(&it, &view, "since_ms") && BSON_ITER_HOLDS_INT64(&it))
-            q->since_ms = bson_iter_int64(&it);
-    }
+    if (store_page_view(page, i, &view))
+        read_fields(&view, q);
     return 1;
 }
 
@@ -136,10 +148,8 @@ sl_status engine_quarantine_get(store *s, const char *pk, const char *sk, engine
         snprintf(out->pk, sizeof out->pk, "%s", pk);
         snprintf(out->sk, sizeof out->sk, "%s", sk);
         snprintf(out->reason, sizeof out->reason, "the quarantine record is damaged");
-        if (doc && bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
-            snprintf(out->reason, sizeof out->reason, "%s", bson_iter_utf8(&it, NULL));
-        if (doc && bson_iter_init_find(&it, doc, "since_ms") && BSON_ITER_HOLDS_INT64(&it))
-            out->since_ms = bson_iter_int64(&it);
+        if (doc)
+            read_fields(doc, out);
         if (doc && bson_iter_init_find(&it, doc, SCHEMA_F_VERSION) && BSON_ITER_HOLDS_INT64(&it))
             out->version = bson_iter_int64(&it);
     }

@@ -5,10 +5,12 @@
  * recompute_compare.c. */
 #include "engine_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 /* Consistency: everything is read in one store snapshot.  There the live
  * aggregates reflect the consumer's committed token C and the items the
@@ -31,52 +33,193 @@
 #define ENGINE__REPAIR_LEASE_MS        10000
 
 /* ---------------------------------------------------------------------------
- * Leases.
+ * Leases, kept by a thread.
+ *
+ * A repairing run holds its own lease for the whole run, and the listener's
+ * while it replaces a tenant's aggregates (repair_group).  They used to be
+ * renewed where the run's code happened to pass (between pages, every few
+ * hundred documents), and only once a third of their lifetime had gone by:
+ * one step that outlasted the rest -- a store call waiting for the
+ * database's lock or for a slow disk, a big tenant's comparison, a loaded
+ * machine -- let the listener's lease expire, the listener took it back, and
+ * the next fenced write failed the whole run ("was taken back from this
+ * repair", seen under `ctest -j2`).  So a keeper thread renews both every
+ * third of their lifetime, whatever the run is doing, and a run that dies
+ * stops renewing them (they expire).  r->lease_mu orders its renewals, which
+ * change the leases' versions, with the run's writes fenced on those
+ * versions (write_fixes, the consumer reset).  A lease taken from us anyway
+ * (a renewal that itself waited longer than the lease) is recorded for the
+ * run's thread, which stops at its next check; for the listener's lease,
+ * the tenant's repair begins again (engine__process_group).
  * ------------------------------------------------------------------------- */
-sl_status engine__renew_leases(engine__run *r, sl_error *err)
+
+/* The deadline ms from now on CLOCK_MONOTONIC (the keeper's condition). */
+static struct timespec mono_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+/* Renews the leases held (r->lease_mu held).  A lease taken from us is
+ * recorded (repair_lost, listener_lost); 0 when a renewal failed for the
+ * store's sake (the keeper tries again sooner: the lease is ours until
+ * someone takes it, expired or not). */
+static int renew_held(engine__run *r)
+{
+    int ok = 1;
+    engine__lease *ls[2] = {&r->lease, &r->listener};
+    for (int i = 0; i < 2; i++) {
+        sl_error e;
+        sl_error_clear(&e);
+        sl_status rc = ls[i]->held ? engine__lease_renew(r->s, ls[i], &e) : SL_OK;
+        if (rc == SL_ECONDITION && i == 0)
+            r->repair_lost = 1;
+        else if (rc == SL_ECONDITION)
+            r->listener_lost = 1;
+        else if (rc != SL_OK) {
+            ok = 0;
+            snprintf(r->keeper_note, sizeof r->keeper_note, "%.199s", e.message);
+        }
+    }
+    return ok;
+}
+
+static void *keeper_main(void *arg)
+{
+    engine__run *r = arg;
+    int64_t period = r->opt.lease_ms / 3;
+    int64_t next = engine__mono_ms() + period;
+    pthread_mutex_lock(&r->lease_mu);
+    while (!r->keeper_stop) {
+        int64_t now = engine__mono_ms();
+        if (now < next) {
+            struct timespec ts = mono_deadline(next - now);
+            pthread_cond_timedwait(&r->lease_cv, &r->lease_mu, &ts);
+            continue;
+        }
+        next = engine__mono_ms() + (renew_held(r) ? period : period / 4 + 1);
+    }
+    pthread_mutex_unlock(&r->lease_mu);
+    return NULL;
+}
+
+/* Starts the keeper (the repair lease is held).  Stopped by keeper_stop(). */
+static sl_status keeper_start(engine__run *r, sl_error *err)
 {
     sl_status rc = SL_OK;
-    if (!r || !r->opt.repair ||
-        engine__mono_ms() - r->lease_renew_mono < ENGINE__REPAIR_LEASE_MS / 3)
-        goto out;
-    rc = engine__lease_renew(r->s, &r->lease, err);
-    if (rc == SL_ECONDITION) {
-        rc = sl_error_set(err, SL_ECONFLICT,
-                          "another recompute took the repair lease; stopping this one");
-        goto out;
-    }
-    if (rc == SL_OK && r->listener.held) {
-        rc = engine__lease_renew(r->s, &r->listener, err);
-        if (rc == SL_ECONDITION)
-            rc = sl_error_set(err, SL_ECONFLICT,
-                              "the listener's lease %s was taken from this repair (it went "
-                              "unrenewed for %d ms); stopping",
-                              r->listener.name, ENGINE__REPAIR_LEASE_MS);
-    }
-    if (rc == SL_OK)
-        r->lease_renew_mono = engine__mono_ms();
-out:
+    int e = pthread_create(&r->keeper, NULL, keeper_main, r);
+    if (e != 0)
+        rc = sl_error_set(err, SL_EINTERNAL, "cannot start the thread that renews the leases: %s",
+                          strerror(e));
+    else
+        r->keeper_running = 1;
     return rc;
 }
 
-/* Takes the listener's lease (see repair_group). */
+static void keeper_stop(engine__run *r)
+{
+    if (r->keeper_running) {
+        pthread_mutex_lock(&r->lease_mu);
+        r->keeper_stop = 1;
+        pthread_cond_broadcast(&r->lease_cv);
+        pthread_mutex_unlock(&r->lease_mu);
+        pthread_join(r->keeper, NULL);
+        r->keeper_running = 0;
+    }
+}
+
+sl_status engine__lease_lost(engine__run *r, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    if (r->repair_lost)
+        rc = sl_error_set(err, SL_ECONFLICT,
+                          "another recompute took the repair lease; stopping this one");
+    else if (r->listener_lost)
+        rc = sl_error_set(err, SL_ECONFLICT,
+                          "the listener's lease %s was taken back from this repair (it went "
+                          "unrenewed for its %lld ms lifetime%s%s)",
+                          r->listener.name, (long long)r->opt.lease_ms,
+                          r->keeper_note[0] ? "; the last renewal failed: " : "", r->keeper_note);
+    return rc;
+}
+
+sl_status engine__check_leases(engine__run *r, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    if (r && r->keeper_running) {
+        pthread_mutex_lock(&r->lease_mu);
+        rc = engine__lease_lost(r, err);
+        pthread_mutex_unlock(&r->lease_mu);
+    }
+    return rc;
+}
+
 sl_status engine__seize_listener(engine__run *r, sl_error *err)
 {
+    pthread_mutex_lock(&r->lease_mu);
+    r->listener_lost = 0;
+    r->keeper_note[0] = '\0';
     sl_status rc = engine__lease_seize(r->s, &r->listener, err);
-    if (rc == SL_OK)
-        r->lease_renew_mono = 0; /* renew both from now on together */
-    if (rc == SL_OK)
-        rc = engine__renew_leases(r, err);
+    pthread_mutex_unlock(&r->lease_mu);
     return rc;
+}
+
+void engine__release_listener(engine__run *r)
+{
+    pthread_mutex_lock(&r->lease_mu);
+    engine__lease_release(r->s, &r->listener);
+    pthread_mutex_unlock(&r->lease_mu);
 }
 
 /* ---------------------------------------------------------------------------
  * Feed events in (C, H].
  * ------------------------------------------------------------------------- */
 
+/* Adds the deltas of one event (its new image +1, its old image -1) to out.
+ * A malformed image contributes nothing, as in the listener.  Any other
+ * failure -- the set full (more aggregates than --max-aggregates), memory --
+ * fails, naming the event and the cause: a delta left out would leave the
+ * shadow away from C, so the run would report drift that is not there (and
+ * a repair write it). */
+static sl_status add_event_deltas(engine__run *r, engine_aggset *out, const store_event *ev,
+                                  sl_error *err)
+{
+    sl_status rc = SL_OK;
+    for (int side = 0; side < 2 && rc == SL_OK; side++) {
+        sl_error e;
+        sl_error_clear(&e);
+        rc = engine_aggset_apply_image(out, side ? ev->old_image : ev->new_image, side ? -1 : +1,
+                                       &e);
+        if (rc == SL_EINVAL)
+            rc = SL_OK; /* malformed: contributes nothing */
+        else if (rc == SL_ETOOLARGE)
+            rc = sl_error_set(err, rc,
+                              "the changes consumer %s has not applied yet touch more "
+                              "aggregates than recompute holds (--max-aggregates %zu), at %s / "
+                              "%s: %s; the comparison cannot be exact, so nothing was compared "
+                              "from here; run again once the listener has caught up, or with a "
+                              "larger --max-aggregates",
+                              r->consumer, r->opt.max_aggregates, ev->pk, ev->sk, e.message);
+        else if (rc != SL_OK)
+            rc = sl_error_set(err, rc,
+                              "reading the change of %s / %s that consumer %s has not applied "
+                              "yet: %s",
+                              ev->pk, ev->sk, r->consumer, e.message);
+    }
+    return rc;
+}
+
 /* Adds the deltas of the events after the consumer's token up to the head of
  * snap (its C and H), of the events of scope ("T#<t>#", or "" for all), to
- * *out.  *gone = 1 when the consumer's position was pruned (nothing read). */
+ * *out.  *gone = 1 when the consumer's position was pruned (nothing read).
+ * Fails (add_event_deltas) rather than leave out a delta. */
 sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scope,
                                    engine_aggset *out, int *gone, sl_error *err)
 {
@@ -100,17 +243,15 @@ sl_status engine__read_feed_deltas(engine__run *r, store *snap, const char *scop
         const store_event *ev;
         size_t n = 0;
         if ((rc = store_feed_read(f, 1000, 0, &ev, &n, err)) != SL_OK ||
-            (rc = engine__renew_leases(r, err)) != SL_OK)
+            (rc = engine__check_leases(r, err)) != SL_OK)
             goto out;
         if (n == 0)
             break;
         for (size_t i = 0; i < n && !at_head; i++) {
             char g[SCHEMA_KEY_MAX];
-            if (!scope[0] || (engine__tenant_group(ev[i].pk, g) && !strcmp(g, scope))) {
-                /* Malformed images contribute nothing, as in the listener. */
-                (void)engine_aggset_apply_image(out, ev[i].new_image, +1, NULL);
-                (void)engine_aggset_apply_image(out, ev[i].old_image, -1, NULL);
-            }
+            if ((!scope[0] || (engine__tenant_group(ev[i].pk, g) && !strcmp(g, scope))) &&
+                (rc = add_event_deltas(r, out, &ev[i], err)) != SL_OK)
+                goto out;
             /* Events past the snapshot's head are not part of this point. */
             at_head = !strcmp(ev[i].token, fs.head_token);
         }
@@ -234,6 +375,8 @@ static void put_counters(bson_t *d, const engine_recompute_report *rep)
     BSON_APPEND_INT64(d, "drift_fields", rep->drift_fields);
     BSON_APPEND_INT64(d, "drift_aggregates", rep->drift_aggregates);
     BSON_APPEND_INT64(d, "repaired_aggregates", rep->repaired_aggregates);
+    BSON_APPEND_INT64(d, "over_limit_aggregates", rep->over_limit_aggregates);
+    BSON_APPEND_INT64(d, "repair_retries", rep->repair_retries);
 }
 
 static int64_t get_int(const bson_t *d, const char *key)
@@ -293,6 +436,8 @@ static int load_checkpoint(engine__run *r, char *items_token, char *aggs_token)
     rep->drift_fields = get_int(d, "drift_fields");
     rep->drift_aggregates = get_int(d, "drift_aggregates");
     rep->repaired_aggregates = get_int(d, "repaired_aggregates");
+    rep->over_limit_aggregates = get_int(d, "over_limit_aggregates");
+    rep->repair_retries = get_int(d, "repair_retries");
     bson_iter_t it;
     if (bson_iter_init_find(&it, d, "consumer_reset") && BSON_ITER_HOLDS_BOOL(&it))
         rep->consumer_reset = bson_iter_bool(&it);
@@ -409,7 +554,7 @@ static sl_status compare_all(engine__run *r, const char *items_token, const char
             goto out;
         snprintf(r->last_group, sizeof r->last_group, "%s", group);
         if ((rc = save_checkpoint(r, items.page_token, aggs.page_token, err)) != SL_OK ||
-            (rc = engine__renew_leases(r, err)) != SL_OK ||
+            (rc = engine__check_leases(r, err)) != SL_OK ||
             (rc = engine__progress_tick(r, group, err)) != SL_OK)
             goto out;
     }
@@ -435,8 +580,14 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     engine__run r;
     engine_recompute_report rep;
     char items_token[STORE_PAGE_TOKEN_MAX] = "", aggs_token[STORE_PAGE_TOKEN_MAX] = "";
+    pthread_condattr_t ca;
     memset(&r, 0, sizeof r);
     memset(&rep, 0, sizeof rep);
+    pthread_mutex_init(&r.lease_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the keeper's period ignores clock jumps */
+    pthread_cond_init(&r.lease_cv, &ca);
+    pthread_condattr_destroy(&ca);
     r.s = s;
     r.rep = &rep;
     r.opt = opt ? *opt : (engine_recompute_options){0};
@@ -444,6 +595,13 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
         r.opt.max_aggregates = ENGINE__RECOMPUTE_AGGS_DEFAULT;
     if (!r.opt.max_rows)
         r.opt.max_rows = ENGINE__RECOMPUTE_ROWS_DEFAULT;
+    if (!r.opt.lease_ms)
+        r.opt.lease_ms = ENGINE__REPAIR_LEASE_MS;
+    if (r.opt.lease_ms < 50 || r.opt.lease_ms > 600000) {
+        rc = sl_error_set_at(err, SL_EINVAL, "lease_ms", -1,
+                             "lease of %lld ms is outside 50..600000", (long long)r.opt.lease_ms);
+        goto out;
+    }
     if (r.opt.tenant && !r.opt.tenant[0])
         r.opt.tenant = NULL;
     snprintf(r.consumer, sizeof r.consumer, "%s",
@@ -463,17 +621,19 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     }
     if ((rc = engine_aggset_new(r.opt.max_aggregates, &r.pending, err)) != SL_OK)
         goto out;
+    engine__aggset_mark_over(r.pending); /* the deltas may pass the metric limit: engine.h */
     if (r.opt.repair) {
         char holder[128], lholder[128];
         engine__holder_default(holder, sizeof holder);
-        engine__lease_init(&r.lease, ENGINE__REPAIR_LEASE, holder, ENGINE__REPAIR_LEASE_MS);
+        engine__lease_init(&r.lease, ENGINE__REPAIR_LEASE, holder, r.opt.lease_ms);
         snprintf(lholder, sizeof lholder, "recompute:%.100s", holder);
-        engine__lease_init(&r.listener, r.consumer, lholder, ENGINE__REPAIR_LEASE_MS);
+        engine__lease_init(&r.listener, r.consumer, lholder, r.opt.lease_ms);
         if ((rc = engine__lease_acquire(s, &r.lease, err)) != SL_OK) {
             sl_error_prefix(err, "another repairing recompute runs");
             goto out;
         }
-        r.lease_renew_mono = engine__mono_ms();
+        if ((rc = keeper_start(&r, err)) != SL_OK)
+            goto out;
     }
     if (!r.opt.fresh && load_checkpoint(&r, items_token, aggs_token)) {
         rep.resumed = 1;
@@ -510,12 +670,17 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
             if ((rc = engine__seize_listener(&r, err)) != SL_OK)
                 goto out;
             r.listener_for_run = 1;
+            pthread_mutex_lock(&r.lease_mu); /* the version the fence checks stays put */
             store_op fence = {.kind = STORE_OP_CHECK,
                               .table = STORE_AGGREGATES,
                               .pk = ENGINE_SYS_PK,
                               .sk = r.listener.sk,
                               .cond = {STORE_COND_VERSION, r.listener.version}};
-            if ((rc = store_consumer_reset(s, r.consumer, &fence, 1, err)) != SL_OK)
+            rc = engine__lease_lost(&r, err);
+            if (rc == SL_OK)
+                rc = store_consumer_reset(s, r.consumer, &fence, 1, err);
+            pthread_mutex_unlock(&r.lease_mu);
+            if (rc != SL_OK)
                 goto out;
             rep.consumer_reset = 1;
             r.last_group[0] = '\0';
@@ -546,9 +711,12 @@ sl_status engine_recompute(store *s, const engine_recompute_options *opt,
     memset(&rep, 0, sizeof rep);
 out:
     store_close(&r.snap);
+    keeper_stop(&r);
     engine__lease_release(s, &r.listener);
     if (r.opt.repair)
         engine__lease_release(s, &r.lease);
+    pthread_cond_destroy(&r.lease_cv);
+    pthread_mutex_destroy(&r.lease_mu);
     engine_aggset_free(&r.pending);
     groups_free(&r);
     engine_recompute_report_free(&rep);

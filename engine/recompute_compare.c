@@ -251,6 +251,35 @@ int64_t engine__compare_agg(engine__run *r, const engine_agg *id, const engine_a
     int shadow_exists = shadow && !engine_agg_is_zero(shadow);
     const char *exists = shadow_exists ? "present" : "absent";
     cmp_ctx c = {r, id, live ? li : NULL, sk, &values};
+    if (shadow_exists && shadow->over_metrics) {
+        /* Over the metric limit (engine.h): it cannot be kept, whatever the
+         * live side holds, so nothing of it is compared field by field.  It
+         * is drift that --repair does not repair: it stays quarantined. */
+        char since[25] = "an unknown time";
+        if (q && q->since_ms > 0)
+            schema_time_format(q->since_ms, since);
+        engine__add_row(r, id->tenant, sk, "(metric limit)",
+                        q      ? "quarantined"
+                        : live ? "present"
+                               : "absent",
+                        "over the limit");
+        engine__sb_part(&sb,
+                        "over the metric limit: its assets carry more than %d metrics, more than "
+                        "an aggregate holds",
+                        ENGINE_AGG_METRICS_MAX);
+        if (q && q->cause == ENGINE_QUARANTINE_METRIC_LIMIT)
+            engine__sb_part(&sb, "quarantined by the listener since %s", since);
+        else if (q)
+            engine__sb_part(&sb, "quarantined by the listener since %s as damaged: %s", since,
+                            q->reason);
+        else
+            engine__sb_part(&sb, "not quarantined yet (--repair quarantines it)");
+        engine__sb_part(&sb,
+                        "it stays quarantined until they carry at most %d (assets rescored, "
+                        "deleted or moved), then --repair rebuilds it",
+                        ENGINE_AGG_METRICS_MAX);
+        goto out;
+    }
     if (q) {
         char since[25] = "an unknown time";
         if (q->since_ms > 0)
@@ -329,8 +358,12 @@ int64_t engine__compare_agg(engine__run *r, const engine_agg *id, const engine_a
                             exists);
         }
     }
+out:;
     int64_t fields = r->rep->drift_fields - before;
+    size_t kept = r->rep->naggs;
     if (fields)
         *rc = engine__add_summary(r, id->tenant, sk, fields, &sb, err);
+    if (r->rep->naggs > kept && shadow_exists && shadow->over_metrics)
+        r->rep->aggs[kept].over_metric_limit = 1;
     return fields;
 }

@@ -4,12 +4,15 @@
 #include "engine_int.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define ENGINE__SCAN_PAGE    500u
-#define ENGINE__REPAIR_BATCH 100u /* aggregates replaced by one atomic write */
+#define ENGINE__SCAN_PAGE       500u
+#define ENGINE__REPAIR_BATCH    100u /* aggregates replaced by one atomic write */
+#define ENGINE__REPAIR_ATTEMPTS 5    /* of one tenant's repair, when the listener's lease is lost */
 
 /* ---------------------------------------------------------------------------
  * A scan cursor that walks pages and remembers the token of its page.
@@ -46,7 +49,7 @@ int engine__cursor_peek(engine__cursor *c, const store_doc **row, bson_t *view, 
         if (c->started)
             snprintf(c->next_token, sizeof c->next_token, "%s", c->page.next_token);
         store_page_free(&c->page);
-        if ((*rc = engine__renew_leases(c->owner, err)) != SL_OK) {
+        if ((*rc = engine__check_leases(c->owner, err)) != SL_OK) {
             c->done = 1;
             break;
         }
@@ -128,6 +131,7 @@ static void mark_restore(engine__run *r, const report_mark *m)
     rep->drift_fields = m->counters.drift_fields;
     rep->drift_aggregates = m->counters.drift_aggregates;
     rep->repaired_aggregates = m->counters.repaired_aggregates;
+    rep->over_limit_aggregates = m->counters.over_limit_aggregates;
     rep->nrows = m->nrows;
     rep->naggs = m->naggs;
 }
@@ -192,6 +196,9 @@ static sl_status build_group(engine__run *r, store *snap, const char *group, eng
     if ((rc = engine_aggset_new(r->opt.max_aggregates, &g->shadow, err)) != SL_OK ||
         (rc = engine_aggset_new(r->opt.max_aggregates, &g->live, err)) != SL_OK)
         goto out;
+    /* What is rebuilt over the metric limit is reported, not a failure of
+     * the tenant (engine.h). */
+    engine__aggset_mark_over(g->shadow);
     /* The shadow: f over the tenant's items. */
     int64_t page_mark = items->docs;
     while (engine__cursor_peek(items, &row, &view, &readable, &rc, err)) {
@@ -217,7 +224,7 @@ static sl_status build_group(engine__run *r, store *snap, const char *group, eng
         if (items->docs - page_mark >= ENGINE__SCAN_PAGE) {
             page_mark = items->docs;
             if ((rc = engine__progress_tick(r, group, err)) != SL_OK ||
-                (rc = engine__renew_leases(r, err)) != SL_OK)
+                (rc = engine__check_leases(r, err)) != SL_OK)
                 goto out;
         }
     }
@@ -317,13 +324,17 @@ static engine_quarantine *find_quarantine(engine__group_state *g, const engine_a
 }
 
 /* One replacement: the aggregate becomes its shadow (or goes, when the
- * shadow counts nothing), its quarantine record goes. */
+ * shadow counts nothing), its quarantine record goes.  Or, for a shadow over
+ * the metric limit, the aggregate stays as it is and stays quarantined: its
+ * record is written (q_version 0) or rewritten with that cause. */
 typedef struct fix {
     engine_agg id;            /* identity only */
     const engine_agg *shadow; /* NULL or all-zero: delete */
     int64_t live_version;     /* the stored version the snapshot showed; 0: absent */
     int64_t q_version;        /* the record's version; 0: no record */
     long summary;             /* index into rep->aggs, -1 when not kept */
+    int over;                 /* shadow over the metric limit: the record only */
+    int64_t fields;           /* its drifted fields */
 } fix;
 
 /* Writes fixes[0..n) in one atomic batch, fenced on the repair lease and the
@@ -337,27 +348,50 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
     /* Keys are big (100 * 3.3 KB): on the heap. */
     schema_key(*keys)[2] = calloc(ENGINE__REPAIR_BATCH, sizeof *keys);
     char(*qsk)[STORE_KEY_MAX] = calloc(ENGINE__REPAIR_BATCH, sizeof *qsk);
-    size_t nops = 0, ndocs = 0;
+    size_t nops = 0, ndocs = 0, nover = 0;
+    char token[STORE_TOKEN_MAX] = "";
     assert(n <= ENGINE__REPAIR_BATCH);
     memset(ops, 0, sizeof ops);
     if (!keys || !qsk) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory writing repairs");
         goto out;
     }
-    ops[nops++] = (store_op){.kind = STORE_OP_CHECK,
-                             .table = STORE_AGGREGATES,
-                             .pk = ENGINE_SYS_PK,
-                             .sk = r->lease.sk,
-                             .cond = {STORE_COND_VERSION, r->lease.version}};
-    ops[nops++] = (store_op){.kind = STORE_OP_CHECK,
-                             .table = STORE_AGGREGATES,
-                             .pk = ENGINE_SYS_PK,
-                             .sk = r->listener.sk,
-                             .cond = {STORE_COND_VERSION, r->listener.version}};
+    for (size_t i = 0; i < n; i++)
+        nover += fixes[i].over;
+    if (r->opt.at)
+        r->opt.at(r->opt.at_ctx, ENGINE_RECOMPUTE_WRITE, fixes[0].id.tenant);
+    /* The listener's token, frozen while its lease is ours: where a record
+     * written here sets the aggregate aside. */
+    if (nover && (rc = store_consumer_token(r->s, r->consumer, token, err)) == SL_ENOTFOUND) {
+        sl_error_clear(err);
+        rc = SL_OK;
+    }
+    if (rc != SL_OK)
+        goto out;
+    nops = 2; /* ops[0] and ops[1]: the leases, filled in under lease_mu below */
     for (size_t i = 0; i < n; i++) {
         fix *f = &fixes[i];
         if ((rc = engine_agg_keys(&f->id, keys[i][0], keys[i][1], err)) != SL_OK)
             goto out;
+        if (f->over) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "over the metric limit: its assets carry more than %d metrics (found by "
+                     "recompute %s)",
+                     ENGINE_AGG_METRICS_MAX, r->rep->run_id);
+            if ((rc = engine__quarantine_sk(keys[i][0], keys[i][1], qsk[i], err)) != SL_OK)
+                goto out;
+            bson_init(&docs[ndocs]);
+            engine__quarantine_doc(&docs[ndocs], qsk[i], &f->id, keys[i][0], keys[i][1],
+                                   r->consumer, ENGINE_QUARANTINE_METRIC_LIMIT, why, token);
+            ops[nops++] =
+                (store_op){.kind = STORE_OP_PUT,
+                           .table = STORE_AGGREGATES,
+                           .doc = &docs[ndocs++],
+                           .cond = f->q_version ? (store_cond){STORE_COND_VERSION, f->q_version}
+                                                : (store_cond){STORE_COND_NOT_EXISTS, 0}};
+            continue;
+        }
         if (f->shadow && !engine_agg_is_zero(f->shadow)) {
             bson_init(&docs[ndocs]);
             ndocs++;
@@ -386,34 +420,55 @@ static sl_status write_fixes(engine__run *r, fix *fixes, size_t n, sl_error *err
                                      .cond = {STORE_COND_VERSION, f->q_version}};
         }
     }
-    rc = store_write_batch(r->s, ops, nops, err);
+    /* The keeper renews (and so changes the versions of) both leases: not
+     * between reading their versions and the write that checks them. */
+    pthread_mutex_lock(&r->lease_mu);
+    ops[0] = (store_op){.kind = STORE_OP_CHECK,
+                        .table = STORE_AGGREGATES,
+                        .pk = ENGINE_SYS_PK,
+                        .sk = r->lease.sk,
+                        .cond = {STORE_COND_VERSION, r->lease.version}};
+    ops[1] = (store_op){.kind = STORE_OP_CHECK,
+                        .table = STORE_AGGREGATES,
+                        .pk = ENGINE_SYS_PK,
+                        .sk = r->listener.sk,
+                        .cond = {STORE_COND_VERSION, r->listener.version}};
+    rc = engine__lease_lost(r, err);
+    if (rc == SL_OK)
+        rc = store_write_batch(r->s, ops, nops, err);
     if (rc == SL_ECONDITION) {
         char field[sizeof err->field];
         snprintf(field, sizeof field, "%s", err->field);
         sl_error_clear(err);
-        if (!strcmp(field, "ops[0]"))
+        if (!strcmp(field, "ops[0]")) {
+            r->repair_lost = 1;
             rc = sl_error_set(err, SL_ECONFLICT,
                               "another recompute took the repair lease; stopping this one");
-        else if (!strcmp(field, "ops[1]"))
+        } else if (!strcmp(field, "ops[1]")) {
+            r->listener_lost = 1;
             rc = sl_error_set(err, SL_ECONFLICT,
-                              "the listener's lease %s was taken back from this repair; "
-                              "nothing of this tenant was written by the failed step, run "
-                              "again",
+                              "the listener's lease %s was taken back from this repair; this "
+                              "batch was not written",
                               r->listener.name);
-        else
+        } else
             rc = sl_error_set(err, SL_ECONFLICT,
                               "an aggregate of tenant %s changed while the listener was "
                               "stopped (%s): another writer? nothing of this batch was "
                               "written",
                               fixes[0].id.tenant, field);
-        goto out;
     }
+    pthread_mutex_unlock(&r->lease_mu);
     if (rc != SL_OK)
         goto out;
-    r->rep->repaired_aggregates += (int64_t)n;
-    for (size_t i = 0; i < n; i++)
+    r->rep->repaired_aggregates += (int64_t)(n - nover);
+    for (size_t i = 0; i < n; i++) {
+        if (fixes[i].over)
+            continue;
+        r->step_written++;
+        r->step_fields += fixes[i].fields;
         if (fixes[i].summary >= 0)
             r->rep->aggs[fixes[i].summary].repaired = 1;
+    }
 out:
     for (size_t i = 0; i < ndocs; i++)
         bson_destroy(&docs[i]);
@@ -424,14 +479,17 @@ out:
 
 /* Compares every aggregate g has on either side or in a record; with
  * replace, writes each drifted one as rebuilt (see repair_group for when
- * that is exact).  *drifted counts the drifted aggregates. */
-static sl_status compare_group(engine__run *r, engine__group_state *g, int replace,
-                               int64_t *drifted, sl_error *err)
+ * that is exact), or, over the metric limit, its quarantine record when it
+ * has none or one of another cause.  *writes counts the drifted aggregates
+ * that need a write (all of them but those over the limit and quarantined
+ * for it already). */
+static sl_status compare_group(engine__run *r, engine__group_state *g, int replace, int64_t *writes,
+                               sl_error *err)
 {
     sl_status rc = SL_OK;
     fix *fixes = calloc(ENGINE__REPAIR_BATCH, sizeof *fixes);
     size_t nfix = 0;
-    *drifted = 0;
+    *writes = 0;
     if (!fixes) {
         rc = sl_error_set(err, SL_ENOMEM, "out of memory planning repairs");
         goto out;
@@ -482,7 +540,11 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             if (!d)
                 continue;
             r->rep->drift_aggregates++;
-            (*drifted)++;
+            int over = sa && sa->over_metrics && !engine_agg_is_zero(sa);
+            r->rep->over_limit_aggregates += over;
+            if (over && q && q->cause == ENGINE_QUARANTINE_METRIC_LIMIT)
+                continue; /* quarantined for it already: nothing to write */
+            (*writes)++;
             if (!replace)
                 continue;
             fix *f = &fixes[nfix++];
@@ -492,6 +554,8 @@ static sl_status compare_group(engine__run *r, engine__group_state *g, int repla
             f->live_version = li ? li->version : 0;
             f->q_version = q ? q->version : 0;
             f->summary = r->rep->naggs > summaries ? (long)summaries : -1;
+            f->over = over;
+            f->fields = d;
             if (nfix == ENGINE__REPAIR_BATCH) {
                 if ((rc = write_fixes(r, fixes, nfix, err)) != SL_OK)
                     goto out;
@@ -530,15 +594,22 @@ static sl_status repair_group(engine__run *r, const char *group, sl_error *err)
     engine__group_state g;
     engine__cursor items, aggs;
     int gone = 0;
-    int64_t drifted = 0;
+    int64_t writes = 0;
     memset(&g, 0, sizeof g);
     engine__cursor_init(&items, r, NULL, STORE_ITEMS, group, NULL);
     engine__cursor_init(&aggs, r, NULL, STORE_AGGREGATES, group, NULL);
     if ((rc = engine__seize_listener(r, err)) != SL_OK)
         goto out;
+    if (r->opt.at) {
+        char tenant[ENGINE_NAME_SIZE];
+        snprintf(tenant, sizeof tenant, "%.*s", (int)(strlen(group) - 3), group + 2);
+        r->opt.at(r->opt.at_ctx, ENGINE_RECOMPUTE_SEIZED, tenant);
+    }
     if ((rc = store_snapshot_open(r->s, &snap, err)) != SL_OK ||
-        (rc = engine_aggset_new(r->opt.max_aggregates, &pending, err)) != SL_OK ||
-        (rc = engine__read_feed_deltas(r, snap, group, pending, &gone, err)) != SL_OK)
+        (rc = engine_aggset_new(r->opt.max_aggregates, &pending, err)) != SL_OK)
+        goto out;
+    engine__aggset_mark_over(pending);
+    if ((rc = engine__read_feed_deltas(r, snap, group, pending, &gone, err)) != SL_OK)
         goto out;
     if (gone) {
         rc = sl_error_set(err, SL_EFEEDGONE,
@@ -550,14 +621,79 @@ static sl_status repair_group(engine__run *r, const char *group, sl_error *err)
     items.s = aggs.s = snap;
     if ((rc = build_group(r, snap, group, &items, &aggs, pending, &g, err)) != SL_OK)
         goto out;
-    rc = compare_group(r, &g, 1, &drifted, err);
+    rc = compare_group(r, &g, 1, &writes, err);
 out:
     engine__group_free(&g);
     engine__cursor_free(&items);
     engine__cursor_free(&aggs);
     engine_aggset_free(&pending);
     store_close(&snap);
-    engine__lease_release(r->s, &r->listener);
+    engine__release_listener(r);
+    return rc;
+}
+
+/* After a tenant's repair attempt that lost the listener's lease: the
+ * batches it wrote stay written (each is atomic and exact at the C' of that
+ * attempt), so the report keeps those aggregates -- counted, summed up and
+ * listed as repaired -- and drops the rest of the attempt, which the next
+ * one finds again (or no longer, when the listener meanwhile made it right).
+ * *m moves past what is kept. */
+static void keep_written(engine__run *r, report_mark *m)
+{
+    engine_recompute_report *rep = r->rep;
+    size_t na = m->naggs, nr = m->nrows;
+    for (size_t i = m->naggs; i < rep->naggs; i++)
+        if (rep->aggs[i].repaired)
+            rep->aggs[na++] = rep->aggs[i];
+    for (size_t i = m->nrows; i < rep->nrows; i++) {
+        int kept = 0;
+        for (size_t j = m->naggs; !kept && j < na; j++)
+            kept = !strcmp(rep->rows[i].sk, rep->aggs[j].sk);
+        if (kept)
+            rep->rows[nr++] = rep->rows[i];
+    }
+    mark_restore(r, m);
+    rep->naggs = na;
+    rep->nrows = nr;
+    rep->drift_aggregates += r->step_written;
+    rep->repaired_aggregates += r->step_written;
+    rep->drift_fields += r->step_fields;
+    mark_take(r, m);
+}
+
+/* repair_group, begun again from a new seizure and snapshot (so exact as
+ * the first attempt) when the listener's lease was taken back from it --
+ * by a listener that found it expired: a renewal that waited longer than
+ * the lease.  A pause between attempts lets the listener apply what
+ * waited meanwhile.  After ENGINE__REPAIR_ATTEMPTS the run fails, naming it. */
+static sl_status repair_again(engine__run *r, const char *group, report_mark *m, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    for (int attempt = 1;; attempt++) {
+        r->step_written = r->step_fields = 0;
+        rc = repair_group(r, group, err);
+        pthread_mutex_lock(&r->lease_mu);
+        int again = rc == SL_ECONFLICT && r->listener_lost && !r->repair_lost;
+        pthread_mutex_unlock(&r->lease_mu);
+        if (!again)
+            break;
+        keep_written(r, m);
+        if (attempt == ENGINE__REPAIR_ATTEMPTS) {
+            char last[sizeof err->message];
+            snprintf(last, sizeof last, "%s", err->message);
+            sl_error_clear(err);
+            rc = sl_error_set(err, SL_ECONFLICT,
+                              "the listener's lease %s was taken back from this repair %d times "
+                              "in tenant %.*s (the last: %s); what was written is exact, run "
+                              "again for the rest",
+                              r->listener.name, attempt, (int)(strlen(group) - 3), group + 2, last);
+            break;
+        }
+        sl_error_clear(err);
+        r->rep->repair_retries++;
+        int64_t pause = r->opt.lease_ms / 4 < 250 ? r->opt.lease_ms / 4 : 250;
+        usleep((useconds_t)(pause * attempt * 1000));
+    }
     return rc;
 }
 
@@ -570,16 +706,18 @@ sl_status engine__process_group(engine__run *r, const char *group, engine__curso
     sl_status rc = SL_OK;
     engine__group_state g;
     report_mark m;
-    int64_t drifted = 0;
+    int64_t writes = 0;
     mark_take(r, &m);
     if ((rc = build_group(r, r->snap, group, items, aggs, r->pending, &g, err)) != SL_OK ||
-        (rc = compare_group(r, &g, r->opt.repair && r->listener_for_run, &drifted, err)) != SL_OK)
+        (rc = compare_group(r, &g, r->opt.repair && r->listener_for_run, &writes, err)) != SL_OK)
         goto out;
-    if (r->opt.repair && !r->listener_for_run && drifted) {
+    /* (Drift that needs no write -- over the metric limit and quarantined
+     * for it already -- does not stop the listener.) */
+    if (r->opt.repair && !r->listener_for_run && writes) {
         /* What the repair finds, under the listener's lease, is what the run reports. */
         engine__group_free(&g);
         mark_restore(r, &m);
-        if ((rc = repair_group(r, group, err)) != SL_OK)
+        if ((rc = repair_again(r, group, &m, err)) != SL_OK)
             goto out;
     }
     r->rep->tenants++;

@@ -9,11 +9,24 @@
 /* Packed, 25 detections take ~0.9 KB instead of ~2.8 KB of nested BSON and
  * encode with a handful of appends (measured: docs/documents.md). */
 
-static int32_t micro(double v)
+int32_t ingest__micro(double v)
 {
     /* Inputs are checked to lie in [0, 1]; the clamp only guards rounding. */
     long long m = llround(v * 1e6);
-    return (int32_t)(m < 0 ? 0 : m > 1000000 ? 1000000 : m);
+    return (int32_t)(m < 0 ? 0 : m > INGEST_MICRO_ONE ? INGEST_MICRO_ONE : m);
+}
+
+/* A box's corner and size along one axis in micro-units, cut at the image's
+ * edge there: rounded apart, a box the parser cut at the edge (pos + size
+ * == 1 as doubles) could pass it by one micro-unit (0.9399995 + 0.0600005
+ * -> 940000 + 60001), which no reader takes back (docs/formats.md, Boxes). */
+static void box_axis(double pos, double size, int32_t *p, int32_t *s)
+{
+    int32_t a = ingest__micro(pos), b = ingest__micro(size);
+    if (a + b > INGEST_MICRO_ONE)
+        b = INGEST_MICRO_ONE - a; /* >= 1: ingest__box_set left size >= 1e-6 inside the image */
+    *p = a;
+    *s = b;
 }
 
 /* Makes e's scratch big enough (owned by e, freed by ingest__frame_enc_free). */
@@ -78,12 +91,9 @@ sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
             e->local[id] = (uint16_t)nlocal;
             e->order[nlocal++] = id;
         }
-        schema_frame_det r = {.label = e->local[id],
-                              .confidence = micro(d->confidence),
-                              .x = micro(d->x),
-                              .y = micro(d->y),
-                              .w = micro(d->w),
-                              .h = micro(d->h)};
+        schema_frame_det r = {.label = e->local[id], .confidence = ingest__micro(d->confidence)};
+        box_axis(d->x, d->w, &r.x, &r.w);
+        box_axis(d->y, d->h, &r.y, &r.h);
         schema_frame_det_pack(e->det + (size_t)i * SCHEMA_FRAME_DET_SIZE, &r);
     }
     bson_t arr;

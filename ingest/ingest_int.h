@@ -425,7 +425,8 @@ bool ingest__get_number(ingest_parser *p, ingest__jev ev, const ingest__jval *v,
  * the image are cut off (detectors do not clip: darknet boxes at the edge
  * stray up to 7% outside).  Refuses (naming member sub of the current
  * value) a box left thinner than INGEST_BOX_MIN. */
-#define INGEST_BOX_MIN 1e-6 /* one micro-unit: the resolution of stored boxes */
+#define INGEST_BOX_MIN   1e-6    /* one micro-unit: the resolution of stored boxes */
+#define INGEST_MICRO_ONE 1000000 /* 1 (a whole image side, a confidence of 1) in micro-units */
 bool ingest__box_set(ingest_parser *p, const char *sub, ingest_detection *d, double x, double y,
                      double w, double h);
 
@@ -568,6 +569,13 @@ sl_status ingest__frame_doc(ingest__frame_enc *e, bson_t *doc, const char *pk,
                             const ingest_frame *f, uint32_t nlabels, const char *const *names,
                             const char *const *skus, sl_error *err);
 void ingest__frame_enc_free(ingest__frame_enc *e);
+
+/* round(v * 1e6) of a v in [0, 1], clamped to 0..INGEST_MICRO_ONE: the
+ * micro-units a confidence or box value is stored in (frame_doc.c).  A
+ * frame document's box has x + w and y + h at most INGEST_MICRO_ONE,
+ * exactly: the size is cut there when corner and size rounded apart pass
+ * it. */
+int32_t ingest__micro(double v);
 
 /* ---------------------------------------------------------------------------
  * The spool folder (spool.c) and its descriptor-level operations (spool_fs.c).

@@ -5,9 +5,12 @@
 #include <string.h>
 
 /* A "sku" member is accepted and ignored (the catalog decides); boxes are
- * already normalized and must lie inside the image (docs/formats.md). */
+ * already normalized and must lie inside the image (docs/formats.md): x + w
+ * and y + h at most 1 and one micro-unit (the rounding of six decimals),
+ * compared in the micro-units boxes are stored in -- as doubles, 0.999998 +
+ * 0.000003 passes 1.000001 -- and cut to 1 when stored. */
 
-#define BOX_SLACK 1e-6 /* x + w may pass 1 by rounding of six decimals */
+#define BOX_SLACK_MICRO 1 /* x + w may pass 1 by one micro-unit */
 
 typedef enum nd_key {
     K_OTHER,
@@ -82,11 +85,11 @@ static bool det_end(ingest_parser *p)
     if (!ingest__members_present(p, s->have, required, sizeof required / sizeof required[0],
                                  "detection"))
         return false;
-    if (s->x + s->w > 1 + BOX_SLACK)
+    if (ingest__micro(s->x) + ingest__micro(s->w) > INGEST_MICRO_ONE + BOX_SLACK_MICRO)
         return ingest__json_fail_at(p->json, "box", SL_EINVAL,
                                     "box.x + box.w = %.9g passes the image's right edge (1)",
                                     s->x + s->w);
-    if (s->y + s->h > 1 + BOX_SLACK)
+    if (ingest__micro(s->y) + ingest__micro(s->h) > INGEST_MICRO_ONE + BOX_SLACK_MICRO)
         return ingest__json_fail_at(p->json, "box", SL_EINVAL,
                                     "box.y + box.h = %.9g passes the image's bottom edge (1)",
                                     s->y + s->h);

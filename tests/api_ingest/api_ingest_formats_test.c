@@ -4,6 +4,7 @@
  * The SKU every label must get is written down (ih_fixture_skus), not asked
  * of ingest's catalog matcher. */
 #include <curl/curl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,143 @@ static void test_ndjson_roundtrip(void)
     ih_frames_free(&b);
 }
 
+/* Box edges in micro-units, from the decimals GET answers. */
+static long long um(double v)
+{
+    return llround(v * 1e6);
+}
+
+/* 0 when every box of fr has x + w and y + h at most 1,000,000 micro-units
+ * (docs/formats.md, Boxes); else prints each that does not. */
+static int boxes_inside(const ih_frames *fr, const char *what)
+{
+    int bad = 0;
+    for (size_t i = 0; i < fr->n; i++)
+        for (size_t k = 0; k < fr->f[i].n; k++) {
+            const ih_det *d = &fr->f[i].d[k];
+            if (um(d->x) + um(d->w) > 1000000 || um(d->y) + um(d->h) > 1000000) {
+                fprintf(stderr, "%s: frame %lld detection %zu: x %lld w %lld y %lld h %lld\n", what,
+                        (long long)fr->f[i].frame, k, um(d->x), um(d->w), um(d->y), um(d->h));
+                bad++;
+            }
+        }
+    return bad;
+}
+
+/* GET .../frames of surgery as NDJSON lines (each frame's values as the
+ * decimals GET answered, which have at most six places). */
+static char *frames_ndjson(const ih_frames *a)
+{
+    char *body = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&body, &len);
+    REQUIRE(m);
+    for (size_t i = 0; i < a->n; i++) {
+        fprintf(m, "{\"frame\": %lld, \"detections\": [", (long long)a->f[i].frame);
+        for (size_t k = 0; k < a->f[i].n; k++) {
+            const ih_det *d = &a->f[i].d[k];
+            fprintf(m,
+                    "%s{\"label\": \"%s\", \"confidence\": %.6f, \"box\": {\"x\": %.6f, \"y\": "
+                    "%.6f, \"w\": %.6f, \"h\": %.6f}}",
+                    k ? ", " : "", d->label, d->conf, d->x, d->y, d->w, d->h);
+        }
+        fprintf(m, "]}\n");
+    }
+    fclose(m);
+    return body;
+}
+
+/* Boxes a detector left past the image's edges, cut there: stored with x + w
+ * and y + h at most 1 exactly, so GET's answer goes back in as NDJSON and
+ * stores the same frames.  Regression: the cut was made in doubles and the
+ * corner and size rounded to micro-units apart, so center_y 0.97, height
+ * 0.060001 was stored as y 940000, h 60001; the NDJSON reader refused the
+ * answer for some such boxes ("passes the image's bottom edge") and stored
+ * others cut differently (h 60000: not the same document). */
+static void test_edge_roundtrip(void)
+{
+    static const char darknet[] =
+        "[\n"
+        "{\"frame_id\":1, \"filename\":\"f1.jpg\", \"objects\": [\n"
+        " {\"class_id\":0, \"name\":\"scalpel\", \"relative_coordinates\":{\"center_x\":0.5, "
+        "\"center_y\":0.97, \"width\":0.1, \"height\":0.060001}, \"confidence\":0.9},\n"
+        " {\"class_id\":1, \"name\":\"forceps\", \"relative_coordinates\":{\"center_x\":0.95, "
+        "\"center_y\":0.5, \"width\":0.100001, \"height\":0.2}, \"confidence\":0.8},\n"
+        " {\"class_id\":2, \"name\":\"sponge\", \"relative_coordinates\":{\"center_x\":0.99, "
+        "\"center_y\":0.9, \"width\":0.020003, \"height\":0.200001}, \"confidence\":0.7},\n"
+        " {\"class_id\":0, \"name\":\"scalpel\", \"relative_coordinates\":{\"center_x\":0.02, "
+        "\"center_y\":0.03, \"width\":0.060001, \"height\":0.060001}, \"confidence\":0.6}\n"
+        "]},\n"
+        "{\"frame_id\":2, \"filename\":\"f2.jpg\", \"objects\": [\n"
+        " {\"class_id\":1, \"name\":\"forceps\", \"relative_coordinates\":{\"center_x\":0.9, "
+        "\"center_y\":0.9, \"width\":0.200001, \"height\":0.200001}, \"confidence\":0.5},\n"
+        " {\"class_id\":2, \"name\":\"sponge\", \"relative_coordinates\":{\"center_x\":0.5, "
+        "\"center_y\":0.5, \"width\":1, \"height\":1}, \"confidence\":1}\n"
+        "]}\n"
+        "]\n";
+    support_resp r;
+    ih_frames a, b, c;
+    REQUIRE(ih_put_surgery(&srv, keys.ingest, "edge") == 0);
+    CHECK(ih_req(&srv, "POST", "/v1/surgeries/edge/detections?format=darknet", keys.ingest, darknet,
+                 &r) == 0);
+    CHECK_INT(r.status, 200);
+    support_resp_free(&r);
+    REQUIRE(ih_get_frames(&srv, keys.staff, "edge", 1000, NULL, &a) == 0);
+    REQUIRE(a.n == 2 && a.f[0].n == 4 && a.f[1].n == 2);
+    CHECK_INT(boxes_inside(&a, "darknet edge boxes"), 0);
+    /* center_y 0.97, height 0.060001: from 0.9399995 to the edge. */
+    CHECK_INT(um(a.f[0].d[0].y), 940000);
+    CHECK_INT(um(a.f[0].d[0].h), 60000);
+    /* Cut at the top and left edges: from 0. */
+    CHECK_INT(um(a.f[0].d[3].x), 0);
+    CHECK_INT(um(a.f[0].d[3].y), 0);
+
+    /* The answer, sent back as NDJSON, stores the same frames. */
+    char *body = frames_ndjson(&a);
+    REQUIRE(ih_put_surgery(&srv, keys.ingest, "edge-echo") == 0);
+    CHECK(ih_req(&srv, "POST", "/v1/surgeries/edge-echo/detections?format=ndjson", keys.ingest,
+                 body, &r) == 0);
+    CHECK_INT(r.status, 200);
+    if (r.status != 200)
+        fprintf(stderr, "NDJSON echo of the edge boxes: %s\n", r.body);
+    support_resp_free(&r);
+    free(body);
+    CHECK(ih_get_frames(&srv, keys.staff, "edge-echo", 1000, NULL, &b) == 0);
+    CHECK(ih_frames_equal(&b, &a, "NDJSON echo of darknet edge boxes") == 0);
+
+    /* What GET answered for such a box before: one micro-unit past the edge,
+     * which sums past 1.000001 as doubles for some (0.999998 + 0.000003).
+     * Taken, to the micro-unit, and cut to the edge. */
+    static const char old[] = "{\"frame\": 7, \"detections\": ["
+                              "{\"label\": \"scalpel\", \"confidence\": 0.5, \"box\": {\"x\": "
+                              "0.999998, \"y\": 0.94, \"w\": 0.000003, \"h\": 0.060001}}]}\n";
+    REQUIRE(ih_put_surgery(&srv, keys.ingest, "edge-old") == 0);
+    CHECK(ih_req(&srv, "POST", "/v1/surgeries/edge-old/detections?format=ndjson", keys.ingest, old,
+                 &r) == 0);
+    CHECK_INT(r.status, 200);
+    support_resp_free(&r);
+    CHECK(ih_get_frames(&srv, keys.staff, "edge-old", 1000, NULL, &c) == 0);
+    CHECK(c.n == 1 && c.f[0].n == 1);
+    if (c.n == 1 && c.f[0].n == 1) {
+        CHECK_INT(um(c.f[0].d[0].x), 999998);
+        CHECK_INT(um(c.f[0].d[0].w), 2);
+        CHECK_INT(um(c.f[0].d[0].y), 940000);
+        CHECK_INT(um(c.f[0].d[0].h), 60000);
+    }
+    /* Two micro-units past is still refused, naming the edge. */
+    static const char past[] = "{\"frame\": 8, \"detections\": ["
+                               "{\"label\": \"scalpel\", \"confidence\": 0.5, \"box\": {\"x\": "
+                               "0.5, \"y\": 0.94, \"w\": 0.1, \"h\": 0.060002}}]}\n";
+    CHECK(ih_req(&srv, "POST", "/v1/surgeries/edge-old/detections?format=ndjson", keys.ingest, past,
+                 &r) == 0);
+    CHECK(support_is_problem(&r, 400, "invalid-input") == 0);
+    CHECK(r.body && strstr(r.body, "passes the image's bottom edge") != NULL);
+    support_resp_free(&r);
+    ih_frames_free(&a);
+    ih_frames_free(&b);
+    ih_frames_free(&c);
+}
+
 /* from/to select frames; frame_offset shifts them; an unknown surgery is 404. */
 static void test_ranges(void)
 {
@@ -451,6 +589,7 @@ int main(int argc, char **argv)
         test_fixtures(cli_store, custom);
         test_resend_identical();
         test_ndjson_roundtrip();
+        test_edge_roundtrip();
         test_ranges();
         test_detection_budget();
         test_fails_at_last_frame();

@@ -229,8 +229,10 @@ static int check_listing(support_client *c, const char *sort, const char *order,
             }
         }
         int last = YAJL_IS_NULL(next);
-        if (!last)
-            snprintf(cursor, sizeof cursor, "%s", YAJL_GET_STRING(next));
+        if (!last) {
+            const char *tok = YAJL_GET_STRING(next);
+            snprintf(cursor, sizeof cursor, "%s", tok ? tok : "");
+        }
         yajl_tree_free(v);
         if (last)
             break;
@@ -247,7 +249,7 @@ static int check_listing(support_client *c, const char *sort, const char *order,
 static int check_sorts(support_client *c, const sasset *as, int *listed)
 {
     static const int limits[] = {1, 2, 3, 5, 7, 50};
-    bagg aggs[NBRANDS];
+    static bagg aggs[NBRANDS]; /* static: cmp_brand reads it through sort_aggs */
     int order[NBRANDS], rev[NBRANDS], n = 0, diffs = 0;
     model_aggs(as, aggs);
     for (int b = 0; b < NBRANDS; b++)
