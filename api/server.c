@@ -553,6 +553,11 @@ pthread_mutex_t *api__server_catalog_lock(api_server *srv)
     return &srv->catalog_lock;
 }
 
+api__jobs *api__server_jobs(api_server *srv)
+{
+    return srv->jobs;
+}
+
 struct ingest_catalog_cache *api_server_catalogs(api_server *srv)
 {
     return srv->catalogs;
