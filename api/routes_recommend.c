@@ -60,7 +60,11 @@ static void decide(const reco *r, const api_config *cfg, reco_tool *t)
     t->rate = t->low = t->high = NAN;
     if (a->units_opened > 0)
         wilson(a->units_used, a->units_opened, &t->rate, &t->low, &t->high);
-    t->yearly_waste = llround((double)a->waste_cents * DAYS_OF_YEAR / (double)r->projection_days);
+    /* Saturates at INT64_MAX: a projection past it (wastes of 10^16 cents
+     * over a day) is out of any range a double converts exactly, and llround
+     * of it is undefined. */
+    double yearly = (double)a->waste_cents * DAYS_OF_YEAR / (double)r->projection_days;
+    t->yearly_waste = yearly >= 0x1p63 ? INT64_MAX : llround(yearly);
     t->yearly_savings = 0;
     if (a->surgeries_opened < r->min_surgeries || a->units_opened <= 0) {
         t->verdict = "review";
@@ -125,6 +129,13 @@ static sl_status read_tools(reco *r, sl_error *err)
         (rc = schema_sk_tool_aggregate(sk, r->hospital, r->procedure, "x", err)) != SL_OK)
         goto out;
     snprintf(prefix, sizeof prefix, "%.*s", (int)strlen(sk) - 1, sk);
+    /* Quarantined (damaged, overflowing): the listener stopped keeping it,
+     * so whatever its document says is not the procedure's count. */
+    rc = api__aggregate_check(
+        r->req, engine_quarantine_check(api_store(r->req), tenant, prefix, ENGINE_AGG_TOOL, err),
+        err);
+    if (rc != SL_OK)
+        goto out;
     store_query_opts q = {.range = {STORE_RANGE_BEGINS_WITH, prefix, NULL},
                           .limit = STORE_PAGE_MAX};
     for (;;) {
@@ -160,12 +171,8 @@ static sl_status read_tools(reco *r, sl_error *err)
                 engine_agg_read(&view, row->pk, row->sk, &t->a, &e) != SL_OK ||
                 t->a.kind != ENGINE_AGG_TOOL) {
                 engine_agg_free(&t->a);
-                sl_error_set_at(&e, SL_ECORRUPT, "aggregate", -1,
-                                "aggregate %s is damaged and cannot be served until an operator "
-                                "runs `sightline recompute --repair`, which rebuilds it",
-                                row->sk);
-                api__request_fail(r->req, 503, "aggregate-needs-repair", &e);
-                rc = sl_error_set_at(err, SL_ECORRUPT, "aggregate", -1, "%s", e.message);
+                rc = api__aggregate_check(
+                    r->req, engine_aggregate_needs_repair(row->sk, "damaged", err), err);
                 goto out;
             }
             r->n++;
@@ -258,7 +265,8 @@ static sl_status reco_json(yajl_gen g, const void *ctx, sl_error *err)
         api_json_kv_int(g, "projected_yearly_waste_cents", t->yearly_waste);
         api_json_kv_int(g, "projected_yearly_savings_cents", t->yearly_savings);
         yajl_gen_map_close(g);
-        savings += t->yearly_savings;
+        if (__builtin_add_overflow(savings, t->yearly_savings, &savings))
+            savings = INT64_MAX; /* saturates, as each tool's projection does */
         if (entry)
             bson_destroy(entry);
     }

@@ -15,56 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* SL_ECORRUPT naming the aggregate (sk) that needs repair and why. */
-static sl_status needs_repair(const char *sk, const char *what, sl_error *err)
-{
-    return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE, -1,
-                           "aggregate %s is %s and cannot be served until an operator runs "
-                           "`sightline recompute --repair`, which rebuilds it",
-                           sk, what);
-}
-
-/* SL_ECORRUPT for quarantined aggregate q: over the metric limit or
- * overflowing, naming ENGINE_FIELD_AGGREGATE_OVER_LIMIT or
- * ENGINE_FIELD_AGGREGATE_OVERFLOW and what the tenant can do
- * (docs/recompute.md); else needs_repair. */
-static sl_status quarantined(const engine_quarantine *q, sl_error *err)
-{
-    if (q->cause == ENGINE_QUARANTINE_OVERFLOW)
-        return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVERFLOW, -1,
-                               "aggregate %s overflows: a count or sum of its assets passes the "
-                               "int64 maximum (9223372036854775807), more than an aggregate holds "
-                               "exactly, so it is not kept; it is served again once its assets sum "
-                               "within it (assets deleted or moved) and an operator runs "
-                               "`sightline recompute --repair`",
-                               q->sk);
-    if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT)
-        return needs_repair(q->sk, "quarantined (its document could not be read)", err);
-    return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVER_LIMIT, -1,
-                           "aggregate %s is over the metric limit: its assets carry more than %d "
-                           "metrics (memorability and the distinct saliency names), more than an "
-                           "aggregate holds, so it is not kept; it is served again once they carry "
-                           "at most %d (assets rescored, deleted or moved) and an operator runs "
-                           "`sightline recompute --repair`",
-                           q->sk, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
-}
-
-/* SL_ECORRUPT (quarantined) when an aggregate of the tenant whose sort key
- * starts with prefix and whose kind is kind is quarantined; SL_OK when none is. */
-static sl_status quarantine_check(store *s, const char *tenant, const char *prefix,
-                                  engine_agg_kind kind, sl_error *err)
-{
-    engine_quarantine q;
-    sl_status rc = engine_quarantine_first(s, tenant, prefix, kind, &q, err);
-    if (rc == SL_ENOTFOUND) {
-        sl_error_clear(err);
-        rc = SL_OK;
-    } else if (rc == SL_OK) {
-        rc = quarantined(&q, err);
-    }
-    return rc;
-}
-
 /* Reads the aggregate stored under (pk, sk) into *a, which must be of kind
  * kind; a damaged one needs repair. */
 static sl_status agg_read(const bson_t *doc, const char *pk, const char *sk, engine_agg_kind kind,
@@ -77,7 +27,7 @@ static sl_status agg_read(const bson_t *doc, const char *pk, const char *sk, eng
         rc = sl_error_set(&e, SL_ECORRUPT, "an aggregate of kind %d where kind %d was expected",
                           (int)a->kind, (int)kind);
     if (rc != SL_OK)
-        rc = needs_repair(sk, "damaged", err);
+        rc = engine_aggregate_needs_repair(sk, "damaged", err);
     return rc;
 }
 
@@ -108,7 +58,7 @@ sl_status engine_brand_agg_get(store *s, const char *tenant, engine_agg_kind kin
     /* Quarantined: whatever its document says, the listener stopped keeping it. */
     rc = engine_quarantine_get(s, pk, sk, &q, err);
     if (rc == SL_OK)
-        rc = quarantined(&q, err);
+        rc = engine_quarantine_error(&q, err);
     else if (rc == SL_ENOTFOUND)
         sl_error_clear(err);
     if (rc != SL_ENOTFOUND)
@@ -119,7 +69,7 @@ sl_status engine_brand_agg_get(store *s, const char *tenant, engine_agg_kind kin
     if (rc == SL_ENOTFOUND)
         sl_error_set_at(err, rc, what, -1, "no %s \"%s\" (no asset has it)", what, shown);
     else if (rc == SL_ECORRUPT) /* not BSON */
-        rc = needs_repair(sk, "damaged", err);
+        rc = engine_aggregate_needs_repair(sk, "damaged", err);
     else if (rc != SL_OK)
         sl_error_set_at(err, rc, e.field[0] ? e.field : NULL, e.offset, "%s", e.message);
     if (rc == SL_OK)
@@ -274,21 +224,22 @@ static sl_status listing_of(store *s, const engine_list_query *q, listing *ls, c
             ls->pos_field =
                 q->what == ENGINE_LIST_BRANDS_BY_COUNT ? SCHEMA_F_GSI1SK : SCHEMA_F_GSI2SK;
         }
-        rc = quarantine_check(s, q->tenant, SCHEMA_SK_BRAND_PREFIX, ENGINE_AGG_BRAND, err);
+        rc = engine_quarantine_check(s, q->tenant, SCHEMA_SK_BRAND_PREFIX, ENGINE_AGG_BRAND, err);
         break;
     case ENGINE_LIST_CAMPAIGNS:
         ls->array = "campaigns";
         ls->kind = ENGINE_AGG_CAMPAIGN;
         if ((rc = schema_pk_aggregates(pk, q->tenant, err)) == SL_OK &&
             (rc = schema_sk_brand_campaigns_prefix(prefix, q->brand, err)) == SL_OK)
-            rc = quarantine_check(s, q->tenant, prefix, ENGINE_AGG_CAMPAIGN, err);
+            rc = engine_quarantine_check(s, q->tenant, prefix, ENGINE_AGG_CAMPAIGN, err);
         break;
     case ENGINE_LIST_SECTORS:
         ls->array = "sectors";
         ls->kind = ENGINE_AGG_SECTOR;
         snprintf(prefix, SCHEMA_KEY_MAX, "%s", SCHEMA_SK_SECTOR_PREFIX);
         if ((rc = schema_pk_aggregates(pk, q->tenant, err)) == SL_OK)
-            rc = quarantine_check(s, q->tenant, SCHEMA_SK_SECTOR_PREFIX, ENGINE_AGG_SECTOR, err);
+            rc = engine_quarantine_check(s, q->tenant, SCHEMA_SK_SECTOR_PREFIX, ENGINE_AGG_SECTOR,
+                                         err);
         break;
     case ENGINE_LIST_ASSETS:
         ls->array = "assets";
@@ -350,7 +301,7 @@ sl_status engine_brand_list(store *s, const engine_list_query *q, engine_list_fn
                 /* Bytes that are not BSON (or lack their key) under this key. */
                 rc =
                     ls.table == STORE_AGGREGATES
-                        ? needs_repair(row->sk, "damaged", err)
+                        ? engine_aggregate_needs_repair(row->sk, "damaged", err)
                         : sl_error_set(err, SL_ECORRUPT, "document %s / %s of a %s page is damaged",
                                        row->pk, row->sk, ls.array);
                 goto out;

@@ -474,6 +474,22 @@ sl_status engine_quarantine_get(store *s, const char *pk, const char *sk, engine
 sl_status engine_quarantine_first(store *s, const char *tenant, const char *sk_prefix,
                                   engine_agg_kind kind, engine_quarantine *out, sl_error *err);
 
+/* What a reader that needs an aggregate it cannot serve answers (engine.h,
+ * "The brand read model": SL_ECORRUPT with err->field naming the case, which
+ * the API answers 503):
+ *  - engine_aggregate_needs_repair: aggregate sk is damaged (`what` says
+ *    how), field ENGINE_FIELD_AGGREGATE;
+ *  - engine_quarantine_error: quarantined aggregate q, by its cause
+ *    (ENGINE_FIELD_AGGREGATE_OVER_LIMIT, ENGINE_FIELD_AGGREGATE_OVERFLOW,
+ *    else ENGINE_FIELD_AGGREGATE);
+ *  - engine_quarantine_check: the same for the first quarantined aggregate
+ *    of tenant whose sort key starts with sk_prefix and whose kind is kind;
+ *    SL_OK when none is (a listing over that range may be served). */
+sl_status engine_aggregate_needs_repair(const char *sk, const char *what, sl_error *err);
+sl_status engine_quarantine_error(const engine_quarantine *q, sl_error *err);
+sl_status engine_quarantine_check(store *s, const char *tenant, const char *sk_prefix,
+                                  engine_agg_kind kind, sl_error *err);
+
 /* How many aggregates are quarantined (all tenants) into *n, and the first
  * max of them (in key order) into first[] (may be NULL). */
 sl_status engine_quarantine_count(store *s, int64_t *n, engine_quarantine *first, size_t max,

@@ -217,3 +217,50 @@ sl_status engine_quarantine_count(store *s, int64_t *n, engine_quarantine *first
         *n = c.n;
     return rc;
 }
+
+/* ---------------------------------------------------------------------------
+ * What a reader is told of an aggregate it cannot serve.
+ * ------------------------------------------------------------------------- */
+sl_status engine_aggregate_needs_repair(const char *sk, const char *what, sl_error *err)
+{
+    return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE, -1,
+                           "aggregate %s is %s and cannot be served until an operator runs "
+                           "`sightline recompute --repair`, which rebuilds it",
+                           sk, what);
+}
+
+sl_status engine_quarantine_error(const engine_quarantine *q, sl_error *err)
+{
+    if (q->cause == ENGINE_QUARANTINE_OVERFLOW)
+        return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVERFLOW, -1,
+                               "aggregate %s overflows: a count or sum of what it adds up passes "
+                               "the int64 maximum (9223372036854775807), more than an aggregate "
+                               "holds exactly, so it is not kept; it is served again once its "
+                               "items sum within it (items deleted or moved) and an operator runs "
+                               "`sightline recompute --repair`",
+                               q->sk);
+    if (q->cause != ENGINE_QUARANTINE_METRIC_LIMIT)
+        return engine_aggregate_needs_repair(q->sk, "quarantined (its document could not be read)",
+                                             err);
+    return sl_error_set_at(err, SL_ECORRUPT, ENGINE_FIELD_AGGREGATE_OVER_LIMIT, -1,
+                           "aggregate %s is over the metric limit: its assets carry more than %d "
+                           "metrics (memorability and the distinct saliency names), more than an "
+                           "aggregate holds, so it is not kept; it is served again once they carry "
+                           "at most %d (assets rescored, deleted or moved) and an operator runs "
+                           "`sightline recompute --repair`",
+                           q->sk, ENGINE_AGG_METRICS_MAX, ENGINE_AGG_METRICS_MAX);
+}
+
+sl_status engine_quarantine_check(store *s, const char *tenant, const char *sk_prefix,
+                                  engine_agg_kind kind, sl_error *err)
+{
+    engine_quarantine q;
+    sl_status rc = engine_quarantine_first(s, tenant, sk_prefix, kind, &q, err);
+    if (rc == SL_ENOTFOUND) {
+        sl_error_clear(err);
+        rc = SL_OK;
+    } else if (rc == SL_OK) {
+        rc = engine_quarantine_error(&q, err);
+    }
+    return rc;
+}

@@ -14,12 +14,13 @@
  *    says degraded; recompute names it and --repair rebuilds it from its
  *    two assets (its items fit: the document was wrong), lifting the
  *    quarantine;
- *  - tool aggregates of surgery summaries (written through the store port:
- *    no route serves tool aggregates) whose waste passes int64: the
- *    listener quarantines that tool only, `sightline recompute --json`
- *    reports it with "overflow": true and overflow_aggregates 1, exits 3,
- *    and --repair leaves it quarantined while it repairs the Puma drift of
- *    the same run. */
+ *  - tool aggregates of surgery summaries (written through the store port,
+ *    a hospital tenant's) whose waste passes int64: the listener
+ *    quarantines that tool only, the procedure's recommendations answer
+ *    503 aggregate-overflow naming it, `sightline recompute --json` reports
+ *    it with "overflow": true and overflow_aggregates 1, exits 3, and
+ *    --repair leaves it quarantined while it repairs the Puma drift of the
+ *    same run. */
 #include "tests/check.h"
 #include "tests/e2e/e2e.h"
 
@@ -74,17 +75,17 @@ static void restore_wrong(const char *store_uri, const char *pk, const char *sk,
 /* Surgery summaries of tenant acme through the store port: summary i holds
  * nbig entries of "implant" (10^6 units opened, none used, 10^9 cents
  * each, single use: 4.095e18 cents of waste with 4095) and one of "gauze". */
-static void put_summary(const char *store_uri, int i, int nbig)
+static void put_summary(const char *store_uri, const char *tenant, int i, int nbig)
 {
     store *st = NULL;
     bson_t *d = bson_new(), tools, t;
     char pk[64], id[16], key[16];
     snprintf(id, sizeof id, "s%d", i);
-    snprintf(pk, sizeof pk, "T#acme#SURGERY#%s", id);
+    snprintf(pk, sizeof pk, "T#%s#SURGERY#%s", tenant, id);
     BSON_APPEND_UTF8(d, "pk", pk);
     BSON_APPEND_UTF8(d, "sk", "SUMMARY");
     BSON_APPEND_UTF8(d, "type", "surgery_summary");
-    BSON_APPEND_UTF8(d, "tenant", "acme");
+    BSON_APPEND_UTF8(d, "tenant", tenant);
     BSON_APPEND_UTF8(d, "surgery", id);
     BSON_APPEND_UTF8(d, "hospital", "mercy");
     BSON_APPEND_UTF8(d, "procedure", "knee");
@@ -191,11 +192,20 @@ static void test_tools(e2e_world *w)
     const char *check_json[] = {"recompute", "--store", w->store, "--json", NULL};
     const char *repair_json[] = {"recompute", "--store", w->store, "--repair", "--json", NULL};
     const char *implant = "HOSPITAL#mercy#PROC#knee#TOOL#implant";
+    char key[128];
+    support_client *staff = NULL;
+    /* a hospital whose staff reads the procedure's recommendations */
+    REQUIRE(support_tenant(w->store, "mercyhq", "hospital") == 0 &&
+            support_key(w->store, "mercyhq", "staff", key) == 0 &&
+            (staff = support_client_new(w->srv.url, key)) != NULL);
     for (int i = 0; i < 3; i++)
-        put_summary(w->store, i, 4095);
-    put_summary(w->store, 3, 0);
+        put_summary(w->store, "mercyhq", i, 4095);
+    put_summary(w->store, "mercyhq", 3, 0);
     REQUIRE(e2e_wait_caught_up(w->viewer[0], 60000) == 0);
     CHECK_INT(healthz_quarantined(w->viewer[0]), 1);
+    /* The recommendations read the procedure's tool aggregates: one that
+     * overflowed is not the procedure's count. */
+    check_overflow_answer(staff, "/v1/hospitals/mercy/recommendations?procedure=knee", implant);
     /* Puma damaged too: drift the same run repairs. */
     restore_wrong(w->store, "T#acme#AGG", "BRAND#Puma", "count", 5);
 
@@ -228,6 +238,8 @@ static void test_tools(e2e_world *w)
     CHECK_INT(e2e_get_int(v, "count", -1), 2);
     if (v)
         yajl_tree_free(v);
+    check_overflow_answer(staff, "/v1/hospitals/mercy/recommendations?procedure=knee", implant);
+    support_client_free(&staff);
 }
 
 int main(void)
