@@ -52,6 +52,11 @@ typedef struct api_config {
     int64_t hsts_max_age_s;         /* Strict-Transport-Security on HTTPS answers; 0 = none */
     char metrics_key[256];          /* bearer token GET /metrics needs; "" = public */
     int64_t report_assets_max;      /* assets of one brand a report reads; more: 413 */
+    /* The recommendations' rules (GET /v1/hospitals/{h}/recommendations;
+     * docs/usage.md, "Recommendations"), usage rates in percent: */
+    int64_t recommend_keep_open_pct;  /* Wilson lower bound >= this: keep open */
+    int64_t recommend_on_request_pct; /* Wilson upper bound <= this: open on request */
+    int64_t recommend_min_span_days;  /* a yearly projection spans at least this many days */
 } api_config;
 
 /* Sets every field to its default (listen 127.0.0.1:8080, no TLS, log to stdout). */

@@ -617,6 +617,11 @@ typedef struct api__jobs_stats {
 
 void api__jobs_stats_get(api__jobs *p, api__jobs_stats *out);
 
+/* The server's job pool: the request jobs (API_RUN_JOB) and the jobs a
+ * handler queues to run after its answer (the usage analysis,
+ * api/routes_usage.c). */
+api__jobs *api__server_jobs(api_server *srv);
+
 /* ---- the listening socket (server_accept.c) ---- */
 typedef struct api__acceptor api__acceptor;
 

@@ -108,6 +108,16 @@ static const config_row rows[] = {
     ROW("upload-free-floor", 0, INT64_C(1) << 60, INT64_C(1) << 30, 1, upload_free_floor,
         "free bytes the upload directory's disk keeps: an upload that would leave less is "
         "answered 507"),
+    /* The recommendations' rules: docs/usage.md, "Recommendations". */
+    ROW("recommend-keep-open", 0, 100, 50, 0, recommend_keep_open_pct,
+        "a tool whose usage rate's Wilson 95% lower bound is at least this percent is "
+        "recommended kept open"),
+    ROW("recommend-on-request", 0, 100, 20, 0, recommend_on_request_pct,
+        "a tool whose usage rate's Wilson 95% upper bound is at most this percent is "
+        "recommended opened on request"),
+    ROW("recommend-min-span-days", 1, 3660, 30, 0, recommend_min_span_days,
+        "days of surgeries a yearly projection assumes at least (fewer observed days would "
+        "inflate it)"),
     TEXT_ROW("tls-priorities", tls_priorities, "STRING", TLS_PRIORITIES_DEFAULT,
              "GnuTLS priority string of HTTPS: protocol versions and ciphers (the default: TLS "
              "1.3 and 1.2, AEAD ciphers, ECDHE; docs/security.md)"),

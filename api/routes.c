@@ -7,6 +7,8 @@
     X(core)                                                                                        \
     X(keys)                                                                                        \
     X(surgeries)                                                                                   \
+    X(usage)                                                                                       \
+    X(recommend)                                                                                   \
     X(catalog)                                                                                     \
     X(assets)                                                                                      \
     X(brands)                                                                                      \

@@ -547,6 +547,11 @@ api__uploads *api__server_uploads(api_server *srv)
     return srv->uploads;
 }
 
+api__jobs *api__server_jobs(api_server *srv)
+{
+    return srv->jobs;
+}
+
 struct ingest_catalog_cache *api_server_catalogs(api_server *srv)
 {
     return srv->catalogs;

@@ -35,6 +35,7 @@ int cmd_recompute(int argc, char **argv); /* cmd/recompute.c */
 int cmd_simulate(int argc, char **argv);  /* cmd/simulate*.c */
 int cmd_evaluate(int argc, char **argv);  /* cmd/evaluate*.c */
 int cmd_report(int argc, char **argv);    /* cmd/report.c */
+int cmd_analyze(int argc, char **argv);   /* cmd/analyze.c */
 
 /* Prints "sightline <sub>: <message>" to stderr, naming the field and offset
  * when the error has them, and returns the exit code for the status. */

@@ -172,7 +172,8 @@ static sl_status match(const ev_truth *t, const ev_result *r, double max_distanc
             pairs[n++] = (pair){cost, i, j};
         }
     }
-    qsort(pairs, n, sizeof *pairs, pair_cmp);
+    if (n) /* qsort(NULL, 0, ...) is undefined: a surgery whose analysis opened nothing */
+        qsort(pairs, n, sizeof *pairs, pair_cmp);
     for (size_t k = 0; k < n; k++)
         if (match[pairs[k].t] < 0 && !taken[pairs[k].a]) {
             match[pairs[k].t] = (long)pairs[k].a;

@@ -14,6 +14,7 @@ static const cmd_entry commands[] = {
     {"listen", "apply the change feed to the aggregates (standalone listener)", cmd_listen},
     {"recompute", "rebuild aggregates from base documents, report and repair drift", cmd_recompute},
     {"simulate", "write a scrub-table scenario's detections and ground truth", cmd_simulate},
+    {"analyze", "run a surgery's tool-usage analysis (which opened tools were used)", cmd_analyze},
     {"evaluate", "compare tool-usage results with a scenario's ground truth", cmd_evaluate},
     {"report", "render a report (brand scores) to a PDF or XLSX file", cmd_report},
 };

@@ -631,9 +631,9 @@ static sl_status parse_tool(bson_iter_t *t, tool_entry *e)
         const char *k = bson_iter_key(&f);
         if (!strcmp(k, SCHEMA_F_SKU))
             has_sku = utf8_field(&f, &e->sku);
-        else if (!strcmp(k, "opened_units"))
+        else if (!strcmp(k, SCHEMA_F_OPENED_UNITS))
             has_o = int_field(&f, &e->opened);
-        else if (!strcmp(k, "used_units"))
+        else if (!strcmp(k, SCHEMA_F_USED_UNITS))
             has_u = int_field(&f, &e->used);
         else if (!strcmp(k, SCHEMA_F_UNIT_COST_CENTS))
             has_c = int_field(&f, &e->cost);
@@ -668,13 +668,13 @@ static sl_status apply_summary(engine_aggset *set, const bson_t *image, int sign
             ok = utf8_field(&it, &pk);
         else if (!strcmp(k, SCHEMA_F_SK))
             ok = utf8_field(&it, &sk);
-        else if (!strcmp(k, "tenant"))
+        else if (!strcmp(k, SCHEMA_F_TENANT))
             ok = utf8_field(&it, &tenant);
-        else if (!strcmp(k, "hospital"))
+        else if (!strcmp(k, SCHEMA_F_HOSPITAL))
             ok = utf8_field(&it, &hospital);
-        else if (!strcmp(k, "procedure"))
+        else if (!strcmp(k, SCHEMA_F_PROCEDURE))
             ok = utf8_field(&it, &procedure);
-        else if (!strcmp(k, "tools")) {
+        else if (!strcmp(k, SCHEMA_F_TOOLS)) {
             ok = BSON_ITER_HOLDS_ARRAY(&it) && !has_tools && bson_iter_recurse(&it, &tools);
             has_tools = 1;
         } else

@@ -608,6 +608,135 @@ sl_status engine_surgery_transition(store *s, const char *tenant, const char *su
                                     schema_surgery_life *out, sl_error *err);
 
 /* ---------------------------------------------------------------------------
+ * Tool usage (engine/usage*.c; the algorithm, every parameter and why its
+ * default is what it is: docs/usage.md).  Which opened tools left the scrub
+ * table: a surgery's frames, read in frame order, go through a tracker that
+ * follows each physical instance by its slot on the table; the results are
+ * one tool_result per opened instance and the surgery's SUMMARY, whose tools
+ * the listener turns into tool aggregates (docs/documents.md).
+ *
+ *   engine_usage_analyze  reads and writes; never changes the life cycle
+ *   engine_usage_run      the job of a closed surgery: analyze, then the
+ *                         transition closed -> analyzed, or -> failed naming
+ *                         why (what the API's close / analyze jobs and the
+ *                         CLI call)
+ * ------------------------------------------------------------------------- */
+
+/* The parameters.  Windows are in milliseconds of the surgery's video,
+ * turned into frames with its fps (at least one frame each) and counted in
+ * ANALYZED frames: a frame that was never ingested is no evidence either way,
+ * so gaps in the frames stretch the windows.  Fractions are micro-units
+ * (1000000 = 1).  Bounds and defaults: the table in engine/usage_params.c
+ * (engine_usage_param_info); each default is justified in docs/usage.md. */
+#define ENGINE_USAGE_PATTERN_MAX SCHEMA_CATALOG_PATTERN_MAX
+typedef struct engine_usage_params {
+    int64_t open_ms;       /* seen on the table this long, in min_fill of the frames => opened */
+    int64_t leave_ms;      /* absent from its slot, not occluded, this long => left (used) */
+    int64_t return_ms;     /* a new sighting held this long => a return (or move) of an instance
+                              missing from the table, when there is one */
+    int64_t move_ms;       /* an instance found elsewhere on the table after less than this
+                              off it was moved, not used */
+    int64_t off_ms;        /* seen off the table this long while missing from it => used */
+    int64_t iou_min_micro; /* a detection belongs to a slot with this IoU ... */
+    int64_t centroid_max_micro;   /* ... or centres this close (normalized distance) */
+    int64_t min_confidence_micro; /* detections below are ignored */
+    int64_t min_fill_micro;       /* "sustained": seen in at least this fraction of frames */
+    int64_t occlusion_micro;      /* an occluder covering this fraction of a slot hides it */
+    int64_t tracks_max;           /* instances and candidates tracked at once (memory) */
+    /* PCRE2 pattern (whole label, as a catalog pattern) of the labels that
+     * occlude: hands, gloves, arms, people.  A label the catalog maps is a
+     * tool, never an occluder. */
+    char occluder_pattern[ENGINE_USAGE_PATTERN_MAX + 1];
+} engine_usage_params;
+
+/* The defaults into *p. */
+void engine_usage_params_default(engine_usage_params *p);
+
+/* SL_OK when every parameter is within its bounds and the pattern compiles;
+ * else SL_EINVAL naming the parameter ("leave_ms must be 100 to 3600000,
+ * not 5"). */
+sl_status engine_usage_params_check(const engine_usage_params *p, sl_error *err);
+
+/* One parameter by name, from text (a decimal integer, or the pattern):
+ * SL_EINVAL naming it when the name is unknown or the value is not one it
+ * takes; *p is changed only on SL_OK.  For the CLI and the API's query. */
+sl_status engine_usage_param_set(engine_usage_params *p, const char *name, const char *value,
+                                 sl_error *err);
+
+/* The table of parameters, for help texts and listings. */
+typedef struct engine_usage_param_info {
+    const char *name; /* as engine_usage_param_set takes it, and the summary's params hold it */
+    int64_t min, max, def; /* numbers; for the pattern: byte bounds of its text, def unused */
+    const char *help;
+    int is_text; /* 1: the occluder pattern */
+} engine_usage_param_info;
+size_t engine_usage_param_count(void);
+const engine_usage_param_info *engine_usage_param_at(size_t i);
+
+/* Writes one line per parameter (name, bounds, default, help) to out. */
+void engine_usage_params_help(FILE *out);
+
+/* What an analysis found and did, for its caller (CLI, API, bench). */
+typedef struct engine_usage_result {
+    int64_t frames, frames_empty, detections, unmapped_detections;
+    int64_t instances; /* opened instances (tool_result documents) */
+    int64_t opened, used, unused, waste_cents;
+    int64_t written;     /* documents written whose content changed (feed events) */
+    int64_t deleted;     /* stale tool_result documents deleted */
+    int64_t tracks_peak; /* instances and candidates tracked at once, at most */
+} engine_usage_result;
+
+/* Analyzes surgery of tenant and writes its results (any status: the life
+ * cycle is engine_usage_run's business; a caller analyzing an open surgery
+ * gets the frames stored so far).
+ *
+ * Reads the META (hospital, procedure, start, fps, table), the tenant's
+ * CURRENT catalog (engine_catalog_load: labels are mapped again, not with the
+ * SKU ingest stored), and the frames in frame order a page at a time: memory
+ * is bounded by the instances tracked (p->tracks_max) and the distinct
+ * labels (ENGINE_USAGE_LABELS_MAX), never by the number of frames.  Then
+ * writes, in batches of at most ENGINE_USAGE_BATCH_DOCS documents each
+ * fenced on the META's version read at the start: every TOOL#<sku>#<nnnn>
+ * result, deletes of the TOOL# results an earlier run left that this one has
+ * not (a catalog change, new parameters), and the SUMMARY last, so the
+ * summary always describes results that stand.  Idempotent: the same frames,
+ * catalog and parameters write the same bytes, so a re-run changes nothing
+ * and makes no feed event (out->written == 0).
+ *
+ * Errors (*out is written only on SL_OK):
+ *   SL_EINVAL      p out of bounds (naming the parameter); a label the
+ *                  catalog's patterns cannot finish matching (naming the entry)
+ *   SL_ENOTFOUND   no such surgery (naming "surgery")
+ *   SL_ECORRUPT    the META, a frame or a catalog entry does not read (naming
+ *                  the frame or the field)
+ *   SL_ETOOLARGE   more than p->tracks_max tracked at once, more than
+ *                  SCHEMA_INSTANCE_MAX instances of one SKU, more than
+ *                  ENGINE_SUMMARY_TOOLS_MAX SKUs opened, more than
+ *                  ENGINE_USAGE_LABELS_MAX distinct labels
+ *   SL_ECONDITION  the surgery's META changed while it was analyzed (a PUT of
+ *                  its description, another analysis ending): nothing more
+ *                  is written; analyze again
+ *   and the store's errors.  After an error part of the results may stand
+ *   (every batch is atomic, the analysis as a whole is not); the SUMMARY is
+ *   written only by a run that wrote everything else. */
+#define ENGINE_USAGE_BATCH_DOCS 256    /* documents of one write batch */
+#define ENGINE_USAGE_LABELS_MAX 65536u /* distinct detector labels of one surgery */
+sl_status engine_usage_analyze(store *s, const char *tenant, const char *surgery,
+                               const engine_usage_params *p, engine_usage_result *out,
+                               sl_error *err);
+
+/* The analysis job of a surgery that is `closed` (queued): analyzes it and
+ * moves it to `analyzed`, or to `failed` with the analysis's error as
+ * analysis_error (then returns that error).  A surgery in another status is
+ * refused with SL_ECONFLICT naming "status" and left as it is (close it, or
+ * requeue an analyzed or failed one, first: engine_surgery_transition).  When
+ * even the failed transition cannot be written (the store is down) the
+ * surgery stays closed, which is how a crashed job looks too: whoever runs
+ * jobs requeues closed surgeries. */
+sl_status engine_usage_run(store *s, const char *tenant, const char *surgery,
+                           const engine_usage_params *p, engine_usage_result *out, sl_error *err);
+
+/* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.
  *
  * One store snapshot per run: in it the live aggregates reflect the consumer's

@@ -7,11 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TEXT_MAX         256u /* room, surgeon */
-#define FPS_MAX          1000.0
-#define FRAME_SIDE_MAX   100000 /* pixels */
-#define TABLE_POINTS_MAX 256u
-#define PUT_RETRIES      8 /* against a concurrent close */
+#define TEXT_MAX       256u   /* room, surgeon */
+#define FRAME_SIDE_MAX 100000 /* pixels */
+#define PUT_RETRIES    8      /* against a concurrent close */
 
 sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void *json, size_t len,
                              const bson_t *existing, const ingest_limits *lim, bson_t **out,
@@ -31,18 +29,18 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
     double fps = 0;
     int64_t width = 0, height = 0, started_ms = 0;
     if ((rc = ingest__body_object(t, root, "a surgery", err)) ||
-        (rc = ingest__tree_component(t, root, "hospital", true, &hospital, err)) ||
+        (rc = ingest__tree_component(t, root, SCHEMA_F_HOSPITAL, true, &hospital, err)) ||
         (rc = ingest__tree_string(t, root, "room", true, TEXT_MAX, &room, err)) ||
-        (rc = ingest__tree_component(t, root, "procedure", true, &procedure, err)) ||
+        (rc = ingest__tree_component(t, root, SCHEMA_F_PROCEDURE, true, &procedure, err)) ||
         (rc = ingest__tree_string(t, root, "surgeon", true, TEXT_MAX, &surgeon, err)) ||
         (rc = ingest__tree_string(t, root, "started_at", true, 64, &started_at, err)) ||
-        (rc = ingest__tree_double(t, root, "fps", true, 0, FPS_MAX, &fps, err)) ||
+        (rc = ingest__tree_double(t, root, SCHEMA_F_FPS, true, 0, SCHEMA_FPS_MAX, &fps, err)) ||
         (rc = ingest__tree_int(t, root, "frame_width", true, 1, FRAME_SIDE_MAX, &width, err)) ||
         (rc = ingest__tree_int(t, root, "frame_height", true, 1, FRAME_SIDE_MAX, &height, err)) ||
-        (rc = ingest__tree_typed(t, root, "table", true, INGEST__T_ARRAY, &table, err)))
+        (rc = ingest__tree_typed(t, root, SCHEMA_F_TABLE, true, INGEST__T_ARRAY, &table, err)))
         goto out;
     if (fps <= 0) {
-        rc = ingest__tree_fail(t, ingest__tree_get(root, "fps"), err, SL_EINVAL,
+        rc = ingest__tree_fail(t, ingest__tree_get(root, SCHEMA_F_FPS), err, SL_EINVAL,
                                "fps must be above 0");
         goto out;
     }
@@ -53,10 +51,10 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
                                te.message);
         goto out;
     }
-    if (table->count < 3 || table->count > TABLE_POINTS_MAX) {
+    if (table->count < SCHEMA_TABLE_POINTS_MIN || table->count > SCHEMA_TABLE_POINTS_MAX) {
         rc = ingest__tree_fail(t, table, err, SL_EINVAL,
-                               "table is a polygon of 3 to %u points [x, y], not %u points",
-                               TABLE_POINTS_MAX, table->count);
+                               "table is a polygon of %u to %u points [x, y], not %u points",
+                               SCHEMA_TABLE_POINTS_MIN, SCHEMA_TABLE_POINTS_MAX, table->count);
         goto out;
     }
     for (const ingest__jnode *p = table->first; p; p = p->next) {
@@ -102,14 +100,16 @@ sl_status ingest_surgery_doc(const char *tenant, const char *surgery, const void
         BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1PK, gpk) &&
         BSON_APPEND_UTF8(doc, SCHEMA_F_GSI1SK, gsk) &&
         BSON_APPEND_UTF8(doc, SCHEMA_F_TYPE, SCHEMA_TYPE_SURGERY) &&
-        BSON_APPEND_UTF8(doc, "tenant", tenant) && BSON_APPEND_UTF8(doc, "surgery", surgery) &&
-        BSON_APPEND_UTF8(doc, "hospital", hospital) && BSON_APPEND_UTF8(doc, "room", room) &&
-        BSON_APPEND_UTF8(doc, "procedure", procedure) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_TENANT, tenant) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_SURGERY, surgery) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_HOSPITAL, hospital) && BSON_APPEND_UTF8(doc, "room", room) &&
+        BSON_APPEND_UTF8(doc, SCHEMA_F_PROCEDURE, procedure) &&
         BSON_APPEND_UTF8(doc, "surgeon", surgeon) && BSON_APPEND_UTF8(doc, "started_at", canon) &&
-        BSON_APPEND_INT64(doc, "started_ms", started_ms) && BSON_APPEND_DOUBLE(doc, "fps", fps) &&
+        BSON_APPEND_INT64(doc, SCHEMA_F_STARTED_MS, started_ms) &&
+        BSON_APPEND_DOUBLE(doc, SCHEMA_F_FPS, fps) &&
         BSON_APPEND_INT32(doc, "frame_width", (int32_t)width) &&
         BSON_APPEND_INT32(doc, "frame_height", (int32_t)height) &&
-        BSON_APPEND_ARRAY_BEGIN(doc, "table", &arr);
+        BSON_APPEND_ARRAY_BEGIN(doc, SCHEMA_F_TABLE, &arr);
     uint32_t i = 0;
     for (const ingest__jnode *p = table->first; ok && p; p = p->next, i++) {
         bson_uint32_to_string(i, &key, idx, sizeof idx);

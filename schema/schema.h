@@ -473,6 +473,62 @@ sl_status schema_surgery_life_from_bson(const bson_t *doc, schema_surgery_life *
 bool schema_surgery_life_append(bson_t *doc, const schema_surgery_life *l);
 
 /* ---------------------------------------------------------------------------
+ * The surgery's description (docs/documents.md "surgery"): the fields of the
+ * META document that more than ingest reads.  The usage analysis reads the
+ * hospital and procedure it files results under, the start (the summary's
+ * date), the frame rate (its windows are given in milliseconds) and the
+ * scrub table: a polygon of SCHEMA_TABLE_POINTS_MIN..MAX points [x, y],
+ * numbers in [0, 1] of the picture's width and height.
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_SURGERY        "surgery"
+#define SCHEMA_F_HOSPITAL       "hospital"
+#define SCHEMA_F_PROCEDURE      "procedure"
+#define SCHEMA_F_STARTED_MS     "started_ms"
+#define SCHEMA_F_FPS            "fps"
+#define SCHEMA_F_TABLE          "table"
+#define SCHEMA_TABLE_POINTS_MIN 3u
+#define SCHEMA_TABLE_POINTS_MAX 256u
+#define SCHEMA_FPS_MAX          1000.0 /* frames per second; above 0 */
+
+/* ---------------------------------------------------------------------------
+ * Tool-usage results (docs/documents.md "tool_result", "surgery_summary";
+ * written by the engine's usage analysis, engine.h "Tool usage"; read by the
+ * listener (the summary's tools), the API and `sightline evaluate`).
+ *
+ * tool_result, T#t#SURGERY#id / TOOL#<sku>#<nnnn> (schema_sk_tool_instance):
+ * one per opened physical instance.  surgery_summary, T#t#SURGERY#id /
+ * SUMMARY: the surgery's totals, one `tools` entry per SKU opened.
+ * ------------------------------------------------------------------------- */
+#define SCHEMA_F_INSTANCE         "instance"         /* int32: 1..SCHEMA_INSTANCE_MAX per SKU */
+#define SCHEMA_F_OPENED           "opened"           /* bool (result) or int64 units (summary) */
+#define SCHEMA_F_USED             "used"             /* bool (result) or int64 units (summary) */
+#define SCHEMA_F_FIRST_SEEN_FRAME "first_seen_frame" /* int64: its first sighting on the table */
+#define SCHEMA_F_FIRST_FRAME      "first_frame"      /* int64: the frame it counted as opened */
+#define SCHEMA_F_LAST_FRAME       "last_frame"       /* int64: its last sighting */
+#define SCHEMA_F_LEFT_FRAME       "left_frame"       /* int64: first departure; -1 never */
+#define SCHEMA_F_RETURNED_FRAME   "returned_frame"   /* int64: first return after it; -1 */
+#define SCHEMA_F_CONFIDENCE_MICRO "confidence_micro" /* int64: decision confidence, 0..1e6 */
+#define SCHEMA_F_EVIDENCE         "evidence"         /* array of int64 frame numbers */
+#define SCHEMA_F_SLOT             "slot"             /* {x, y, w, h}: int64 micro-units */
+#define SCHEMA_EVIDENCE_MAX       8u
+
+#define SCHEMA_F_UNUSED              "unused"      /* int64 units */
+#define SCHEMA_F_WASTE_CENTS         "waste_cents" /* int64 */
+#define SCHEMA_F_TOOLS               "tools"       /* array, one entry per SKU opened */
+#define SCHEMA_F_OPENED_UNITS        "opened_units"
+#define SCHEMA_F_USED_UNITS          "used_units"
+#define SCHEMA_F_UNUSED_UNITS        "unused_units"
+#define SCHEMA_F_FRAMES              "frames"       /* int64: frames analyzed */
+#define SCHEMA_F_FRAMES_EMPTY        "frames_empty" /* int64: ... with no detection */
+#define SCHEMA_F_DETECTIONS          "detections"
+#define SCHEMA_F_UNMAPPED_DETECTIONS "unmapped_detections"
+#define SCHEMA_F_UNMAPPED_LABELS     "unmapped_labels" /* array of {label, detections} */
+#define SCHEMA_F_LABEL               "label"
+#define SCHEMA_F_OCCLUDER            "occluder" /* bool: the label matched the occluder pattern */
+#define SCHEMA_F_PARAMS              "params"   /* the analysis parameters, by name */
+#define SCHEMA_UNMAPPED_LABELS_MAX   32u        /* unmapped labels a summary lists */
+
+/* ---------------------------------------------------------------------------
  * Dashboard keys (schema/keys_dashboard.c; docs/documents.md "brand_agg").
  * ------------------------------------------------------------------------- */
 

@@ -335,6 +335,13 @@ static void test_store(void)
     CHECK_INT(r.code, 1);
     CHECK(strstr(r.err, "surgery empty of tenant acme has no tool results: analyze it first") !=
           NULL);
+    /* analyzed, and nothing opened (a summary, no tool result): every truth
+     * instance missed, scored without a crash (qsort of no pairs) */
+    put_results(uri, "empty", NULL, 0, 0);
+    SIM_RUN(&r, "evaluate", "--truth", sim_path("truth/basic.truth.json"), "--store", uri,
+            "--tenant", "acme", "--surgery", "empty");
+    CHECK_INT(r.code, 0);
+    expect_row(r.out, "basic", 2, 4, 0, 0, 0, 0, 2, 1, 0, 0, 35, 0, "100.00%", "-", "-");
     SIM_RUN(&r, "evaluate", "--truth", sim_path("truth/basic.truth.json"), "--store", uri,
             "--tenant", "acme", "--surgery", "nope");
     CHECK_INT(r.code, 1);

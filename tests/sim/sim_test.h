@@ -207,7 +207,7 @@ static inline long long sim_total(yajl_val truth, const char *key)
 /* PUTs every entry of the committed catalog (fixtures/scenarios/catalog/
  * SKU.json) for tenant through `sightline ingest --format catalog`; returns
  * how many. */
-static inline int sim_put_catalog(const char *store, const char *tenant)
+static inline int sim_put_catalog(const char *uri, const char *tenant)
 {
     DIR *d = opendir(SIM_CATALOG);
     REQUIRE(d != NULL);
@@ -219,7 +219,7 @@ static inline int sim_put_catalog(const char *store, const char *tenant)
         char sku[128], file[512], out[1024];
         snprintf(sku, sizeof sku, "%.*s", (int)(l - 5), e->d_name);
         snprintf(file, sizeof file, "%s/%s", SIM_CATALOG, e->d_name);
-        const char *args[] = {"ingest", "--store",  store,     "--tenant", tenant, "--sku",
+        const char *args[] = {"ingest", "--store",  uri,       "--tenant", tenant, "--sku",
                               sku,      "--format", "catalog", file,       NULL};
         REQUIRE(support_run(out, sizeof out, 0, args) == 0);
         n++;
