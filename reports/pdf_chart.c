@@ -133,7 +133,7 @@ void rpdf_chart_bars(rpdf *d, const rpdf_chart *c)
  * Timelines.
  * ------------------------------------------------------------------------- */
 #define TL_LABEL_W 150.0 /* the rows' labels */
-#define TL_NOTE_W  96.0  /* the notes at the right */
+#define TL_NOTE_W  110.0 /* the notes at the right */
 
 /* Rows [first, first + k) drawn from top: title, rows, axis. */
 static void timeline_part(rpdf *d, const rpdf_timeline *t, size_t first, size_t k, double top,

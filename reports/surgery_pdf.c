@@ -107,9 +107,8 @@ static void timeline(rpdf *d, const report_surgery_model *m)
         return;
     }
     rpdf_span *spans = calloc(m->ndepartures, sizeof *spans);
-    char(*labels)[ENGINE_USAGE_TEXT_MAX + 16] = calloc(m->ndepartures, sizeof *labels);
     char(*notes)[64] = calloc(m->ndepartures, sizeof *notes);
-    if (!spans || !labels || !notes) {
+    if (!spans || !notes) {
         rpdf_paragraph(d, "(out of memory drawing the timeline)");
         goto out;
     }
@@ -117,15 +116,16 @@ static void timeline(rpdf *d, const report_surgery_model *m)
         const engine_usage_instance *in = &v->instances[m->departures[i]];
         const engine_usage_tool *t = &v->tools[in->tool];
         char left[REPORT_NUM_MAX], back[REPORT_NUM_MAX];
-        snprintf(labels[i], sizeof labels[i], "%s #%d", t->name, (int)in->instance);
+        /* the instance number goes with the times: a long name is cut at
+         * its end, and the number must stay */
         report__fmt_clock(report__frame_ms(m, in->left_frame), left);
         if (in->returned_frame >= 0)
-            snprintf(notes[i], sizeof notes[i], "left %s, back %s", left,
+            snprintf(notes[i], sizeof notes[i], "#%d left %s, back %s", (int)in->instance, left,
                      report__fmt_clock(report__frame_ms(m, in->returned_frame), back));
         else
-            snprintf(notes[i], sizeof notes[i], "left %s", left);
+            snprintf(notes[i], sizeof notes[i], "#%d left %s", (int)in->instance, left);
         spans[i] =
-            (rpdf_span){.label = labels[i],
+            (rpdf_span){.label = t->name,
                         .note = notes[i],
                         .from = (double)report__frame_ms(m, in->first_frame) / 60000.0,
                         .to = (double)report__frame_ms(m, in->left_frame) / 60000.0,
@@ -144,7 +144,6 @@ static void timeline(rpdf *d, const report_surgery_model *m)
     rpdf_chart_timeline(d, &tl);
 out:
     free(spans);
-    free(labels);
     free(notes);
 }
 
