@@ -13,9 +13,9 @@
  *     their number formats and values with openpyxl);
  *   - money and clock formats of the surgery report;
  *   - the surgery report's renderers over a model made by hand whose room,
- *     surgeon, tool names and labels are the hostile strings, 500
- *     characters included (longer than ingest stores: the renderers must
- *     not rely on ingest's bounds), with a used instance at every minute
+ *     surgeon, tool names and labels are the hostile strings (the
+ *     500-character ones cut to the 256 bytes the read model's fields and
+ *     ingest hold), with a used instance at every minute
  *     of a 3-hour surgery (152 left) so the timeline breaks across pages:
  *     surgery-kit.pdf and surgery-kit.xlsx (check_surgery.py reads them),
  *     two renders byte-identical. */
