@@ -3,8 +3,9 @@
  * analysis job does: a closed surgery is analyzed and becomes analyzed (or
  * failed, with the reason); an analyzed or failed one is requeued first (a
  * re-run after a catalog fix or with other parameters); an open one is
- * refused unless --force, which analyzes the frames stored so far and
- * leaves it open.  Exit 0 analyzed, 1 refused or failed, 2 usage. */
+ * refused unless --close (closed first, as POST .../close does) or --force,
+ * which analyzes the frames stored so far and leaves it open.  Exit 0 analyzed, 1 refused or
+ * failed, 2 usage. */
 #include "cmd.h"
 #include "engine/engine.h"
 #include "store/store.h"
@@ -20,7 +21,9 @@
 static void help(FILE *out)
 {
     fprintf(out,
-            "usage: sightline analyze --tenant T [--param NAME=VALUE]... [--force] [--json]\n"
+            "usage: sightline analyze --tenant T [--param NAME=VALUE]... [--close | --force]\n"
+            "                         [--json]"
+            "\n"
             "                         [--store URI] SURGERY\n\n"
             "Analyzes which opened tools left the scrub table (docs/usage.md) and writes\n"
             "one result per opened instance and the surgery's summary, which the listener\n"
@@ -31,6 +34,8 @@ static void help(FILE *out)
             "the same frames, catalog and parameters writes nothing.\n\n"
             "  --tenant T           the surgery's tenant (required)\n"
             "  --param NAME=VALUE   an analysis parameter (repeatable; below)\n"
+            "  --close              close an open surgery first (as POST .../close: no\n"
+            "                       detections are taken after), then analyze it\n"
             "  --force              analyze an open surgery as it stands and leave it open\n"
             "                       (a preview: detections may still arrive)\n"
             "  --json               print the outcome as one JSON object\n"
@@ -107,7 +112,7 @@ int cmd_analyze(int argc, char **argv)
 {
     int rc = CMD_EXIT_OK;
     const char *tenant = NULL, *surgery = NULL, *store_opt = NULL;
-    bool force = false, json = false;
+    bool force = false, json = false, close = false;
     store *st = NULL;
     engine_usage_params p;
     engine_usage_result res;
@@ -123,6 +128,8 @@ int cmd_analyze(int argc, char **argv)
         }
         if (!strcmp(s, "--force")) {
             force = true;
+        } else if (!strcmp(s, "--close")) {
+            close = true;
         } else if (!strcmp(s, "--json")) {
             json = true;
         } else if (!strcmp(s, "--tenant") || !strcmp(s, "--store") || !strcmp(s, "--param")) {
@@ -161,18 +168,32 @@ int cmd_analyze(int argc, char **argv)
         rc = cmd_usage_error(SUB, "needs --tenant T and a SURGERY");
         goto out;
     }
+    if (close && force) {
+        rc = cmd_usage_error(SUB, "--close and --force exclude each other");
+        goto out;
+    }
     if (store_open(cmd_store_uri(store_opt), NULL, &st, &err) != SL_OK ||
         engine_surgery_life_get(st, tenant, surgery, &life, NULL, &err) != SL_OK) {
         rc = cmd_report_error(SUB, &err);
         goto out;
     }
     double t0 = now_s();
+    if (life.status == SCHEMA_SURGERY_OPEN && close) {
+        if (engine_surgery_transition(st, tenant, surgery, ENGINE_SURGERY_CLOSE, 0, NULL, &life,
+                                      &err) != SL_OK &&
+            life.status == SCHEMA_SURGERY_OPEN) {
+            rc = cmd_report_error(SUB, &err);
+            goto out;
+        }
+        sl_error_clear(&err); /* closed meanwhile by another: as good */
+    }
     if (life.status == SCHEMA_SURGERY_OPEN) {
         if (!force) {
             fprintf(stderr,
-                    "sightline %s: surgery \"%s\" is open: close it first (detections may "
-                    "still arrive), or analyze it as it stands with --force\n",
-                    SUB, surgery);
+                    "sightline %s: surgery \"%s\" is open: close it first (--close, or POST "
+                    "/v1/surgeries/%s/close; detections may still arrive), or analyze it as it "
+                    "stands with --force\n",
+                    SUB, surgery, surgery);
             rc = CMD_EXIT_FAILURE;
             goto out;
         }

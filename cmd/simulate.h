@@ -81,7 +81,6 @@ typedef struct sim_sku {
     char *sku, *name;
     char **patterns;
     size_t npatterns;
-    void **re; /* compiled pcre2 codes, parallel to patterns */
     int64_t unit_cost_cents;
     bool single_use;
 } sim_sku;
@@ -165,6 +164,11 @@ typedef struct sim_scenario {
     sim_detector det;
     sim_sku *skus; /* the catalog, in SKU order */
     size_t nskus;
+    /* The entries compiled by schema's matcher (schema_catalog_match: what
+     * ingest and the analysis map labels with), added in SKU byte order;
+     * matcher_sku[i] is the index in skus of the matcher's entry i. */
+    schema_catalog *matcher;
+    size_t *matcher_sku;
     char *catalog_dir;
     sim_tool *tools;
     size_t ntools;

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +19,6 @@
 #include "ingest/ingest.h"
 
 /* The same pattern options as the catalog ingest compiles (whole-label match). */
-static const uint32_t pattern_options = PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED | PCRE2_ENDANCHORED;
 
 /* ---------------------------------------------------------------------------
  * Small helpers.
@@ -174,7 +172,7 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* Reads one entry through ingest's own PUT codec (so a fixture the simulator
- * takes is one the service takes) and compiles its patterns. */
+ * takes is one the service takes). */
 static sl_status read_sku(const char *dir, const char *file, sim_sku *k, sl_error *err)
 {
     sl_status rc = SL_OK;
@@ -216,26 +214,15 @@ static sl_status read_sku(const char *dir, const char *file, sim_sku *k, sl_erro
     }
     while (bson_iter_next(&arr)) {
         char **p = realloc(k->patterns, (k->npatterns + 1) * sizeof *p);
-        void **r = realloc(k->re, (k->npatterns + 1) * sizeof *r);
         if (p)
             k->patterns = p;
-        if (r)
-            k->re = r;
         uint32_t plen = 0;
         const char *pat = bson_iter_utf8(&arr, &plen);
-        int code;
-        PCRE2_SIZE where;
-        if (!p || !r || !(k->patterns[k->npatterns] = strndup(pat, plen))) {
+        if (!p || !(k->patterns[k->npatterns] = strndup(pat, plen))) {
             rc = sim__nomem(err);
             goto out;
         }
-        k->re[k->npatterns] =
-            pcre2_compile((PCRE2_SPTR)pat, plen, pattern_options, &code, &where, NULL);
         k->npatterns++;
-        if (!k->re[k->npatterns - 1]) { /* ingest compiled it: only memory */
-            rc = sim__nomem(err);
-            goto out;
-        }
     }
 out:
     if (f)
@@ -243,6 +230,52 @@ out:
     if (doc)
         bson_destroy(doc);
     free(body);
+    return rc;
+}
+
+/* The entries compiled with schema's matcher, in SKU byte order: the order
+ * the service's loaders add them (their sort keys TOOL#<sku>), so that when
+ * two entries' patterns overlap the same one wins here and there. */
+static sl_status build_matcher(sim_scenario *sc, sl_error *err)
+{
+    sl_status rc = SL_OK;
+    uint32_t *lens = NULL;
+    if ((sc->matcher_sku = malloc(sc->nskus * sizeof *sc->matcher_sku)) == NULL) {
+        rc = sim__nomem(err);
+        goto out;
+    }
+    /* insertion sort: the files came in name order, which is SKU order but
+     * where a SKU is a prefix of another ("A.json" sorts after "A-B.json") */
+    for (size_t i = 0; i < sc->nskus; i++) {
+        size_t j = i;
+        for (; j > 0 && strcmp(sc->skus[sc->matcher_sku[j - 1]].sku, sc->skus[i].sku) > 0; j--)
+            sc->matcher_sku[j] = sc->matcher_sku[j - 1];
+        sc->matcher_sku[j] = i;
+    }
+    if ((rc = schema_catalog_new(&sc->matcher, err)) != SL_OK)
+        goto out;
+    for (size_t i = 0; i < sc->nskus && rc == SL_OK; i++) {
+        const sim_sku *k = &sc->skus[sc->matcher_sku[i]];
+        uint32_t *l = realloc(lens, (k->npatterns ? k->npatterns : 1) * sizeof *l);
+        if (!l) {
+            rc = sim__nomem(err);
+            goto out;
+        }
+        lens = l;
+        for (size_t j = 0; j < k->npatterns; j++)
+            lens[j] = (uint32_t)strlen(k->patterns[j]);
+        schema_catalog_entry e = {.sku = k->sku,
+                                  .name = k->name,
+                                  .labels = (const char *const *)k->patterns,
+                                  .label_len = lens,
+                                  .nlabels = (uint32_t)k->npatterns,
+                                  .unit_cost_cents = k->unit_cost_cents,
+                                  .single_use = k->single_use};
+        if ((rc = schema_catalog_add(sc->matcher, &e, err)) != SL_OK)
+            sl_error_prefix(err, "catalog entry %s", k->sku);
+    }
+out:
+    free(lens);
     return rc;
 }
 
@@ -306,6 +339,8 @@ static sl_status read_catalog(sim_scenario *sc, const char *rel, sl_error *err)
         sc->nskus = i + 1;
         rc = read_sku(sc->catalog_dir, names[i], &sc->skus[i], err);
     }
+    if (rc == SL_OK)
+        rc = build_matcher(sc, err);
 out:
     if (d)
         closedir(d);
@@ -320,20 +355,9 @@ out:
 sl_status sim__match_label(const sim_scenario *sc, const char *label, const sim_sku **out,
                            sl_error *err)
 {
-    sl_status rc = SL_OK;
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-    *out = NULL;
-    if (!md) {
-        rc = sim__nomem(err);
-        goto out;
-    }
-    for (size_t i = 0; i < sc->nskus && !*out; i++)
-        for (size_t k = 0; k < sc->skus[i].npatterns && !*out; k++)
-            if (pcre2_match(sc->skus[i].re[k], (PCRE2_SPTR)label, strlen(label), 0, 0, md, NULL) >=
-                0)
-                *out = &sc->skus[i];
-out:
-    pcre2_match_data_free(md);
+    size_t i = SCHEMA_CATALOG_NONE;
+    sl_status rc = schema_catalog_match(sc->matcher, label, strlen(label), &i, err);
+    *out = rc == SL_OK && i != SCHEMA_CATALOG_NONE ? &sc->skus[sc->matcher_sku[i]] : NULL;
     return rc;
 }
 
@@ -763,16 +787,15 @@ void sim_scenario_free(sim_scenario **scp)
     sim_scenario *sc = *scp;
     for (size_t i = 0; i < sc->nskus; i++) {
         sim_sku *k = &sc->skus[i];
-        for (size_t j = 0; j < k->npatterns; j++) {
+        for (size_t j = 0; j < k->npatterns; j++)
             free(k->patterns[j]);
-            pcre2_code_free(k->re[j]);
-        }
         free(k->patterns);
-        free(k->re);
         free(k->sku);
         free(k->name);
     }
     free(sc->skus);
+    schema_catalog_free(&sc->matcher);
+    free(sc->matcher_sku);
     for (size_t i = 0; i < sc->ntools; i++) {
         sim_tool *t = &sc->tools[i];
         for (size_t j = 0; j < t->nlabels; j++) {

@@ -1,8 +1,11 @@
 #!/bin/sh
-# Loads the demo data `make run` serves: a hospital tenant with a catalog, a
-# surgery and its detections (fixtures/), and a brand-client tenant with a few
+# Loads the demo data `make run` serves: a hospital tenant with a catalog, an
+# open surgery and its detections (fixtures/), a closed and analyzed surgery
+# (the hand-checkable scenario fixtures/scenarios/basic.json, simulated: its
+# usage answer is there at once), and a brand-client tenant with a few
 # hundred generated asset scores.  Idempotent: keys are deterministic, so a
-# second run stores nothing new (each line says "0 changed").
+# second run stores nothing new (each line says "0 changed"), and the
+# analyzed surgery is analyzed again without a change.
 # Usage: scripts/demo-data.sh BINARY STORE_URI
 set -eu
 bin=${1:?usage: scripts/demo-data.sh BINARY STORE_URI}
@@ -27,6 +30,23 @@ done
     "$fx/surgery/surgery.json" >/dev/null
 "$bin" ingest --tenant "$hospital" --surgery demo-s1 --format darknet --store "$store" \
     "$fx/darknet/result.json" >/dev/null
+
+# demo-s2: closed and analyzed.  The syringe is the scenario catalog's entry
+# (the others' labels are the demo catalog's); it lies unused, so the answer
+# has a waste.  Already analyzed (a second run): analyzed again, no change.
+"$bin" ingest --tenant "$hospital" --sku SYRINGE-10ML --format catalog --store "$store" \
+    "$fx/scenarios/catalog/SYRINGE-10ML.json" >/dev/null
+if ! "$bin" analyze --tenant "$hospital" --store "$store" demo-s2 >/dev/null 2>&1; then
+    sim=$(mktemp -d "${TMPDIR:-/tmp}/sightline-demo-XXXXXX")
+    "$bin" simulate "$fx/scenarios/basic.json" -o "$sim/frames.ndjson" --format ndjson \
+        --surgery "$sim/surgery.json" >/dev/null
+    "$bin" ingest --tenant "$hospital" --surgery demo-s2 --format surgery --store "$store" \
+        "$sim/surgery.json" >/dev/null
+    "$bin" ingest --tenant "$hospital" --surgery demo-s2 --format ndjson --store "$store" \
+        "$sim/frames.ndjson" >/dev/null
+    rm -rf "$sim"
+    "$bin" analyze --tenant "$hospital" --store "$store" --close demo-s2 >/dev/null
+fi
 
 # 400 assets over 4 brands, 3 campaigns each and 2 sectors, scores from a
 # fixed-seed generator so every run writes the same documents.

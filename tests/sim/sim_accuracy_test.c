@@ -76,7 +76,20 @@ static void one(const char *name, int i)
         CHECK_INT(r.code, 0);
         CHECK(strstr(r.out, "; open\n") != NULL);
     }
-    close_surgery(name);
+    if (i == 1) { /* closed by the CLI itself */
+        SIM_RUN(&r, "analyze", "--store", store_uri, "--tenant", "acme", "--close", "--force",
+                name);
+        CHECK_INT(r.code, 2);
+        SIM_RUN(&r, "analyze", "--store", store_uri, "--tenant", "acme", "--close", name);
+        CHECK_INT(r.code, 0);
+        CHECK(strstr(r.out, "; analyzed\n") != NULL);
+        /* closed now: detections refused */
+        SIM_RUN(&r, "ingest", "--store", store_uri, "--tenant", "acme", "--surgery", name,
+                "--format", "ndjson", SIM_SCENARIOS "/../ndjson/frames.ndjson");
+        CHECK_INT(r.code, 1);
+    } else {
+        close_surgery(name);
+    }
     SIM_RUN(&r, "analyze", "--store", store_uri, "--tenant", "acme", name);
     CHECK_INT(r.code, 0);
     fprintf(stderr, "%s (%s): %s%s", name, format, r.out, r.err);
