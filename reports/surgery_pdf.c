@@ -147,36 +147,6 @@ out:
     free(notes);
 }
 
-static void instances(rpdf *d, const report_surgery_model *m)
-{
-    const engine_usage_view *v = &m->v;
-    rpdf_heading(d, "Instances");
-    rpdf_paragraph(d, "Each opened instance as the analysis decided it; times from the "
-                      "video's start, confidence of the decision.");
-    rpdf_col cols[] = {{"tool", 0, RPDF_LEFT},      {"SKU", 90, RPDF_LEFT},
-                       {"#", 22, RPDF_RIGHT},       {"opened at", 56, RPDF_RIGHT},
-                       {"left at", 46, RPDF_RIGHT}, {"back at", 46, RPDF_RIGHT},
-                       {"used", 30, RPDF_LEFT},     {"confidence", 60, RPDF_RIGHT}};
-    rpdf_table_begin(d, cols, sizeof cols / sizeof cols[0]);
-    for (size_t i = 0; i < v->ninstances; i++) {
-        const engine_usage_instance *in = &v->instances[i];
-        const engine_usage_tool *t = &v->tools[in->tool];
-        char n[16], a[REPORT_NUM_MAX], b[REPORT_NUM_MAX], c[REPORT_NUM_MAX], conf[16];
-        snprintf(n, sizeof n, "%d", (int)in->instance);
-        snprintf(conf, sizeof conf, "%.2f", (double)in->confidence_micro / 1e6);
-        const char *cells[] = {t->name,
-                               t->sku,
-                               n,
-                               report__fmt_clock(report__frame_ms(m, in->first_frame), a),
-                               report__fmt_clock(report__frame_ms(m, in->left_frame), b),
-                               report__fmt_clock(report__frame_ms(m, in->returned_frame), c),
-                               in->used ? "yes" : "no",
-                               conf};
-        rpdf_table_row(d, cells, 0);
-    }
-    rpdf_table_end(d);
-}
-
 static void quality(rpdf *d, const report_surgery_model *m)
 {
     const engine_usage_view *v = &m->v;
@@ -192,7 +162,8 @@ static void quality(rpdf *d, const report_surgery_model *m)
     rpdf_paragraph(d, line);
     if (m->low_confidence) {
         snprintf(line, sizeof line,
-                 "%zu of the %zu decisions have a confidence under %.2f (see Instances).",
+                 "%zu of the %zu decisions have a confidence under %.2f (the XLSX lists every "
+                 "instance with its confidence, its Instances sheet).",
                  m->low_confidence, v->ninstances, REPORT_LOW_CONFIDENCE_MICRO / 1e6);
         rpdf_paragraph(d, line);
     }
@@ -249,7 +220,6 @@ sl_status report__surgery_pdf(const report_surgery_model *m, int fd, sl_error *e
     lines(d, "Used tools", m->used, m->nused, 0, m->used_cents);
     lines(d, "Unused tools", m->unused, m->nunused, 1, m->v.waste_cents);
     timeline(d, m);
-    instances(d, m);
     quality(d, m);
     rc = rpdf_finish(d, fd, err);
 out:
