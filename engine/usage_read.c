@@ -379,10 +379,10 @@ static sl_status read_last_frame(store *snap, const char *pk, engine_usage_view 
     if ((rc = store_query(snap, STORE_ITEMS, pk, &q, &page, err)) != SL_OK)
         goto out;
     if (page.count == 1) {
-        const char *num = page.docs[0].sk + strlen(SCHEMA_SK_FRAME_PREFIX);
-        char *end = NULL;
-        long long n = strtoll(num, &end, 10);
-        if (end == num || *end || n < 0)
+        uint32_t n = 0;
+        sl_error e;
+        sl_error_clear(&e);
+        if (schema_sk_frame_parse(page.docs[0].sk, &n, &e) != SL_OK)
             rc = corrupt(err, "the surgery's frames", page.docs[0].sk, "is not a frame key");
         else
             v->last_frame = n;
