@@ -23,7 +23,7 @@ static void header(rpdf *d, const report_surgery_model *m)
 {
     const engine_usage_view *v = &m->v;
     char start[40], done[40], dur[REPORT_NUM_MAX], frames[REPORT_NUM_MAX], fps[32];
-    snprintf(fps, sizeof fps, "%.3g frames per second", v->fps);
+    snprintf(fps, sizeof fps, "%.4g frames per second", v->fps);
     const char *labels[] = {
         "Hospital",        "Room",       "Procedure",      "Surgeon", "Date", "Duration (video)",
         "Frames analyzed", "Frame rate", "Detector model", "Analyzed"};
