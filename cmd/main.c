@@ -16,7 +16,7 @@ static const cmd_entry commands[] = {
     {"simulate", "write a scrub-table scenario's detections and ground truth", cmd_simulate},
     {"analyze", "run a surgery's tool-usage analysis (which opened tools were used)", cmd_analyze},
     {"evaluate", "compare tool-usage results with a scenario's ground truth", cmd_evaluate},
-    {"report", "render a report (brand scores) to a PDF or XLSX file", cmd_report},
+    {"report", "render a report (brand scores, surgery usage) as PDF or XLSX", cmd_report},
 };
 
 static void print_help(FILE *out)

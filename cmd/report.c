@@ -1,9 +1,9 @@
-/* report.c -- `sightline report brand --tenant T --brand B -o FILE
- * [--format pdf|xlsx] [--paper a4|letter]`: a report rendered from the store
+/* report.c -- `sightline report brand --tenant T --brand B -o FILE` and
+ * `sightline report surgery --tenant T --surgery S -o FILE` (both with
+ * [--format pdf|xlsx] [--paper a4|letter]): a report rendered from the store
  * to a file, the same bytes the API serves (reports/reports.h).  The file
  * appears whole or not at all: it is written beside FILE under a temporary
- * name and renamed over it.  `-o -` writes to standard output.  (The surgery
- * and recommendations reports are to come as further kinds.) */
+ * name and renamed over it.  `-o -` writes to standard output. */
 #include "cmd.h"
 
 #include <errno.h>
@@ -25,18 +25,24 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: sightline report brand --tenant T --brand B -o FILE [--format pdf|xlsx]\n"
+            "                              [--paper a4|letter] [--top N] [--store URI]\n"
+            "       sightline report surgery --tenant T --surgery S -o FILE [--format pdf|xlsx]\n"
             "                              [--paper a4|letter] [--store URI]\n\n"
             "Renders a report from the store, the same bytes the API serves\n"
-            "(GET /v1/brands/{b}/report.pdf|.xlsx; docs/reports.md):\n"
-            "  brand   the brand score report of brand B of brand-client tenant T\n\n"
+            "(docs/reports.md):\n"
+            "  brand    the brand score report of brand B of brand-client tenant T\n"
+            "           (GET /v1/brands/{b}/report.pdf|.xlsx)\n"
+            "  surgery  the tool-usage report of analyzed surgery S of hospital tenant T\n"
+            "           (GET /v1/surgeries/{id}/report.pdf|.xlsx)\n\n"
             "  -o, --output FILE   where to write it ('-': standard output); the file\n"
             "                      appears whole or not at all\n"
             "  --format F          pdf (default) or xlsx\n"
             "  --paper P           a4 (default) or letter (PDF)\n"
-            "  --top N             top and bottom assets listed, 1..%d (default %d)\n"
+            "  --top N             brand: top and bottom assets listed, 1..%d (default %d)\n"
             "  --store URI         the store (default %s, or $SIGHTLINE_STORE)\n\n"
-            "Prints the report's ETag and size.  Exit 1 when the tenant or brand does not\n"
-            "exist (or the tenant is no brand-client), 2 on bad usage.\n",
+            "Prints the report's ETag and size.  Exit 1 when the tenant, brand or surgery\n"
+            "does not exist, the tenant is not of the report's kind, or the surgery is\n"
+            "not analyzed yet; 2 on bad usage.\n",
             REPORT_TOP_MAX, REPORT_TOP_DEFAULT, CMD_DEFAULT_STORE);
 }
 
@@ -86,29 +92,28 @@ static int write_out(const char *path, const report_output *o, sl_error *err)
 int cmd_report(int argc, char **argv)
 {
     int rc = CMD_EXIT_OK, c;
-    const char *tenant = NULL, *brand = NULL, *output = NULL, *store_opt = NULL;
+    const char *tenant = NULL, *brand = NULL, *surgery = NULL, *output = NULL, *store_opt = NULL;
+    int is_surgery = 0;
     store *st = NULL;
     report_output o;
     report_options opt = {.format = REPORT_PDF, .paper = REPORT_A4};
     sl_error err;
     long long top = REPORT_TOP_DEFAULT;
-    static const struct option longs[] = {{"tenant", required_argument, NULL, 't'},
-                                          {"brand", required_argument, NULL, 'b'},
-                                          {"output", required_argument, NULL, 'o'},
-                                          {"format", required_argument, NULL, 'f'},
-                                          {"paper", required_argument, NULL, 'p'},
-                                          {"top", required_argument, NULL, 'n'},
-                                          {"store", required_argument, NULL, 's'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {
+        {"tenant", required_argument, NULL, 't'},  {"brand", required_argument, NULL, 'b'},
+        {"surgery", required_argument, NULL, 'S'}, {"output", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, 'f'},  {"paper", required_argument, NULL, 'p'},
+        {"top", required_argument, NULL, 'n'},     {"store", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     sl_error_clear(&err);
     report_output_init(&o);
     if (cmd_help(argc, argv, help))
         goto out;
-    if (argc < 2 || strcmp(argv[1], "brand") != 0) {
-        rc = cmd_usage_error(SUB, "which report? brand (the only kind so far)");
+    if (argc < 2 || (strcmp(argv[1], "brand") != 0 && strcmp(argv[1], "surgery") != 0)) {
+        rc = cmd_usage_error(SUB, "which report? brand or surgery");
         goto out;
     }
+    is_surgery = !strcmp(argv[1], "surgery");
     argc--;
     argv++;
     /* -o is the one short option besides -h: cmd_getopt knows long ones. */
@@ -124,6 +129,9 @@ int cmd_report(int argc, char **argv)
             break;
         case 'b':
             brand = optarg;
+            break;
+        case 'S':
+            surgery = optarg;
             break;
         case 'o':
             output = optarg;
@@ -151,13 +159,16 @@ int cmd_report(int argc, char **argv)
     }
     if (rc != CMD_EXIT_OK)
         goto out;
-    if (!tenant || !brand || !output) {
-        rc = cmd_usage_error(SUB, "brand needs --tenant, --brand and -o FILE");
+    if (is_surgery ? (!tenant || !surgery || !output || brand)
+                   : (!tenant || !brand || !output || surgery)) {
+        rc = cmd_usage_error(SUB, is_surgery ? "surgery needs --tenant, --surgery and -o FILE"
+                                             : "brand needs --tenant, --brand and -o FILE");
         goto out;
     }
     opt.top = (size_t)top;
     if (schema_component_check("tenant", tenant, &err) != SL_OK ||
-        schema_component_check("brand", brand, &err) != SL_OK) {
+        schema_component_check(is_surgery ? "surgery" : "brand", is_surgery ? surgery : brand,
+                               &err) != SL_OK) {
         rc = cmd_usage_error(SUB, "%s", err.message);
         goto out;
     }
@@ -168,14 +179,16 @@ int cmd_report(int argc, char **argv)
         rc = cmd_report_error(SUB, &err);
         goto out;
     }
-    if (strcmp(kind, SCHEMA_KIND_BRAND_CLIENT) != 0) {
+    const char *want = is_surgery ? SCHEMA_KIND_HOSPITAL : SCHEMA_KIND_BRAND_CLIENT;
+    if (strcmp(kind, want) != 0) {
         sl_error_set_at(&err, SL_EINVAL, "tenant", -1,
-                        "tenant %s is a %s tenant: brand reports are of brand-client tenants",
-                        tenant, kind);
+                        "tenant %s is a %s tenant: %s reports are of %s tenants", tenant, kind,
+                        is_surgery ? "surgery" : "brand", want);
         rc = cmd_report_error(SUB, &err);
         goto out;
     }
-    if (report_brand(st, tenant, brand, &opt, &o, &err) != SL_OK ||
+    if ((is_surgery ? report_surgery(st, tenant, surgery, &opt, &o, &err)
+                    : report_brand(st, tenant, brand, &opt, &o, &err)) != SL_OK ||
         write_out(output, &o, &err) != SL_OK) {
         rc = cmd_report_error(SUB, &err);
         goto out;

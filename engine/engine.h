@@ -783,6 +783,93 @@ sl_status engine_usage_run(store *s, const char *tenant, const char *surgery,
                            const engine_usage_params *p, engine_usage_result *out, sl_error *err);
 
 /* ---------------------------------------------------------------------------
+ * The tool-usage read model (engine/usage_read.c): what an analyzed
+ * surgery's analysis found, as plain numbers, for the surgery report
+ * (reports/) and any answer that wants the same numbers.  Everything comes
+ * from ONE store snapshot: the META (description, life cycle), the SUMMARY
+ * (totals, per-SKU lines, data-quality counts), every TOOL# result and the
+ * last frame's number; the tenant's current catalog only marks the SKUs it
+ * now prices differently from the analysis.  The numbers are those GET
+ * /v1/surgeries/{id}/usage answers (the summary's, not recomputed).
+ * ------------------------------------------------------------------------- */
+#define ENGINE_USAGE_READ_INSTANCES_MAX 100000u /* tool results one read takes (~100 B each) */
+#define ENGINE_USAGE_TEXT_MAX           256u    /* room, surgeon, tool names (ingest's bound) */
+
+/* How the current catalog's entry of a SKU compares with what the analysis
+ * priced it at (name, unit cost, single use). */
+typedef enum engine_usage_catalog {
+    ENGINE_USAGE_CATALOG_SAME = 0,
+    ENGINE_USAGE_CATALOG_CHANGED = 1,   /* analyze again to price it as the catalog does now */
+    ENGINE_USAGE_CATALOG_GONE = 2,      /* no entry now */
+    ENGINE_USAGE_CATALOG_UNREADABLE = 3 /* the catalog does not load (an entry to repair) */
+} engine_usage_catalog;
+
+/* One SKU the analysis found opened (a summary `tools` entry). */
+typedef struct engine_usage_tool {
+    char sku[SCHEMA_COMPONENT_MAX + 1];
+    char name[ENGINE_USAGE_TEXT_MAX + 1];
+    int64_t opened, used, unused; /* instances */
+    int64_t unit_cost_cents;      /* as priced by the analysis */
+    int64_t waste_cents;          /* unused x unit cost when single use, else 0 */
+    bool single_use;
+    engine_usage_catalog catalog;
+} engine_usage_tool;
+
+/* One opened instance (a TOOL#<sku>#<nnnn> result). */
+typedef struct engine_usage_instance {
+    size_t tool; /* index in engine_usage_view.tools */
+    int32_t instance;
+    bool used;
+    int64_t first_seen_frame, first_frame, last_frame;
+    int64_t left_frame, returned_frame; /* -1: never */
+    int64_t confidence_micro;
+    int64_t version; /* the stored document's */
+} engine_usage_instance;
+
+typedef struct engine_usage_label {
+    char label[ENGINE_USAGE_TEXT_MAX + 1];
+    int64_t detections;
+    bool occluder;
+} engine_usage_label;
+
+typedef struct engine_usage_view {
+    char tenant[SCHEMA_COMPONENT_MAX + 1], surgery[SCHEMA_COMPONENT_MAX + 1];
+    /* the META */
+    char hospital[SCHEMA_COMPONENT_MAX + 1], procedure[SCHEMA_COMPONENT_MAX + 1];
+    char room[ENGINE_USAGE_TEXT_MAX + 1], surgeon[ENGINE_USAGE_TEXT_MAX + 1];
+    int64_t started_ms;
+    double fps;
+    schema_surgery_life life;
+    int64_t meta_version;
+    /* the SUMMARY */
+    int64_t summary_version;
+    int64_t opened, used, unused, waste_cents; /* instances; cents */
+    int64_t frames, frames_empty, detections, unmapped_detections;
+    engine_usage_label unmapped[SCHEMA_UNMAPPED_LABELS_MAX]; /* the first by count */
+    size_t nunmapped;
+    engine_usage_tool *tools; /* ntools, in the summary's (SKU) order */
+    size_t ntools;
+    /* the results, in key order (SKU, then instance number) */
+    engine_usage_instance *instances;
+    size_t ninstances;
+    int64_t last_frame; /* the last frame stored; -1: none */
+} engine_usage_view;
+
+/* Reads surgery of tenant into *out (zeroed first; free it with
+ * engine_usage_view_free, also after an error).
+ *   SL_OK          analyzed: everything read
+ *   SL_ECONFLICT   not analyzed (open, closed = analysis queued or running,
+ *                  or failed), naming "status"; out->life says which
+ *   SL_ENOTFOUND   no such surgery (naming "surgery")
+ *   SL_ECORRUPT    a document of the surgery does not read (naming it and
+ *                  the field), or the summary is missing
+ *   SL_ETOOLARGE   more than ENGINE_USAGE_READ_INSTANCES_MAX results
+ * and the store's errors. */
+sl_status engine_usage_read(store *s, const char *tenant, const char *surgery,
+                            engine_usage_view *out, sl_error *err);
+void engine_usage_view_free(engine_usage_view *v);
+
+/* ---------------------------------------------------------------------------
  * Recompute: rebuild aggregates from base documents, compare, repair.
  *
  * One store snapshot per run: in it the live aggregates reflect the consumer's

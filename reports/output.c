@@ -260,3 +260,31 @@ const char *report__fmt_count(int64_t v, char out[REPORT_NUM_MAX])
     out[at] = '\0';
     return out;
 }
+
+const char *report__fmt_money(int64_t cents, char out[REPORT_NUM_MAX])
+{
+    char whole[REPORT_NUM_MAX];
+    int64_t a = cents < 0 ? -(cents / 100) : cents / 100,
+            c = cents < 0 ? -(cents % 100) : cents % 100;
+    report__fmt_count(a, whole);
+    char text[2 * REPORT_NUM_MAX + 8];
+    snprintf(text, sizeof text, "%s$%s.%02d", cents < 0 ? "-" : "", whole, (int)c);
+    /* at most "-$9,223,372,036,854,775.80": 29 bytes */
+    snprintf(out, REPORT_NUM_MAX, "%.30s", text);
+    return out;
+}
+
+const char *report__fmt_clock(int64_t ms, char out[REPORT_NUM_MAX])
+{
+    if (ms < 0) {
+        snprintf(out, REPORT_NUM_MAX, "-");
+        return out;
+    }
+    int64_t s = ms / 1000;
+    if (s >= 3600)
+        snprintf(out, REPORT_NUM_MAX, "%" PRId64 ":%02d:%02d", s / 3600, (int)(s / 60 % 60),
+                 (int)(s % 60));
+    else
+        snprintf(out, REPORT_NUM_MAX, "%d:%02d", (int)(s / 60), (int)(s % 60));
+    return out;
+}

@@ -269,6 +269,9 @@ PangoLayout *rpdf__layout(rpdf *d, const char *text, int bold, double size, doub
 double rpdf__line_height(rpdf *d, double size)
 {
     int w, h;
+    for (size_t i = 0; i < d->nlh; i++)
+        if (d->lh_size[i] == size)
+            return d->lh_value[i];
     PangoFontDescription *f = pango_font_description_copy_static(d->font);
     pango_font_description_set_weight(f, PANGO_WEIGHT_NORMAL);
     pango_font_description_set_absolute_size(f, size * PANGO_SCALE);
@@ -276,7 +279,12 @@ double rpdf__line_height(rpdf *d, double size)
     pango_layout_set_text(d->probe, "Hg", -1);
     pango_layout_get_size(d->probe, &w, &h);
     pango_font_description_free(f);
-    return (double)h / PANGO_SCALE;
+    double v = (double)h / PANGO_SCALE;
+    if (d->nlh < sizeof d->lh_size / sizeof d->lh_size[0]) {
+        d->lh_size[d->nlh] = size;
+        d->lh_value[d->nlh++] = v;
+    }
+    return v;
 }
 
 void rpdf__show(rpdf *d, PangoLayout *layout, double x, double y, double w, double h)

@@ -128,3 +128,107 @@ void rpdf_chart_bars(rpdf *d, const rpdf_chart *c)
         cairo_set_source_rgb(rpdf__cr(d), 0, 0, 0);
     }
 }
+
+/* ---------------------------------------------------------------------------
+ * Timelines.
+ * ------------------------------------------------------------------------- */
+#define TL_LABEL_W 150.0 /* the rows' labels */
+#define TL_NOTE_W  110.0 /* the notes at the right */
+
+/* Rows [first, first + k) drawn from top: title, rows, axis. */
+static void timeline_part(rpdf *d, const rpdf_timeline *t, size_t first, size_t k, double top,
+                          double th, double row, int cont)
+{
+    cairo_t *cr = rpdf__cr(d);
+    double lh = rpdf__line_height(d, LABEL_SIZE);
+    double x0 = rpdf__left(d) + TL_LABEL_W, w = rpdf_content_width(d) - TL_LABEL_W - TL_NOTE_W;
+    double xmax = t->x_max > 0 ? t->x_max : 1, step = nice_ceil(xmax / 6.0);
+    double y0 = top + th, y1 = y0 + row * (double)k;
+    char title[300], buf[32];
+    if (!cr)
+        return;
+    snprintf(title, sizeof title, "%s%s", t->title, cont ? " (continued)" : "");
+    PangoLayout *l = rpdf__layout(d, title, 1, BODY_SIZE, rpdf_content_width(d), 1);
+    rpdf__show(d, l, rpdf__left(d), top, rpdf_content_width(d), th);
+    /* the grid: a line per tick, labelled under the rows */
+    cairo_set_line_width(cr, 0.4);
+    for (double v = 0; v <= xmax + step * 1e-9; v += step) {
+        double x = x0 + w * v / xmax;
+        cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
+        cairo_move_to(cr, x, y0);
+        cairo_line_to(cr, x, y1);
+        cairo_stroke(cr);
+        cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+        number(v, buf, sizeof buf);
+        label(d, buf, x - 20, y1 + 2, 40, 0, 1);
+    }
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    if (t->x_unit)
+        label(d, t->x_unit, x0 + w + 16, y1 + 2, TL_NOTE_W - 16, 0, 0);
+    for (size_t i = 0; i < k; i++) {
+        const rpdf_span *s = &t->spans[first + i];
+        double y = y0 + row * (double)i, mid = y + row / 2;
+        double a = s->from < 0 ? 0 : s->from > xmax ? xmax : s->from;
+        double b = s->to < a ? a : s->to > xmax ? xmax : s->to;
+        cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+        label(d, s->label, rpdf__left(d), y + 1, TL_LABEL_W - 6, 1, 0);
+        /* on the table: a light bar */
+        cairo_set_source_rgb(cr, 0.75, 0.83, 0.93);
+        cairo_rectangle(cr, x0 + w * a / xmax, mid - 2.5, w * (b - a) / xmax + 0.8, 5);
+        cairo_fill(cr);
+        if (s->mark >= 0) { /* left: a filled diamond */
+            double x = x0 + w * (s->mark > xmax ? xmax : s->mark) / xmax;
+            cairo_set_source_rgb(cr, 0.78, 0.23, 0.16);
+            cairo_move_to(cr, x, mid - 4);
+            cairo_line_to(cr, x + 4, mid);
+            cairo_line_to(cr, x, mid + 4);
+            cairo_line_to(cr, x - 4, mid);
+            cairo_close_path(cr);
+            cairo_fill(cr);
+        }
+        if (s->back >= 0) { /* back: a hollow circle */
+            double x = x0 + w * (s->back > xmax ? xmax : s->back) / xmax;
+            cairo_set_source_rgb(cr, 0.13, 0.45, 0.25);
+            cairo_set_line_width(cr, 1.0);
+            cairo_new_sub_path(cr);
+            cairo_arc(cr, x, mid, 3, 0, 2 * 3.14159265358979);
+            cairo_stroke(cr);
+            cairo_set_line_width(cr, 0.4);
+        }
+        cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+        if (s->note)
+            label(d, s->note, x0 + w + 4, y + 1, TL_NOTE_W - 4, 0, 0);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    (void)lh;
+}
+
+void rpdf_chart_timeline(rpdf *d, const rpdf_timeline *t)
+{
+    double lh = rpdf__line_height(d, LABEL_SIZE), th = rpdf__line_height(d, BODY_SIZE) + 4;
+    double row = lh + 5, axis = lh + 6, y;
+    size_t i = 0;
+    if (t->n == 0)
+        return;
+    while (i < t->n) {
+        if (!d->cr || d->y + th + 2 * row + axis + 10 > d->bottom)
+            rpdf__new_page(d);
+        double avail = d->bottom - d->y - th - axis - 10;
+        size_t k = (size_t)(avail / row);
+        if (k < 1)
+            k = 1;
+        if (k > t->n - i)
+            k = t->n - i;
+        rpdf__reserve(d, th + row * (double)k + axis + 10, &y);
+        timeline_part(d, t, i, k, y, th, row, i > 0);
+        i += k;
+    }
+    if (t->caption) {
+        rpdf__reserve(d, lh + 6, &y);
+        if (d->cr) {
+            cairo_set_source_rgb(d->cr, 0.35, 0.35, 0.35);
+            label(d, t->caption, rpdf__left(d), y, rpdf_content_width(d), 0, 0);
+            cairo_set_source_rgb(d->cr, 0, 0, 0);
+        }
+    }
+}

@@ -27,6 +27,10 @@ struct rpdf {
     PangoFontDescription *font;
     int font_bold;
     double font_size;
+    /* line heights measured, by size (rpdf__line_height): a table row asks
+     * for its height several times, and each measure is a pango layout */
+    double lh_size[8], lh_value[8];
+    size_t nlh;
     cairo_surface_t **pages;
     size_t npages, cap;
     cairo_t *cr; /* on the last page */

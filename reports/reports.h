@@ -103,4 +103,20 @@ void report_output_close(report_output *out);
 sl_status report_brand(store *s, const char *tenant, const char *brand, const report_options *opt,
                        report_output *out, sl_error *err);
 
+/* The surgery tool-usage report of surgery of hospital tenant (docs/
+ * reports.md, "Surgery tool-usage report"), rendered to opt->format (top,
+ * campaigns_max and assets_max do not apply).  Reads one snapshot of s
+ * through the engine's tool-usage read model (engine_usage_read): the
+ * numbers GET /v1/surgeries/{id}/usage answers.
+ *   SL_OK          *out holds the file (or not_modified); out->etag is set
+ *   SL_ENOTFOUND   no such surgery (naming "surgery")
+ *   SL_ECONFLICT   the surgery is not analyzed (naming "status"; open,
+ *                  being analyzed, or its analysis failed)
+ *   SL_ECORRUPT    a document of the surgery does not read
+ *   SL_ETOOLARGE   more tool results than one report reads
+ *   SL_EIO         a font file is missing, the temporary file cannot be made
+ * and the store's errors.  *out is untouched on failure. */
+sl_status report_surgery(store *s, const char *tenant, const char *surgery,
+                         const report_options *opt, report_output *out, sl_error *err);
+
 #endif /* SIGHTLINE_REPORTS_H */

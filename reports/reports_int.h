@@ -58,6 +58,11 @@ void report__disposition(const char *stem, const char *ext, report_output *out);
 #define REPORT_NUM_MAX 32
 const char *report__fmt_score(double v, char out[REPORT_NUM_MAX]);
 const char *report__fmt_count(int64_t v, char out[REPORT_NUM_MAX]);
+/* Money in cents as "$1,234.56" (the XLSX kit's currency format). */
+const char *report__fmt_money(int64_t cents, char out[REPORT_NUM_MAX]);
+/* A time into the surgery (ms) as "m:ss", or "h:mm:ss" from an hour on;
+ * "-" when negative (never). */
+const char *report__fmt_clock(int64_t ms, char out[REPORT_NUM_MAX]);
 
 /* Points out[] (room for a->nmetrics) at the metrics of a that counted
  * something, in report order: memorability first, then the others by name
@@ -144,6 +149,23 @@ typedef struct rpdf_chart {
 
 void rpdf_chart_bars(rpdf *d, const rpdf_chart *c);
 
+/* A timeline: one row per span, a bar from `from` to `to` (on the table), a
+ * filled mark at `mark` (it left) and a hollow one at `back` (it came back;
+ * < 0: none), over an axis from 0 to x_max in x_unit; `note` is written at
+ * the row's right end (the times as text, so they are in the text layer).
+ * Rows break across pages, the axis repeated under each part. */
+typedef struct rpdf_span {
+    const char *label, *note;
+    double from, to, mark, back;
+} rpdf_span;
+typedef struct rpdf_timeline {
+    const char *title, *caption, *x_unit;
+    const rpdf_span *spans;
+    size_t n;
+    double x_max;
+} rpdf_timeline;
+void rpdf_chart_timeline(rpdf *d, const rpdf_timeline *t);
+
 /* Replays the pages with their footers onto a PDF written to fd (from its
  * current position); SL_EIO / SL_ENOMEM when drawing or writing failed. */
 sl_status rpdf_finish(rpdf *d, int fd, sl_error *err);
@@ -180,10 +202,11 @@ typedef struct rxlsx_sheet rxlsx_sheet;
 
 typedef enum rxlsx_type {
     RXLSX_TEXT = 0,
-    RXLSX_INT,   /* whole number, "#,##0" */
-    RXLSX_SCORE, /* number, "0.0000" (stored at full precision) */
-    RXLSX_MONEY, /* number of currency units, "$#,##0.00" */
-    RXLSX_DATE   /* an Excel date-time, "yyyy-mm-dd hh:mm" */
+    RXLSX_INT,     /* whole number, "#,##0" */
+    RXLSX_SCORE,   /* number, "0.0000" (stored at full precision) */
+    RXLSX_MONEY,   /* number of currency units, "$#,##0.00" */
+    RXLSX_DATE,    /* an Excel date-time, "yyyy-mm-dd hh:mm" */
+    RXLSX_DURATION /* an Excel time span, "[h]:mm:ss" (cells take ms) */
 } rxlsx_type;
 
 typedef struct rxlsx_col {
@@ -212,6 +235,8 @@ rxlsx_sheet *rxlsx_sheet_plain(rxlsx *x, const char *name, double col0_width, do
 void rxlsx_cell_text(rxlsx_sheet *s, uint32_t row, uint16_t col, const char *text);
 void rxlsx_cell_num(rxlsx_sheet *s, uint32_t row, uint16_t col, double v);
 void rxlsx_cell_date(rxlsx_sheet *s, uint32_t row, uint16_t col, int64_t ms);
+/* A time span of ms milliseconds (a DURATION column); negative: empty. */
+void rxlsx_cell_duration(rxlsx_sheet *s, uint32_t row, uint16_t col, int64_t ms);
 /* Plain sheets: a label and a value in bold / normal at (row, col). */
 void rxlsx_plain_text(rxlsx_sheet *s, uint32_t row, uint16_t col, const char *text, int bold);
 void rxlsx_plain_num(rxlsx_sheet *s, uint32_t row, uint16_t col, double v, rxlsx_type type);
@@ -227,6 +252,7 @@ typedef struct rxlsx_chart {
     uint32_t first, last;
     uint16_t cat_col, value_col;
     int gap0; /* a histogram: no gap between the bars */
+    int bar;  /* horizontal bars (categories down the side), not columns */
 } rxlsx_chart;
 void rxlsx_chart_column(rxlsx *x, rxlsx_sheet *at, uint32_t row, uint16_t col,
                         const rxlsx_chart *c);
@@ -238,8 +264,9 @@ sl_status rxlsx_finish(rxlsx **x, int *fd, uint64_t *size, sl_error *err);
 /* ===========================================================================
  * The brand score report (brand_model.c, brand_pdf.c, brand_xlsx.c).
  * ========================================================================= */
-#define REPORT_BRAND_RENDERER 1  /* raise when a renderer's bytes change */
-#define REPORT_SECTORS_MAX    64 /* sectors of one brand compared; more are counted */
+#define REPORT_BRAND_RENDERER                                                                      \
+    2 /* raise when a renderer's bytes change (2: the kit's duration format) */
+#define REPORT_SECTORS_MAX 64 /* sectors of one brand compared; more are counted */
 
 /* One listed asset (top and bottom lists). */
 typedef struct report_asset {
@@ -298,5 +325,47 @@ sl_status report__brand_assets_each(const report_brand_model *m, report_asset_fn
 /* The renderers: read the model, write the file into *fd / *size. */
 sl_status report__brand_pdf(const report_brand_model *m, int fd, sl_error *err);
 sl_status report__brand_xlsx(const report_brand_model *m, int *fd, uint64_t *size, sl_error *err);
+
+/* ===========================================================================
+ * The surgery tool-usage report (surgery_model.c, surgery_pdf.c,
+ * surgery_xlsx.c, surgery.c).  The model is the engine's tool-usage read
+ * model (engine.h, engine_usage_view: one snapshot) plus what both
+ * renderers derive from it, computed once here so they cannot disagree.
+ * ========================================================================= */
+#define REPORT_SURGERY_RENDERER 1 /* raise when a renderer's bytes change */
+
+/* One line of the used or the unused table: a SKU with instances in it. */
+typedef struct report_usage_line {
+    const engine_usage_tool *tool;
+    int64_t quantity;
+    int64_t line_cents; /* used: quantity x unit cost; unused: the waste (single use only) */
+} report_usage_line;
+
+typedef struct report_surgery_model {
+    report_options opt;
+    engine_usage_view v;
+    int64_t date_ms;     /* the surgery's start: the documents' date */
+    int64_t duration_ms; /* the video: (last frame + 1) / fps */
+    char etag[REPORT_ETAG_MAX];
+    report_usage_line *used, *unused; /* nused, nunused, in the summary's (SKU) order */
+    size_t nused, nunused;
+    int64_t used_cents; /* sum of the used lines */
+    size_t *departures; /* ndepartures instance indexes that left, by left_frame */
+    size_t ndepartures;
+    size_t catalog_changed; /* tools whose catalog entry differs now */
+    size_t low_confidence;  /* decisions under REPORT_LOW_CONFIDENCE_MICRO */
+} report_surgery_model;
+#define REPORT_LOW_CONFIDENCE_MICRO 750000 /* a decision the notes point at */
+
+/* ms into the surgery of frame f (at the model's fps). */
+int64_t report__frame_ms(const report_surgery_model *m, int64_t frame);
+
+sl_status report__surgery_model_fill(store *s, const char *tenant, const char *surgery,
+                                     const report_options *opt, report_surgery_model *m,
+                                     sl_error *err);
+void report__surgery_model_free(report_surgery_model *m);
+sl_status report__surgery_pdf(const report_surgery_model *m, int fd, sl_error *err);
+sl_status report__surgery_xlsx(const report_surgery_model *m, int *fd, uint64_t *size,
+                               sl_error *err);
 
 #endif /* SIGHTLINE_REPORTS_INT_H */

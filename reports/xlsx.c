@@ -39,7 +39,7 @@ struct rxlsx {
     lxw_workbook *wb;
     char path[4096];
     char *title, *subject;
-    lxw_format *bold, *header, *integer, *score, *money, *date;
+    lxw_format *bold, *header, *integer, *score, *money, *date, *duration;
     rxlsx_sheet sheets[SHEETS_MAX];
     size_t nsheets;
     lxw_error failed;
@@ -102,6 +102,8 @@ sl_status rxlsx_new(const char *tmpdir, const char *title, const char *subject, 
     format_set_num_format(x->money, "\"$\"#,##0.00");
     x->date = workbook_add_format(x->wb);
     format_set_num_format(x->date, "yyyy-mm-dd hh:mm");
+    x->duration = workbook_add_format(x->wb);
+    format_set_num_format(x->duration, "[h]:mm:ss");
     *out = x;
     x = NULL;
 out:
@@ -178,11 +180,12 @@ rxlsx_sheet *rxlsx_sheet_plain(rxlsx *x, const char *name, double col0_width, do
 
 static lxw_format *format_of(rxlsx *x, rxlsx_type t)
 {
-    return t == RXLSX_INT     ? x->integer
-           : t == RXLSX_SCORE ? x->score
-           : t == RXLSX_MONEY ? x->money
-           : t == RXLSX_DATE  ? x->date
-                              : NULL;
+    return t == RXLSX_INT        ? x->integer
+           : t == RXLSX_SCORE    ? x->score
+           : t == RXLSX_MONEY    ? x->money
+           : t == RXLSX_DATE     ? x->date
+           : t == RXLSX_DURATION ? x->duration
+                                 : NULL;
 }
 
 void rxlsx_cell_text(rxlsx_sheet *s, uint32_t row, uint16_t col, const char *text)
@@ -212,6 +215,14 @@ void rxlsx_cell_date(rxlsx_sheet *s, uint32_t row, uint16_t col, int64_t ms)
              s->name);
 }
 
+void rxlsx_cell_duration(rxlsx_sheet *s, uint32_t row, uint16_t col, int64_t ms)
+{
+    if (s && ms >= 0)
+        fail(s->x,
+             worksheet_write_number(s->ws, row + 1, col, (double)ms / 86400000.0, s->x->duration),
+             s->name);
+}
+
 void rxlsx_plain_text(rxlsx_sheet *s, uint32_t row, uint16_t col, const char *text, int bold)
 {
     if (s && text && text[0])
@@ -224,7 +235,9 @@ void rxlsx_plain_num(rxlsx_sheet *s, uint32_t row, uint16_t col, double v, rxlsx
     if (s && v == v)
         fail(s->x,
              worksheet_write_number(s->ws, row, col,
-                                    type == RXLSX_DATE ? excel_date((int64_t)v) : v,
+                                    type == RXLSX_DATE       ? excel_date((int64_t)v)
+                                    : type == RXLSX_DURATION ? v / 86400000.0
+                                                             : v,
                                     format_of(s->x, type)),
              s->name);
 }
@@ -239,7 +252,7 @@ void rxlsx_chart_column(rxlsx *x, rxlsx_sheet *at, uint32_t row, uint16_t col, c
 {
     if (!at || !c->src)
         return;
-    lxw_chart *ch = workbook_add_chart(x->wb, LXW_CHART_COLUMN);
+    lxw_chart *ch = workbook_add_chart(x->wb, c->bar ? LXW_CHART_BAR : LXW_CHART_COLUMN);
     if (!ch) {
         fail(x, LXW_ERROR_MEMORY_MALLOC_FAILED, "chart");
         return;
@@ -257,7 +270,12 @@ void rxlsx_chart_column(rxlsx *x, rxlsx_sheet *at, uint32_t row, uint16_t col, c
     chart_legend_set_position(ch, LXW_CHART_LEGEND_NONE);
     if (c->gap0)
         chart_set_series_gap(ch, 0);
-    lxw_chart_options o = {.x_scale = 1.6, .y_scale = 1.1};
+    if (c->bar) /* the first category at the top, as the sheet reads */
+        chart_axis_set_reverse(ch->x_axis);
+    /* bars: tall enough for a readable row each (Excel's default 15 rows) */
+    double rows = (double)(c->last - c->first + 1);
+    lxw_chart_options o = {.x_scale = 1.6,
+                           .y_scale = c->bar && rows > 12 ? 1.1 * (rows / 12.0) : 1.1};
     fail(x, worksheet_insert_chart_opt(at->ws, row, col, ch, &o), at->name);
 }
 

@@ -54,6 +54,9 @@ Sightline is starting on $url (store $store)
       curl -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s1/frames
       curl -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s2/usage
       curl -H 'Authorization: Bearer $hkey' '$url/v1/hospitals/st-mary/recommendations?procedure=lap-chole&min_surgeries=1'
+    tool-usage report of demo-s2, as PDF and as XLSX (docs/reports.md):
+      curl -OJ -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s2/report.pdf
+      curl -OJ -H 'Authorization: Bearer $hkey' $url/v1/surgeries/demo-s2/report.xlsx
   brand tenant demo-brands, admin key: $bkey
       curl -H 'Authorization: Bearer $bkey' '$url/v1/brands?sort=mean&order=desc'
     brand score report of sparkle, as PDF and as XLSX (docs/reports.md):

@@ -116,8 +116,8 @@ static void test_every_route(void)
             }
         }
     /* Surgeries (4), usage (4), recommendations (1), catalog (3), assets (4), brands and
-     * sectors (7), brand reports (2). */
-    CHECK_INT(tried, 25 * 3);
+     * sectors (7), brand reports (2), surgery reports (2). */
+    CHECK_INT(tried, 27 * 3);
     CHECK(served > 0);
 }
 

@@ -10,7 +10,15 @@
  *     (kit-table.pdf; check_pdf.py checks every page's text for it);
  *   - two renders of one document are byte-identical;
  *   - the XLSX kit's money and date cells (kit.xlsx; check_xlsx.py reads
- *     their number formats and values with openpyxl). */
+ *     their number formats and values with openpyxl);
+ *   - money and clock formats of the surgery report;
+ *   - the surgery report's renderers over a model made by hand whose room,
+ *     surgeon, tool names and labels are the hostile strings (the
+ *     500-character ones cut to the 256 bytes the read model's fields and
+ *     ingest hold), with a used instance at every minute
+ *     of a 3-hour surgery (152 left) so the timeline breaks across pages:
+ *     surgery-kit.pdf and surgery-kit.xlsx (check_surgery.py reads them),
+ *     two renders byte-identical. */
 #include "tests/check.h"
 
 #include <fcntl.h>
@@ -67,6 +75,17 @@ static void numbers(void)
     CHECK_STR(report__fmt_score(0.61234999, b), "0.6123");
     CHECK_STR(report__fmt_score(1, b), "1.0000");
     CHECK_STR(report__fmt_score(0.0 / 0.0, b), "-");
+    CHECK_STR(report__fmt_money(0, b), "$0.00");
+    CHECK_STR(report__fmt_money(7, b), "$0.07");
+    CHECK_STR(report__fmt_money(70028, b), "$700.28");
+    CHECK_STR(report__fmt_money(100000000000LL, b), "$1,000,000,000.00");
+    CHECK_STR(report__fmt_money(-1050, b), "-$10.50");
+    CHECK_STR(report__fmt_money(INT64_MAX, b), "$92,233,720,368,547,758.07");
+    CHECK_STR(report__fmt_clock(-1, b), "-");
+    CHECK_STR(report__fmt_clock(0, b), "0:00");
+    CHECK_STR(report__fmt_clock(59999, b), "0:59");
+    CHECK_STR(report__fmt_clock(754000, b), "12:34");
+    CHECK_STR(report__fmt_clock(3600000 + 62000, b), "1:01:02");
 }
 
 /* Hostile strings, each as a table cell. */
@@ -233,6 +252,125 @@ static void xlsx_kit(void)
     close(fd);
 }
 
+/* A surgery report model by hand (no store): hostile text everywhere a
+ * name goes, 12 SKUs, 180 instances of which 152 left, 3 hours. */
+static void surgery_model(report_surgery_model *m)
+{
+    engine_usage_view *v = &m->v;
+    memset(m, 0, sizeof *m);
+    m->opt.format = REPORT_PDF;
+    m->opt.paper = REPORT_A4;
+    m->opt.tmpdir = outdir;
+    snprintf(v->tenant, sizeof v->tenant, "st-mary");
+    snprintf(v->surgery, sizeof v->surgery, "lap-h\xc3\xb6stile");
+    snprintf(v->hospital, sizeof v->hospital, "st-mary");
+    snprintf(v->procedure, sizeof v->procedure, "lap-chole");
+    snprintf(v->room, sizeof v->room, "%s", hostile[0]);
+    snprintf(v->surgeon, sizeof v->surgeon, "%s", hostile[1]);
+    v->started_ms = 1764144900000LL; /* 2025-11-26T08:15:00Z */
+    v->fps = 30;
+    v->life.status = SCHEMA_SURGERY_ANALYZED;
+    v->life.analyzed_ms = v->started_ms + 4 * 3600000LL;
+    v->last_frame = 3 * 3600 * 30 - 1;
+    v->frames = v->last_frame + 1;
+    v->frames_empty = 1234;
+    v->detections = 9876543;
+    v->unmapped_detections = 4321;
+    v->ntools = 12;
+    v->tools = calloc(v->ntools, sizeof *v->tools);
+    v->ninstances = 180;
+    v->instances = calloc(v->ninstances, sizeof *v->instances);
+    REQUIRE(v->tools && v->instances);
+    for (size_t i = 0; i < v->ntools; i++) {
+        engine_usage_tool *t = &v->tools[i];
+        snprintf(t->sku, sizeof t->sku, "SKU-%02zu", i);
+        /* the long ones are cut by snprintf at the field's size: still
+         * far wider than any cell */
+        snprintf(t->name, sizeof t->name, "%s", hostile[i % 6]);
+        t->opened = 15;
+        t->used = i % 3 ? 13 : 12;
+        t->unused = t->opened - t->used;
+        t->unit_cost_cents = 1000 * (int64_t)(i + 1) + 99;
+        t->single_use = i % 4 != 0;
+        t->waste_cents = t->single_use ? t->unused * t->unit_cost_cents : 0;
+        t->catalog = (engine_usage_catalog)(i % 4);
+        v->opened += t->opened;
+        v->used += t->used;
+        v->unused += t->unused;
+        v->waste_cents += t->waste_cents;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < v->ntools; i++)
+        for (int32_t n = 1; n <= 15; n++, k++) {
+            engine_usage_instance *in = &v->instances[k];
+            in->tool = i;
+            in->instance = n;
+            in->used = n <= v->tools[i].used;
+            in->first_frame = in->first_seen_frame = 30 * (int64_t)k;
+            in->left_frame = in->used ? 30 * 60 * (int64_t)(k % 180) + 17 : -1;
+            in->returned_frame = in->used && k % 7 == 0 ? in->left_frame + 9000 : -1;
+            in->last_frame = in->used ? in->left_frame : v->last_frame;
+            in->confidence_micro = 600000 + (int64_t)(k * 2000);
+            in->version = (int64_t)k + 1;
+        }
+    v->nunmapped = 6;
+    for (size_t i = 0; i < v->nunmapped; i++) {
+        snprintf(v->unmapped[i].label, sizeof v->unmapped[i].label, "%s", hostile[i]);
+        v->unmapped[i].detections = 1000 - (int64_t)i;
+        v->unmapped[i].occluder = i % 2;
+    }
+    v->meta_version = 3;
+    v->summary_version = 2;
+}
+
+static void surgery_render(const char *name_pdf, const char *name_xlsx)
+{
+    report_surgery_model m;
+    sl_error err;
+    char path[700];
+    sl_error_clear(&err);
+    surgery_model(&m);
+    /* the renderers' derived lines and departures, as the model fill makes them */
+    m.used = calloc(m.v.ntools, sizeof *m.used);
+    m.unused = calloc(m.v.ntools, sizeof *m.unused);
+    m.departures = calloc(m.v.ninstances, sizeof *m.departures);
+    REQUIRE(m.used && m.unused && m.departures);
+    for (size_t i = 0; i < m.v.ntools; i++) {
+        const engine_usage_tool *t = &m.v.tools[i];
+        m.used[m.nused++] = (report_usage_line){t, t->used, t->used * t->unit_cost_cents};
+        m.used_cents += t->used * t->unit_cost_cents;
+        m.unused[m.nunused++] = (report_usage_line){t, t->unused, t->waste_cents};
+    }
+    for (size_t i = 0; i < m.v.ninstances; i++)
+        if (m.v.instances[i].left_frame >= 0)
+            m.departures[m.ndepartures++] = i;
+    m.date_ms = m.v.started_ms;
+    m.duration_ms = report__frame_ms(&m, m.v.last_frame + 1);
+    CHECK_INT(m.duration_ms, 3 * 3600000LL);
+    snprintf(m.etag, sizeof m.etag, "\"surgery-0123456789abcdef\"");
+    snprintf(path, sizeof path, "%s/%s", outdir, name_pdf);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    CHECK(report__surgery_pdf(&m, fd, &err) == SL_OK);
+    close(fd);
+    int xfd = -1;
+    uint64_t size = 0;
+    CHECK(report__surgery_xlsx(&m, &xfd, &size, &err) == SL_OK);
+    if (xfd >= 0) {
+        char *buf = malloc(size);
+        REQUIRE(buf && pread(xfd, buf, size, 0) == (ssize_t)size);
+        snprintf(path, sizeof path, "%s/%s", outdir, name_xlsx);
+        FILE *f = fopen(path, "wb");
+        REQUIRE(f && fwrite(buf, 1, size, f) == size);
+        fclose(f);
+        free(buf);
+        close(xfd);
+    }
+    if (err.status != SL_OK)
+        fprintf(stderr, "surgery render: %s\n", err.message);
+    report__surgery_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     sl_error err;
@@ -249,6 +387,10 @@ int main(int argc, char **argv)
     same_bytes("kit-hostile.pdf", "kit-hostile-2.pdf");
     CHECK(table_pdf("kit-table.pdf", &err) == SL_OK);
     xlsx_kit();
+    surgery_render("surgery-kit.pdf", "surgery-kit.xlsx");
+    surgery_render("surgery-kit-2.pdf", "surgery-kit-2.xlsx");
+    same_bytes("surgery-kit.pdf", "surgery-kit-2.pdf");
+    same_bytes("surgery-kit.xlsx", "surgery-kit-2.xlsx");
     if (err.status != SL_OK)
         fprintf(stderr, "error: %s\n", err.message);
     return check_finish();
